@@ -1,0 +1,1 @@
+"""OCI Functions handler that forwards JSON prompts to OCI Generative AI."""

@@ -1,0 +1,75 @@
+"""Every way an invocation can fail, each with its HTTP status and JSON error type.
+
+    HandlerError                      base; never raised itself
+    ├── InvalidRequest          400   invalid_request: the body breaks the request contract
+    ├── UpstreamRejected        400   upstream_rejected: the model service refused a valid request
+    ├── MethodNotAllowed        405   method_not_allowed: only POST (adds `Allow: POST`)
+    ├── PayloadTooLarge         413   payload_too_large: body over GENAI_MAX_BODY_BYTES
+    ├── RateLimited             429   rate_limited: OCI throttled and the deadline allows no retry
+    ├── MisconfiguredError      500   misconfigured: a setting or the credentials are wrong
+    ├── InternalError           500   internal_error: a bug in this function
+    ├── UpstreamAuthError       502   upstream_auth: OCI answered 401/403/404 (IAM, project, region)
+    ├── UpstreamError           502   upstream_error: OCI 5xx, connection failure, unreadable answer
+    └── UpstreamTimeout         504   timeout: no answer before the invocation deadline
+
+The caller sees `{"error": {"type", "message", "request_id"}}`. Messages are written here, for
+the caller: never exception text, paths, tokens or keys.
+"""
+
+from __future__ import annotations
+
+
+class HandlerError(Exception):
+    """An error with a documented status; `message` is safe to show the caller."""
+
+    status: int = 500
+    type: str = "internal_error"
+
+    def __init__(self, message: str, *, request_id: str | None = None, retry_after: int | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.request_id = request_id
+        self.retry_after = retry_after
+
+    def to_dict(self) -> dict[str, object]:
+        return {"error": {"type": self.type, "message": self.message, "request_id": self.request_id}}
+
+
+class InvalidRequest(HandlerError):
+    status, type = 400, "invalid_request"
+
+
+class UpstreamRejected(HandlerError):
+    status, type = 400, "upstream_rejected"
+
+
+class MethodNotAllowed(HandlerError):
+    status, type = 405, "method_not_allowed"
+
+
+class PayloadTooLarge(HandlerError):
+    status, type = 413, "payload_too_large"
+
+
+class RateLimited(HandlerError):
+    status, type = 429, "rate_limited"
+
+
+class MisconfiguredError(HandlerError):
+    status, type = 500, "misconfigured"
+
+
+class InternalError(HandlerError):
+    status, type = 500, "internal_error"
+
+
+class UpstreamAuthError(HandlerError):
+    status, type = 502, "upstream_auth"
+
+
+class UpstreamError(HandlerError):
+    status, type = 502, "upstream_error"
+
+
+class UpstreamTimeout(HandlerError):
+    status, type = 504, "timeout"

@@ -1,0 +1,63 @@
+"""Shared fixtures: a local identity, the signature-verifying endpoint, and func.py under the fdk."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from genai_handler.local.agent import FunctionProcess
+from genai_handler.local.endpoint import LocalEndpoint
+from genai_handler.local.identity import LocalIdentity
+
+PROJECT_OCID = "ocid1.generativeaiproject.oc1.us-chicago-1.aaaalocalproject"
+
+
+@pytest.fixture(scope="module")
+def identity(tmp_path_factory: pytest.TempPathFactory) -> LocalIdentity:
+    return LocalIdentity(tmp_path_factory.mktemp("identity"))
+
+
+@pytest.fixture(scope="module")
+def endpoint(identity: LocalIdentity) -> Iterator[LocalEndpoint]:
+    with LocalEndpoint(trusted_issuer=identity.issuer_public_key, project_ocid=PROJECT_OCID) as server:
+        yield server
+
+
+@pytest.fixture
+def upstream(endpoint: LocalEndpoint) -> LocalEndpoint:
+    """The module's endpoint, with no faults or recorded requests left over from other tests."""
+    endpoint.reset()
+    return endpoint
+
+
+def function_env(identity: LocalIdentity, endpoint: LocalEndpoint, **settings: str) -> dict[str, str]:
+    """What OCI Functions would give the function: its identity plus the function config."""
+    return {**identity.env(), "GENAI_PROJECT_OCID": PROJECT_OCID, "GENAI_BASE_URL": endpoint.base_url, **settings}
+
+
+def start_function(env: dict[str, str], log_path: Path) -> FunctionProcess:
+    log = open(log_path, "ab")  # noqa: SIM115  (closed with the process)
+    function = FunctionProcess(env, python=sys.executable, log=log)
+    function.start()
+    return function
+
+
+@pytest.fixture(scope="module")
+def function_log(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("fn") / "function.log"
+
+
+@pytest.fixture(scope="module")
+def function(identity: LocalIdentity, endpoint: LocalEndpoint, function_log: Path) -> Iterator[FunctionProcess]:
+    """func.py under the real fdk, shared by a test module (a warm container)."""
+    process = start_function(function_env(identity, endpoint), function_log)
+    yield process
+    process.stop()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    os.environ.setdefault("PYTHONDONTWRITEBYTECODE", "1")

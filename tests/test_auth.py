@@ -1,0 +1,265 @@
+"""genai_handler.auth: OCI request signing, checked against OCI's test vector and the oci SDK."""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import httpx2
+import oci
+import openai
+import pytest
+import requests
+
+from genai_handler.auth import (
+    OciResourcePrincipalAuth,
+    OciSessionAuth,
+    OciUserPrincipalAuth,
+    _OciSdkSource,
+)
+from genai_handler.errors import MisconfiguredError
+from genai_handler.local.endpoint import Fault, LocalEndpoint
+from genai_handler.local.identity import LocalIdentity, make_api_key_profile
+
+from .conftest import PROJECT_OCID
+
+VECTOR = json.loads((Path(__file__).parent / "data" / "oci_signing_vector.json").read_text())
+DATE = "Thu, 05 Jan 2014 21:31:40 GMT"
+
+
+def _signed(auth: httpx2.Auth, request: httpx2.Request) -> httpx2.Request:
+    """The request as the auth flow first sends it."""
+    return next(auth.sync_auth_flow(request))
+
+
+def _params(authorization: str) -> dict[str, str]:
+    return dict(re.findall(r'(\w+)="([^"]*)"', authorization))
+
+
+@pytest.fixture
+def rp_identity(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> LocalIdentity:
+    """Given the environment OCI Functions gives a function (resource principal v2.2)."""
+    identity = LocalIdentity(tmp_path / "rp")
+    for name, value in identity.env().items():
+        monkeypatch.setenv(name, value)
+    return identity
+
+
+@pytest.fixture
+def vector_profile(tmp_path: Path) -> Path:
+    key_file = tmp_path / "vector.pem"
+    key_file.write_text(VECTOR["private_key"])
+    config = tmp_path / "config"
+    config.write_text(
+        "[DEFAULT]\n"
+        f"tenancy={VECTOR['tenancy']}\nuser={VECTOR['user']}\nfingerprint={VECTOR['fingerprint']}\n"
+        f"key_file={key_file}\nregion=us-phoenix-1\n"
+    )
+    return config
+
+
+def test_user_principal_reproduces_the_published_get_vector(vector_profile: Path) -> None:
+    # given OCI's published key and GET request, when signed, then the header matches byte for byte
+    auth = OciUserPrincipalAuth(config_file=str(vector_profile))
+    request = httpx2.Request("GET", VECTOR["get"]["url"], headers={"date": DATE})
+    assert _signed(auth, request).headers["authorization"] == VECTOR["get"]["authorization"]
+
+
+def test_user_principal_reproduces_the_published_post_vector(vector_profile: Path) -> None:
+    auth = OciUserPrincipalAuth(config_file=str(vector_profile))
+    request = httpx2.Request(
+        "POST", VECTOR["post"]["url"], content=VECTOR["post"]["body"].encode(),
+        headers={"date": DATE, "content-type": "application/json"},
+    )
+    signed = _signed(auth, request)
+    assert signed.headers["x-content-sha256"] == VECTOR["post"]["x_content_sha256"]
+    assert signed.headers["content-length"] == "316"
+    assert signed.headers["authorization"] == VECTOR["post"]["authorization"]
+
+
+ODD_REQUESTS = [
+    ("GET", "/openai/v1/models", b""),
+    ("GET", "/openai/v1/models?limit=10&after=a%20b&empty=&x=%E2%9C%93", b""),
+    ("HEAD", "/openai/v1/models?q=1", b""),
+    ("DELETE", "/openai/v1/responses/resp_123?force=true", b""),
+    ("POST", "/openai/v1/responses", b'{"model": "m", "input": "hello"}'),
+    ("POST", "/openai/v1/responses", b""),
+    ("POST", "/openai/v1/responses?api-version=1&b=%2F", "{\"input\": \"h\u00e9llo \u2713 \u4f60\u597d \U0001F600\"}".encode()),
+    ("PUT", "/openai/v1/files/f1", bytes(range(256))),
+    ("PUT", "/openai/v1/files/f2", b""),
+    ("PATCH", "/openai/v1/things/1?a=1&a=2", b'{"a": [1, 2, 3]}'),
+]
+
+
+@pytest.mark.parametrize(("method", "target", "body"), ODD_REQUESTS)
+def test_resource_principal_signature_equals_the_oci_sdk(
+    rp_identity: LocalIdentity, method: str, target: str, body: bytes
+) -> None:
+    # given the same request and date for both signers
+    url = f"https://inference.generativeai.us-chicago-1.oci.oraclecloud.com{target}"
+    headers = {"date": DATE, "content-type": "application/json"}
+    reference = requests.Request(method, url, data=body or None, headers=headers).prepare()
+    oci.auth.signers.get_resource_principals_signer()(reference)
+    ours = _signed(OciResourcePrincipalAuth(), httpx2.Request(method, url, content=body, headers=headers))
+    # then the signature, the signed headers and the key id are the same
+    expected, actual = _params(reference.headers["authorization"]), _params(ours.headers["authorization"])
+    for name in ("signature", "headers", "keyId", "algorithm", "version"):
+        assert actual[name] == expected[name], name
+    for name in ("x-content-sha256", "content-length"):
+        assert ours.headers.get(name) == reference.headers.get(name) or name not in expected["headers"]
+
+
+def test_oci_sdk_source_yields_the_same_credentials_as_our_v22_reader(rp_identity: LocalIdentity) -> None:
+    # given the oci SDK's own resource-principal signer (the path for other RP versions)
+    sdk = _OciSdkSource(lambda sdk_module: sdk_module.auth.signers.get_resource_principals_signer())
+    ours = OciResourcePrincipalAuth().credentials()
+    loaded = sdk.load(after_rejection=False)
+    assert loaded.key_id == ours.key_id == f"ST${rp_identity.token}"
+    assert loaded.expires_at == ours.expires_at
+
+
+def test_rotated_files_are_used_by_the_next_request_without_a_rejection(rp_identity: LocalIdentity) -> None:
+    auth = OciResourcePrincipalAuth()
+    first = _signed(auth, httpx2.Request("GET", "https://example.test/a"))
+    # when the platform replaces the token and key files
+    rp_identity.rotate()
+    second = _signed(auth, httpx2.Request("GET", "https://example.test/a"))
+    # then the next request already carries the new token
+    assert _params(first.headers["authorization"])["keyId"] != _params(second.headers["authorization"])["keyId"]
+    assert _params(second.headers["authorization"])["keyId"] == f"ST${rp_identity.token}"
+
+
+def test_a_token_near_expiry_is_reread_from_disk(rp_identity: LocalIdentity) -> None:
+    # given a token that expires within the safety margin
+    rp_identity.rotate(lifetime_s=30)
+    auth = OciResourcePrincipalAuth()
+    assert auth.credentials().key_id == f"ST${rp_identity.token}"
+    # when the platform has written a fresh one, then it is picked up without a 401
+    rp_identity.rotate()
+    assert auth.credentials().key_id == f"ST${rp_identity.token}"
+
+
+@pytest.fixture
+def rp_endpoint(rp_identity: LocalIdentity) -> Iterator[LocalEndpoint]:
+    with LocalEndpoint(trusted_issuer=rp_identity.issuer_public_key) as server:
+        yield server
+
+
+def test_a_401_reloads_once_and_retries_once_with_a_fresh_date(rp_endpoint: LocalEndpoint) -> None:
+    # given the service rejects the first request
+    rp_endpoint.inject(Fault(kind="status", status=401, code="NotAuthenticated"))
+    with httpx2.Client(auth=OciResourcePrincipalAuth()) as client:
+        response = client.get(f"{rp_endpoint.base_url}/models")
+    # then one retry succeeds
+    assert response.status_code == 200
+    assert [r.status for r in rp_endpoint.requests] == [401, 200]
+
+
+def test_a_second_401_is_returned_not_retried_forever(rp_endpoint: LocalEndpoint) -> None:
+    rp_endpoint.inject(*[Fault(kind="status", status=401, code="NotAuthenticated")] * 3)
+    with httpx2.Client(auth=OciResourcePrincipalAuth()) as client:
+        response = client.get(f"{rp_endpoint.base_url}/models")
+    assert response.status_code == 401
+    assert len(rp_endpoint.requests) == 2
+
+
+def test_documented_legacy_httpx_client_works_with_the_openai_sdk(rp_endpoint: LocalEndpoint) -> None:
+    # given the way Oracle's documentation wires it: OpenAI(http_client=httpx.Client(auth=...))
+    client = openai.OpenAI(
+        api_key="not-used", base_url=rp_endpoint.base_url, project=PROJECT_OCID,
+        http_client=httpx.Client(auth=OciResourcePrincipalAuth()),
+    )
+    answer = client.responses.create(model="xai.grok-4-1-fast-reasoning", input="hi there")
+    assert answer.output_text == "Local answer to: hi there"
+    # then the placeholder bearer token never reaches OCI
+    assert rp_endpoint.requests[-1].headers["authorization"].startswith("Signature ")
+
+
+def test_native_httpx2_client_signs_the_openai_sdk_requests(rp_endpoint: LocalEndpoint) -> None:
+    client = openai.OpenAI(
+        api_key="not-used", base_url=rp_endpoint.base_url, project=PROJECT_OCID,
+        http_client=httpx2.Client(auth=OciResourcePrincipalAuth()),
+    )
+    assert client.responses.create(model="xai.grok-4-1-fast-reasoning", input="ok").status == "completed"
+    assert [r.status for r in rp_endpoint.requests] == [200]
+
+
+def test_passphrase_protected_key_files_sign(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    identity = LocalIdentity(tmp_path / "pp", passphrase="s3cret phrase")
+    for name, value in identity.env().items():
+        monkeypatch.setenv(name, value)
+    with LocalEndpoint(trusted_issuer=identity.issuer_public_key) as server:
+        with httpx2.Client(auth=OciResourcePrincipalAuth()) as client:
+            assert client.get(f"{server.base_url}/models").status_code == 200
+
+
+def test_literal_token_and_key_values_are_accepted(rp_identity: LocalIdentity, monkeypatch: pytest.MonkeyPatch) -> None:
+    # given the variables hold the values themselves rather than file paths
+    monkeypatch.setenv("OCI_RESOURCE_PRINCIPAL_RPST", rp_identity.token)
+    monkeypatch.setenv("OCI_RESOURCE_PRINCIPAL_PRIVATE_PEM", rp_identity.key_path.read_text())
+    assert OciResourcePrincipalAuth().credentials().key_id == f"ST${rp_identity.token}"
+
+
+def test_missing_resource_principal_is_a_configuration_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OCI_RESOURCE_PRINCIPAL_VERSION", "2.2")
+    monkeypatch.delenv("OCI_RESOURCE_PRINCIPAL_RPST", raising=False)
+    with pytest.raises(MisconfiguredError, match="OCI_RESOURCE_PRINCIPAL_RPST"):
+        OciResourcePrincipalAuth()
+
+
+def test_unreadable_key_is_reported_without_its_path(rp_identity: LocalIdentity) -> None:
+    auth = OciResourcePrincipalAuth()
+    rp_identity.key_path.unlink()
+    with pytest.raises(MisconfiguredError) as caught:
+        auth.credentials()
+    assert str(rp_identity.key_path) not in caught.value.message
+
+
+def test_garbage_key_is_reported_as_misconfigured(rp_identity: LocalIdentity) -> None:
+    rp_identity.key_path.write_text("-----BEGIN PRIVATE KEY-----\nnot a key\n-----END PRIVATE KEY-----\n")
+    with pytest.raises(MisconfiguredError, match="private key"):
+        OciResourcePrincipalAuth().credentials()
+
+
+def test_user_principal_profile_is_accepted_by_the_endpoint(tmp_path: Path) -> None:
+    config, profile, private_key, key_id = make_api_key_profile(tmp_path)
+    with LocalEndpoint() as server:
+        server.register_key(key_id, private_key.public_key())
+        with httpx2.Client(auth=OciUserPrincipalAuth(str(config), profile)) as client:
+            assert client.get(f"{server.base_url}/models").status_code == 200
+        assert server.requests[-1].key_id == key_id
+
+
+def test_session_profile_signs_with_its_token_and_follows_refresh(tmp_path: Path) -> None:
+    # given an `oci session authenticate` profile (token file + key file)
+    identity = LocalIdentity(tmp_path / "session")
+    config = tmp_path / "config"
+    config.write_text(
+        f"[dev]\nsecurity_token_file={identity.token_path}\nkey_file={identity.key_path}\n"
+        "tenancy=ocid1.tenancy.oc1..aaaalocal\nregion=us-chicago-1\nfingerprint=00:00\n"
+    )
+    auth = OciSessionAuth(str(config), "dev")
+    with LocalEndpoint(trusted_issuer=identity.issuer_public_key) as server, httpx2.Client(auth=auth) as client:
+        assert client.get(f"{server.base_url}/models").status_code == 200
+        # when `oci session refresh` rewrites the files, then the next call uses them
+        identity.rotate()
+        assert client.get(f"{server.base_url}/models").status_code == 200
+        assert [r.status for r in server.requests] == [200, 200]
+        assert server.requests[-1].key_id == f"ST${identity.token}"
+
+
+def test_missing_profile_names_the_profile_not_the_error_text(tmp_path: Path) -> None:
+    config = tmp_path / "config"
+    config.write_text("[DEFAULT]\nregion=us-chicago-1\n")
+    with pytest.raises(MisconfiguredError, match="'nope'"):
+        OciUserPrincipalAuth(str(config), "nope")
+
+
+def test_credentials_repr_hides_the_token(rp_identity: LocalIdentity) -> None:
+    text = repr(OciResourcePrincipalAuth().credentials())
+    assert rp_identity.token not in text
+    assert base64.b64encode(rp_identity.token.encode()).decode()[:20] not in text

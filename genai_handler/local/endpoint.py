@@ -1,0 +1,478 @@
+"""A loopback stand-in for the OCI Generative AI OpenAI-compatible endpoint.
+
+It verifies OCI request signatures for real (so a signing bug fails here, not in a tenancy),
+answers the Responses API deterministically, and misbehaves on request (`Fault`) so tests can
+prove the client copes with what a real network and service do.
+"""
+
+from __future__ import annotations
+
+import base64
+import email.utils
+import hashlib
+import itertools
+import json
+import re
+import socket
+import struct
+import sys
+import threading
+import time
+import uuid
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import padding
+from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey, RSAPublicNumbers
+
+_PREFIX = "/openai/v1"
+_FAULT_KINDS = ("status", "delay", "drop", "reset", "truncated", "non_json", "wrong_shape", "drip")
+_BODY_METHODS = ("POST", "PUT", "PATCH")
+_BODY_HEADERS = ("content-length", "content-type", "x-content-sha256")
+_DRIP_BYTES = 16
+_MODEL_ROUTES = (("POST", f"{_PREFIX}/responses"), ("GET", f"{_PREFIX}/models"))
+
+
+@dataclass
+class Fault:
+    """One injected upstream misbehaviour, consumed by one request to a model route."""
+
+    kind: str
+    status: int = 500
+    code: str = "InternalServerError"
+    retry_after: str | None = None
+    delay_s: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.kind not in _FAULT_KINDS:
+            raise ValueError(f"unknown fault kind {self.kind!r}; expected one of {_FAULT_KINDS}")
+
+
+@dataclass
+class RecordedRequest:
+    """What the endpoint saw, so tests can assert on what the client really sent.
+
+    `key_id` is the keyId the signature claimed, accepted or not; `status` is 0 when the
+    connection was dropped without an answer.
+    """
+
+    method: str
+    path: str
+    headers: dict[str, str]
+    body: bytes
+    key_id: str | None
+    status: int
+    connection_id: int
+    request_id: str
+
+
+class _AuthError(Exception):
+    pass
+
+
+class LocalEndpoint:
+    """The OCI Generative AI OpenAI-compatible endpoint on 127.0.0.1, strict about auth."""
+
+    def __init__(
+        self,
+        *,
+        trusted_issuer: RSAPublicKey | None = None,
+        project_ocid: str | None = None,
+        models: Sequence[str] = ("xai.grok-4-1-fast-reasoning", "openai.gpt-oss-120b", "google.gemini-2.5-flash"),
+        host: str = "127.0.0.1",
+        port: int = 0,
+        max_skew_s: int = 300,
+        idle_timeout_s: float | None = None,
+    ) -> None:
+        self.trusted_issuer = trusted_issuer
+        self.project_ocid = project_ocid
+        self.models = tuple(models)
+        self.host = host
+        self.port = port
+        self.max_skew_s = max_skew_s
+        self.idle_timeout_s = idle_timeout_s
+        self.requests: list[RecordedRequest] = []
+        self.base_url = ""
+        self._keys: dict[str, RSAPublicKey] = {}
+        self._bearers: set[str] = set()
+        self._faults: deque[Fault] = deque()
+        self._lock = threading.Lock()
+        self._connections_opened = 0
+        self._connection_ids = itertools.count(1)
+        self._open_sockets: set[socket.socket] = set()
+        self._server: _Server | None = None
+
+    def start(self) -> LocalEndpoint:
+        self._server = _Server((self.host, self.port), _Handler, self)
+        self.port = self._server.server_address[1]
+        self.base_url = f"http://{self.host}:{self.port}{_PREFIX}"
+        threading.Thread(target=self._server.serve_forever, args=(0.05,), daemon=True).start()
+        return self
+
+    def stop(self) -> None:
+        """Stop listening and cut open keep-alive connections, so clients see the server gone."""
+        if self._server is None:
+            return
+        self._server.shutdown()
+        self._server.server_close()
+        with self._lock:
+            sockets = list(self._open_sockets)
+        for sock in sockets:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+        self._server = None
+
+    def __enter__(self) -> LocalEndpoint:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    def register_key(self, key_id: str, public_key: RSAPublicKey) -> None:
+        """Trust an API-key (user) principal, as uploading its public key to IAM does."""
+        self._keys[key_id] = public_key
+
+    def register_bearer(self, secret: str) -> None:
+        """Accept an OCI Generative AI API key sent as `Authorization: Bearer <secret>`."""
+        self._bearers.add(secret)
+
+    def inject(self, *faults: Fault) -> None:
+        """Queue faults; each is used up by the next authenticated request to a model route."""
+        with self._lock:
+            self._faults.extend(faults)
+
+    @property
+    def connections_opened(self) -> int:
+        return self._connections_opened
+
+    def reset(self) -> None:
+        with self._lock:
+            self._faults.clear()
+            self.requests.clear()
+            self._connections_opened = 0
+
+    def _open_connection(self, sock: socket.socket) -> int:
+        with self._lock:
+            self._connections_opened += 1
+            self._open_sockets.add(sock)
+            return next(self._connection_ids)
+
+    def _close_connection(self, sock: socket.socket) -> None:
+        with self._lock:
+            self._open_sockets.discard(sock)
+
+    def _next_fault(self) -> Fault | None:
+        with self._lock:
+            return self._faults.popleft() if self._faults else None
+
+    def _record(self, request: RecordedRequest) -> None:
+        with self._lock:
+            self.requests.append(request)
+
+    def _authenticate(self, method: str, target: str, headers: dict[str, str], body: bytes) -> None:
+        """Check credentials as OCI does, raising _AuthError with the reason on any failure."""
+        authorization = headers.get("authorization")
+        if authorization is None:
+            raise _AuthError("missing authorization header")
+        scheme, _, rest = authorization.partition(" ")
+        if scheme.lower() == "bearer":
+            if rest.strip() not in self._bearers:
+                raise _AuthError("unknown API key")
+        elif scheme.lower() == "signature":
+            self._verify_signature(_signature_params(rest), method, target, headers, body)
+        else:
+            raise _AuthError(f"unsupported authorization scheme {scheme!r}")
+
+    def _verify_signature(
+        self, params: dict[str, str], method: str, target: str, headers: dict[str, str], body: bytes
+    ) -> None:
+        for name in ("version", "keyId", "algorithm", "headers", "signature"):
+            if name not in params:
+                raise _AuthError(f"missing signature parameter {name}")
+        if params["version"] != "1":
+            raise _AuthError("unsupported signature version")
+        if params["algorithm"] != "rsa-sha256":
+            raise _AuthError("unsupported signature algorithm")
+        signed = params["headers"].lower().split()
+        required = ["(request-target)", "host"] + (list(_BODY_HEADERS) if method in _BODY_METHODS else [])
+        if "date" not in signed and "x-date" not in signed:
+            raise _AuthError("missing signed header date")
+        for name in required:
+            if name not in signed:
+                raise _AuthError(f"missing signed header {name}")
+        for name in signed:
+            if name != "(request-target)" and name not in headers:
+                raise _AuthError(f"missing header {name}")
+
+        date = headers["x-date" if "x-date" in signed else "date"]
+        try:
+            sent_at = email.utils.parsedate_to_datetime(date).timestamp()
+        except (TypeError, ValueError):
+            raise _AuthError("unparseable date") from None
+        if abs(time.time() - sent_at) > self.max_skew_s:
+            raise _AuthError("date skew")
+        if "x-content-sha256" in signed:
+            if headers["x-content-sha256"] != base64.b64encode(hashlib.sha256(body).digest()).decode():
+                raise _AuthError("body hash mismatch")
+        if "content-length" in signed and headers["content-length"] != str(len(body)):
+            raise _AuthError("content-length mismatch")
+
+        public_key = self._public_key(params["keyId"])
+        values = {**headers, "(request-target)": f"{method.lower()} {target}"}
+        signing_string = "\n".join(f"{name}: {values[name]}" for name in signed)
+        try:
+            signature = base64.b64decode(params["signature"], validate=True)
+            public_key.verify(signature, signing_string.encode(), padding.PKCS1v15(), hashes.SHA256())
+        except (InvalidSignature, ValueError):
+            raise _AuthError("signature mismatch") from None
+
+    def _public_key(self, key_id: str) -> RSAPublicKey:
+        """The key a keyId stands for: a session token's own `jwk`, or a registered API key."""
+        if not key_id.startswith("ST$"):
+            if key_id not in self._keys:
+                raise _AuthError("unknown key")
+            return self._keys[key_id]
+        if self.trusted_issuer is None:
+            raise _AuthError("unknown key: no trusted token issuer")
+        try:
+            header_b64, claims_b64, signature_b64 = key_id[3:].split(".")
+            header = json.loads(_b64url_decode(header_b64))
+            claims = json.loads(_b64url_decode(claims_b64))
+            signature = _b64url_decode(signature_b64)
+        except ValueError:
+            raise _AuthError("malformed token") from None
+        if not isinstance(header, dict) or not isinstance(claims, dict):
+            raise _AuthError("malformed token")
+        if header.get("alg") != "RS256":
+            raise _AuthError("token algorithm not RS256")
+        try:
+            self.trusted_issuer.verify(
+                signature, f"{header_b64}.{claims_b64}".encode(), padding.PKCS1v15(), hashes.SHA256()
+            )
+        except InvalidSignature:
+            raise _AuthError("token signature mismatch: not issued by the trusted issuer") from None
+        if not isinstance(claims.get("exp"), (int, float)) or claims["exp"] < time.time():
+            raise _AuthError("token expired")
+        jwk = claims.get("jwk") or {}
+        try:
+            n = int.from_bytes(_b64url_decode(jwk["n"]), "big")
+            e = int.from_bytes(_b64url_decode(jwk["e"]), "big")
+        except (KeyError, TypeError, ValueError):
+            raise _AuthError("token has no usable jwk") from None
+        return RSAPublicNumbers(e, n).public_key()
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler], endpoint: LocalEndpoint):
+        self.endpoint = endpoint
+        super().__init__(address, handler)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """Clients hanging up mid-request is routine here (faults, timeouts); real bugs still print."""
+        if not isinstance(sys.exc_info()[1], OSError):
+            super().handle_error(request, client_address)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # headers and body go out in two writes; no 40 ms delayed-ACK stall
+    server: _Server
+    endpoint: LocalEndpoint
+    connection_id: int
+    request_id: str
+    record: RecordedRequest
+
+    def setup(self) -> None:
+        self.endpoint = self.server.endpoint
+        self.timeout = self.endpoint.idle_timeout_s
+        self.connection_id = self.endpoint._open_connection(self.request)
+        super().setup()
+
+    def finish(self) -> None:
+        self.endpoint._close_connection(self.request)
+        try:
+            super().finish()
+        except OSError:
+            pass
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+    def do_GET(self) -> None:
+        self._handle()
+
+    do_POST = do_PUT = do_PATCH = do_DELETE = do_GET
+
+    def _handle(self) -> None:
+        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        headers = {name.lower(): value for name, value in self.headers.items()}
+        path = self.path.partition("?")[0]
+        self.request_id = uuid.uuid4().hex.upper()
+        key_id = _signature_params(headers.get("authorization", "")).get("keyId")
+        self.record = RecordedRequest(self.command, self.path, headers, body, key_id, 0, self.connection_id, self.request_id)
+        try:
+            self.endpoint._authenticate(self.command, self.path, headers, body)
+        except _AuthError as error:
+            self._send(401, _error("NotAuthenticated", str(error)))
+            return
+        if (self.command, path) not in _MODEL_ROUTES:
+            self._send(404, _error("NotFound", f"No route for {self.command} {path}"))
+        elif self.endpoint.project_ocid not in (None, headers.get("openai-project")):
+            message = "Authorization failed or requested resource not found (wrong project or missing policy)"
+            self._send(404, _error("NotAuthorizedOrNotFound", message))
+        else:
+            self._serve_model_route(path, body)
+
+    def _serve_model_route(self, path: str, body: bytes) -> None:
+        fault = self.endpoint._next_fault()
+        if fault is not None and fault.kind == "delay":
+            time.sleep(fault.delay_s)
+            fault = None
+        if fault is None:
+            self._send(*self._answer(path, body))
+        elif fault.kind == "status":
+            extra = {"Retry-After": fault.retry_after} if fault.retry_after is not None else {}
+            self._send(fault.status, _error(fault.code, f"Injected fault {fault.status}"), extra)
+        elif fault.kind == "non_json":
+            self._send(200, b"<html><body>upstream hiccup</body></html>")
+        elif fault.kind == "wrong_shape":
+            self._send(200, _json({"unexpected": True}))
+        elif fault.kind == "drop":
+            self.endpoint._record(self.record)
+            self.close_connection = True
+        else:
+            self._misdeliver(fault, *self._answer(path, body))
+
+    def _answer(self, path: str, body: bytes) -> tuple[int, bytes]:
+        if path.endswith("/models"):
+            models = [{"id": m, "object": "model", "created": 0, "owned_by": "oci"} for m in self.endpoint.models]
+            return 200, _json({"object": "list", "data": models})
+        try:
+            request = json.loads(body)
+        except ValueError:
+            return 400, _error("InvalidParameter", "Request body is not valid JSON")
+        if not isinstance(request, dict) or request.get("model") not in self.endpoint.models:
+            model = request.get("model") if isinstance(request, dict) else None
+            return 400, _error("InvalidParameter", f"Model {model} is not available in this region or project")
+        return 200, _json(_response(request))
+
+    def _send(self, status: int, body: bytes, extra_headers: dict[str, str] | None = None) -> None:
+        self._start(status, len(body), extra_headers)
+        self.wfile.write(body)
+
+    def _start(self, status: int, content_length: int, extra_headers: dict[str, str] | None = None) -> None:
+        """Record, then send the status line and headers: a test reading `requests` after its
+        response arrives must find the request there."""
+        self.record.status = status
+        self.endpoint._record(self.record)
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(content_length))
+        self.send_header("opc-request-id", self.request_id)
+        for name, value in (extra_headers or {}).items():
+            self.send_header(name, value)
+        self.end_headers()
+
+    def _misdeliver(self, fault: Fault, status: int, body: bytes) -> None:
+        """Deliver an answer the broken ways a network or an overloaded service does."""
+        if fault.kind == "drip":
+            self._start(status, len(body))
+            for offset in range(0, len(body), _DRIP_BYTES):
+                self.wfile.write(body[offset : offset + _DRIP_BYTES])
+                time.sleep(fault.delay_s)
+            return
+        self._start(status, len(body) + 100 if fault.kind == "truncated" else len(body))
+        self.wfile.write(body[: len(body) // 2] if fault.kind == "reset" else body)
+        self.close_connection = True
+        if fault.kind == "reset":
+            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            self.rfile.close()
+            self.connection.close()
+
+
+def _response(request: dict[str, Any]) -> dict[str, Any]:
+    """A Responses API object the openai SDK parses, derived only from the request."""
+    texts = _input_texts(request.get("input"))
+    text = f"Local answer to: {texts[-1] if texts else ''}"
+    words = text.split()
+    limit = request.get("max_output_tokens")
+    status, incomplete = "completed", None
+    if isinstance(limit, int) and len(words) > limit:
+        words = words[:limit]
+        text = " ".join(words)
+        status, incomplete = "incomplete", {"reason": "max_output_tokens"}
+    input_tokens = sum(len(t.split()) for t in texts)
+    return {
+        "id": f"resp_{uuid.uuid4().hex}",
+        "object": "response",
+        "created_at": int(time.time()),
+        "status": status,
+        "error": None,
+        "incomplete_details": incomplete,
+        "model": request["model"],
+        "output": [
+            {
+                "type": "message",
+                "id": f"msg_{uuid.uuid4().hex}",
+                "status": status,
+                "role": "assistant",
+                "content": [{"type": "output_text", "text": text, "annotations": []}],
+            }
+        ],
+        "usage": {
+            "input_tokens": input_tokens,
+            "input_tokens_details": {"cached_tokens": 0, "cache_write_tokens": 0},
+            "output_tokens": len(words),
+            "output_tokens_details": {"reasoning_tokens": 0},
+            "total_tokens": input_tokens + len(words),
+        },
+        "parallel_tool_calls": request.get("parallel_tool_calls", True),
+        "tool_choice": request.get("tool_choice", "auto"),
+        "tools": request.get("tools", []),
+        "store": request.get("store", True),
+        "max_output_tokens": limit,
+        "instructions": request.get("instructions"),
+        "metadata": request.get("metadata", {}),
+    }
+
+
+def _input_texts(value: Any) -> list[str]:
+    """The user's texts, oldest first, from a string or a list of messages (string or parts)."""
+    if isinstance(value, str):
+        return [value]
+    texts: list[str] = []
+    for message in value if isinstance(value, list) else []:
+        if not isinstance(message, dict) or message.get("role", "user") != "user":
+            continue
+        content = message.get("content")
+        if isinstance(content, str):
+            texts.append(content)
+        elif isinstance(content, list):
+            parts = [p.get("text", "") for p in content if isinstance(p, dict) and p.get("type") == "input_text"]
+            texts.append(" ".join(parts))
+    return texts
+
+
+def _signature_params(authorization: str) -> dict[str, str]:
+    return dict(re.findall(r'(\w+)="([^"]*)"', authorization))
+
+
+def _error(code: str, message: str) -> bytes:
+    return _json({"code": code, "message": message})
+
+
+def _json(value: Any) -> bytes:
+    return json.dumps(value).encode()
+
+
+def _b64url_decode(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))

@@ -1,0 +1,210 @@
+"""End to end: func.py under the real fdk, invoked over its unix socket as the Fn agent does,
+against the local endpoint that verifies every OCI signature."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+
+from genai_handler.local.agent import FunctionProcess
+from genai_handler.local.endpoint import Fault, LocalEndpoint
+from genai_handler.local.identity import LocalIdentity
+
+from .conftest import PROJECT_OCID, function_env, start_function
+
+ANSWER_FIELDS = {"id", "model", "status", "output_text", "usage", "incomplete_details", "request_id"}
+
+
+def _error(invocation, status: int, error_type: str) -> dict:
+    assert invocation.http_status == status, invocation.body
+    body = invocation.json()
+    assert set(body) == {"error"} and body["error"]["type"] == error_type
+    assert set(body["error"]) == {"type", "message", "request_id"}
+    return body["error"]
+
+
+def test_gateway_call_answers_with_the_documented_fields(function: FunctionProcess, upstream: LocalEndpoint) -> None:
+    # when API Gateway forwards a prompt
+    answer = function.invoke({"prompt": "What is OCI?"})
+    # then the caller gets 200 and exactly the documented fields, output_text included
+    assert answer.status == 200 and answer.http_status == 200
+    body = answer.json()
+    assert set(body) == ANSWER_FIELDS
+    assert body["output_text"] == "Local answer to: What is OCI?"
+    assert body["usage"]["total_tokens"] > 0
+    assert body["request_id"] == upstream.requests[-1].request_id == answer.http_headers["opc-request-id"]
+    sent = upstream.requests[-1]
+    assert sent.headers["openai-project"] == PROJECT_OCID
+    assert json.loads(sent.body)["store"] is False
+
+
+def test_direct_invoke_answers_the_same_json(function: FunctionProcess, upstream: LocalEndpoint) -> None:
+    answer = function.invoke({"input": [{"role": "user", "content": "direct"}]}, gateway=False)
+    assert answer.status == 200
+    assert answer.json()["output_text"] == "Local answer to: direct"
+
+
+def test_direct_invoke_carries_errors_in_the_body(function: FunctionProcess, upstream: LocalEndpoint) -> None:
+    # a plain `fn invoke` loses 4xx statuses, so the body must say what went wrong
+    answer = function.invoke(b"not json", gateway=False)
+    assert answer.status == 200
+    assert answer.json()["error"]["type"] == "invalid_request"
+
+
+def test_many_invocations_share_one_upstream_connection(function: FunctionProcess, upstream: LocalEndpoint) -> None:
+    for i in range(20):
+        assert function.invoke({"prompt": f"call {i}"}).http_status == 200
+    assert upstream.connections_opened <= 1  # the warm container's connection, opened earlier
+    assert len({r.connection_id for r in upstream.requests}) == 1
+
+
+def test_form_content_type_is_accepted_when_the_body_is_json(function: FunctionProcess, upstream: LocalEndpoint) -> None:
+    # curl -d sends application/x-www-form-urlencoded
+    answer = function.invoke('{"prompt": "curl"}', headers={"Content-Type": "application/x-www-form-urlencoded"})
+    assert answer.http_status == 200
+
+
+BAD_BODIES = [
+    (b"{not json", "not valid JSON"),
+    (b"", "empty"),
+    (b"[1, 2]", "JSON object"),
+    (b'"just a string"', "JSON object"),
+    (b"\xff\xfe", "UTF-8"),
+    (b'{"prompt": "a", "prompt": "b"}', "repeats"),
+    (b'{"prompt": NaN}', "not valid JSON"),
+    ({}, "prompt is required"),
+    ({"prompt": ""}, "prompt"),
+    ({"prompt": "   "}, "prompt"),
+    ({"prompt": 42}, "prompt"),
+    ({"input": []}, "input"),
+    ({"input": {"role": "user"}}, "input"),
+    ({"input": [{"role": "robot", "content": "x"}]}, "input[0].role"),
+    ({"input": [{"role": "user", "content": [{"type": "input_image", "image_url": "x"}]}]}, "input[0].content[0]"),
+    ({"prompt": "a", "input": "b"}, "either prompt or input"),
+    ({"prompt": "a", "colour": "blue"}, "allowed: prompt, input"),
+    ({"prompt": "a", "model": "someone.elses-model"}, "model must be one of"),
+    ({"prompt": "a", "max_output_tokens": 10**9}, "max_output_tokens"),
+    ({"prompt": "a", "max_output_tokens": True}, "max_output_tokens"),
+    ({"prompt": "a", "temperature": 7}, "temperature"),
+    ({"prompt": "a", "top_p": "high"}, "top_p"),
+    ({"prompt": "a", "stream": True}, "stream"),
+    ({"prompt": "a", "tools": [{"type": "web_search"}]}, "tools"),
+    ({"prompt": "a", "background": True}, "background"),
+    ({"prompt": "a", "store": True}, "store"),
+    ({"prompt": "a", "previous_response_id": "resp_1"}, "previous_response_id"),
+    ({"prompt": "a", "text": {"format": {"type": "xml"}}}, "text.format.type"),
+    ({"prompt": "a", "metadata": {"k": 1}}, "metadata"),
+    ({"prompt": "a", "reasoning": {"effort": "extreme"}}, "reasoning.effort"),
+    ({"prompt": "x" * 40000}, "limit is 32000"),
+]
+
+
+@pytest.mark.parametrize(("body", "named"), BAD_BODIES, ids=[str(i) for i in range(len(BAD_BODIES))])
+def test_bad_input_gets_a_400_naming_the_problem_and_never_reaches_oci(
+    function: FunctionProcess, upstream: LocalEndpoint, body: bytes | dict, named: str
+) -> None:
+    error = _error(function.invoke(body), 400, "invalid_request")
+    assert named in error["message"]
+    assert upstream.requests == []
+
+
+def test_body_over_the_size_cap_gets_413(function: FunctionProcess, upstream: LocalEndpoint) -> None:
+    answer = function.invoke(json.dumps({"prompt": "x" * (1024 * 1024 + 1)}))
+    _error(answer, 413, "payload_too_large")
+    assert upstream.requests == []
+
+
+def test_other_methods_get_405_with_allow_post(function: FunctionProcess, upstream: LocalEndpoint) -> None:
+    answer = function.invoke(b"", method="GET")
+    _error(answer, 405, "method_not_allowed")
+    assert answer.http_headers["allow"] == "POST"
+
+
+def test_throttling_with_a_long_retry_after_answers_429_at_once(function: FunctionProcess, upstream: LocalEndpoint) -> None:
+    upstream.inject(Fault(kind="status", status=429, code="TooManyRequests", retry_after="120"))
+    started = time.monotonic()
+    answer = function.invoke({"prompt": "busy?"}, deadline_s=30)
+    assert time.monotonic() - started < 5
+    error = _error(answer, 429, "rate_limited")
+    assert answer.http_headers["retry-after"] == "120"
+    assert error["request_id"] == upstream.requests[-1].request_id
+
+
+def test_a_short_throttle_is_retried_and_the_caller_sees_200(function: FunctionProcess, upstream: LocalEndpoint) -> None:
+    upstream.inject(Fault(kind="status", status=429, code="TooManyRequests", retry_after="1"))
+    assert function.invoke({"prompt": "retry me"}).http_status == 200
+    assert [r.status for r in upstream.requests] == [429, 200]
+
+
+def test_a_503_then_success_is_retried(function: FunctionProcess, upstream: LocalEndpoint) -> None:
+    upstream.inject(Fault(kind="status", status=503, code="ServiceUnavailable"))
+    assert function.invoke({"prompt": "flaky"}).http_status == 200
+    assert [r.status for r in upstream.requests] == [503, 200]
+
+
+def test_persistent_5xx_becomes_502_upstream_error(function: FunctionProcess, upstream: LocalEndpoint) -> None:
+    upstream.inject(*[Fault(kind="status", status=500)] * 3)
+    error = _error(function.invoke({"prompt": "down"}), 502, "upstream_error")
+    assert "HTTP 500" in error["message"]
+    assert len(upstream.requests) == 3  # the first try and GENAI_MAX_RETRIES=2
+
+
+@pytest.mark.parametrize(("status", "code"), [(401, "NotAuthenticated"), (404, "NotAuthorizedOrNotFound")])
+def test_iam_refusals_become_502_with_what_to_check(
+    function: FunctionProcess, upstream: LocalEndpoint, status: int, code: str
+) -> None:
+    upstream.inject(*[Fault(kind="status", status=status, code=code)] * 2)
+    error = _error(function.invoke({"prompt": "who am i"}), 502, "upstream_auth")
+    assert code in error["message"] and "dynamic group" in error["message"] and "policy" in error["message"]
+
+
+def test_a_slow_model_gets_504_before_the_deadline(function: FunctionProcess, upstream: LocalEndpoint) -> None:
+    upstream.inject(Fault(kind="delay", delay_s=8))
+    started = time.monotonic()
+    answer = function.invoke({"prompt": "slow"}, deadline_s=3)
+    elapsed = time.monotonic() - started
+    _error(answer, 504, "timeout")
+    assert elapsed < 3  # answered before Fn-Deadline, not killed by the platform
+    assert function.invoke({"prompt": "next"}).http_status == 200  # and the container recovers
+
+
+def test_rotated_credentials_cost_no_rejected_request(
+    identity: LocalIdentity, function: FunctionProcess, upstream: LocalEndpoint
+) -> None:
+    for _ in range(3):
+        assert function.invoke({"prompt": "before"}).http_status == 200
+        identity.rotate()
+        assert function.invoke({"prompt": "after"}).http_status == 200
+    assert all(r.status == 200 for r in upstream.requests)
+    assert upstream.requests[-1].key_id == f"ST${identity.token}"
+
+
+def test_every_invocation_logs_one_json_line_without_the_prompt(
+    function: FunctionProcess, upstream: LocalEndpoint, function_log: Path
+) -> None:
+    before = function_log.read_text().count("\n")
+    function.invoke({"prompt": "a secret plan"}, call_id="call-log-test")
+    time.sleep(0.2)
+    lines = [json.loads(line) for line in function_log.read_text().splitlines()[before:] if line.startswith("{")]
+    [line] = [line for line in lines if line.get("call_id") == "call-log-test"]
+    assert line["status"] == 200 and line["model"] and line["request_id"] and "latency_ms" in line
+    assert "secret plan" not in function_log.read_text()
+
+
+def test_missing_setting_is_a_500_misconfigured_naming_it(
+    identity: LocalIdentity, endpoint: LocalEndpoint, tmp_path: Path
+) -> None:
+    env = function_env(identity, endpoint)
+    del env["GENAI_PROJECT_OCID"]
+    process = start_function(env, tmp_path / "log")
+    try:
+        answer = process.invoke({"prompt": "hello"})
+    finally:
+        process.stop()
+    error = _error(answer, 500, "misconfigured")
+    assert "GENAI_PROJECT_OCID" in error["message"]
+    log = (tmp_path / "log").read_text()
+    assert "GENAI_PROJECT_OCID" in log and "Traceback" not in log

@@ -1,0 +1,520 @@
+"""The local endpoint must accept what OCI accepts and refuse what OCI refuses.
+
+The oci SDK's own signers and `requests` are the independent client: if our verifier and OCI's
+signer disagree, these tests say so. Faults are checked at the socket level, where they happen.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import http.client
+import json
+import socket
+import time
+from collections.abc import Iterator
+from contextlib import closing
+from pathlib import Path
+from typing import Any
+
+import oci
+import openai
+import pydantic
+import pytest
+import requests
+from openai.types.responses import Response
+
+from genai_handler.local.endpoint import Fault, LocalEndpoint
+from genai_handler.local.identity import LocalIdentity, make_api_key_profile
+
+MODEL = "openai.gpt-oss-120b"
+BEARER = "sk-local-test"
+BEARER_HEADERS = {"Authorization": f"Bearer {BEARER}", "Content-Type": "application/json"}
+
+
+@pytest.fixture
+def identity(tmp_path: Path) -> LocalIdentity:
+    return LocalIdentity(tmp_path / "rp")
+
+
+@pytest.fixture
+def endpoint(identity: LocalIdentity) -> Iterator[LocalEndpoint]:
+    with LocalEndpoint(trusted_issuer=identity.issuer_public_key) as endpoint:
+        endpoint.register_bearer(BEARER)
+        yield endpoint
+
+
+def _rp_signer(identity: LocalIdentity, monkeypatch: pytest.MonkeyPatch) -> Any:
+    for name, value in identity.env().items():
+        monkeypatch.setenv(name, value)
+    return oci.auth.signers.get_resource_principals_signer()
+
+
+@pytest.fixture
+def rp_signer(identity: LocalIdentity, monkeypatch: pytest.MonkeyPatch) -> Any:
+    return _rp_signer(identity, monkeypatch)
+
+
+def _ask(text: str = "hello there", **fields: Any) -> dict[str, Any]:
+    return {"model": MODEL, "input": text, **fields}
+
+
+def _signed(endpoint: LocalEndpoint, signer: Any, body: dict[str, Any] | None = None) -> requests.PreparedRequest:
+    """A POST /responses signed by `signer`, not yet sent, so a test can tamper with it."""
+    request = requests.Request("POST", f"{endpoint.base_url}/responses", json=body or _ask()).prepare()
+    return signer(request)
+
+
+def _send(request: requests.PreparedRequest) -> requests.Response:
+    with requests.Session() as session:
+        return session.send(request, timeout=5)
+
+
+def _assert_not_authenticated(response: requests.Response, reason: str) -> None:
+    assert response.status_code == 401
+    assert response.headers["Content-Type"] == "application/json"
+    assert response.headers["opc-request-id"]
+    assert response.json()["code"] == "NotAuthenticated"
+    assert reason in response.json()["message"]
+
+
+@pytest.fixture
+def connection(endpoint: LocalEndpoint) -> Iterator[http.client.HTTPConnection]:
+    with closing(_bearer_connection(endpoint)) as connection:
+        yield connection
+
+
+def _bearer_connection(endpoint: LocalEndpoint) -> http.client.HTTPConnection:
+    return http.client.HTTPConnection("127.0.0.1", endpoint.port, timeout=5)
+
+
+def _bearer_request(connection: http.client.HTTPConnection, path: str = "/responses") -> None:
+    method, body = ("POST", json.dumps(_ask()).encode()) if path == "/responses" else ("GET", None)
+    connection.request(method, f"/openai/v1{path}", body=body, headers=BEARER_HEADERS)
+
+
+def _raw_exchange(endpoint: LocalEndpoint) -> tuple[bytes, BaseException | None]:
+    """Send one bearer request on a raw socket; return every byte received and how reading ended."""
+    with socket.create_connection(("127.0.0.1", endpoint.port), timeout=5) as sock:
+        sock.sendall(
+            f"GET /openai/v1/models HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {BEARER}\r\n\r\n".encode()
+        )
+        received = b""
+        try:
+            while chunk := sock.recv(65536):
+                received += chunk
+        except OSError as error:
+            return received, error
+        return received, None
+
+
+# Accepted credentials
+
+
+def test_given_a_resource_principal_when_the_oci_sdk_signs_then_the_openai_sdk_parses_the_answer(
+    endpoint: LocalEndpoint, rp_signer: Any, identity: LocalIdentity
+) -> None:
+    response = _send(_signed(endpoint, rp_signer, _ask("what is OCI?")))
+
+    assert response.status_code == 200
+    assert response.headers["opc-request-id"]
+    parsed = Response.model_validate(response.json())
+    assert parsed.output_text == "Local answer to: what is OCI?"
+    assert parsed.status == "completed" and parsed.model == MODEL
+    assert parsed.usage is not None
+    assert (parsed.usage.input_tokens, parsed.usage.output_tokens, parsed.usage.total_tokens) == (3, 6, 9)
+    assert endpoint.requests[-1].key_id == f"ST${identity.token}"
+    assert endpoint.requests[-1].status == 200
+
+
+def test_given_an_api_key_when_registered_then_its_signed_request_is_accepted(
+    endpoint: LocalEndpoint, tmp_path: Path
+) -> None:
+    config_path, profile, private_key, key_id = make_api_key_profile(tmp_path / "user")
+    signer = oci.signer.Signer.from_config(oci.config.from_file(str(config_path), profile))
+
+    refused = _send(_signed(endpoint, signer))
+    endpoint.register_key(key_id, private_key.public_key())
+    accepted = _send(_signed(endpoint, signer))
+
+    _assert_not_authenticated(refused, "unknown key")
+    assert accepted.status_code == 200
+    assert endpoint.requests[-1].key_id == key_id
+
+
+def test_given_a_signed_get_when_listing_models_then_every_model_is_listed(
+    endpoint: LocalEndpoint, rp_signer: Any
+) -> None:
+    response = requests.get(f"{endpoint.base_url}/models?limit=10", auth=rp_signer, timeout=5)
+
+    assert response.status_code == 200
+    assert response.json() == {
+        "object": "list",
+        "data": [{"id": m, "object": "model", "created": 0, "owned_by": "oci"} for m in endpoint.models],
+    }
+
+
+def test_given_a_registered_bearer_key_when_sent_then_accepted_and_another_refused(endpoint: LocalEndpoint) -> None:
+    accepted = requests.post(f"{endpoint.base_url}/responses", json=_ask(), headers=BEARER_HEADERS, timeout=5)
+    refused = requests.post(
+        f"{endpoint.base_url}/responses", json=_ask(), headers={"Authorization": "Bearer not-used"}, timeout=5
+    )
+
+    assert accepted.status_code == 200
+    _assert_not_authenticated(refused, "unknown API key")
+
+
+def test_given_the_openai_client_when_it_calls_with_a_bearer_key_then_it_gets_text_and_models(
+    endpoint: LocalEndpoint,
+) -> None:
+    client = openai.OpenAI(base_url=endpoint.base_url, api_key=BEARER, max_retries=0, timeout=5)
+
+    with client:
+        answer = client.responses.create(model=MODEL, input="ping")
+        models = [model.id for model in client.models.list()]
+        with pytest.raises(openai.AuthenticationError):
+            client.with_options(api_key="not-used").responses.create(model=MODEL, input="ping")
+
+    assert answer.output_text == "Local answer to: ping"
+    assert models == list(endpoint.models)
+
+
+# Refused credentials
+
+
+def test_given_no_authorization_when_sent_then_not_authenticated(endpoint: LocalEndpoint) -> None:
+    _assert_not_authenticated(requests.get(f"{endpoint.base_url}/models", timeout=5), "missing authorization")
+
+
+def test_given_a_signed_request_when_the_body_is_tampered_then_body_hash_mismatch(
+    endpoint: LocalEndpoint, rp_signer: Any
+) -> None:
+    request = _signed(endpoint, rp_signer, _ask("pay 10"))
+    assert isinstance(request.body, bytes)
+    request.body = request.body.replace(b"pay 10", b"pay 99")
+
+    _assert_not_authenticated(_send(request), "body hash mismatch")
+
+
+def test_given_a_signed_request_when_sent_to_another_target_then_signature_mismatch(
+    endpoint: LocalEndpoint, rp_signer: Any
+) -> None:
+    request = _signed(endpoint, rp_signer)
+    request.url = f"{request.url}?stream=false"
+
+    _assert_not_authenticated(_send(request), "signature mismatch")
+
+
+def test_given_a_post_when_body_headers_are_not_signed_then_not_authenticated(
+    endpoint: LocalEndpoint, rp_signer: Any
+) -> None:
+    request = requests.Request("POST", f"{endpoint.base_url}/responses", json=_ask()).prepare()
+    rp_signer.without_content_headers(request)
+
+    _assert_not_authenticated(_send(request), "missing signed header content-length")
+
+
+def test_given_a_date_six_minutes_old_when_signed_then_date_skew(endpoint: LocalEndpoint, rp_signer: Any) -> None:
+    request = requests.Request("POST", f"{endpoint.base_url}/responses", json=_ask()).prepare()
+    request.headers["date"] = email.utils.formatdate(time.time() - 360, usegmt=True)
+    rp_signer(request)
+
+    _assert_not_authenticated(_send(request), "date skew")
+
+
+def test_given_an_expired_token_when_signed_then_token_expired(
+    endpoint: LocalEndpoint, identity: LocalIdentity, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    identity.rotate(lifetime_s=-60)
+    signer = _rp_signer(identity, monkeypatch)
+
+    _assert_not_authenticated(_send(_signed(endpoint, signer)), "token expired")
+
+
+def test_given_a_token_from_another_issuer_when_signed_then_not_authenticated(
+    endpoint: LocalEndpoint, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    impostor = LocalIdentity(tmp_path / "impostor")
+    signer = _rp_signer(impostor, monkeypatch)
+
+    _assert_not_authenticated(_send(_signed(endpoint, signer)), "token signature mismatch")
+
+
+def test_given_a_valid_token_when_signed_with_another_key_then_signature_mismatch(
+    endpoint: LocalEndpoint, identity: LocalIdentity, tmp_path: Path
+) -> None:
+    other_key = LocalIdentity(tmp_path / "other").private_key
+    signer = oci.auth.signers.SecurityTokenSigner(identity.token, other_key)
+
+    _assert_not_authenticated(_send(_signed(endpoint, signer)), "signature mismatch")
+
+
+def test_given_a_valid_signature_when_routed_nowhere_then_not_found(endpoint: LocalEndpoint, rp_signer: Any) -> None:
+    response = requests.get(f"{endpoint.base_url}/chat/completions", auth=rp_signer, timeout=5)
+
+    assert response.status_code == 404
+    assert response.json()["code"] == "NotFound"
+
+
+# Project and model
+
+
+def test_given_a_project_when_the_header_differs_then_not_authorized_or_not_found(identity: LocalIdentity) -> None:
+    project = "ocid1.generativeaiproject.oc1..aaaalocal"
+    with LocalEndpoint(trusted_issuer=identity.issuer_public_key, project_ocid=project) as endpoint:
+        endpoint.register_bearer(BEARER)
+        url = f"{endpoint.base_url}/responses"
+        wrong = requests.post(url, json=_ask(), headers={**BEARER_HEADERS, "OpenAI-Project": "other"}, timeout=5)
+        missing = requests.post(url, json=_ask(), headers=BEARER_HEADERS, timeout=5)
+        right = requests.post(url, json=_ask(), headers={**BEARER_HEADERS, "OpenAI-Project": project}, timeout=5)
+
+    assert (wrong.status_code, missing.status_code, right.status_code) == (404, 404, 200)
+    assert wrong.json()["code"] == "NotAuthorizedOrNotFound"
+    assert wrong.headers["opc-request-id"]
+
+
+def test_given_an_unknown_model_when_asked_then_invalid_parameter(endpoint: LocalEndpoint) -> None:
+    response = requests.post(
+        f"{endpoint.base_url}/responses", json=_ask(model="gpt-4o"), headers=BEARER_HEADERS, timeout=5
+    )
+
+    assert response.status_code == 400
+    assert response.json()["code"] == "InvalidParameter"
+    assert "gpt-4o" in response.json()["message"]
+
+
+def test_given_messages_with_parts_when_asked_then_the_last_user_text_is_answered(endpoint: LocalEndpoint) -> None:
+    messages = [
+        {"role": "user", "content": "first question"},
+        {"role": "assistant", "content": "first answer"},
+        {"role": "user", "content": [{"type": "input_text", "text": "second"}, {"type": "input_text", "text": "one"}]},
+    ]
+    body = {"model": MODEL, "input": messages, "instructions": "be brief", "metadata": {"k": "v"}}
+
+    response = requests.post(f"{endpoint.base_url}/responses", json=body, headers=BEARER_HEADERS, timeout=5)
+
+    parsed = Response.model_validate(response.json())
+    assert parsed.output_text == "Local answer to: second one"
+    assert parsed.instructions == "be brief" and parsed.metadata == {"k": "v"}
+    assert parsed.usage is not None and parsed.usage.input_tokens == 4
+
+
+def test_given_max_output_tokens_below_the_answer_when_asked_then_incomplete_and_truncated(
+    endpoint: LocalEndpoint,
+) -> None:
+    body = _ask("a long question indeed", max_output_tokens=4)
+
+    response = requests.post(f"{endpoint.base_url}/responses", json=body, headers=BEARER_HEADERS, timeout=5)
+
+    parsed = Response.model_validate(response.json())
+    assert parsed.status == "incomplete"
+    assert parsed.incomplete_details is not None and parsed.incomplete_details.reason == "max_output_tokens"
+    assert parsed.output_text == "Local answer to: a"
+    assert parsed.usage is not None and parsed.usage.output_tokens == 4
+
+
+# Faults
+
+
+def test_given_a_status_fault_when_requested_then_oci_shaped_error_with_retry_after(
+    endpoint: LocalEndpoint, rp_signer: Any
+) -> None:
+    endpoint.inject(Fault("status", status=429, code="TooManyRequests", retry_after="2"))
+
+    response = _send(_signed(endpoint, rp_signer))
+
+    assert response.status_code == 429
+    assert response.headers["Retry-After"] == "2"
+    assert response.headers["opc-request-id"]
+    assert response.json()["code"] == "TooManyRequests"
+
+
+def test_given_a_delay_fault_when_requested_then_the_normal_answer_comes_late(
+    endpoint: LocalEndpoint, connection: http.client.HTTPConnection
+) -> None:
+    endpoint.inject(Fault("delay", delay_s=0.3))
+
+    started = time.monotonic()
+    _bearer_request(connection)
+    response = connection.getresponse()
+    body = response.read()
+
+    assert time.monotonic() - started >= 0.3
+    assert response.status == 200
+    assert Response.model_validate_json(body).output_text == "Local answer to: hello there"
+
+
+def test_given_a_drop_fault_when_requested_then_the_connection_closes_without_an_answer(
+    endpoint: LocalEndpoint, connection: http.client.HTTPConnection
+) -> None:
+    endpoint.inject(Fault("drop"))
+
+    _bearer_request(connection)
+    with pytest.raises(http.client.RemoteDisconnected):
+        connection.getresponse()
+    assert endpoint.requests[-1].status == 0
+
+
+def test_given_a_reset_fault_when_requested_then_part_of_the_answer_arrives_then_a_tcp_reset(
+    endpoint: LocalEndpoint,
+) -> None:
+    endpoint.inject(Fault("reset"))
+
+    received, ended_by = _raw_exchange(endpoint)
+
+    assert received.startswith(b"HTTP/1.1 200 OK\r\n")
+    assert isinstance(ended_by, ConnectionResetError)
+
+
+def test_given_a_truncated_fault_when_requested_then_the_body_is_shorter_than_announced(
+    endpoint: LocalEndpoint, connection: http.client.HTTPConnection
+) -> None:
+    endpoint.inject(Fault("truncated"))
+
+    _bearer_request(connection)
+    response = connection.getresponse()
+
+    assert response.status == 200
+    with pytest.raises(http.client.IncompleteRead):
+        response.read()
+
+
+def test_given_a_truncated_fault_when_read_raw_then_the_server_closes_cleanly(endpoint: LocalEndpoint) -> None:
+    endpoint.inject(Fault("truncated"))
+
+    received, ended_by = _raw_exchange(endpoint)
+
+    head, _, body = received.partition(b"\r\n\r\n")
+    announced = int(next(line for line in head.split(b"\r\n") if line.lower().startswith(b"content-length:"))[15:])
+    assert ended_by is None
+    assert 0 < len(body) < announced
+
+
+def test_given_a_non_json_fault_when_requested_then_200_json_content_type_but_not_json(
+    endpoint: LocalEndpoint,
+) -> None:
+    endpoint.inject(Fault("non_json"))
+
+    response = requests.post(f"{endpoint.base_url}/responses", json=_ask(), headers=BEARER_HEADERS, timeout=5)
+
+    assert response.status_code == 200
+    assert response.headers["Content-Type"] == "application/json"
+    with pytest.raises(ValueError):
+        json.loads(response.content)
+
+
+def test_given_a_wrong_shape_fault_when_requested_then_valid_json_that_is_not_a_response(
+    endpoint: LocalEndpoint,
+) -> None:
+    endpoint.inject(Fault("wrong_shape"))
+
+    response = requests.post(f"{endpoint.base_url}/responses", json=_ask(), headers=BEARER_HEADERS, timeout=5)
+
+    assert response.status_code == 200
+    assert response.json() == {"unexpected": True}
+    with pytest.raises(pydantic.ValidationError):
+        Response.model_validate(response.json())
+
+
+def test_given_a_drip_fault_when_requested_then_the_body_trickles_in_pieces(
+    endpoint: LocalEndpoint, connection: http.client.HTTPConnection
+) -> None:
+    endpoint.inject(Fault("drip", delay_s=0.005))
+
+    _bearer_request(connection)
+    response = connection.getresponse()
+    started = time.monotonic()
+    pieces = []
+    while piece := response.read1(65536):
+        pieces.append(piece)
+    elapsed = time.monotonic() - started
+
+    body = b"".join(pieces)
+    assert response.status == 200
+    assert len(pieces) > 10
+    assert elapsed >= 0.005 * (len(body) // 16 - 2)
+    assert Response.model_validate_json(body).output_text == "Local answer to: hello there"
+
+
+def test_given_faults_when_requests_arrive_then_they_apply_in_order_once_each(endpoint: LocalEndpoint) -> None:
+    endpoint.inject(Fault("status", status=503, code="ServiceUnavailable"), Fault("status", status=429))
+    url = f"{endpoint.base_url}/models"
+
+    unauthenticated = requests.get(url, timeout=5)
+    unrouted = requests.get(f"{endpoint.base_url}/files", headers=BEARER_HEADERS, timeout=5)
+    statuses = [requests.get(url, headers=BEARER_HEADERS, timeout=5).status_code for _ in range(3)]
+
+    assert (unauthenticated.status_code, unrouted.status_code) == (401, 404)
+    assert statuses == [503, 429, 200]
+
+
+def test_given_an_unknown_fault_kind_when_made_then_value_error() -> None:
+    with pytest.raises(ValueError):
+        Fault("explode")
+
+
+# Connections
+
+
+def test_given_one_keep_alive_connection_when_several_requests_then_one_connection_is_counted(
+    endpoint: LocalEndpoint, connection: http.client.HTTPConnection
+) -> None:
+
+    for path in ("/responses", "/models", "/responses"):
+        _bearer_request(connection, path)
+        response = connection.getresponse()
+        response.read()
+        assert response.status == 200
+
+    assert endpoint.connections_opened == 1
+    assert len({r.connection_id for r in endpoint.requests}) == 1
+    assert len({r.request_id for r in endpoint.requests}) == 3
+
+
+def test_given_an_idle_timeout_when_a_connection_idles_then_the_server_closes_it() -> None:
+    with LocalEndpoint(idle_timeout_s=0.2) as endpoint, closing(_bearer_connection(endpoint)) as connection:
+        endpoint.register_bearer(BEARER)
+        _bearer_request(connection, "/models")
+        connection.getresponse().read()
+        assert connection.sock is not None
+
+        time.sleep(0.5)
+
+        assert connection.sock.recv(1) == b""
+        connection.close()
+        _bearer_request(connection, "/models")
+        assert connection.getresponse().status == 200
+        assert endpoint.connections_opened == 2
+
+
+def test_given_traffic_when_reset_then_faults_requests_and_connection_count_are_cleared(
+    endpoint: LocalEndpoint,
+) -> None:
+    endpoint.inject(Fault("status"))
+    requests.get(f"{endpoint.base_url}/models", timeout=5)
+
+    endpoint.reset()
+
+    assert (endpoint.requests, endpoint.connections_opened) == ([], 0)
+    assert requests.get(f"{endpoint.base_url}/models", headers=BEARER_HEADERS, timeout=5).status_code == 200
+
+
+def test_given_a_keep_alive_connection_when_the_endpoint_stops_then_the_connection_is_cut() -> None:
+    endpoint = LocalEndpoint().start()
+    endpoint.register_bearer(BEARER)
+    with closing(_bearer_connection(endpoint)) as connection:
+        _bearer_request(connection, "/models")
+        connection.getresponse().read()
+
+        endpoint.stop()
+
+        assert connection.sock is not None and connection.sock.recv(1) == b""
+
+
+def test_given_requests_when_recorded_then_headers_are_lower_case_and_body_is_kept(endpoint: LocalEndpoint) -> None:
+    requests.post(f"{endpoint.base_url}/responses?x=1", json=_ask(), headers=BEARER_HEADERS, timeout=5)
+
+    recorded = endpoint.requests[-1]
+    assert (recorded.method, recorded.path, recorded.status) == ("POST", "/openai/v1/responses?x=1", 200)
+    assert recorded.headers["authorization"] == f"Bearer {BEARER}"
+    assert json.loads(recorded.body) == _ask()
+    assert recorded.key_id is None

@@ -1,0 +1,178 @@
+"""The local identity must look to OCI's own SDK exactly like the one OCI Functions provides."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+from pathlib import Path
+
+import jwt
+import oci
+import pytest
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import padding
+from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey, RSAPublicKey
+
+from genai_handler.local.identity import LocalIdentity, make_api_key_profile
+
+RP_VARIABLES = {
+    "OCI_RESOURCE_PRINCIPAL_VERSION",
+    "OCI_RESOURCE_PRINCIPAL_RPST",
+    "OCI_RESOURCE_PRINCIPAL_PRIVATE_PEM",
+    "OCI_RESOURCE_PRINCIPAL_REGION",
+}
+
+
+@pytest.fixture
+def identity(tmp_path: Path) -> LocalIdentity:
+    return LocalIdentity(tmp_path / "creds", region="eu-frankfurt-1", lifetime_s=1200)
+
+
+def _public_der(key: RSAPrivateKey | RSAPublicKey) -> bytes:
+    public = key.public_key() if isinstance(key, RSAPrivateKey) else key
+    return public.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+
+
+def test_given_an_identity_when_reading_env_then_it_names_absolute_files_like_oci_functions(
+    identity: LocalIdentity,
+) -> None:
+    env = identity.env()
+
+    assert set(env) == RP_VARIABLES
+    assert env["OCI_RESOURCE_PRINCIPAL_VERSION"] == "2.2"
+    assert env["OCI_RESOURCE_PRINCIPAL_REGION"] == "eu-frankfurt-1"
+    assert Path(env["OCI_RESOURCE_PRINCIPAL_RPST"]) == identity.token_path
+    assert Path(env["OCI_RESOURCE_PRINCIPAL_PRIVATE_PEM"]) == identity.key_path
+    assert identity.token_path.is_absolute() and identity.key_path.is_absolute()
+
+
+def test_given_files_when_read_then_token_has_no_trailing_newline_and_key_is_unencrypted_pkcs8(
+    identity: LocalIdentity,
+) -> None:
+    assert identity.token_path.read_text() == identity.token
+
+    pem = identity.key_path.read_bytes()
+    assert pem.startswith(b"-----BEGIN PRIVATE KEY-----")
+    key = serialization.load_pem_private_key(pem, password=None)
+    assert key.key_size == 2048
+    assert _public_der(key) == _public_der(identity.private_key)
+
+
+def test_given_a_passphrase_when_made_then_pem_is_encrypted_and_env_names_the_passphrase_file(
+    tmp_path: Path,
+) -> None:
+    identity = LocalIdentity(tmp_path, passphrase="correct horse")
+
+    env = identity.env()
+    passphrase_path = Path(env["OCI_RESOURCE_PRINCIPAL_PRIVATE_PEM_PASSPHRASE"])
+    assert set(env) == RP_VARIABLES | {"OCI_RESOURCE_PRINCIPAL_PRIVATE_PEM_PASSPHRASE"}
+    assert passphrase_path.is_absolute() and passphrase_path.read_text() == "correct horse"
+    pem = identity.key_path.read_bytes()
+    assert pem.startswith(b"-----BEGIN ENCRYPTED PRIVATE KEY-----")
+    with pytest.raises(TypeError):
+        serialization.load_pem_private_key(pem, password=None)
+    key = oci.signer.load_private_key_from_file(str(identity.key_path), passphrase_path.read_bytes())
+    assert _public_der(key) == _public_der(identity.private_key)
+
+
+def test_given_the_token_when_verified_with_pyjwt_then_issuer_signature_and_claims_hold(
+    identity: LocalIdentity,
+) -> None:
+    claims = jwt.decode(identity.token, identity.issuer_public_key, algorithms=["RS256"])
+
+    assert claims["iss"] == "authService.oracle.com"
+    assert claims["sub"].startswith("ocid1.fnfunc.oc1.")
+    assert claims["res_id"] == claims["sub"]
+    assert claims["res_type"] == "fnfunc"
+    assert claims["ttype"] == "res"
+    assert claims["res_tenant"] == "ocid1.tenancy.oc1..aaaalocal"
+    assert claims["res_compartment"] == "ocid1.compartment.oc1..aaaalocal"
+    assert claims["exp"] - claims["iat"] == 1200
+
+
+def test_given_the_token_when_reading_its_jwk_then_it_is_the_session_public_key(identity: LocalIdentity) -> None:
+    claims = jwt.decode(identity.token, options={"verify_signature": False})
+
+    jwk = claims["jwk"]
+    assert jwk["kty"] == "RSA" and jwk["kid"]
+    assert "=" not in jwk["n"] + jwk["e"]
+    session_key = jwt.PyJWK(jwk).key
+    assert _public_der(session_key) == _public_der(identity.private_key)
+
+
+def test_given_the_token_when_split_then_it_is_compact_rs256_base64url_without_padding(
+    identity: LocalIdentity,
+) -> None:
+    header_b64, claims_b64, signature_b64 = identity.token.split(".")
+
+    assert "=" not in identity.token
+    assert json.loads(base64.urlsafe_b64decode(header_b64 + "==="))["alg"] == "RS256"
+    signature = base64.urlsafe_b64decode(signature_b64 + "===")
+    identity.issuer_public_key.verify(
+        signature, f"{header_b64}.{claims_b64}".encode(), padding.PKCS1v15(), hashes.SHA256()
+    )
+
+
+def test_given_an_identity_when_rotated_then_both_files_are_replaced_with_a_new_key_and_token(
+    identity: LocalIdentity,
+) -> None:
+    old_token, old_key = identity.token, identity.private_key
+    old_inodes = (identity.token_path.stat().st_ino, identity.key_path.stat().st_ino)
+
+    identity.rotate(lifetime_s=60)
+
+    assert identity.token != old_token
+    assert _public_der(identity.private_key) != _public_der(old_key)
+    assert identity.token_path.stat().st_ino != old_inodes[0]
+    assert identity.key_path.stat().st_ino != old_inodes[1]
+    assert identity.token_path.read_text() == identity.token
+    loaded = serialization.load_pem_private_key(identity.key_path.read_bytes(), password=None)
+    assert _public_der(loaded) == _public_der(identity.private_key)
+    claims = jwt.decode(identity.token, identity.issuer_public_key, algorithms=["RS256"])
+    assert claims["exp"] - claims["iat"] == 60
+    assert sorted(p.name for p in identity.directory.iterdir()) == ["private.pem", "rpst"]
+
+
+def test_given_the_env_when_the_oci_sdk_loads_it_then_its_signer_sees_our_identity(
+    identity: LocalIdentity, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name, value in identity.env().items():
+        monkeypatch.setenv(name, value)
+
+    signer = oci.auth.signers.get_resource_principals_signer()
+
+    assert signer.tenancy_id == identity.tenancy_ocid
+    assert signer.compartment_id == identity.compartment_ocid
+    assert signer.region == "eu-frankfurt-1"
+    assert signer.get_security_token() == identity.token
+
+
+def test_given_an_sdk_signer_when_the_identity_rotates_then_a_refresh_reads_the_new_files(
+    identity: LocalIdentity, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name, value in identity.env().items():
+        monkeypatch.setenv(name, value)
+    signer = oci.auth.signers.get_resource_principals_signer()
+
+    identity.rotate()
+
+    assert signer.refresh_security_token() == identity.token
+    assert _public_der(signer.private_key) == _public_der(identity.private_key)
+
+
+def test_given_an_api_key_profile_when_the_oci_sdk_loads_it_then_its_key_id_matches(tmp_path: Path) -> None:
+    config_path, profile, private_key, key_id = make_api_key_profile(
+        tmp_path, profile="LOCAL", tenancy="ocid1.tenancy.oc1..aaaat", user="ocid1.user.oc1..aaaau"
+    )
+
+    config = oci.config.from_file(str(config_path), profile)
+    signer = oci.signer.Signer.from_config(config)
+
+    digest = hashlib.md5(_public_der(private_key)).hexdigest()
+    fingerprint = ":".join(digest[i : i + 2] for i in range(0, 32, 2))
+    assert profile == "LOCAL"
+    assert key_id == f"ocid1.tenancy.oc1..aaaat/ocid1.user.oc1..aaaau/{fingerprint}"
+    assert signer.api_key == key_id
+    assert config["region"] == "us-chicago-1"
+    assert _public_der(signer.private_key) == _public_der(private_key)

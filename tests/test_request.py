@@ -1,0 +1,103 @@
+"""genai_handler.request: the request contract, field by field."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from genai_handler.errors import InvalidRequest, PayloadTooLarge
+from genai_handler.request import ALLOWED_FIELDS, build_arguments, parse_body
+from genai_handler.settings import Settings
+
+SETTINGS = Settings(project_ocid="ocid1.generativeaiproject.oc1.us-chicago-1.aaaa", region="us-chicago-1",
+                    allowed_models=("xai.grok-4-1-fast-reasoning", "openai.gpt-oss-120b"))
+
+
+def _args(body: dict, settings: Settings = SETTINGS) -> dict:
+    return build_arguments(parse_body(json.dumps(body).encode(), settings), settings)
+
+
+def test_a_prompt_becomes_input_with_the_default_model_and_the_output_cap() -> None:
+    assert _args({"prompt": "hi"}) == {
+        "model": "xai.grok-4-1-fast-reasoning", "input": "hi", "max_output_tokens": 2048, "store": False,
+    }
+
+
+def test_responses_style_fields_pass_through_validated() -> None:
+    body = {
+        "input": [
+            {"role": "system", "content": "be brief"},
+            {"type": "message", "role": "user", "content": [{"type": "input_text", "text": "hello"}]},
+        ],
+        "instructions": "answer in French",
+        "model": "openai.gpt-oss-120b",
+        "max_output_tokens": 100,
+        "temperature": 0.2,
+        "top_p": 1,
+        "text": {"format": {"type": "json_schema", "name": "x", "schema": {"type": "object"}, "strict": True}},
+        "metadata": {"team": "search"},
+        "reasoning": {"effort": "low"},
+    }
+    arguments = _args(body)
+    assert arguments["model"] == "openai.gpt-oss-120b" and arguments["max_output_tokens"] == 100
+    assert arguments["input"][1] == {"role": "user", "content": [{"type": "input_text", "text": "hello"}]}
+    for name in ("instructions", "temperature", "top_p", "text", "metadata", "reasoning"):
+        assert arguments[name] == body[name]
+    assert arguments["store"] is False
+
+
+def test_stored_responses_only_when_the_operator_enables_them() -> None:
+    enabled = Settings(project_ocid=SETTINGS.project_ocid, region="us-chicago-1", allow_stored_responses=True)
+    arguments = _args({"prompt": "go on", "store": True, "previous_response_id": "resp_1"}, enabled)
+    assert arguments["store"] is True and arguments["previous_response_id"] == "resp_1"
+    with pytest.raises(InvalidRequest, match="GENAI_ALLOW_STORED_RESPONSES"):
+        _args({"prompt": "go on", "previous_response_id": "resp_1"})
+
+
+def test_unknown_fields_are_listed_with_the_allowed_ones() -> None:
+    with pytest.raises(InvalidRequest) as caught:
+        _args({"prompt": "a", "foo": 1, "bar": 2})
+    assert "bar, foo" in caught.value.message
+    assert ", ".join(ALLOWED_FIELDS) in caught.value.message
+
+
+def test_input_and_instructions_count_against_the_character_cap() -> None:
+    small = Settings(project_ocid=SETTINGS.project_ocid, region="us-chicago-1", max_input_chars=10)
+    _args({"prompt": "12345", "instructions": "12345"}, small)
+    with pytest.raises(InvalidRequest, match="limit is 10"):
+        _args({"prompt": "12345", "instructions": "123456"}, small)
+    with pytest.raises(InvalidRequest, match="limit is 10"):
+        _args({"input": [{"role": "user", "content": [{"type": "input_text", "text": "x" * 11}]}]}, small)
+
+
+def test_body_size_cap_is_413() -> None:
+    small = Settings(project_ocid=SETTINGS.project_ocid, region="us-chicago-1", max_body_bytes=1024)
+    with pytest.raises(PayloadTooLarge):
+        parse_body(b" " * 1025, small)
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [b"[" * 100 + b"]" * 100, b'{"a":' * 40 + b"1" + b"}" * 40, b"1" * 5000, b'{"x": Infinity}', b'{"x": -Infinity}'],
+)
+def test_hostile_json_is_refused_cleanly(raw: bytes) -> None:
+    with pytest.raises(InvalidRequest):
+        parse_body(raw, SETTINGS)
+
+
+def test_very_deep_nesting_does_not_crash() -> None:
+    with pytest.raises(InvalidRequest):
+        parse_body(b'{"a":' * 100000 + b"1" + b"}" * 100000, Settings(
+            project_ocid=SETTINGS.project_ocid, region="us-chicago-1", max_body_bytes=6 * 1024 * 1024))
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("temperature", float("nan")), ("temperature", -0.1), ("top_p", 1.5), ("max_output_tokens", 0),
+     ("max_output_tokens", 1.5), ("instructions", ""), ("metadata", {"k" * 65: "v"}), ("text", {"format": {"type": "text", "x": 1}}),
+     ("reasoning", {"summary": "long"}), ("store", "yes")],
+)
+def test_out_of_range_values_name_their_field(field: str, value: object) -> None:
+    with pytest.raises(InvalidRequest, match=field.split("_")[0]):
+        build_arguments({"prompt": "a", field: value}, SETTINGS)

@@ -1,29 +1,42 @@
 """OCI Functions handler that forwards JSON prompts to OCI Generative AI's OpenAI-compatible API.
 
 The public surface: `handle` (the fdk entrypoint), `Settings`, the auth classes, and the error
-hierarchy (documented in `genai_handler.errors`).
+hierarchy (documented in `genai_handler.errors`). Names are imported on first use, so the deploy
+and diagnosis tools (`python -m genai_handler.policies`, `.doctor`) start without the fdk or the
+OpenAI SDK.
 """
 
-from .auth import OciInstancePrincipalAuth, OciResourcePrincipalAuth, OciSessionAuth, OciUserPrincipalAuth
-from .errors import (
-    HandlerError,
-    InternalError,
-    InvalidRequest,
-    MethodNotAllowed,
-    MisconfiguredError,
-    PayloadTooLarge,
-    RateLimited,
-    UpstreamAuthError,
-    UpstreamError,
-    UpstreamRejected,
-    UpstreamTimeout,
-)
-from .handler import handle
-from .settings import Settings
+from __future__ import annotations
 
-__all__ = [
-    "HandlerError", "InternalError", "InvalidRequest", "MethodNotAllowed", "MisconfiguredError",
-    "OciInstancePrincipalAuth", "OciResourcePrincipalAuth", "OciSessionAuth", "OciUserPrincipalAuth",
-    "PayloadTooLarge", "RateLimited", "Settings", "UpstreamAuthError", "UpstreamError",
-    "UpstreamRejected", "UpstreamTimeout", "handle",
-]
+import importlib
+from typing import TYPE_CHECKING, Any
+
+_EXPORTS = {
+    "handle": "handler",
+    "Settings": "settings",
+    **dict.fromkeys(
+        ("OciInstancePrincipalAuth", "OciResourcePrincipalAuth", "OciSessionAuth", "OciUserPrincipalAuth"), "auth"
+    ),
+    **dict.fromkeys(
+        ("HandlerError", "InternalError", "InvalidRequest", "MethodNotAllowed", "MisconfiguredError",
+         "PayloadTooLarge", "RateLimited", "UpstreamAuthError", "UpstreamError", "UpstreamRejected",
+         "UpstreamTimeout"),
+        "errors",
+    ),
+}
+__all__ = sorted(_EXPORTS)
+
+if TYPE_CHECKING:
+    from .auth import OciInstancePrincipalAuth, OciResourcePrincipalAuth, OciSessionAuth, OciUserPrincipalAuth
+    from .errors import (
+        HandlerError, InternalError, InvalidRequest, MethodNotAllowed, MisconfiguredError, PayloadTooLarge,
+        RateLimited, UpstreamAuthError, UpstreamError, UpstreamRejected, UpstreamTimeout,
+    )
+    from .handler import handle
+    from .settings import Settings
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)

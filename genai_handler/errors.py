@@ -12,8 +12,9 @@
     ├── UpstreamError           502   upstream_error: OCI 5xx, connection failure, unreadable answer
     └── UpstreamTimeout         504   timeout: no answer before the invocation deadline
 
-The caller sees `{"error": {"type", "message", "request_id"}}`. Messages are written here, for
-the caller: never exception text, paths, tokens or keys.
+The caller sees `{"error": {"type", "message", "request_id"}}`; on the OpenAI-compatible route
+the same error in OpenAI's shape, `{"error": {"message", "type", "param", "code"}}`. Messages are
+written here, for the caller: never exception text, paths, tokens or keys.
 """
 
 from __future__ import annotations
@@ -33,6 +34,10 @@ class HandlerError(Exception):
 
     def to_dict(self) -> dict[str, object]:
         return {"error": {"type": self.type, "message": self.message, "request_id": self.request_id}}
+
+    def to_openai_dict(self) -> dict[str, object]:
+        """OpenAI's error shape, which the OpenAI SDKs turn into their exceptions."""
+        return {"error": {"message": self.message, "type": self.type, "param": None, "code": self.type}}
 
 
 class InvalidRequest(HandlerError):

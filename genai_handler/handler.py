@@ -22,6 +22,7 @@ from .upstream import UpstreamResult, client_for, create_response
 
 _DEADLINE_MARGIN_S = 1.0  # answer this long before the platform would kill the call
 _DEFAULT_BUDGET_S = 30.0
+_OPENAI_ROUTE_SUFFIX = "/responses"
 _settings: Settings | MisconfiguredError | None = None
 
 
@@ -29,35 +30,38 @@ def handle(ctx: context.InvokeContext, data: io.BytesIO | None = None) -> respon
     """The fdk entrypoint (func.py re-exports it as `handler`)."""
     started = time.monotonic()
     deadline = started + _budget(ctx)
+    body = data.getvalue() if data else b""
+    openai_route = _is_openai_route(ctx)
     settings: Settings | None = None
     arguments: dict[str, Any] = {}
     result: UpstreamResult | None = None
+    error: HandlerError | None = None
     try:
         settings = load_settings()
-        if (ctx.Method() or "POST").upper() != "POST":
+        method = ctx.Method()  # None on a direct `fn invoke`; the caller's method via API Gateway
+        if method is None and _is_doctor_request(body):
+            return _doctor(ctx)
+        if method is not None and method.upper() != "POST":
             raise MethodNotAllowed("use POST with a JSON body")
-        arguments = build_arguments(parse_body(data.getvalue() if data else b"", settings), settings)
+        arguments = build_arguments(parse_body(body, settings), settings)
         result = create_response(client_for(settings), arguments, deadline, settings.max_retries)
-        status, body, headers = 200, shape(result), {"opc-request-id": result.request_id or ""}
     except HandlerError as exc:
-        status, body, headers = exc.status, exc.to_dict(), _error_headers(exc)
-    except Exception:  # a bug: answer in the documented shape, log no details that could leak
-        exc = InternalError("the function failed unexpectedly; see its logs by call id")
-        status, body, headers = exc.status, exc.to_dict(), {}
-    _log(ctx, started, status, body, settings, arguments, result)
-    headers["content-type"] = "application/json"
-    return response.Response(ctx, response_data=json.dumps(body), headers=headers, status_code=status)
+        error = exc
+    except Exception:  # a bug: answer in the documented shape; log nothing that could leak
+        error = InternalError("the function failed unexpectedly; see its logs by call id")
+    _log(ctx, started, settings, arguments, result, error)
+    return _reply(ctx, result, error, openai_route)
 
 
 def load_settings() -> Settings:
     """Settings read once per container; an invalid configuration is remembered as such."""
     global _settings
     if _settings is None:
+        logs.configure()
         try:
             _settings = Settings.from_env()
         except MisconfiguredError as exc:
             _settings = exc
-        logs.configure()
     if isinstance(_settings, MisconfiguredError):
         raise _settings
     return _settings
@@ -77,6 +81,46 @@ def shape(result: UpstreamResult) -> dict[str, Any]:
     }
 
 
+def _reply(
+    ctx: context.InvokeContext, result: UpstreamResult | None, error: HandlerError | None, openai_route: bool
+) -> response.Response:
+    headers = {"content-type": "application/json"}
+    if error is None and result is not None:
+        status = 200
+        body = result.response.model_dump(mode="json", exclude_unset=True) if openai_route else shape(result)
+        request_id = result.request_id
+    else:
+        error = error or InternalError("the function produced no answer")
+        status, body, request_id = error.status, error.to_openai_dict() if openai_route else error.to_dict(), error.request_id
+        if error.retry_after is not None:
+            headers["retry-after"] = str(error.retry_after)
+        if isinstance(error, MethodNotAllowed):
+            headers["allow"] = "POST"
+    if request_id:
+        headers["opc-request-id"] = request_id
+        if openai_route:
+            headers["x-request-id"] = request_id  # what the OpenAI SDKs expose as `_request_id`
+    return response.Response(ctx, response_data=json.dumps(body), headers=headers, status_code=status)
+
+
+def _is_openai_route(ctx: context.InvokeContext) -> bool:
+    """API Gateway routes .../v1/responses here for callers that use an OpenAI SDK."""
+    url = ctx.RequestURL() or ""
+    return url.split("?", 1)[0].rstrip("/").endswith(_OPENAI_ROUTE_SUFFIX)
+
+
+def _is_doctor_request(body: bytes) -> bool:
+    return body.strip() in (b'{"doctor": true}', b'{"doctor":true}')
+
+
+def _doctor(ctx: context.InvokeContext) -> response.Response:
+    """Diagnosis on a direct, IAM-authorised `fn invoke` only: API Gateway calls never get here."""
+    from .doctor import diagnose  # noqa: PLC0415  (rarely used; keep it off the cold-start path)
+
+    report = diagnose()
+    return response.Response(ctx, response_data=json.dumps(report), headers={"content-type": "application/json"})
+
+
 def _budget(ctx: context.InvokeContext) -> float:
     """Seconds until Fn-Deadline, less a margin; the fdk itself never enforces it."""
     try:
@@ -89,41 +133,29 @@ def _budget(ctx: context.InvokeContext) -> float:
     return seconds - _DEADLINE_MARGIN_S
 
 
-def _error_headers(exc: HandlerError) -> dict[str, str]:
-    headers = {}
-    if exc.request_id:
-        headers["opc-request-id"] = exc.request_id
-    if exc.retry_after is not None:
-        headers["retry-after"] = str(exc.retry_after)
-    if isinstance(exc, MethodNotAllowed):
-        headers["allow"] = "POST"
-    return headers
-
-
 def _log(
     ctx: context.InvokeContext,
     started: float,
-    status: int,
-    body: dict[str, Any],
     settings: Settings | None,
     arguments: dict[str, Any],
     result: UpstreamResult | None,
+    error: HandlerError | None,
 ) -> None:
-    error = body.get("error")
     prompts = settings is not None and settings.log_prompts
-    logs.configure()
+    answer = result.response if result else None
     logs.invocation(
         call_id=ctx.CallID(),
-        request_id=body.get("request_id") or (error or {}).get("request_id"),
+        request_id=result.request_id if result else error.request_id if error else None,
         model=arguments.get("model"),
-        status=status,
-        error_type=error["type"] if error else None,
-        error=error["message"] if error else None,
+        status=error.status if error else 200,
+        error_type=error.type if error else None,
+        error=error.message if error else None,
         latency_ms=round((time.monotonic() - started) * 1000, 1),
         upstream_ms=round(result.latency_ms, 1) if result else None,
         attempts=result.attempts if result else None,
-        usage=body.get("usage"),
+        usage=answer.usage.model_dump(include={"input_tokens", "output_tokens", "total_tokens"})
+        if answer and answer.usage else None,
         input=arguments.get("input") if prompts else None,
         instructions=arguments.get("instructions") if prompts else None,
-        output_text=body.get("output_text") if prompts else None,
+        output_text=answer.output_text if prompts and answer else None,
     )

@@ -1,0 +1,348 @@
+"""The IAM templates and their renderer, checked with an independent OCI policy grammar.
+
+Nothing here can be applied to OCI, so every statement and matching rule goes through
+oci-lexer-parser (an ANTLR grammar of OCI policy language, not ours) and least privilege
+is asserted on the parsed form, never on our own strings.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from oci_lexer_parser import parse_dynamic_group_matching_rules, parse_policy_statements
+
+from genai_handler import policies
+
+ROOT = Path(__file__).resolve().parent.parent
+FN_COMPARTMENT = "ocid1.compartment.oc1..aaaaaaaafunctioncompartment"
+GATEWAY_COMPARTMENT = "ocid1.compartment.oc1..aaaaaaaagatewaycompartment"
+GENAI_COMPARTMENT = "ocid1.compartment.oc1..aaaaaaaagenaicompartment"
+FUNCTION = "ocid1.fnfunc.oc1.us-chicago-1.aaaaaaaafunction"
+TENANCY = "ocid1.tenancy.oc1..aaaaaaaatenancy"
+DG = "genai-functions"
+
+
+def _statements(text: str | list[str]) -> list[dict[str, Any]]:
+    return parse_policy_statements(text)["statements"]
+
+
+def _rule(text: str) -> dict[str, Any]:
+    (rule,) = parse_dynamic_group_matching_rules(text)["rules"]
+    return rule["expr"]
+
+
+def _clauses(group: dict[str, Any]) -> dict[str, tuple[str, str]]:
+    """Flatten an ALL group into {lhs: (op, value)}; anything else is not what we ship."""
+    assert group["type"] == "group" and group["mode"] == "all"
+    assert all(item["type"] == "clause" for item in group["items"])
+    return {item["node"]["lhs"]: (item["node"]["op"], item["node"]["rhs"]["value"]) for item in group["items"]}
+
+
+def _label(subject: dict[str, Any]) -> list[str]:
+    return [value["label"] if isinstance(value, dict) else value for value in subject["values"]]
+
+
+def _run(*args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return subprocess.run(
+        [sys.executable, "-m", "genai_handler.policies", *args],
+        capture_output=True, text=True, cwd=ROOT, env=env, timeout=60,
+    )
+
+
+@pytest.fixture(scope="module")
+def rendered() -> policies.Rendered:
+    return policies.render(FN_COMPARTMENT, DG, GATEWAY_COMPARTMENT, GENAI_COMPARTMENT)
+
+
+# --- the grammar is a real check --------------------------------------------------
+
+
+def test_given_malformed_statements_when_parsed_then_the_grammar_rejects_them() -> None:
+    # given / when / then
+    for bad in (
+        "Allow to use functions-family in tenancy",
+        "Allow dynamic-group x use generative-ai-family in tenancy",
+        "Allow any-user to use functions-family in compartment id ocid1.compartment.oc1..a where ALL {",
+    ):
+        with pytest.raises(ValueError):
+            parse_policy_statements(bad)
+    with pytest.raises(ValueError):
+        parse_dynamic_group_matching_rules("ALL {resource.type = 'fnfunc',")
+
+
+# --- the templates on their own -----------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "name", ["dynamic-group.txt", "dynamic-group-one-function.txt", "function-policy.txt",
+             "gateway-policy.txt", "deployer-policy.txt"],
+)
+def test_given_a_template_when_read_then_it_only_uses_placeholders_terraform_can_fill(name: str) -> None:
+    # given
+    text = (ROOT / "policies" / name).read_text(encoding="utf-8")
+    # when
+    stray_dollars = re.sub(r"\$\{[A-Z][A-Z0-9_]*\}", "", text)
+    # then: templatefile() would treat any other ${ or %{ as an expression
+    assert "$" not in stray_dollars and "%{" not in text
+    assert text.isascii()
+
+
+def test_given_the_deployer_policy_when_parsed_then_it_is_labelled_and_scoped() -> None:
+    # given
+    lines = policies.read_template("deployer-policy.txt")
+    values = {name: "ocid1.compartment.oc1..aaaaaaaadeploy" for name in
+              ("FUNCTION_COMPARTMENT_OCID", "GATEWAY_COMPARTMENT_OCID", "NETWORK_COMPARTMENT_OCID", "REPO_COMPARTMENT_OCID")}
+    values["DEPLOYER_GROUP"] = "genai-deployers"
+    # when
+    parsed = _statements([policies.fill(line, values) for line in lines])
+    # then
+    assert "FOR THE PEOPLE OR PIPELINE WHO DEPLOY" in (ROOT / "policies" / "deployer-policy.txt").read_text()
+    by_resource = {s["resources"]["values"][0]: s for s in parsed}
+    assert set(by_resource) == {
+        "objectstorage-namespaces", "repos", "functions-family", "metrics",
+        "logging-family", "virtual-network-family", "api-gateway-family",
+    }
+    for statement in parsed:
+        assert statement["resources"]["type"] == "specific"
+        assert statement["resources"]["values"] != ["all-resources"]
+        if statement["location"]["type"] == "tenancy":
+            verb = statement["actions"]["values"]
+            assert verb == ["read"], statement
+    (faas,) = [s for s in parsed if s["subject"]["type"] == "service"]
+    assert _label(faas["subject"]) == ["faas"]
+    assert _clauses(faas["conditions"]) == {"request.operation": ("eq", "ListContainerImageSignatures")}
+    assert {s["subject"]["type"] for s in parsed} == {"group", "service"}
+
+
+# --- the rendered statements: least privilege on the parsed form ---------------------
+
+
+def test_given_separate_compartments_when_rendered_then_the_function_may_only_use_generative_ai(
+    rendered: policies.Rendered,
+) -> None:
+    # given / when
+    (policy,) = [p for p in rendered.policies if p.name == f"{DG}-genai"]
+    (statement,) = _statements(policy.statements)
+    # then
+    assert policy.compartment_ocid == GENAI_COMPARTMENT
+    assert statement["kind"] == "allow"
+    assert statement["subject"]["type"] == "dynamic-group" and _label(statement["subject"]) == [DG]
+    assert statement["actions"] == {"type": "verbs", "values": ["use"]}
+    assert statement["resources"] == {"type": "specific", "values": ["generative-ai-family"]}
+    assert statement["location"] == {"type": "compartment-id", "values": [GENAI_COMPARTMENT]}
+
+
+def test_given_separate_compartments_when_rendered_then_only_gateways_of_one_compartment_may_invoke(
+    rendered: policies.Rendered,
+) -> None:
+    # given / when
+    (policy,) = [p for p in rendered.policies if p.name == f"{DG}-gateway"]
+    (statement,) = _statements(policy.statements)
+    # then
+    assert policy.compartment_ocid == FN_COMPARTMENT
+    assert statement["subject"]["type"] == "any-user"
+    assert statement["actions"] == {"type": "verbs", "values": ["use"]}
+    assert statement["resources"] == {"type": "specific", "values": ["functions-family"]}
+    assert statement["location"] == {"type": "compartment-id", "values": [FN_COMPARTMENT]}
+    assert _clauses(statement["conditions"]) == {
+        "request.principal.type": ("eq", "ApiGateway"),
+        "request.resource.compartment.id": ("eq", GATEWAY_COMPARTMENT),
+    }
+
+
+def test_given_any_inputs_when_rendered_then_nothing_is_tenancy_wide_or_manage(rendered: policies.Rendered) -> None:
+    # given
+    pinned = policies.render(FN_COMPARTMENT, DG, function_ocid=FUNCTION)
+    # when
+    parsed = _statements(rendered.statements) + _statements(pinned.statements)
+    # then
+    for statement in parsed:
+        assert statement["location"]["type"] == "compartment-id"
+        assert "manage" not in statement["actions"]["values"]
+        assert "all-resources" not in statement["resources"]["values"]
+        assert statement["subject"]["type"] in {"dynamic-group", "any-user"}
+        if statement["subject"]["type"] == "any-user":
+            assert statement["conditions"] is not None
+
+
+def test_given_a_compartment_when_rendered_then_the_matching_rule_is_its_functions(rendered: policies.Rendered) -> None:
+    # given / when
+    expr = _rule(rendered.matching_rule)
+    # then
+    assert _clauses(expr) == {
+        "resource.type": ("eq", "fnfunc"),
+        "resource.compartment.id": ("eq", FN_COMPARTMENT),
+    }
+
+
+def test_given_a_function_ocid_when_rendered_then_the_matching_rule_is_pinned_to_it() -> None:
+    # given / when
+    pinned = policies.render(FN_COMPARTMENT, DG, function_ocid=FUNCTION)
+    # then
+    assert _clauses(_rule(pinned.matching_rule)) == {"resource.type": ("eq", "fnfunc"), "resource.id": ("eq", FUNCTION)}
+
+
+def test_given_one_compartment_when_rendered_then_every_scope_defaults_to_it() -> None:
+    # given / when
+    rendered = policies.render(FN_COMPARTMENT, DG)
+    # then
+    parsed = _statements(rendered.statements)
+    assert {s["location"]["values"][0] for s in parsed} == {FN_COMPARTMENT}
+    assert _clauses(parsed[1]["conditions"])["request.resource.compartment.id"] == ("eq", FN_COMPARTMENT)
+    assert {p.compartment_ocid for p in rendered.policies} == {FN_COMPARTMENT}
+
+
+# --- output formats -------------------------------------------------------------------
+
+
+def test_given_json_format_when_run_then_it_prints_exactly_the_dynamic_group_and_statements(
+    rendered: policies.Rendered,
+) -> None:
+    # given
+    args = ["--compartment-ocid", FN_COMPARTMENT, "--dynamic-group", DG, "--gateway-compartment-ocid",
+            GATEWAY_COMPARTMENT, "--genai-compartment-ocid", GENAI_COMPARTMENT, "--format", "json"]
+    # when
+    result = _run(*args)
+    # then
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == {
+        "dynamic_group": {"name": DG, "matching_rule": rendered.matching_rule},
+        "statements": rendered.statements,
+    }
+
+
+def test_given_oci_cli_format_when_split_like_a_shell_then_the_arguments_round_trip(
+    rendered: policies.Rendered, capsys: pytest.CaptureFixture[str],
+) -> None:
+    # given
+    args = ["--compartment-ocid", FN_COMPARTMENT, "--dynamic-group", DG, "--gateway-compartment-ocid",
+            GATEWAY_COMPARTMENT, "--genai-compartment-ocid", GENAI_COMPARTMENT, "--tenancy-ocid", TENANCY,
+            "--format", "oci-cli"]
+    # when
+    assert policies.main(args) == 0
+    commands = [shlex.split(line) for line in capsys.readouterr().out.splitlines() if not line.startswith("#")]
+    # then
+    dg, *policy_commands = commands
+    assert dg[:4] == ["oci", "iam", "dynamic-group", "create"]
+    dg_opts = dict(zip(dg[4::2], dg[5::2]))
+    assert dg_opts == {"--compartment-id": TENANCY, "--name": DG, "--description": dg_opts["--description"],
+                       "--matching-rule": rendered.matching_rule}
+    assert len(policy_commands) == len(rendered.policies)
+    for command, policy in zip(policy_commands, rendered.policies):
+        assert command[:4] == ["oci", "iam", "policy", "create"]
+        opts = dict(zip(command[4::2], command[5::2]))
+        assert opts["--compartment-id"] == policy.compartment_ocid
+        assert opts["--name"] == policy.name and opts["--description"]
+        assert json.loads(opts["--statements"]) == policy.statements
+
+
+def test_given_no_tenancy_when_oci_cli_format_then_the_commands_use_a_shell_variable(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # given / when
+    assert policies.main(["--compartment-ocid", FN_COMPARTMENT, "--dynamic-group", DG, "--format", "oci-cli"]) == 0
+    out = capsys.readouterr().out
+    # then
+    assert '--compartment-id "$TENANCY_OCID"' in out
+    assert out.splitlines()[0].startswith("# Set TENANCY_OCID")
+
+
+def test_given_text_format_when_run_then_every_statement_is_shown(
+    rendered: policies.Rendered, capsys: pytest.CaptureFixture[str],
+) -> None:
+    # given / when
+    policies.main(["--compartment-ocid", FN_COMPARTMENT, "--dynamic-group", DG, "--gateway-compartment-ocid",
+                   GATEWAY_COMPARTMENT, "--genai-compartment-ocid", GENAI_COMPARTMENT])
+    out = capsys.readouterr().out
+    # then
+    for text in [rendered.matching_rule, *rendered.statements, *(p.compartment_ocid for p in rendered.policies)]:
+        assert text in out
+
+
+# --- refusals ---------------------------------------------------------------------------
+
+_GOOD = {"--compartment-ocid": FN_COMPARTMENT, "--dynamic-group": DG}
+_REFUSED = [
+    {"--compartment-ocid": "ocid1.compartment.oc1..aaaa' , request.principal.type = 'x"},
+    {"--compartment-ocid": "ocid1.instance.oc1..aaaaaaaa"},
+    {"--compartment-ocid": "compartment-name"},
+    {"--dynamic-group": "genai to manage all-resources in tenancy //"},
+    {"--dynamic-group": "has space"},
+    {"--dynamic-group": "x" * 91},
+    {"--dynamic-group": "9starts-with-digit"},
+    {"--gateway-compartment-ocid": "ocid1.compartment.oc1..aaaa\nAllow any-user to manage all-resources in tenancy"},
+    {"--genai-compartment-ocid": ""},
+    {"--function-ocid": "ocid1.compartment.oc1..aaaaaaaa"},
+    {"--format": "yaml"},
+    {"--compartment-ocid": None},
+]
+
+
+@pytest.mark.parametrize("override", _REFUSED, ids=lambda o: next(iter(o)))
+def test_given_malformed_input_when_main_runs_then_it_exits_2_with_one_line(
+    override: dict[str, str | None], capsys: pytest.CaptureFixture[str],
+) -> None:
+    # given
+    options = {**_GOOD, **override}
+    argv = [arg for key, value in options.items() if value is not None for arg in (key, value)]
+    # when
+    code = _exit_code(argv)
+    captured = capsys.readouterr()
+    # then
+    assert code == 2
+    assert captured.out == ""
+    assert len(captured.err.strip().splitlines()) == 1 and "error:" in captured.err
+
+
+def _exit_code(argv: list[str]) -> int | str | None:
+    """argparse refusals raise SystemExit; ours return 2: the user sees the same either way."""
+    try:
+        return policies.main(argv)
+    except SystemExit as exc:
+        return exc.code
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["--compartment-ocid", "ocid1.compartment.oc1..x'y", "--dynamic-group", DG],
+        ["--compartment-ocid", FN_COMPARTMENT, "--dynamic-group", "bad name"],
+        ["--compartment-ocid", FN_COMPARTMENT],
+        ["--compartment-ocid", FN_COMPARTMENT, "--dynamic-group", DG, "--format", "xml"],
+        ["--format", "gateway-spec", "--function-ocid", FUNCTION, "--issuer", "http://insecure.example.com",
+         "--audience", "a", "--jwks-uri", "https://idp.example.com/jwks", "--cors-allowed-origin", "https://a.example"],
+    ],
+)
+def test_given_malformed_input_when_run_as_a_process_then_exit_2_one_line_no_traceback(argv: list[str]) -> None:
+    # given / when
+    result = _run(*argv)
+    # then
+    assert result.returncode == 2
+    assert result.stdout == ""
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert "Traceback" not in result.stderr and "error:" in result.stderr
+
+
+# --- the gateway specification through the renderer -------------------------------------
+
+
+def test_given_gateway_values_when_rendered_then_every_placeholder_is_filled() -> None:
+    # given
+    audience = "api://genai?team='a'&x=1"
+    # when
+    spec = policies.render_gateway_spec(FUNCTION, "https://identity.oraclecloud.com/", audience,
+                                        "https://idcs-1.identity.oraclecloud.com/admin/v1/SigningCert/jwk",
+                                        "https://app.example.com")
+    # then
+    assert "${" not in json.dumps(spec)
+    assert spec["requestPolicies"]["authentication"]["audiences"] == [audience]
+    assert {route["backend"]["functionId"] for route in spec["routes"]} == {FUNCTION}

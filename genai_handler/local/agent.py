@@ -70,9 +70,13 @@ class FunctionProcess:
         function_dir: str | os.PathLike[str] = REPO_ROOT,
         python: str = sys.executable,
         log: IO[bytes] | int | None = None,
+        packages: str | os.PathLike[str] | None = None,
     ) -> None:
+        """`packages`: a `pip install --target` folder to run from, as the image's /python, with
+        the interpreter's own site-packages switched off; else `python`'s environment."""
         self._function_dir = Path(function_dir).resolve()
         self._python = python
+        self._packages = Path(packages).resolve() if packages else None
         self._env = dict(env)
         self._log = log
         self._socket_dir = Path(tempfile.mkdtemp(prefix="fn-iofs-"))
@@ -82,11 +86,16 @@ class FunctionProcess:
 
     def start(self, timeout_s: float = 30.0) -> FunctionProcess:
         fdk_script = Path(self._python).parent / "fdk"
-        command = [str(fdk_script)] if fdk_script.exists() else [self._python, "-c", "from fdk.scripts.fdk import main; main()"]
+        run_fdk = "from fdk.scripts.fdk import main; main()"
+        if self._packages is not None:
+            command = [self._python, "-S", "-c", run_fdk]  # like /python/bin/fdk in the image
+        else:
+            command = [str(fdk_script)] if fdk_script.exists() else [self._python, "-c", run_fdk]
+        path = [str(self._function_dir)] + ([str(self._packages)] if self._packages else [])
         env = {
             "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
             "HOME": os.environ.get("HOME", "/tmp"),
-            "PYTHONPATH": str(self._function_dir),
+            "PYTHONPATH": os.pathsep.join(path),
             "FN_FORMAT": "http-stream",
             "FN_LISTENER": f"unix:{self.socket_path}",
             "FN_APP_ID": "ocid1.fnapp.oc1..local",

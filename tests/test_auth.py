@@ -263,3 +263,14 @@ def test_credentials_repr_hides_the_token(rp_identity: LocalIdentity) -> None:
     text = repr(OciResourcePrincipalAuth().credentials())
     assert rp_identity.token not in text
     assert base64.b64encode(rp_identity.token.encode()).decode()[:20] not in text
+
+
+def test_other_principals_without_the_oci_sdk_name_the_extra_requirements(
+    monkeypatch: pytest.MonkeyPatch, vector_profile: Path
+) -> None:
+    # given an image without the oci SDK (sys.modules entry None makes the import fail)
+    monkeypatch.setitem(__import__("sys").modules, "oci", None)
+    monkeypatch.setenv("OCI_RESOURCE_PRINCIPAL_VERSION", "2.1")
+    for make in (OciResourcePrincipalAuth, lambda: OciUserPrincipalAuth(str(vector_profile))):
+        with pytest.raises(MisconfiguredError, match="requirements-oci.txt"):
+            make()

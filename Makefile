@@ -17,5 +17,14 @@ run: $(BIN)/.installed  ## one prompt through the function, locally, no cloud ac
 test: $(BIN)/.installed  ## unit and end-to-end tests under the real fdk
 	$(BIN)/pytest
 
+serve: $(BIN)/.installed  ## the function behind a local API Gateway on 127.0.0.1:$${PORT:-8080}
+	$(BIN)/python -m genai_handler.local.gateway
+
+doctor: $(BIN)/.installed  ## check settings, credentials, network and IAM, with the fix
+	$(BIN)/python -m genai_handler.doctor
+
+bench: $(BIN)/.installed  ## this function vs the documented way, side by side (builds two venvs)
+	$(BIN)/python bench/bench.py
+
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis

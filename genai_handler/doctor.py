@@ -1,0 +1,265 @@
+"""`make doctor`: why calls to OCI Generative AI fail, found one step at a time, with the fix.
+
+The steps run in order and stop at the first failure that leaves the next ones meaningless:
+settings, the principal's credentials, the endpoint's network reachability, then one cheap
+signed call (`GET {base_url}/models`) that proves IAM lets the principal in and that the model
+is offered. Inside a deployed function, a direct `fn invoke` with `{"doctor": true}` runs the
+same checks as the function's own identity (handler.py); API Gateway never routes that.
+
+Nothing here prints a secret: no token, key, API key or Authorization header.
+"""
+
+from __future__ import annotations
+
+import argparse
+import email.utils
+import json
+import os
+import socket
+import ssl
+import sys
+import time
+import urllib.request
+from collections.abc import Mapping
+from typing import Any
+from urllib.parse import urlsplit
+
+from .errors import MisconfiguredError
+from .settings import Settings
+
+_CONNECT_TIMEOUT_S = 5.0
+_CALL_TIMEOUT_S = 15.0
+_SHOWN_MODELS = 6
+_FIX_SETTINGS = "set it with `fn config function <app> <function> NAME value` (locally: in .env or the environment)"
+_FIX_IAM = (
+    "check the dynamic group matches this principal (for a function: resource.type = 'fnfunc'), a policy "
+    "`Allow dynamic-group <dg> to use generative-ai-family in compartment <c>` (a user needs a group policy), "
+    "and that GENAI_PROJECT_OCID belongs to GENAI_REGION; new policies can take a few minutes to apply"
+)
+_FIX_NETWORK = (
+    "a function's subnet needs a service gateway or NAT gateway (and a route and security-list egress rule) "
+    "to reach OCI services; on a laptop check VPN, firewall and HTTPS_PROXY"
+)
+
+
+def diagnose(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """`{"ok": bool, "checks": [{"name", "ok", "detail", "fix"}]}` for these settings (default os.environ).
+
+    Principals read their own variables (e.g. OCI_RESOURCE_PRINCIPAL_*) from os.environ, as in the function.
+    """
+    checks: list[dict[str, Any]] = []
+
+    def check(name: str, ok: bool, detail: str, fix: str = "") -> bool:
+        checks.append({"name": name, "ok": ok, "detail": detail, "fix": "" if ok else fix})
+        return ok
+
+    try:
+        settings = Settings.from_env(os.environ if environ is None else environ)
+    except MisconfiguredError as exc:
+        check("settings", False, exc.message, _FIX_SETTINGS)
+        return _report(checks)
+    check("settings", True, f"model {settings.model} at {settings.base_url}, GENAI_AUTH={settings.auth}")
+    _ = (
+        _check_credentials(settings, check)
+        and _check_reachable(settings, check)
+        and _check_call(settings, check)
+    )
+    return _report(checks)
+
+
+def _report(checks: list[dict[str, Any]]) -> dict[str, Any]:
+    return {"ok": all(c["ok"] for c in checks), "checks": checks}
+
+
+def _principal(settings: Settings) -> str:
+    profile = f"profile [{settings.oci_profile}] of {settings.oci_config_file}"
+    return {
+        "resource_principal": "resource principal (the function's own identity)",
+        "instance_principal": "instance principal (this compute instance)",
+        "user_principal": f"user principal (API key, {profile})",
+        "session": f"session token ({profile})",
+        "api_key": "OCI Generative AI API key (GENAI_API_KEY)",
+    }[settings.auth]
+
+
+def _credentials_fix(settings: Settings) -> str:
+    profile, config = settings.oci_profile, settings.oci_config_file
+    return {
+        "resource_principal": "OCI Functions provides it (OCI_RESOURCE_PRINCIPAL_*); on a laptop set GENAI_AUTH=session "
+        "and run `oci session authenticate`",
+        "instance_principal": "only works on an OCI compute instance; elsewhere set GENAI_AUTH=session",
+        "user_principal": f"check user, fingerprint, tenancy and key_file (a readable PEM; pass_phrase if encrypted) in "
+        f"profile [{profile}] of {config}; `oci setup config` writes them",
+        "session": f"run `oci session authenticate --profile-name {profile}`; it writes the token and key into {config}",
+        "api_key": "set GENAI_API_KEY",
+    }[settings.auth]
+
+
+def _check_credentials(settings: Settings, check: Any) -> bool:
+    name, principal = "credentials", _principal(settings)
+    if settings.auth == "api_key":
+        return check(name, True, f"{principal} is set (value not shown)")
+    from .upstream import make_auth  # noqa: PLC0415  (imports the OpenAI SDK: only once settings are valid)
+
+    try:
+        credentials = make_auth(settings).credentials()  # type: ignore[union-attr]
+    except MisconfiguredError as exc:
+        return check(name, False, f"{principal}: {exc.message}", _credentials_fix(settings))
+    if credentials.expires_at is None:
+        return check(name, True, f"{principal}: key loads")
+    left = credentials.expires_at - time.time()
+    if left <= 0:
+        fix = {
+            "session": f"run `oci session refresh --profile {settings.oci_profile}` "
+            f"(or `oci session authenticate` once it can no longer be refreshed)",
+            "resource_principal": "OCI Functions renews it; outside a function, provide fresh OCI_RESOURCE_PRINCIPAL_* files",
+        }.get(settings.auth, "restart the process so the principal fetches a new token")
+        return check(name, False, f"{principal}: token expired {_duration(-left)} ago", fix)
+    return check(name, True, f"{principal}: credentials load; token valid for {_duration(left)}")
+
+
+def _check_reachable(settings: Settings, check: Any) -> bool:
+    name = "endpoint"
+    url = urlsplit(settings.base_url)
+    host = url.hostname or ""
+    port = url.port or (443 if url.scheme == "https" else 80)
+    proxy = urllib.request.getproxies().get(url.scheme)
+    if proxy and not urllib.request.proxy_bypass(host):
+        return check(name, True, f"{host} is reached through a proxy; the call below tests the route")
+    try:
+        socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except socket.gaierror:
+        return check(name, False, f"DNS cannot resolve {host}",
+                     f"check GENAI_REGION (a region name such as us-chicago-1) or GENAI_BASE_URL; {_FIX_NETWORK}")
+    try:
+        with socket.create_connection((host, port), timeout=_CONNECT_TIMEOUT_S) as sock:
+            if url.scheme == "https":
+                ssl.create_default_context().wrap_socket(sock, server_hostname=host).close()
+    except ssl.SSLError as exc:
+        return check(name, False, f"TLS with {host} failed ({exc.reason or type(exc).__name__})",
+                     "behind a TLS-inspecting proxy, point SSL_CERT_FILE at its CA bundle")
+    except OSError as exc:
+        reason = "timed out" if isinstance(exc, TimeoutError) else exc.strerror or type(exc).__name__
+        return check(name, False, f"cannot connect to {host}:{port} ({reason})", _FIX_NETWORK)
+    return check(name, True, f"{host}:{port} accepts connections{' (TLS ok)' if url.scheme == 'https' else ''}")
+
+
+def _check_call(settings: Settings, check: Any) -> bool:
+    import httpx2  # noqa: PLC0415
+
+    from .upstream import make_auth  # noqa: PLC0415
+
+    name = "call"
+    headers = {"OpenAI-Project": settings.project_ocid}
+    if settings.compartment_ocid:
+        headers["opc-compartment-id"] = settings.compartment_ocid
+    if settings.auth == "api_key":
+        headers["Authorization"] = f"Bearer {settings.api_key}"
+    try:
+        auth = make_auth(settings)
+        with httpx2.Client(auth=auth, timeout=httpx2.Timeout(_CALL_TIMEOUT_S, connect=_CONNECT_TIMEOUT_S)) as client:
+            response = client.get(f"{settings.base_url}/models", headers=headers)
+    except MisconfiguredError as exc:
+        return check(name, False, exc.message, _credentials_fix(settings))
+    except httpx2.HTTPError as exc:
+        return check(name, False, f"GET /models failed ({type(exc).__name__})", _FIX_NETWORK)
+    status, code = response.status_code, _oci_code(response)
+    seen = f"HTTP {status}{' ' + code if code else ''}, opc-request-id {response.headers.get('opc-request-id', '-')}"
+    if status == 200:
+        offered = _model_ids(response)
+        missing = [m for m in settings.allowed_models if m not in offered]
+        if not missing:
+            return check(name, True, f"signed call accepted ({seen}); {settings.model} is offered")
+        return check(name, False, f"model not offered in this region: {', '.join(missing)} ({seen})", _model_fix(offered))
+    if status == 400:
+        return check(name, False, f"model not offered in this region, or the request is refused ({seen})", _model_fix(()))
+    if status == 401:
+        skew = _clock_skew(response)
+        detail = f"OCI did not accept the credentials ({seen})"
+        if skew is not None and abs(skew) > 60:
+            detail += f"; this clock is {abs(skew):.0f} s {'ahead' if skew > 0 else 'behind'} (OCI allows 300 s)"
+        return check(name, False, detail, _auth_fix(settings))
+    if status in (403, 404):
+        return check(name, False, f"IAM refused this principal, or the project or region is wrong ({seen})", _FIX_IAM)
+    if status == 429:
+        return check(name, False, f"throttled ({seen})", "retry in a minute; ask for a higher service limit if it persists")
+    return check(name, False, f"unexpected answer ({seen})",
+                 "retry later; if it persists, open a service request quoting the opc-request-id")
+
+
+def _auth_fix(settings: Settings) -> str:
+    causes = ["sync this machine's clock (NTP): signatures more than 5 minutes off are refused"]
+    if settings.auth == "session":
+        causes.append(f"an expired session: `oci session refresh --profile {settings.oci_profile}`")
+    elif settings.auth == "user_principal":
+        causes.append("the key must match an API key uploaded to the user, with that fingerprint, in that tenancy")
+    elif settings.auth == "api_key":
+        causes.append("GENAI_API_KEY must be an active Generative AI API key for this region")
+    else:
+        causes.append("an expired or foreign token")
+    return "; ".join(causes)
+
+
+def _model_fix(offered: Any) -> str:
+    shown = ", ".join(sorted(offered)[:_SHOWN_MODELS])
+    hint = f" (offered here: {shown}{', ...' if len(offered) > _SHOWN_MODELS else ''})" if shown else ""
+    return f"set GENAI_MODEL/GENAI_ALLOWED_MODELS to models this region offers{hint}, or use a region that offers it"
+
+
+def _model_ids(response: Any) -> set[str]:
+    try:
+        return {m["id"] for m in response.json()["data"] if isinstance(m, dict) and isinstance(m.get("id"), str)}
+    except (ValueError, KeyError, TypeError):
+        return set()
+
+
+def _oci_code(response: Any) -> str:
+    try:
+        code = response.json().get("code", "")
+    except Exception:
+        return ""
+    return code if isinstance(code, str) and code.isalnum() and len(code) <= 64 else ""
+
+
+def _clock_skew(response: Any) -> float | None:
+    """Seconds this clock is ahead of the server's `Date`, if it sent one."""
+    try:
+        return time.time() - email.utils.parsedate_to_datetime(response.headers["date"]).timestamp()
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    return f"{seconds / 60:.0f} min" if seconds < 7200 else f"{seconds / 3600:.1f} h"
+
+
+def _laptop_environ() -> Mapping[str, str]:
+    """What `make serve` would give the function: the environment over .env (GENAI_AUTH=session if unset)."""
+    try:
+        from .local.gateway import read_dotenv, real_oci_settings  # noqa: PLC0415  (not in the function image)
+    except ImportError:
+        return os.environ
+    dotenv = read_dotenv()
+    return {**dotenv, **os.environ, **(real_oci_settings(os.environ, dotenv) or {})}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--json", action="store_true", help="print the report as JSON")
+    args = parser.parse_args(argv)
+    report = diagnose(_laptop_environ())
+    if args.json:
+        print(json.dumps(report, indent=2))
+    else:
+        for c in report["checks"]:
+            print(f"{'✓' if c['ok'] else '✗'} {c['name']}: {c['detail']}")
+            if c["fix"]:
+                print(f"  fix: {c['fix']}")
+        print("all checks passed" if report["ok"] else "stopped at the first failure")
+    return 0 if report["ok"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

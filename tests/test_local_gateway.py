@@ -1,0 +1,259 @@
+"""The local API Gateway (`make serve`), driven over real HTTP in front of func.py under the real fdk."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx2
+import psutil
+import pytest
+
+from genai_handler.local.agent import REPO_ROOT
+from genai_handler.local.endpoint import Fault, LocalEndpoint
+from genai_handler.local.gateway import LocalGateway, function_timeout, read_dotenv, routes, upstream
+from genai_handler.local.identity import LocalIdentity
+
+from .conftest import function_env
+
+TOKEN = "local-gateway-test-token"
+
+
+@pytest.fixture(scope="module")
+def console() -> io.StringIO:
+    return io.StringIO()
+
+
+@pytest.fixture(scope="module")
+def gateway(
+    identity: LocalIdentity, endpoint: LocalEndpoint, console: io.StringIO, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[LocalGateway]:
+    log = open(tmp_path_factory.mktemp("gw") / "function.log", "ab")  # noqa: SIM115
+    with LocalGateway(function_env(identity, endpoint), token=TOKEN, timeout_s=4, function_log=log, console=console) as gw:
+        yield gw
+    log.close()
+
+
+@pytest.fixture
+def client(gateway: LocalGateway) -> Iterator[httpx2.Client]:
+    with httpx2.Client(base_url=gateway.url, headers={"Authorization": f"Bearer {TOKEN}"}, timeout=30) as http:
+        yield http
+
+
+def _gateway_error(answer: httpx2.Response, status: int) -> dict:
+    assert answer.status_code == status, answer.text
+    assert answer.headers["content-type"] == "application/json"
+    body = answer.json()
+    assert set(body) == {"code", "message"} and body["code"] == status
+    return body
+
+
+def test_routes_are_the_deployments_under_the_genai_prefix() -> None:
+    assert routes() == ("/genai/chat", "/genai/v1/responses")
+
+
+def test_a_prompt_gets_the_functions_answer_and_one_console_line(
+    client: httpx2.Client, upstream: LocalEndpoint, console: io.StringIO
+) -> None:
+    # when a caller POSTs a prompt with curl's form content type
+    answer = client.post("/genai/chat", content=b'{"prompt": "Hello"}',
+                         headers={"Content-Type": "application/x-www-form-urlencoded"})
+    # then the function's answer, headers and status come back as HTTP
+    assert answer.status_code == 200 and answer.headers["content-type"] == "application/json"
+    request_id = upstream.requests[-1].request_id
+    assert answer.json()["output_text"] == "Local answer to: Hello"
+    assert answer.headers["opc-request-id"] == request_id
+    # and the console has one line with method, path, status, latency and the upstream request id
+    [line] = [line for line in console.getvalue().splitlines() if request_id in line]
+    method, path, status, latency, unit, rid = line.split()
+    assert (method, path, status, unit, rid) == ("POST", "/genai/chat", "200", "ms", f"opc-request-id={request_id}")
+    assert float(latency) >= 0
+
+
+def test_the_query_string_is_kept_and_the_openai_route_answers_a_responses_object(
+    client: httpx2.Client, upstream: LocalEndpoint
+) -> None:
+    answer = client.post("/genai/v1/responses?trace=1", json={"input": "hi"})
+    assert answer.status_code == 200
+    assert answer.json()["object"] == "response" and answer.headers["x-request-id"] == upstream.requests[-1].request_id
+
+
+@pytest.mark.parametrize(
+    ("send", "status", "header"),
+    [
+        ({"content": b"{not json"}, 400, None),
+        ({"content": json.dumps({"prompt": "x" * (1024 * 1024 + 1)}).encode()}, 413, None),
+    ],
+    ids=["400", "413"],
+)
+def test_refusals_pass_through_with_status_and_body(
+    client: httpx2.Client, upstream: LocalEndpoint, send: dict, status: int, header: str | None
+) -> None:
+    answer = client.post("/genai/chat", **send)
+    assert answer.status_code == status
+    assert answer.json()["error"]["type"] in ("invalid_request", "payload_too_large")
+    assert upstream.requests == []
+
+
+def test_other_methods_reach_the_function_and_get_405_with_allow(client: httpx2.Client, upstream: LocalEndpoint) -> None:
+    answer = client.get("/genai/chat")
+    assert answer.status_code == 405 and answer.headers["allow"] == "POST"
+    assert answer.json()["error"]["type"] == "method_not_allowed"
+
+
+def test_throttling_passes_429_with_retry_after(client: httpx2.Client, upstream: LocalEndpoint) -> None:
+    upstream.inject(Fault(kind="status", status=429, code="TooManyRequests", retry_after="120"))
+    answer = client.post("/genai/chat", json={"prompt": "busy?"})
+    assert answer.status_code == 429 and answer.headers["retry-after"] == "120"
+    assert answer.headers["opc-request-id"] == upstream.requests[-1].request_id
+
+
+def test_a_failing_upstream_passes_502(client: httpx2.Client, upstream: LocalEndpoint) -> None:
+    upstream.inject(*[Fault(kind="status", status=500)] * 3)
+    answer = client.post("/genai/chat", json={"prompt": "down"})
+    assert answer.status_code == 502 and answer.json()["error"]["type"] == "upstream_error"
+
+
+def test_a_slow_model_passes_504_within_the_timeout(client: httpx2.Client, upstream: LocalEndpoint) -> None:
+    # given a gateway whose function timeout is 4 s (Fn-Deadline), and a model slower than that
+    upstream.inject(Fault(kind="delay", delay_s=6))
+    started = time.monotonic()
+    answer = client.post("/genai/chat", json={"prompt": "slow"})
+    assert answer.status_code == 504 and answer.json()["error"]["type"] == "timeout"
+    assert time.monotonic() - started < 4
+
+
+@pytest.mark.parametrize(
+    "authorization", [None, "Bearer wrong-token", f"Basic {TOKEN}", f"Bearer {TOKEN}x"], ids=["none", "wrong", "basic", "longer"]
+)
+def test_without_the_gateway_token_the_caller_gets_401_and_the_function_is_not_called(
+    gateway: LocalGateway, upstream: LocalEndpoint, console: io.StringIO, authorization: str | None
+) -> None:
+    headers = {"Authorization": authorization} if authorization else {}
+    before = console.getvalue().count('"call_id"')
+    answer = httpx2.post(f"{gateway.url}/genai/chat", json={"prompt": "let me in"}, headers=headers)
+    _gateway_error(answer, 401)
+    assert answer.headers["www-authenticate"] == "Bearer"
+    assert upstream.requests == [] and TOKEN not in console.getvalue()
+    assert console.getvalue().count('"call_id"') == before
+
+
+@pytest.mark.parametrize("path", ["/", "/genai", "/genai/v1/chat/completions", "/chat"])
+def test_unrouted_paths_get_404_json(client: httpx2.Client, upstream: LocalEndpoint, path: str) -> None:
+    _gateway_error(client.post(path, json={"prompt": "where?"}), 404)
+
+
+def test_a_function_killed_between_calls_is_restarted(
+    gateway: LocalGateway, client: httpx2.Client, upstream: LocalEndpoint, console: io.StringIO
+) -> None:
+    # given the function process dies (OOM-killed, say)
+    assert gateway.function is not None
+    pid, restarts = gateway.function.pid, gateway.restarts
+    os.kill(pid, signal.SIGKILL)
+    gateway.function.process.wait(timeout=5)  # type: ignore[union-attr]
+    # then the request that finds it dead gets 502 JSON, like API Gateway
+    body = _gateway_error(client.post("/genai/chat", json={"prompt": "anyone?"}), 502)
+    assert "restarted" in body["message"]
+    # and the gateway has restarted it, says so, and the next request succeeds
+    assert gateway.restarts == restarts + 1 and gateway.function.pid != pid
+    assert f"function process {pid}" in console.getvalue() and "restarting" in console.getvalue()
+    assert client.post("/genai/chat", json={"prompt": "back?"}).status_code == 200
+
+
+def test_a_function_killed_during_a_call_gets_502_and_is_restarted(
+    gateway: LocalGateway, client: httpx2.Client, upstream: LocalEndpoint
+) -> None:
+    upstream.inject(Fault(kind="delay", delay_s=2))
+    assert gateway.function is not None
+    pid, restarts = gateway.function.pid, gateway.restarts
+    killer = threading.Timer(0.5, os.kill, (pid, signal.SIGKILL))
+    killer.start()
+    try:
+        answer = client.post("/genai/chat", json={"prompt": "crash me"})
+    finally:
+        killer.join()
+    _gateway_error(answer, 502)
+    assert gateway.restarts == restarts + 1
+    assert client.post("/genai/chat", json={"prompt": "after the crash"}).status_code == 200
+
+
+def test_an_exception_escaping_a_handler_reaches_the_caller_as_502_with_its_text(tmp_path: Path) -> None:
+    """Why handler.py never lets one escape: the fdk answers Fn-Http-Status 502 with str(exception)."""
+    (tmp_path / "func.py").write_text("def handler(ctx, data=None):\n    raise RuntimeError('internal detail')\n")
+    (tmp_path / "func.yaml").write_text("name: broken\n# timeout: 1\ntimeout: 7  # seconds\nmemory: 128\n")
+    with LocalGateway({}, function_dir=tmp_path, console=io.StringIO(), function_log=subprocess.DEVNULL) as gw:  # type: ignore[arg-type]
+        answer = httpx2.post(f"{gw.url}/genai/chat", json={"prompt": "hi"})
+        assert answer.status_code == 502 and answer.text == "internal detail"
+        # and the deadline the gateway sends comes from that function's func.yaml
+        assert gw.timeout_s == 7 and gw.restarts == 0
+
+
+def test_the_repo_func_yaml_timeout_is_the_default_deadline() -> None:
+    assert function_timeout(REPO_ROOT / "func.yaml") == 60
+    assert function_timeout(REPO_ROOT / "no-such-func.yaml") == 30
+
+
+def test_dotenv_lines_are_parsed_and_the_environment_wins(tmp_path: Path) -> None:
+    dotenv = tmp_path / ".env"
+    dotenv.write_text(
+        "# real OCI from a laptop\n\nexport GENAI_AUTH=session\nGENAI_REGION = 'us-chicago-1'\n"
+        'GENAI_PROJECT_OCID="ocid1.generativeaiproject.oc1.us-chicago-1.fromdotenv"\nGENAI_MODEL=from-dotenv\nnot a line\n'
+    )
+    assert read_dotenv(dotenv)["GENAI_REGION"] == "us-chicago-1"
+    with upstream({"GENAI_MODEL": "from-environment", "HTTPS_PROXY": "http://proxy:3128", "SECRET": "x"}, dotenv) as (env, where):
+        assert env["GENAI_AUTH"] == "session" and env["GENAI_MODEL"] == "from-environment"
+        assert env["GENAI_PROJECT_OCID"].endswith("fromdotenv") and env["HTTPS_PROXY"] == "http://proxy:3128"
+        # real settings: no local identity, no local endpoint
+        assert not any(k.startswith("OCI_RESOURCE_PRINCIPAL") for k in env) and "GENAI_BASE_URL" not in env
+        assert "SECRET" not in env and "us-chicago-1" in where and "session" in where
+
+
+def test_project_and_region_alone_select_real_oci_with_a_session(tmp_path: Path) -> None:
+    environ = {"GENAI_PROJECT_OCID": "ocid1.generativeaiproject.oc1.us-chicago-1.x", "GENAI_REGION": "us-chicago-1"}
+    with upstream(environ, tmp_path / "absent.env") as (env, _):
+        assert env["GENAI_AUTH"] == "session"
+
+
+def test_without_real_settings_the_local_endpoint_and_identity_are_used(tmp_path: Path) -> None:
+    environ = {"GENAI_LOG_PROMPTS": "true", "GENAI_AUTH": "resource_principal", "GENAI_BASE_URL": "https://elsewhere"}
+    with upstream(environ, tmp_path / "absent.env") as (env, where):
+        assert env["OCI_RESOURCE_PRINCIPAL_VERSION"] == "2.2" and Path(env["OCI_RESOURCE_PRINCIPAL_RPST"]).exists()
+        assert env["GENAI_BASE_URL"].startswith("http://127.0.0.1:") and env["GENAI_BASE_URL"] in where
+        assert env["GENAI_LOG_PROMPTS"] == "true"  # behaviour settings still apply
+
+
+def test_make_serve_answers_on_port_and_stops_its_function_on_sigterm(tmp_path: Path) -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GENAI_")}
+    env.update({"PORT": "1", "LOCAL_GATEWAY_TOKEN": TOKEN, "PYTHONPATH": str(REPO_ROOT), "PYTHONUNBUFFERED": "1"})
+    serve = subprocess.Popen(
+        [sys.executable, "-m", "genai_handler.local.gateway", "--port", str(port)],  # --port wins over PORT
+        cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    try:
+        assert serve.stdout is not None
+        banner = "".join(serve.stdout.readline() for _ in range(4))
+        assert f"http://127.0.0.1:{port}" in banner and "local endpoint" in banner
+        children = psutil.Process(serve.pid).children(recursive=True)
+        assert children  # func.py under the fdk
+        answer = httpx2.post(f"http://127.0.0.1:{port}/genai/chat", json={"prompt": "served"},
+                             headers={"Authorization": f"Bearer {TOKEN}"}, timeout=30)
+        assert answer.status_code == 200 and answer.json()["output_text"] == "Local answer to: served"
+    finally:
+        serve.send_signal(signal.SIGTERM)
+        output = serve.communicate(timeout=15)[0]
+    assert serve.returncode == 0
+    assert "POST /genai/chat 200" in output and TOKEN not in banner + output
+    _, alive = psutil.wait_procs(children, timeout=5)
+    assert alive == []

@@ -1,0 +1,74 @@
+"""The OpenAI-compatible route, used with the real openai SDK through the local API Gateway."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterator
+
+import openai
+import pytest
+
+from genai_handler.local.endpoint import Fault, LocalEndpoint
+from genai_handler.local.gateway import LocalGateway
+from genai_handler.local.identity import LocalIdentity
+
+from .conftest import function_env
+
+TOKEN = "openai-route-test-token"
+MODEL = "xai.grok-4-1-fast-reasoning"
+
+
+@pytest.fixture(scope="module")
+def gateway(identity: LocalIdentity, endpoint: LocalEndpoint, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalGateway]:
+    log = open(tmp_path_factory.mktemp("openai") / "function.log", "ab")  # noqa: SIM115
+    with LocalGateway(function_env(identity, endpoint), token=TOKEN, function_log=log, console=io.StringIO()) as gw:
+        yield gw
+    log.close()
+
+
+def _client(gateway: LocalGateway, token: str = TOKEN) -> openai.OpenAI:
+    return openai.OpenAI(base_url=f"{gateway.url}/genai/v1", api_key=token, max_retries=0, timeout=30)
+
+
+def test_responses_create_answers_and_output_text_reads_it(gateway: LocalGateway, upstream: LocalEndpoint) -> None:
+    # given an OpenAI SDK pointed at the gateway's /genai/v1, with the gateway token as its API key
+    with _client(gateway) as client:
+        # when it creates a response
+        answer = client.responses.create(model=MODEL, input="What is OCI?")
+    # then it gets a full Responses object, and the SDK's output_text and request id work
+    assert answer.output_text == "Local answer to: What is OCI?"
+    assert answer.model == MODEL and answer.status == "completed" and answer.usage and answer.usage.total_tokens > 0
+    assert answer._request_id == upstream.requests[-1].request_id
+
+
+def test_a_model_outside_the_allow_list_is_a_bad_request_naming_the_allowed_ones(
+    gateway: LocalGateway, upstream: LocalEndpoint
+) -> None:
+    with _client(gateway) as client, pytest.raises(openai.BadRequestError) as refused:
+        client.responses.create(model="openai.gpt-oss-120b", input="hi")
+    assert refused.value.status_code == 400 and refused.value.code == "invalid_request"
+    assert f"model must be one of: {MODEL}" in refused.value.message
+    assert upstream.requests == []
+
+
+def test_streaming_is_refused_with_400(gateway: LocalGateway, upstream: LocalEndpoint) -> None:
+    with _client(gateway) as client, pytest.raises(openai.BadRequestError) as refused:
+        client.responses.create(model=MODEL, input="stream please", stream=True)
+    assert "streaming is not offered" in refused.value.message
+    assert upstream.requests == []
+
+
+def test_a_wrong_gateway_token_is_an_authentication_error(gateway: LocalGateway, upstream: LocalEndpoint) -> None:
+    with _client(gateway, token="not-the-token") as client, pytest.raises(openai.AuthenticationError) as refused:
+        client.responses.create(model=MODEL, input="let me in")
+    assert refused.value.status_code == 401
+    assert upstream.requests == []
+
+
+def test_throttling_is_a_rate_limit_error_with_retry_after(gateway: LocalGateway, upstream: LocalEndpoint) -> None:
+    upstream.inject(Fault(kind="status", status=429, code="TooManyRequests", retry_after="120"))
+    with _client(gateway) as client, pytest.raises(openai.RateLimitError) as throttled:
+        client.responses.create(model=MODEL, input="busy?")
+    assert throttled.value.code == "rate_limited"
+    assert throttled.value.response.headers["retry-after"] == "120"
+    assert throttled.value.request_id == upstream.requests[-1].request_id

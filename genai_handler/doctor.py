@@ -2,8 +2,9 @@
 
 The steps run in order and stop at the first failure that leaves the next ones meaningless:
 settings, the principal's credentials, the endpoint's network reachability, then one cheap
-signed call (`GET {base_url}/models`) that proves IAM lets the principal in and that the model
-is offered. Inside a deployed function, a direct `fn invoke` with `{"doctor": true}` runs the
+signed call (a 16-token `POST /responses` to GENAI_MODEL, store off) that proves IAM lets the
+principal in and that the model is offered. It is the function's own call, because OCI does not
+document `GET /models`; that is asked only for a hint when the model is refused. Inside a deployed function, a direct `fn invoke` with `{"doctor": true}` runs the
 same checks as the function's own identity (handler.py); API Gateway never routes that.
 
 Nothing here prints a secret: no token, key, API key or Authorization header.
@@ -155,24 +156,23 @@ def _check_call(settings: Settings, check: Any) -> bool:
         headers["opc-compartment-id"] = settings.compartment_ocid
     if settings.auth == "api_key":
         headers["Authorization"] = f"Bearer {settings.api_key}"
+    probe = {"model": settings.model, "input": "ping", "max_output_tokens": 16, "store": False}
     try:
         auth = make_auth(settings)
         with httpx2.Client(auth=auth, timeout=httpx2.Timeout(_CALL_TIMEOUT_S, connect=_CONNECT_TIMEOUT_S)) as client:
-            response = client.get(f"{settings.base_url}/models", headers=headers)
+            response = client.post(f"{settings.base_url}/responses", headers=headers, json=probe)
+            offered = _model_ids(client.get(f"{settings.base_url}/models", headers=headers)) if response.status_code == 400 else set()
     except MisconfiguredError as exc:
         return check(name, False, exc.message, _credentials_fix(settings))
     except httpx2.HTTPError as exc:
-        return check(name, False, f"GET /models failed ({type(exc).__name__})", _FIX_NETWORK)
+        return check(name, False, f"POST /responses failed ({type(exc).__name__})", _FIX_NETWORK)
     status, code = response.status_code, _oci_code(response)
     seen = f"HTTP {status}{' ' + code if code else ''}, opc-request-id {response.headers.get('opc-request-id', '-')}"
     if status == 200:
-        offered = _model_ids(response)
-        missing = [m for m in settings.allowed_models if m not in offered]
-        if not missing:
-            return check(name, True, f"signed call accepted ({seen}); {settings.model} is offered")
-        return check(name, False, f"model not offered in this region: {', '.join(missing)} ({seen})", _model_fix(offered))
+        return check(name, True, f"signed call accepted ({seen}); {settings.model} answered")
     if status == 400:
-        return check(name, False, f"model not offered in this region, or the request is refused ({seen})", _model_fix(()))
+        return check(name, False, f"model {settings.model} not offered in this region, or the request is refused ({seen})",
+                     _model_fix(offered))
     if status == 401:
         skew = _clock_skew(response)
         detail = f"OCI did not accept the credentials ({seen})"
@@ -207,6 +207,8 @@ def _model_fix(offered: Any) -> str:
 
 
 def _model_ids(response: Any) -> set[str]:
+    if response.status_code != 200:
+        return set()
     try:
         return {m["id"] for m in response.json()["data"] if isinstance(m, dict) and isinstance(m.get("id"), str)}
     except (ValueError, KeyError, TypeError):

@@ -69,7 +69,8 @@ def test_all_good_passes_every_check_in_order(principal: LocalIdentity, service:
     assert report["ok"] is True and [c["name"] for c in report["checks"]] == CHECKS
     credentials, call = report["checks"][1], report["checks"][3]
     assert "resource principal" in credentials["detail"] and "valid for" in credentials["detail"]
-    assert service.requests[-1].request_id in call["detail"] and "xai.grok-4-1-fast-reasoning is offered" in call["detail"]
+    assert service.requests[-1].request_id in call["detail"] and "xai.grok-4-1-fast-reasoning answered" in call["detail"]
+    assert service.requests[-1].path.endswith("/responses")  # the function's own call, not an undocumented route
     assert service.requests[-1].path == "/openai/v1/models" and service.requests[-1].status == 200
     _assert_no_secrets(report, principal.token, _pem(principal.key_path))
 
@@ -169,7 +170,7 @@ def test_a_model_the_region_does_not_offer_is_named_with_what_it_offers(principa
     with LocalEndpoint(trusted_issuer=principal.issuer_public_key, project_ocid=PROJECT_OCID,
                        models=("openai.gpt-oss-120b",)) as region:
         failed = _failed(diagnose(_settings(region)), "call", principal.token)
-    assert "model not offered in this region: xai.grok-4-1-fast-reasoning" in failed["detail"]
+    assert "model xai.grok-4-1-fast-reasoning not offered in this region" in failed["detail"]
     assert "openai.gpt-oss-120b" in failed["fix"]
 
 

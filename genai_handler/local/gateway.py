@@ -20,7 +20,6 @@ import json
 import os
 import signal
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Iterator, Mapping
@@ -31,9 +30,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from .agent import REPO_ROOT, FunctionProcess
-from .endpoint import LocalEndpoint
-from .identity import LocalIdentity
-from .run import LOCAL_PROJECT_OCID
+from .run import local_upstream
 
 DEFAULT_PORT = 8080
 PATH_PREFIX = "/genai"  # the deployment's --path-prefix (docs/DEPLOY.md)
@@ -116,11 +113,8 @@ def upstream(environ: Mapping[str, str] | None = None, dotenv_path: Path = DOTEN
         yield real, f"{where} (GENAI_AUTH={real['GENAI_AUTH']})"
         return
     behaviour = {k: v for k, v in {**dotenv, **environ}.items() if k.startswith("GENAI_") and k not in _UPSTREAM_SETTINGS}
-    with tempfile.TemporaryDirectory(prefix="genai-serve-") as workdir:
-        identity = LocalIdentity(workdir)
-        with LocalEndpoint(trusted_issuer=identity.issuer_public_key, project_ocid=LOCAL_PROJECT_OCID) as endpoint:
-            env = {**identity.env(), "GENAI_PROJECT_OCID": LOCAL_PROJECT_OCID, "GENAI_BASE_URL": endpoint.base_url, **behaviour}
-            yield env, f"the local endpoint {endpoint.base_url} (no cloud account)"
+    with local_upstream(behaviour) as (_, endpoint, env):
+        yield env, f"the local endpoint {endpoint.base_url} (no cloud account)"
 
 
 class LocalGateway:

@@ -31,8 +31,8 @@ class LocalStack:
 
 
 @contextmanager
-def local_stack(settings: Mapping[str, str] | None = None, *, python: str = sys.executable) -> Iterator[LocalStack]:
-    """Identity + local endpoint + func.py under the fdk, torn down on exit."""
+def local_upstream(settings: Mapping[str, str] | None = None) -> Iterator[tuple[LocalIdentity, LocalEndpoint, dict[str, str]]]:
+    """A generated identity, the local endpoint trusting it, and the function environment for both."""
     with tempfile.TemporaryDirectory(prefix="genai-local-") as workdir:
         identity = LocalIdentity(workdir)
         with LocalEndpoint(trusted_issuer=identity.issuer_public_key, project_ocid=LOCAL_PROJECT_OCID) as endpoint:
@@ -42,8 +42,14 @@ def local_stack(settings: Mapping[str, str] | None = None, *, python: str = sys.
                 "GENAI_BASE_URL": endpoint.base_url,
                 **(settings or {}),
             }
-            with FunctionProcess(env, python=python) as function:
-                yield LocalStack(identity, endpoint, function)
+            yield identity, endpoint, env
+
+
+@contextmanager
+def local_stack(settings: Mapping[str, str] | None = None, *, python: str = sys.executable) -> Iterator[LocalStack]:
+    """Identity + local endpoint + func.py under the fdk, torn down on exit."""
+    with local_upstream(settings) as (identity, endpoint, env), FunctionProcess(env, python=python) as function:
+        yield LocalStack(identity, endpoint, function)
 
 
 def main(argv: list[str] | None = None) -> int:

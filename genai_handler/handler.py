@@ -100,7 +100,12 @@ def _reply(
         headers["opc-request-id"] = request_id
         if openai_route:
             headers["x-request-id"] = request_id  # what the OpenAI SDKs expose as `_request_id`
-    return response.Response(ctx, response_data=json.dumps(body), headers=headers, status_code=status)
+    reply = response.Response(ctx, response_data=json.dumps(body), headers=headers, status_code=status)
+    # Through API Gateway the caller's status travels in Fn-Http-Status, set just above. The socket
+    # answer stays 200 (the fdk sends 4xx and 500 as 200 anyway): the Fn agent takes a socket 502
+    # or 504 for a failed or timed-out function and drops this JSON body.
+    reply.status_code = 200
+    return reply
 
 
 def _is_openai_route(ctx: context.InvokeContext) -> bool:

@@ -46,8 +46,7 @@ def parse_body(body: bytes, settings: Settings) -> dict[str, Any]:
         raise InvalidRequest("request body is not valid JSON") from None
     if not isinstance(value, dict):
         raise InvalidRequest("request body must be a JSON object")
-    if _too_deep(value):
-        raise InvalidRequest(f"request body is nested deeper than {_MAX_DEPTH} levels")
+    _check_tree(value)
     return value
 
 
@@ -58,7 +57,7 @@ def build_arguments(request: dict[str, Any], settings: Settings) -> dict[str, An
             raise InvalidRequest(f"{name}: {_NOT_OFFERED[name]}")
     unknown = sorted(set(request) - set(ALLOWED_FIELDS))
     if unknown:
-        raise InvalidRequest(f"unknown field(s) {', '.join(unknown)}; allowed: {', '.join(ALLOWED_FIELDS)}")
+        raise InvalidRequest(f"unknown field(s) {_names(unknown)}; allowed: {', '.join(ALLOWED_FIELDS)}")
     if "prompt" in request and "input" in request:
         raise InvalidRequest("send either prompt or input, not both")
     if "prompt" in request:
@@ -134,15 +133,28 @@ def _no_constant(name: str) -> Any:
     raise ValueError(name)  # NaN, Infinity, -Infinity are not JSON
 
 
-def _too_deep(value: Any) -> bool:
+def _check_tree(value: Any) -> None:
+    """Bounded nesting, and text that is Unicode: JSON can escape half a UTF-16 pair ("\\ud800"),
+    which Python keeps as a lone surrogate that no UTF-8 encoder (the upstream call's) accepts."""
     stack = [(value, 1)]
     while stack:
         item, depth = stack.pop()
-        if isinstance(item, (dict, list)):
+        if isinstance(item, str):
+            try:
+                item.encode("utf-8")
+            except UnicodeEncodeError:
+                raise InvalidRequest("request body has a \\u escape that is half a surrogate pair, not text") from None
+        elif isinstance(item, (dict, list)):
             if depth > _MAX_DEPTH:
-                return True
-            stack.extend((child, depth + 1) for child in (item.values() if isinstance(item, dict) else item))
-    return False
+                raise InvalidRequest(f"request body is nested deeper than {_MAX_DEPTH} levels")
+            children = [*item.keys(), *item.values()] if isinstance(item, dict) else item
+            stack.extend((child, depth + 1) for child in children)
+
+
+def _names(names: list[str], shown: int = 5, width: int = 40) -> str:
+    """A few names, each cut short: the message is answered and logged, whatever the caller sent."""
+    listed = ", ".join(name if len(name) <= width else name[:width] + "…" for name in names[:shown])
+    return listed + (f" and {len(names) - shown} more" if len(names) > shown else "")
 
 
 def _is_int(value: Any) -> bool:
@@ -150,7 +162,7 @@ def _is_int(value: Any) -> bool:
 
 
 def _is_number(value: Any) -> bool:
-    return (isinstance(value, (int, float)) and not isinstance(value, bool)) and math.isfinite(value)
+    return _is_int(value) or (isinstance(value, float) and math.isfinite(value))  # isfinite(10**400) overflows
 
 
 def _text(container: dict[str, Any], name: str, limit: int | None = None) -> str:
@@ -191,8 +203,8 @@ def _message(item: Any, where: str) -> dict[str, Any]:
     for j, part in enumerate(content):
         if not isinstance(part, dict) or set(part) != {"type", "text"} or part["type"] not in _TEXT_PARTS:
             raise InvalidRequest(f'{where}.content[{j}] must be {{"type": "input_text", "text": "..."}}')
-        if not isinstance(part["text"], str):
-            raise InvalidRequest(f"{where}.content[{j}].text must be a string")
+        if not isinstance(part["text"], str) or not part["text"].strip():
+            raise InvalidRequest(f"{where}.content[{j}].text must be a non-empty string")
         parts.append({"type": part["type"], "text": part["text"]})
     return {"role": item["role"], "content": parts}
 

@@ -120,10 +120,11 @@ def create_response(client: openai.OpenAI, arguments: dict[str, Any], deadline: 
                 return UpstreamResult(_parse(raw), raw.headers.get("opc-request-id"), attempt, latency_ms)
             if not isinstance(failure, (RateLimited, UpstreamError)):
                 raise failure
+            asked = wait  # OCI's Retry-After, if it sent one
             if wait is None:
                 wait = min(_BACKOFF_CAP_S, _BACKOFF_BASE_S * 2 ** (attempt - 1)) * random.uniform(0.5, 1.0)
             if attempt > max_retries or time.monotonic() + wait + _MIN_ATTEMPT_S > deadline:
-                if isinstance(failure, RateLimited):
+                if isinstance(failure, RateLimited) or asked is not None:
                     failure.retry_after = max(1, math.ceil(wait))
                 raise failure
             time.sleep(wait)

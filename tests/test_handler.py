@@ -15,6 +15,12 @@ from genai_handler.settings import Settings
 SETTINGS = Settings(project_ocid="ocid1.generativeaiproject.oc1.us-chicago-1.aaaa", base_url="http://127.0.0.1:9/openai/v1")
 
 
+def _status(reply) -> int:
+    """What API Gateway answers the caller: Fn-Http-Status (the socket status is always 200)."""
+    assert reply.status() == 200
+    return int(reply.context().GetResponseHeaders()["fn-http-status"])
+
+
 def _ctx(deadline: str | None = None, method: str | None = "POST", url: str = "/genai/chat") -> InvokeContext:
     headers = {"fn-call-id": "call-1"}
     if method is not None:
@@ -45,7 +51,7 @@ def test_a_bug_becomes_internal_error_without_its_text(
 
     monkeypatch.setattr(handler, "build_arguments", broken)
     reply = handler.handle(_ctx(), io.BytesIO(b'{"prompt": "hi"}'))
-    assert reply.status() == 500
+    assert _status(reply) == 500
     assert json.loads(reply.body())["error"]["type"] == "internal_error"
     assert "secret-token" not in reply.body() and "secret-token" not in capsys.readouterr().err
 
@@ -58,7 +64,7 @@ def test_openai_route_errors_use_the_openai_shape() -> None:
 
 def test_doctor_is_not_reachable_through_the_gateway() -> None:
     reply = handler.handle(_ctx(), io.BytesIO(b'{"doctor": true}'))
-    assert reply.status() == 400
+    assert _status(reply) == 400
 
 
 def test_misconfiguration_is_remembered_and_reported(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -66,4 +72,4 @@ def test_misconfiguration_is_remembered_and_reported(monkeypatch: pytest.MonkeyP
     monkeypatch.delenv("GENAI_PROJECT_OCID", raising=False)
     for _ in range(2):
         reply = handler.handle(_ctx(), io.BytesIO(b'{"prompt": "hi"}'))
-        assert reply.status() == 500 and "GENAI_PROJECT_OCID" in reply.body()
+        assert _status(reply) == 500 and "GENAI_PROJECT_OCID" in reply.body()

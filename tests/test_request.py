@@ -101,3 +101,8 @@ def test_very_deep_nesting_does_not_crash() -> None:
 def test_out_of_range_values_name_their_field(field: str, value: object) -> None:
     with pytest.raises(InvalidRequest, match=field.split("_")[0]):
         build_arguments({"prompt": "a", field: value}, SETTINGS)
+
+
+def test_an_empty_text_part_is_refused_like_empty_content() -> None:
+    with pytest.raises(InvalidRequest, match=r"input\[0\]\.content\[0\]\.text"):
+        _args({"input": [{"role": "user", "content": [{"type": "input_text", "text": " "}]}]})

@@ -142,3 +142,10 @@ def test_connection_outlives_httpx_default_five_second_keepalive(call, upstream:
     time.sleep(6)  # longer than httpx2's default keepalive_expiry
     call()
     assert upstream.connections_opened == 1
+
+
+def test_a_5xx_asking_for_a_long_wait_passes_its_retry_after_on(call, upstream: LocalEndpoint) -> None:
+    upstream.inject(Fault(kind="status", status=503, code="ServiceUnavailable", retry_after="45"))
+    with pytest.raises(UpstreamError) as caught:
+        call(budget_s=10)
+    assert caught.value.retry_after == 45 and len(upstream.requests) == 1

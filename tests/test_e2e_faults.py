@@ -1,0 +1,208 @@
+"""Upstream faults through the real fdk: each becomes its documented status before the deadline,
+and the same warm container answers the next invocation normally.
+
+test_function_e2e.py already covers 429 with a long Retry-After, a short throttle, 503 then 200,
+persistent 5xx, two 401/404s and a slow model; test_upstream.py covers the same faults in-process.
+This module covers what only the whole path shows: the fdk, the handler and the SDK together.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import socket
+import time
+from pathlib import Path
+
+import pytest
+
+from genai_handler.local.agent import FunctionProcess, Invocation
+from genai_handler.local.endpoint import Fault, LocalEndpoint
+from genai_handler.local.identity import LocalIdentity
+
+from .conftest import PROJECT_OCID, function_env, start_function
+
+DEADLINE_S = 6.0
+
+
+def _timed(function: FunctionProcess, deadline_s: float = DEADLINE_S, **kwargs: object) -> tuple[Invocation, float]:
+    started = time.monotonic()
+    answer = function.invoke({"prompt": "fault?"}, deadline_s=deadline_s, **kwargs)  # type: ignore[arg-type]
+    return answer, time.monotonic() - started
+
+
+def _error(answer: Invocation, status: int, error_type: str) -> dict:
+    assert answer.http_status == status, answer.body
+    body = answer.json()
+    assert set(body) == {"error"} and set(body["error"]) == {"type", "message", "request_id"}
+    assert body["error"]["type"] == error_type
+    return body["error"]
+
+
+def _recovers(function: FunctionProcess, upstream: LocalEndpoint) -> None:
+    """The same container answers the next invocation normally."""
+    upstream.reset()
+    answer = function.invoke({"prompt": "and now?"})
+    assert answer.http_status == 200, answer.body
+    assert answer.json()["output_text"] == "Local answer to: and now?"
+    assert [r.status for r in upstream.requests] == [200]
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_connection_refused_is_a_502_and_the_container_recovers_when_oci_is_back(
+    identity: LocalIdentity, tmp_path: Path
+) -> None:
+    # given a function whose GENAI_BASE_URL points at a port nobody listens on
+    port = _free_port()
+    env = function_env(identity, LocalEndpoint(), GENAI_BASE_URL=f"http://127.0.0.1:{port}/openai/v1")
+    function = start_function(env, tmp_path / "function.log")
+    try:
+        answer, elapsed = _timed(function)
+        # then the caller gets 502 upstream_error, retried within the deadline, not a hang
+        error = _error(answer, 502, "upstream_error")
+        assert "could not reach" in error["message"] and elapsed < DEADLINE_S
+        # when the endpoint comes up on that port, then the same container answers
+        with LocalEndpoint(trusted_issuer=identity.issuer_public_key, project_ocid=PROJECT_OCID, port=port) as server:
+            _recovers(function, server)
+    finally:
+        function.stop()
+    assert "Traceback" not in (tmp_path / "function.log").read_text()
+
+
+@pytest.mark.parametrize("kind", ["reset", "truncated", "drop"])
+def test_a_connection_broken_on_every_attempt_is_a_502_within_the_deadline(
+    function: FunctionProcess, upstream: LocalEndpoint, kind: str
+) -> None:
+    # given OCI's connection breaks mid-answer on the first try and both retries
+    upstream.inject(*[Fault(kind=kind)] * 3)
+    answer, elapsed = _timed(function)
+    # then the caller gets 502 after three attempts, well before the deadline
+    error = _error(answer, 502, "upstream_error")
+    assert "could not reach" in error["message"]
+    assert len(upstream.requests) == 3 and elapsed < DEADLINE_S
+    _recovers(function, upstream)
+
+
+def test_mixed_transient_failures_within_the_retry_budget_end_in_200(
+    function: FunctionProcess, upstream: LocalEndpoint
+) -> None:
+    # given a 503 (Retry-After: 0) and then a reset mid-answer, then a good answer
+    upstream.inject(Fault(kind="status", status=503, code="ServiceUnavailable", retry_after="0"), Fault(kind="reset"))
+    answer, elapsed = _timed(function)
+    # then the caller only sees the good answer, from the third attempt on a new connection
+    assert answer.http_status == 200 and elapsed < DEADLINE_S
+    assert len(upstream.requests) == 3
+    assert upstream.requests[-1].connection_id != upstream.requests[1].connection_id
+    assert answer.json()["request_id"] == upstream.requests[-1].request_id
+
+
+@pytest.mark.parametrize("kind", ["non_json", "wrong_shape"])
+def test_an_unreadable_answer_is_a_502_with_oci_request_id_and_is_not_paid_for_twice(
+    function: FunctionProcess, upstream: LocalEndpoint, kind: str
+) -> None:
+    # given OCI answers 200 with a body that is not a Responses object
+    upstream.inject(Fault(kind=kind))
+    answer, elapsed = _timed(function)
+    error = _error(answer, 502, "upstream_error")
+    assert "cannot read" in error["message"] and elapsed < DEADLINE_S
+    # then the caller can quote OCI's request id, and the (billed) call was not repeated
+    assert error["request_id"] == upstream.requests[0].request_id == answer.http_headers["opc-request-id"]
+    assert len(upstream.requests) == 1
+    assert "unexpected" not in answer.body.decode() and "html" not in answer.body.decode()
+    _recovers(function, upstream)
+
+
+def test_an_answer_dripping_past_the_deadline_is_cut_with_504_before_it(
+    function: FunctionProcess, upstream: LocalEndpoint
+) -> None:
+    # given OCI sends headers at once, then the body 16 bytes every 0.25 s (about 15 s in all)
+    upstream.inject(Fault(kind="drip", delay_s=0.25))
+    answer, elapsed = _timed(function, deadline_s=3.0)
+    # then the function answers 504 before Fn-Deadline: per-read socket timeouts alone would not
+    _error(answer, 504, "timeout")
+    assert elapsed < 3.0
+    _recovers(function, upstream)
+
+
+@pytest.mark.parametrize("retry_after", ["5", "date"])
+def test_retry_after_longer_than_the_time_left_is_a_429_at_once_with_retry_after(
+    function: FunctionProcess, upstream: LocalEndpoint, retry_after: str
+) -> None:
+    # given OCI throttles and asks for a wait longer than the 4 s this invocation has left,
+    # in seconds or as an HTTP date
+    wait_s = 5
+    value = retry_after if retry_after != "date" else email.utils.formatdate(time.time() + 60, usegmt=True)
+    if retry_after == "date":
+        wait_s = 60
+    upstream.inject(Fault(kind="status", status=429, code="TooManyRequests", retry_after=value))
+    answer, elapsed = _timed(function, deadline_s=4.0)
+    # then the caller is told at once, with how long to wait
+    error = _error(answer, 429, "rate_limited")
+    assert elapsed < 1.5 and len(upstream.requests) == 1
+    assert wait_s - 2 <= int(answer.http_headers["retry-after"]) <= wait_s
+    assert error["request_id"] == upstream.requests[0].request_id
+    _recovers(function, upstream)
+
+
+def test_a_503_asking_for_a_long_wait_is_a_502_at_once(function: FunctionProcess, upstream: LocalEndpoint) -> None:
+    upstream.inject(Fault(kind="status", status=503, code="ServiceUnavailable", retry_after="120"))
+    answer, elapsed = _timed(function)
+    _error(answer, 502, "upstream_error")
+    assert elapsed < 1.5 and len(upstream.requests) == 1
+    _recovers(function, upstream)
+
+
+def test_a_single_401_reloads_the_credentials_and_retries_once(
+    identity: LocalIdentity, function: FunctionProcess, upstream: LocalEndpoint
+) -> None:
+    # given OCI rejects the function's signature once (as after a key rotation it had not seen)
+    upstream.inject(Fault(kind="status", status=401, code="NotAuthenticated"))
+    answer, elapsed = _timed(function)
+    # then the caller sees 200: exactly one rejection, one retry signed with the current token
+    assert answer.http_status == 200 and elapsed < DEADLINE_S
+    assert [r.status for r in upstream.requests] == [401, 200]
+    assert upstream.requests[1].key_id == f"ST${identity.token}"
+
+
+def test_faults_on_the_openai_route_keep_openai_error_shape_and_headers(
+    function: FunctionProcess, upstream: LocalEndpoint
+) -> None:
+    # given a caller using an OpenAI SDK through the gateway's .../v1/responses route
+    upstream.inject(Fault(kind="status", status=429, code="TooManyRequests", retry_after="90"))
+    answer, _ = _timed(function, path="/v1/responses")
+    # then the error is OpenAI-shaped and carries what the SDK reads: Retry-After and x-request-id
+    assert answer.http_status == 429
+    assert answer.json() == {"error": {"message": answer.json()["error"]["message"], "type": "rate_limited",
+                                       "param": None, "code": "rate_limited"}}
+    assert answer.http_headers["retry-after"] == "90"
+    assert answer.http_headers["x-request-id"] == upstream.requests[0].request_id
+    _recovers(function, upstream)
+
+
+@pytest.mark.parametrize(
+    ("faults", "status"),
+    [
+        ([Fault(kind="status", status=500)] * 3, 502),
+        ([Fault(kind="status", status=404, code="NotAuthorizedOrNotFound")], 502),
+        ([Fault(kind="non_json")], 502),
+        ([Fault(kind="delay", delay_s=4)], 504),
+    ],
+    ids=["upstream_error", "upstream_auth", "unreadable", "timeout"],
+)
+@pytest.mark.parametrize("gateway", [True, False], ids=["gateway", "direct"])
+def test_upstream_failures_reach_the_caller_with_the_socket_status_200(
+    function: FunctionProcess, upstream: LocalEndpoint, faults: list[Fault], status: int, gateway: bool
+) -> None:
+    # given an upstream failure the function maps to a documented 502 or 504
+    upstream.inject(*faults)
+    answer = function.invoke({"prompt": "fault?"}, deadline_s=3.0, gateway=gateway)
+    # then the fdk answers the agent 200, so the platform passes the JSON error on; the caller's
+    # status travels in Fn-Http-Status (gateway) or only in the body (direct invoke)
+    assert answer.status == 200, f"socket status {answer.status}: the platform would drop this body"
+    assert answer.json()["error"]["type"] in ("upstream_error", "upstream_auth", "timeout")
+    if gateway:
+        assert answer.http_status == status

@@ -195,12 +195,13 @@ def ensure_venv(runner: Runner, base_python: str, say: Callable[[str], None]) ->
     stamp.write_text(digest)
 
 
-def payload_mb(runner: Runner, say: Callable[[str], None]) -> float:
+def payload_mb(runner: Runner, say: Callable[[str], None], *, no_deps: bool = False) -> float:
     """What the image's /python would hold: `pip install --target` of the requirements, by du.
 
-    Cached by the requirements' hash: the install takes a minute for the baseline.
+    `no_deps`: as Dockerfile.slim installs it. Cached by the requirements' hash: the install
+    takes a minute for the baseline.
     """
-    digest = _requirements_digest(runner.requirements, str(runner.python))
+    digest = _requirements_digest(runner.requirements, str(runner.python)) + ("-no-deps" if no_deps else "")
     cache = CACHE_DIR / f"payload-{digest}.json"
     if cache.exists():
         return float(json.loads(cache.read_text())["mb"])
@@ -209,6 +210,7 @@ def payload_mb(runner: Runner, say: Callable[[str], None]) -> float:
         log = BENCH_DIR / "out" / f"pip-payload-{runner.name}.log"
         log.parent.mkdir(parents=True, exist_ok=True)
         command = [str(runner.python), "-m", "pip", "install", "--quiet", "--target", target, "-r", str(runner.requirements)]
+        command += ["--no-deps"] if no_deps else []
         _run_logged(command, log)
         kb = int(subprocess.run(["du", "-sk", target], capture_output=True, text=True, check=True).stdout.split()[0])
     mb = kb * 1024 / MB
@@ -404,6 +406,8 @@ def build_rows(results: dict[str, Any]) -> list[Row]:
     rows = [
         Row("payload: pip install --target (MB)", get(this, "payload_mb"), get(base, "payload_mb"), None,
             "≤0.25x", at_most(ratio(get(this, "payload_mb"), get(base, "payload_mb")), 0.25)),
+        Row("payload with Dockerfile.slim (--no-deps) (MB)", get(this, "payload_slim_mb"), get(base, "payload_mb"),
+            None, "", None),
         Row("import func (ms, median)", get(this, "import", "median_ms"), get(base, "import", "median_ms"),
             None, "", None),
         Row("cold start: start → first 200 (ms, median)", get(this, "cold", "total_ms"),
@@ -469,6 +473,7 @@ def main(argv: list[str] | None = None) -> int:
     for runner in all_runners:
         if runner.name != "floor":
             figures[runner.name]["payload_mb"] = payload_mb(runner, say)
+    figures["this"]["payload_slim_mb"] = payload_mb(all_runners[1], say, no_deps=True)
 
     with tempfile.TemporaryDirectory(prefix="bench-") as workdir:
         bench = Bench(all_runners, plan, Path(workdir), say)

@@ -224,7 +224,7 @@ def test_a_refused_request_leaves_a_small_log_line_whatever_its_field_names(
 def test_fdk_debug_would_log_the_callers_authorization_header(
     identity: LocalIdentity, endpoint: LocalEndpoint, tmp_path: Path
 ) -> None:
-    """Why THREAT-MODEL.md warns against FDK_DEBUG: the fdk then logs every request header."""
+    """Why the README's threat model warns against FDK_DEBUG: the fdk then logs every request header."""
     path = tmp_path / "function.log"
     function = start_function(function_env(identity, endpoint, FDK_DEBUG="1"), path)
     try:

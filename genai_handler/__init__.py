@@ -24,7 +24,25 @@ _EXPORTS = {
         "errors",
     ),
 }
-__all__ = sorted(_EXPORTS)
+__all__ = [
+    "HandlerError",
+    "InternalError",
+    "InvalidRequest",
+    "MethodNotAllowed",
+    "MisconfiguredError",
+    "OciInstancePrincipalAuth",
+    "OciResourcePrincipalAuth",
+    "OciSessionAuth",
+    "OciUserPrincipalAuth",
+    "PayloadTooLarge",
+    "RateLimited",
+    "Settings",
+    "UpstreamAuthError",
+    "UpstreamError",
+    "UpstreamRejected",
+    "UpstreamTimeout",
+    "handle",
+]
 
 if TYPE_CHECKING:
     from .auth import OciInstancePrincipalAuth, OciResourcePrincipalAuth, OciSessionAuth, OciUserPrincipalAuth

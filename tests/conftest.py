@@ -28,6 +28,15 @@ def endpoint(identity: LocalIdentity) -> Iterator[LocalEndpoint]:
 
 
 @pytest.fixture
+def rp_identity(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> LocalIdentity:
+    """A fresh resource principal v2.2 in this process's environment, as OCI Functions sets it."""
+    identity = LocalIdentity(tmp_path / "rp")
+    for name, value in identity.env().items():
+        monkeypatch.setenv(name, value)
+    return identity
+
+
+@pytest.fixture
 def upstream(endpoint: LocalEndpoint) -> LocalEndpoint:
     """The module's endpoint, with no faults or recorded requests left over from other tests."""
     endpoint.reset()

@@ -41,15 +41,6 @@ def _params(authorization: str) -> dict[str, str]:
 
 
 @pytest.fixture
-def rp_identity(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> LocalIdentity:
-    """Given the environment OCI Functions gives a function (resource principal v2.2)."""
-    identity = LocalIdentity(tmp_path / "rp")
-    for name, value in identity.env().items():
-        monkeypatch.setenv(name, value)
-    return identity
-
-
-@pytest.fixture
 def vector_profile(tmp_path: Path) -> Path:
     key_file = tmp_path / "vector.pem"
     key_file.write_text(VECTOR["private_key"])

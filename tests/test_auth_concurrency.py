@@ -16,7 +16,6 @@ import time
 from collections import defaultdict
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import httpx2
 import pytest
@@ -91,14 +90,6 @@ class _AsyncGatedTransport(httpx2.AsyncBaseTransport):
 
     async def aclose(self) -> None:
         await self._inner.aclose()
-
-
-@pytest.fixture
-def rp_identity(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> LocalIdentity:
-    identity = LocalIdentity(tmp_path / "rp")
-    for name, value in identity.env().items():
-        monkeypatch.setenv(name, value)
-    return identity
 
 
 @pytest.fixture

@@ -26,12 +26,8 @@ CHECKS = ["settings", "credentials", "endpoint", "call"]
 
 
 @pytest.fixture
-def principal(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> LocalIdentity:
-    """A fresh resource principal in this process's environment, as OCI Functions would set it."""
-    identity = LocalIdentity(tmp_path / "rp")
-    for name, value in identity.env().items():
-        monkeypatch.setenv(name, value)
-    return identity
+def principal(rp_identity: LocalIdentity) -> LocalIdentity:
+    return rp_identity
 
 
 @pytest.fixture

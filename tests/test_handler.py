@@ -73,3 +73,11 @@ def test_misconfiguration_is_remembered_and_reported(monkeypatch: pytest.MonkeyP
     for _ in range(2):
         reply = handler.handle(_ctx(), io.BytesIO(b'{"prompt": "hi"}'))
         assert _status(reply) == 500 and "GENAI_PROJECT_OCID" in reply.body()
+
+
+def test_the_package_exports_what_it_lists() -> None:
+    import genai_handler
+
+    assert sorted(genai_handler.__all__) == sorted(genai_handler._EXPORTS)
+    for name in genai_handler.__all__:
+        assert getattr(genai_handler, name).__name__ == name

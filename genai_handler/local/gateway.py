@@ -325,7 +325,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"cannot listen on 127.0.0.1:{port} ({exc.strerror}); set PORT or pass --port", file=sys.stderr)
             return 1
         try:
-            auth = f' -H "Authorization: Bearer $LOCAL_GATEWAY_TOKEN"' if token else ""
+            auth = ' -H "Authorization: Bearer $LOCAL_GATEWAY_TOKEN"' if token else ""
             print(f"Local API Gateway on {gateway.url}: {', '.join('POST ' + r for r in gateway.routes)}", file=sys.stderr)
             print(f"  → func.py under the fdk (timeout {gateway.timeout_s:.0f} s) → {where}", file=sys.stderr)
             print(f"  try: curl -sS {gateway.url}{PATH_PREFIX}/chat{auth} -d '{{\"prompt\": \"Hello\"}}'", file=sys.stderr)

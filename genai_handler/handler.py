@@ -36,11 +36,11 @@ def handle(ctx: context.InvokeContext, data: io.BytesIO | None = None) -> respon
     arguments: dict[str, Any] = {}
     result: UpstreamResult | None = None
     error: HandlerError | None = None
+    method = ctx.Method()  # None on a direct `fn invoke`; the caller's method via API Gateway
+    if method is None and _is_doctor_request(body):
+        return _doctor(ctx, started)  # before the settings: it explains a misconfiguration too
     try:
         settings = load_settings()
-        method = ctx.Method()  # None on a direct `fn invoke`; the caller's method via API Gateway
-        if method is None and _is_doctor_request(body):
-            return _doctor(ctx)
         if method is not None and method.upper() != "POST":
             raise MethodNotAllowed("use POST with a JSON body")
         arguments = build_arguments(parse_body(body, settings), settings)
@@ -118,11 +118,15 @@ def _is_doctor_request(body: bytes) -> bool:
     return body.strip() in (b'{"doctor": true}', b'{"doctor":true}')
 
 
-def _doctor(ctx: context.InvokeContext) -> response.Response:
+def _doctor(ctx: context.InvokeContext, started: float) -> response.Response:
     """Diagnosis on a direct, IAM-authorised `fn invoke` only: API Gateway calls never get here."""
     from .doctor import diagnose  # noqa: PLC0415  (rarely used; keep it off the cold-start path)
 
+    logs.configure()
     report = diagnose()
+    failed = next((check["name"] for check in report["checks"] if not check["ok"]), None)
+    logs.invocation(call_id=ctx.CallID(), doctor=True, status=200, failed_check=failed,
+                    latency_ms=round((time.monotonic() - started) * 1000, 1))
     return response.Response(ctx, response_data=json.dumps(report), headers={"content-type": "application/json"})
 
 

@@ -20,7 +20,7 @@ from genai_handler.local.endpoint import LocalEndpoint
 from genai_handler.local.gateway import LocalGateway
 from genai_handler.local.identity import LocalIdentity, make_api_key_profile
 
-from .conftest import PROJECT_OCID, function_env
+from .conftest import PROJECT_OCID, function_env, start_function
 
 CHECKS = ["settings", "credentials", "endpoint", "call"]
 
@@ -216,3 +216,20 @@ def test_through_api_gateway_the_doctor_is_just_an_invalid_request(
         answer = httpx2.post(f"{gw.url}/genai/chat", content=b'{"doctor": true}')
     assert answer.status_code == 400 and answer.json()["error"]["type"] == "invalid_request"
     assert "checks" not in answer.text and upstream.requests == []
+
+
+def test_a_misconfigured_function_still_runs_the_doctor_on_direct_invoke(
+    identity: LocalIdentity, endpoint: LocalEndpoint, tmp_path: Path
+) -> None:
+    # given a deployed function whose project setting is missing
+    env = function_env(identity, endpoint)
+    del env["GENAI_PROJECT_OCID"]
+    process = start_function(env, tmp_path / "log")
+    try:
+        report = process.invoke(b'{"doctor": true}', gateway=False).json()
+    finally:
+        process.stop()
+    # then the doctor says which setting, instead of the function's generic 500
+    assert report["ok"] is False and report["checks"][0]["name"] == "settings"
+    assert "GENAI_PROJECT_OCID" in report["checks"][0]["detail"]
+    assert '"doctor": true' in (tmp_path / "log").read_text()

@@ -27,7 +27,7 @@ import os
 import threading
 import time
 from collections.abc import Callable, Generator, MutableMapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -51,6 +51,8 @@ _BODY_SIGNED = ("content-length", "content-type", "x-content-sha256")
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 _EXPIRY_MARGIN_S = 60.0
 _RECHECK_EXPIRING_EVERY_S = 5.0
+_ROTATION_READS = 50
+_ROTATION_PAUSE_S = 0.01
 _OCI_EXTRA = "the oci SDK is not installed: pip install -r requirements-oci.txt"
 
 # Legacy httpx checks isinstance(auth, httpx.Auth); subclass it too when it is installed.
@@ -69,6 +71,7 @@ class Credentials:
     key_id: str
     private_key: rsa.RSAPrivateKey
     expires_at: float | None = None
+    source_state: object = field(default=None, compare=False)  # what the source looked like when read
 
     def __repr__(self) -> str:  # never print a token
         return f"Credentials(key_id=<{len(self.key_id)} chars>, expires_at={self.expires_at})"
@@ -148,14 +151,40 @@ class _OciAuth(*_AUTH_BASES):  # type: ignore[misc]
             yield request
 
 
-def token_expiry(token: str) -> float | None:
-    """The `exp` claim of a JWT, read without verifying it (OCI verifies it)."""
+def _claims(token: str) -> dict[str, Any]:
+    """A JWT's claims, read without verifying it (OCI verifies it); {} if it is not one."""
     try:
         payload = token.split(".")[1]
         claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
-        return float(claims["exp"])
-    except (IndexError, ValueError, KeyError, TypeError):
+    except (IndexError, ValueError):
+        return {}
+    return claims if isinstance(claims, dict) else {}
+
+
+def token_expiry(token: str) -> float | None:
+    """The `exp` claim of a JWT, or None."""
+    try:
+        return float(_claims(token)["exp"])
+    except (KeyError, TypeError, ValueError):
         return None
+
+
+def _token_credentials(token: str, key: rsa.RSAPrivateKey) -> Credentials:
+    """Credentials for a session token; refuses a token bound to another key (`jwk` claim), which
+    means the token and key files were read between the platform replacing one and the other."""
+    jwk = _claims(token).get("jwk")
+    if isinstance(jwk, dict) and isinstance(jwk.get("n"), str):
+        try:
+            modulus = int.from_bytes(base64.urlsafe_b64decode(jwk["n"] + "=" * (-len(jwk["n"]) % 4)), "big")
+        except ValueError:
+            modulus = None
+        if modulus is not None and modulus != key.public_key().public_numbers().n:
+            raise _MidRotation
+    return Credentials(f"ST${token}", key, token_expiry(token))
+
+
+class _MidRotation(Exception):
+    pass
 
 
 def _expiring(credentials: Credentials) -> bool:
@@ -181,7 +210,6 @@ class _FileSource:
     def __init__(self, read: Callable[[], Credentials], watched: tuple[Path, ...]) -> None:
         self._read = read
         self._watched = watched
-        self._state: tuple[tuple[int, int, int], ...] = ()
         self._expiry_checked_at = 0.0
 
     def _file_state(self) -> tuple[tuple[int, int, int], ...]:
@@ -189,18 +217,24 @@ class _FileSource:
 
     def load(self, *, after_rejection: bool) -> Credentials:
         try:
-            state = self._file_state()
-            credentials = self._read()
+            for _ in range(_ROTATION_READS):
+                state = self._file_state()
+                try:
+                    credentials = replace(self._read(), source_state=state)
+                    break
+                except _MidRotation:
+                    time.sleep(_ROTATION_PAUSE_S)  # the platform is replacing the files: read again
+            else:
+                raise MisconfiguredError("the OCI session token does not match the private key")
         except OSError as exc:
             raise MisconfiguredError(f"cannot read OCI credentials: {exc.strerror or 'unreadable file'}") from None
         except (ValueError, TypeError):
             raise MisconfiguredError("cannot load the OCI private key (not an RSA PEM key, or wrong passphrase)") from None
-        self._state = state
         return credentials
 
     def is_stale(self, credentials: Credentials) -> bool:
         try:
-            if self._file_state() != self._state:
+            if self._file_state() != credentials.source_state:  # per credentials: no shared state to race on
                 return True
         except OSError:
             return True  # mid-rotation: the reload reports it if it persists
@@ -260,8 +294,7 @@ def _resource_principal_v22() -> _FileSource:
 
     def read() -> Credentials:
         rpst = _value_or_file(token)
-        key = _private_key(_value_or_file(pem), _value_or_file(passphrase) if passphrase else None)
-        return Credentials(f"ST${rpst}", key, token_expiry(rpst))
+        return _token_credentials(rpst, _private_key(_value_or_file(pem), _value_or_file(passphrase) if passphrase else None))
 
     return _FileSource(read, tuple(Path(v) for v in (token, pem, passphrase or "") if os.path.isabs(v)))
 
@@ -313,6 +346,6 @@ class OciSessionAuth(_OciAuth):
 
         def read() -> Credentials:
             token = token_file.read_text(encoding="utf-8").strip()
-            return Credentials(f"ST${token}", _private_key(key_file.read_bytes(), profile.get("pass_phrase")), token_expiry(token))
+            return _token_credentials(token, _private_key(key_file.read_bytes(), profile.get("pass_phrase")))
 
         super().__init__(_FileSource(read, (token_file, key_file)))

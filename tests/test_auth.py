@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import re
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,6 +15,8 @@ import oci
 import openai
 import pytest
 import requests
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
 
 from genai_handler.auth import (
     OciResourcePrincipalAuth,
@@ -265,3 +268,27 @@ def test_other_principals_without_the_oci_sdk_name_the_extra_requirements(
     for make in (OciResourcePrincipalAuth, lambda: OciUserPrincipalAuth(str(vector_profile))):
         with pytest.raises(MisconfiguredError, match="requirements-oci.txt"):
             make()
+
+
+def test_reading_between_the_two_file_replacements_waits_for_the_matching_token(rp_identity: LocalIdentity) -> None:
+    # given the platform has replaced the key file but not yet the token file
+    auth = OciResourcePrincipalAuth()
+    old_token = rp_identity.token
+    auth.credentials()
+    new_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    new_token = rp_identity.issue_token(new_key.public_key(), 3600)
+    rp_identity.key_path.write_bytes(new_key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+    later = threading.Timer(0.1, lambda: rp_identity.token_path.write_text(new_token))
+    later.start()
+    # when a request is signed meanwhile, then it waits for the token that matches the new key
+    credentials = auth.credentials()
+    later.join()
+    assert credentials.key_id == f"ST${new_token}" != f"ST${old_token}"
+
+
+def test_a_token_that_never_matches_its_key_is_a_configuration_error(rp_identity: LocalIdentity) -> None:
+    stranger = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    rp_identity.token_path.write_text(rp_identity.issue_token(stranger.public_key(), 3600))
+    with pytest.raises(MisconfiguredError, match="does not match"):
+        OciResourcePrincipalAuth().credentials()

@@ -151,11 +151,16 @@ class _OciAuth(*_AUTH_BASES):  # type: ignore[misc]
             yield request
 
 
+def _b64url_decode(text: str) -> bytes:
+    """JWTs drop base64's padding; Python's decoder wants it back."""
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
 def _claims(token: str) -> dict[str, Any]:
     """A JWT's claims, read without verifying it (OCI verifies it); {} if it is not one."""
     try:
         payload = token.split(".")[1]
-        claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+        claims = json.loads(_b64url_decode(payload))
     except (IndexError, ValueError):
         return {}
     return claims if isinstance(claims, dict) else {}
@@ -175,7 +180,7 @@ def _token_credentials(token: str, key: rsa.RSAPrivateKey) -> Credentials:
     jwk = _claims(token).get("jwk")
     if isinstance(jwk, dict) and isinstance(jwk.get("n"), str):
         try:
-            modulus = int.from_bytes(base64.urlsafe_b64decode(jwk["n"] + "=" * (-len(jwk["n"]) % 4)), "big")
+            modulus = int.from_bytes(_b64url_decode(jwk["n"]), "big")
         except ValueError:
             modulus = None
         if modulus is not None and modulus != key.public_key().public_numbers().n:

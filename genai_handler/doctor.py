@@ -148,7 +148,7 @@ def _check_reachable(settings: Settings, check: Any) -> bool:
 def _check_call(settings: Settings, check: Any) -> bool:
     import httpx2  # noqa: PLC0415
 
-    from .upstream import make_auth  # noqa: PLC0415
+    from .upstream import make_auth, oci_error_code  # noqa: PLC0415
 
     name = "call"
     headers = {"OpenAI-Project": settings.project_ocid}
@@ -166,7 +166,7 @@ def _check_call(settings: Settings, check: Any) -> bool:
         return check(name, False, exc.message, _credentials_fix(settings))
     except httpx2.HTTPError as exc:
         return check(name, False, f"POST /responses failed ({type(exc).__name__})", _FIX_NETWORK)
-    status, code = response.status_code, _oci_code(response)
+    status, code = response.status_code, oci_error_code(response)
     seen = f"HTTP {status}{' ' + code if code else ''}, opc-request-id {response.headers.get('opc-request-id', '-')}"
     if status == 200:
         return check(name, True, f"signed call accepted ({seen}); {settings.model} answered")
@@ -213,14 +213,6 @@ def _model_ids(response: Any) -> set[str]:
         return {m["id"] for m in response.json()["data"] if isinstance(m, dict) and isinstance(m.get("id"), str)}
     except (ValueError, KeyError, TypeError):
         return set()
-
-
-def _oci_code(response: Any) -> str:
-    try:
-        code = response.json().get("code", "")
-    except Exception:
-        return ""
-    return code if isinstance(code, str) and code.isalnum() and len(code) <= 64 else ""
 
 
 def _clock_skew(response: Any) -> float | None:

@@ -151,7 +151,7 @@ def _status_failure(exc: openai.APIStatusError) -> tuple[HandlerError, float | N
     """Map an OCI error answer to ours, with the wait OCI asked for (Retry-After), if any."""
     status = exc.status_code
     request_id = exc.response.headers.get("opc-request-id")
-    code = _oci_code(exc.response)
+    code = oci_error_code(exc.response)
     described = f"HTTP {status}{' ' + code if code else ''}"
     if status == 429:
         return RateLimited("OCI Generative AI is throttling requests; retry later", request_id=request_id), \
@@ -165,7 +165,7 @@ def _status_failure(exc: openai.APIStatusError) -> tuple[HandlerError, float | N
     return UpstreamRejected(message, request_id=request_id), None
 
 
-def _oci_code(response: httpx2.Response) -> str:
+def oci_error_code(response: httpx2.Response) -> str:
     """OCI's error code (e.g. NotAuthorizedOrNotFound), if the body has one that looks like a code."""
     try:
         code = response.json().get("code", "")

@@ -68,5 +68,15 @@ def function(identity: LocalIdentity, endpoint: LocalEndpoint, function_log: Pat
     process.stop()
 
 
+@pytest.fixture
+def misconfigured_function(identity: LocalIdentity, endpoint: LocalEndpoint, tmp_path: Path) -> Iterator[FunctionProcess]:
+    """func.py under the fdk with GENAI_PROJECT_OCID missing; its log is tmp_path / "log"."""
+    env = function_env(identity, endpoint)
+    del env["GENAI_PROJECT_OCID"]
+    process = start_function(env, tmp_path / "log")
+    yield process
+    process.stop()
+
+
 def pytest_configure(config: pytest.Config) -> None:
     os.environ.setdefault("PYTHONDONTWRITEBYTECODE", "1")

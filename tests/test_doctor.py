@@ -20,7 +20,7 @@ from genai_handler.local.endpoint import LocalEndpoint
 from genai_handler.local.gateway import LocalGateway
 from genai_handler.local.identity import LocalIdentity, make_api_key_profile
 
-from .conftest import PROJECT_OCID, function_env, start_function
+from .conftest import PROJECT_OCID, function_env
 
 CHECKS = ["settings", "credentials", "endpoint", "call"]
 
@@ -219,16 +219,10 @@ def test_through_api_gateway_the_doctor_is_just_an_invalid_request(
 
 
 def test_a_misconfigured_function_still_runs_the_doctor_on_direct_invoke(
-    identity: LocalIdentity, endpoint: LocalEndpoint, tmp_path: Path
+    misconfigured_function: FunctionProcess, tmp_path: Path
 ) -> None:
     # given a deployed function whose project setting is missing
-    env = function_env(identity, endpoint)
-    del env["GENAI_PROJECT_OCID"]
-    process = start_function(env, tmp_path / "log")
-    try:
-        report = process.invoke(b'{"doctor": true}', gateway=False).json()
-    finally:
-        process.stop()
+    report = misconfigured_function.invoke(b'{"doctor": true}', gateway=False).json()
     # then the doctor says which setting, instead of the function's generic 500
     assert report["ok"] is False and report["checks"][0]["name"] == "settings"
     assert "GENAI_PROJECT_OCID" in report["checks"][0]["detail"]

@@ -13,7 +13,7 @@ from genai_handler.local.agent import FunctionProcess
 from genai_handler.local.endpoint import Fault, LocalEndpoint
 from genai_handler.local.identity import LocalIdentity
 
-from .conftest import PROJECT_OCID, function_env, start_function
+from .conftest import PROJECT_OCID
 
 ANSWER_FIELDS = {"id", "model", "status", "output_text", "usage", "incomplete_details", "request_id"}
 
@@ -194,16 +194,8 @@ def test_every_invocation_logs_one_json_line_without_the_prompt(
     assert "secret plan" not in function_log.read_text()
 
 
-def test_missing_setting_is_a_500_misconfigured_naming_it(
-    identity: LocalIdentity, endpoint: LocalEndpoint, tmp_path: Path
-) -> None:
-    env = function_env(identity, endpoint)
-    del env["GENAI_PROJECT_OCID"]
-    process = start_function(env, tmp_path / "log")
-    try:
-        answer = process.invoke({"prompt": "hello"})
-    finally:
-        process.stop()
+def test_missing_setting_is_a_500_misconfigured_naming_it(misconfigured_function: FunctionProcess, tmp_path: Path) -> None:
+    answer = misconfigured_function.invoke({"prompt": "hello"})
     error = _error(answer, 500, "misconfigured")
     assert "GENAI_PROJECT_OCID" in error["message"]
     log = (tmp_path / "log").read_text()

@@ -28,12 +28,14 @@ AUTH_MODES = ("resource_principal", "instance_principal", "user_principal", "ses
 _TRUE, _FALSE = ("true", "1", "yes", "on"), ("false", "0", "no", "off", "")
 _LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
+DEFAULT_MODEL = "xai.grok-4-1-fast-reasoning"  # the one place the default model is named
+
 # setting name -> (field, default as the operator would write it)
 ENV = {
     "GENAI_PROJECT_OCID": ("project_ocid", ""),
     "GENAI_REGION": ("region", ""),
     "GENAI_BASE_URL": ("base_url", ""),
-    "GENAI_MODEL": ("model", "xai.grok-4-1-fast-reasoning"),
+    "GENAI_MODEL": ("model", DEFAULT_MODEL),
     "GENAI_ALLOWED_MODELS": ("allowed_models", ""),
     "GENAI_AUTH": ("auth", "resource_principal"),
     "GENAI_COMPARTMENT_OCID": ("compartment_ocid", ""),
@@ -68,7 +70,7 @@ class Settings:
     project_ocid: str
     region: str = ""
     base_url: str = ""
-    model: str = ENV["GENAI_MODEL"][1]
+    model: str = DEFAULT_MODEL
     allowed_models: tuple[str, ...] = ()
     auth: str = "resource_principal"
     compartment_ocid: str = ""

@@ -171,10 +171,20 @@ def format_text(rendered: Rendered) -> str:
 
 
 def format_json(rendered: Rendered) -> str:
+    """One object per policy: OCI attaches each to its own compartment, so a flat list of
+    statements would lose where each must go."""
     return json.dumps(
         {
             "dynamic_group": {"name": rendered.dynamic_group_name, "matching_rule": rendered.matching_rule},
-            "statements": rendered.statements,
+            "policies": [
+                {
+                    "name": policy.name,
+                    "compartment": policy.compartment_ocid,
+                    "description": policy.description,
+                    "statements": policy.statements,
+                }
+                for policy in rendered.policies
+            ],
         },
         indent=2,
     )

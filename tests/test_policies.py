@@ -204,10 +204,10 @@ def test_given_one_compartment_when_rendered_then_every_scope_defaults_to_it() -
 # --- output formats -------------------------------------------------------------------
 
 
-def test_given_json_format_when_run_then_it_prints_exactly_the_dynamic_group_and_statements(
+def test_given_json_format_when_run_then_each_policy_keeps_its_name_compartment_and_description(
     rendered: policies.Rendered,
 ) -> None:
-    # given
+    # given three compartments: the policies must each say where they are attached
     args = ["--compartment-ocid", FN_COMPARTMENT, "--dynamic-group", DG, "--gateway-compartment-ocid",
             GATEWAY_COMPARTMENT, "--genai-compartment-ocid", GENAI_COMPARTMENT, "--format", "json"]
     # when
@@ -216,8 +216,15 @@ def test_given_json_format_when_run_then_it_prints_exactly_the_dynamic_group_and
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout) == {
         "dynamic_group": {"name": DG, "matching_rule": rendered.matching_rule},
-        "statements": rendered.statements,
+        "policies": [
+            {"name": p.name, "compartment": p.compartment_ocid, "description": p.description, "statements": p.statements}
+            for p in rendered.policies
+        ],
     }
+    by_name = {p["name"]: p for p in json.loads(result.stdout)["policies"]}
+    assert by_name[f"{DG}-genai"]["compartment"] == GENAI_COMPARTMENT
+    assert by_name[f"{DG}-gateway"]["compartment"] == FN_COMPARTMENT
+    assert all(_statements(p["statements"]) for p in by_name.values())
 
 
 def test_given_oci_cli_format_when_split_like_a_shell_then_the_arguments_round_trip(

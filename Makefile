@@ -1,30 +1,53 @@
-# The two commands of the quick start: `make run` and `make test`.
+# The two commands of the quick start: `make run` and `make test`. `make help` lists the rest.
+# `make run`, `make serve` and `make doctor` install only requirements.txt (what they import);
+# `make test` and `make bench` add requirements-dev.txt (pytest, the oci SDK, validators).
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 PROMPT ?= Say hello from OCI Functions
+RUNTIME_STAMP := $(VENV)/.runtime-installed
+DEV_STAMP     := $(VENV)/.dev-installed
+PIP_INSTALL   := $(BIN)/python -m pip install --quiet --disable-pip-version-check
+# Exits non-zero under Python < 3.11 (the image runs 3.12; the code needs 3.11+).
+SUPPORTED     := -c 'import sys; sys.exit(sys.version_info < (3, 11))'
 
-.PHONY: run test bench serve doctor clean
+.DEFAULT_GOAL := help
+.PHONY: help run test bench serve doctor clean
 
-$(BIN)/.installed: requirements.txt requirements-dev.txt
-	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements-dev.txt
-	touch $@
+help:  ## list the targets
+	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/^([a-z]+):.*## /  make \1\t/'
 
-run: $(BIN)/.installed  ## one prompt through the function, locally, no cloud account
+# Checks the interpreter before anything is built; rebuilds a .venv made by a wrong or missing
+# Python; removes .venv if the install fails, so the next run never reuses a half-built one.
+$(RUNTIME_STAMP): requirements.txt
+	@$(PYTHON) $(SUPPORTED) 2>/dev/null || { \
+	  echo "make: Python 3.11 or newer is needed; PYTHON=$(PYTHON) is $$($(PYTHON) --version 2>/dev/null || echo 'not found')." >&2; \
+	  echo "make: pick another interpreter, e.g. make $(or $(MAKECMDGOALS),run) PYTHON=python3.12" >&2; \
+	  exit 1; }
+	@$(BIN)/python $(SUPPORTED) 2>/dev/null || { rm -rf $(VENV) && $(PYTHON) -m venv $(VENV); } \
+	  && $(PIP_INSTALL) -r requirements.txt \
+	  || { rm -rf $(VENV); echo "make: installing requirements.txt failed; removed $(VENV)" >&2; exit 1; }
+	@touch $@
+
+$(DEV_STAMP): $(RUNTIME_STAMP) requirements-dev.txt
+	@$(PIP_INSTALL) -r requirements-dev.txt \
+	  || { rm -rf $(VENV); echo "make: installing requirements-dev.txt failed; removed $(VENV)" >&2; exit 1; }
+	@touch $@
+
+run: $(RUNTIME_STAMP)  ## one prompt through the function, locally, no cloud account
 	$(BIN)/python -m genai_handler.local.run --prompt "$(PROMPT)"
 
-test: $(BIN)/.installed  ## unit and end-to-end tests under the real fdk
+test: $(DEV_STAMP)  ## unit and end-to-end tests under the real fdk
 	$(BIN)/pytest
 
-serve: $(BIN)/.installed  ## the function behind a local API Gateway on 127.0.0.1:$${PORT:-8080}
+serve: $(RUNTIME_STAMP)  ## the function behind a local API Gateway on 127.0.0.1:8080 (PORT=... to change)
 	$(BIN)/python -m genai_handler.local.gateway
 
-doctor: $(BIN)/.installed  ## check settings, credentials, network and IAM, with the fix
+doctor: $(RUNTIME_STAMP)  ## check settings, credentials, network and IAM, with the fix
 	$(BIN)/python -m genai_handler.doctor
 
-bench: $(BIN)/.installed  ## this function vs the documented way, side by side (builds two venvs)
+bench: $(DEV_STAMP)  ## this function vs the documented way, side by side (builds two venvs)
 	$(BIN)/python bench/bench.py
 
-clean:
+clean:  ## remove .venv and the test caches (the next make rebuilds .venv)
 	rm -rf $(VENV) .pytest_cache .hypothesis

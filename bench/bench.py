@@ -37,6 +37,8 @@ REPO_ROOT = BENCH_DIR.parent
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))  # run as `python bench/bench.py`: import the local tooling
 
+from genai_handler.settings import DEFAULT_MODEL  # noqa: E402  (stdlib only)
+
 PROJECT_OCID = "ocid1.generativeaiproject.oc1.us-chicago-1.aaaabenchproject"
 PROMPT_BODY = {"prompt": "Say hello from OCI Functions"}
 CACHE_DIR = BENCH_DIR / ".venv-cache"  # git-ignored with the venvs (bench/.venv*/)
@@ -249,6 +251,7 @@ class Bench:
             **self.identity.env(),
             "GENAI_PROJECT_OCID": PROJECT_OCID,
             "GENAI_BASE_URL": self.endpoint.base_url,
+            "GENAI_MODEL": DEFAULT_MODEL,  # the baseline has no default of its own
             **settings,
         }
 

@@ -23,7 +23,7 @@ client = OpenAI(
     project=os.environ["GENAI_PROJECT_OCID"],
     http_client=httpx.Client(auth=OciResourcePrincipalAuth()),
 )
-MODEL = os.environ.get("GENAI_MODEL", "xai.grok-4-1-fast-reasoning")
+MODEL = os.environ["GENAI_MODEL"]  # bench.py passes genai_handler.settings.DEFAULT_MODEL
 
 
 def handler(ctx, data: io.BytesIO = None):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from genai_handler.errors import MisconfiguredError
-from genai_handler.settings import ENV, Settings
+from genai_handler.settings import DEFAULT_MODEL, Settings, SettingError
 
 PROJECT = "ocid1.generativeaiproject.oc1.us-chicago-1.amaaaaaaexample"
 
@@ -13,22 +13,11 @@ PROJECT = "ocid1.generativeaiproject.oc1.us-chicago-1.amaaaaaaexample"
 def test_defaults_in_oci_functions() -> None:
     settings = Settings.from_env({"GENAI_PROJECT_OCID": PROJECT, "OCI_RESOURCE_PRINCIPAL_REGION": "us-chicago-1"})
     assert settings.base_url == "https://inference.generativeai.us-chicago-1.oci.oraclecloud.com/openai/v1"
-    assert settings.model == "xai.grok-4-1-fast-reasoning"
-    assert settings.allowed_models == ("xai.grok-4-1-fast-reasoning",)
+    assert settings.model == DEFAULT_MODEL
+    assert settings.allowed_models == (DEFAULT_MODEL,)
     assert settings.auth == "resource_principal"
     assert (settings.max_body_bytes, settings.max_input_chars, settings.max_output_tokens) == (1048576, 32000, 2048)
     assert settings.log_prompts is False and settings.allow_stored_responses is False
-
-
-def test_every_setting_has_a_documented_default_in_func_yaml() -> None:
-    from pathlib import Path
-
-    func_yaml = (Path(__file__).parents[1] / "func.yaml").read_text()
-    readme = (Path(__file__).parents[1] / "README.md").read_text()
-    for name in ENV:
-        if name not in ("GENAI_API_KEY", "GENAI_OCI_CONFIG_FILE", "GENAI_OCI_PROFILE"):
-            assert f"{name}:" in func_yaml, name
-        assert name in readme, name
 
 
 def test_explicit_arguments_beat_the_environment() -> None:
@@ -60,19 +49,32 @@ def test_allowed_models_list_and_default_model() -> None:
         ({"GENAI_MAX_BODY_BYTES": "99999999"}, "GENAI_MAX_BODY_BYTES"),
         ({"GENAI_MAX_OUTPUT_TOKENS": "0"}, "GENAI_MAX_OUTPUT_TOKENS"),
         ({"GENAI_MAX_INPUT_CHARS": "-5"}, "GENAI_MAX_INPUT_CHARS"),
+        ({"GENAI_MAX_RETRIES": "²"}, "GENAI_MAX_RETRIES"),  # str.isdigit() is true, int() fails
+        ({"GENAI_MAX_RETRIES": "١"}, "GENAI_MAX_RETRIES"),  # Arabic-Indic one: int() would accept it
         ({"GENAI_LOG_PROMPTS": "sometimes"}, "GENAI_LOG_PROMPTS"),
         ({"GENAI_AUTH": "password"}, "GENAI_AUTH"),
         ({"GENAI_AUTH": "api_key"}, "GENAI_API_KEY"),
-        ({"GENAI_MODEL": "a", "GENAI_ALLOWED_MODELS": "b,c"}, "GENAI_ALLOWED_MODELS"),
+        ({"GENAI_MODEL": "a", "GENAI_ALLOWED_MODELS": "b,c"}, "GENAI_MODEL"),
         ({"GENAI_BASE_URL": "http://example.com/openai/v1"}, "GENAI_BASE_URL"),
         ({"GENAI_BASE_URL": "ftp://127.0.0.1/x"}, "GENAI_BASE_URL"),
+        ({"GENAI_BASE_URL": "https://h.example/openai/v1?x=1"}, "GENAI_BASE_URL"),  # corrupts every path
+        ({"GENAI_BASE_URL": "https://h.example/openai/v1?"}, "GENAI_BASE_URL"),
+        ({"GENAI_BASE_URL": "https://h.example/openai/v1#frag"}, "GENAI_BASE_URL"),
+        ({"GENAI_BASE_URL": "https://user:pw@h.example/openai/v1"}, "GENAI_BASE_URL"),
+        ({"GENAI_BASE_URL": "https://h.example:abc/openai/v1"}, "GENAI_BASE_URL"),  # was 500 internal_error
+        ({"GENAI_BASE_URL": "https://h.example:99999/openai/v1"}, "GENAI_BASE_URL"),
+        ({"GENAI_BASE_URL": "https://h.example:0/openai/v1"}, "GENAI_BASE_URL"),
+        ({"GENAI_BASE_URL": "https://h.example:/openai/v1"}, "GENAI_BASE_URL"),
+        ({"GENAI_BASE_URL": "http://127.0.0.1:²/openai/v1"}, "GENAI_BASE_URL"),
+        ({"GENAI_BASE_URL": "https://[::1/openai/v1"}, "GENAI_BASE_URL"),
+        ({"GENAI_BASE_URL": "https://h .example/openai/v1"}, "GENAI_BASE_URL"),
     ],
 )
 def test_invalid_settings_are_misconfigured_and_named(env: dict[str, str], named: str) -> None:
     base = {"GENAI_PROJECT_OCID": PROJECT, "GENAI_REGION": "us-chicago-1"}
-    with pytest.raises(MisconfiguredError) as caught:
+    with pytest.raises(SettingError) as caught:
         Settings.from_env({**base, **env} if env else {})
-    assert named in caught.value.message
+    assert named in caught.value.message and caught.value.setting == named
     assert caught.value.status == 500 and caught.value.type == "misconfigured"
 
 
@@ -83,3 +85,100 @@ def test_plain_http_is_allowed_only_to_loopback() -> None:
 def test_api_key_is_not_in_the_repr() -> None:
     settings = Settings(project_ocid=PROJECT, region="us-chicago-1", auth="api_key", api_key="sk-very-secret")
     assert "sk-very-secret" not in repr(settings)
+
+
+@pytest.mark.parametrize("url", ["https://h.example/openai/v1/", "https://h.example/openai/v1//"])
+def test_trailing_slashes_are_dropped_once_so_no_request_path_has_a_double_slash(url: str) -> None:
+    # given a base URL as people paste it / when / then
+    assert Settings(project_ocid=PROJECT, base_url=url).base_url == "https://h.example/openai/v1"
+
+
+def test_a_valid_port_is_kept() -> None:
+    url = "http://127.0.0.1:8081/openai/v1"
+    assert Settings(project_ocid=PROJECT, base_url=url).base_url == url
+
+
+# --- OCIDs: OCI's format and the resource type each setting needs ---------------------------
+
+
+@pytest.mark.parametrize(
+    ("setting", "value"),
+    [
+        ("GENAI_PROJECT_OCID", "ocid1.compartment.oc1..aaaaaaaaexample"),  # the commonest mix-up
+        ("GENAI_PROJECT_OCID", "ocid1.tenancy.oc1..aaaaaaaaexample"),
+        ("GENAI_PROJECT_OCID", "ocid1.generativeaiproject.xx1.us-chicago-1.aaaaexample"),  # not a realm
+        ("GENAI_PROJECT_OCID", "ocid1.generativeaiproject.oc1.us-chicago-1.AAAA"),
+        ("GENAI_COMPARTMENT_OCID", PROJECT),
+        ("GENAI_COMPARTMENT_OCID", "ocid1.compartment.oc1"),
+    ],
+)
+def test_an_ocid_of_the_wrong_type_or_shape_is_refused(setting: str, value: str) -> None:
+    env = {"GENAI_PROJECT_OCID": PROJECT, "GENAI_REGION": "us-chicago-1", setting: value}
+    with pytest.raises(SettingError) as caught:
+        Settings.from_env(env)
+    assert caught.value.setting == setting and caught.value.message.startswith(setting)
+
+
+def test_a_compartment_ocid_as_project_says_what_it_is_and_what_is_expected() -> None:
+    with pytest.raises(SettingError) as caught:
+        Settings(project_ocid="ocid1.compartment.oc1..aaaaaaaaexample", region="us-chicago-1")
+    assert "compartment" in caught.value.message and "ocid1.generativeaiproject" in caught.value.message
+
+
+@pytest.mark.parametrize(
+    "compartment",
+    ["ocid1.compartment.oc1..aaaaaaaaexample", "ocid1.tenancy.oc1..aaaaaaaaexample", "ocid1.compartment.oc19..aaaa"],
+)
+def test_a_compartment_or_the_tenancy_is_a_compartment(compartment: str) -> None:
+    assert Settings(project_ocid=PROJECT, region="us-chicago-1", compartment_ocid=compartment).compartment_ocid == compartment
+
+
+# --- regions: the oci SDK's table, and the variable each value came from --------------------
+
+
+def test_the_region_tables_are_the_oci_sdks() -> None:
+    # settings.py ships without the oci SDK, so it keeps a copy; this fails when the SDK's table moves on
+    from oci import regions_definitions
+
+    from genai_handler import settings
+
+    assert settings._REGION_KEYS == regions_definitions.REGIONS_SHORT_NAMES
+    outside_oc1 = {
+        region: regions_definitions.REALMS[realm]
+        for region, realm in regions_definitions.REGION_REALMS.items()
+        if realm != "oc1"
+    }
+    assert settings._DOMAIN_OF == outside_oc1
+
+
+def test_every_oci_region_key_from_oci_functions_gives_that_regions_endpoint() -> None:
+    from oci import regions
+
+    for key, region in regions.REGIONS_SHORT_NAMES.items():
+        # given OCI Functions' short key / when / then: the endpoint the oci SDK would use
+        settings = Settings.from_env({"GENAI_PROJECT_OCID": PROJECT, "OCI_RESOURCE_PRINCIPAL_REGION": key.upper()})
+        expected = regions.endpoint_for("generative_ai_inference", region,
+                                        service_endpoint_template="https://inference.generativeai.{region}.oci.{secondLevelDomain}")
+        assert (settings.region, settings.base_url) == (region, f"{expected}/openai/v1"), key
+
+
+def test_an_unknown_functions_region_is_unused_when_the_base_url_is_set() -> None:
+    # given OCI Functions hands over a key no table knows, and GENAI_BASE_URL says where to call
+    env = {"GENAI_PROJECT_OCID": PROJECT, "OCI_RESOURCE_PRINCIPAL_REGION": "zzz",
+           "GENAI_BASE_URL": "https://inference.generativeai.ap-sydney-1.oci.oraclecloud.com/openai/v1"}
+    # when / then: the region is never used, so it cannot make the function misconfigured
+    assert Settings.from_env(env).base_url == env["GENAI_BASE_URL"]
+
+
+def test_an_unknown_functions_region_names_the_variable_it_came_from() -> None:
+    # given no GENAI_REGION: the value came from OCI Functions, not from the user
+    with pytest.raises(SettingError) as caught:
+        Settings.from_env({"GENAI_PROJECT_OCID": PROJECT, "OCI_RESOURCE_PRINCIPAL_REGION": "zzz"})
+    # then the message blames OCI_RESOURCE_PRINCIPAL_REGION and says GENAI_REGION is the way out
+    assert caught.value.message.startswith("OCI_RESOURCE_PRINCIPAL_REGION ")
+    assert "set GENAI_REGION" in caught.value.message and caught.value.setting == "GENAI_REGION"
+
+
+def test_sydney_from_oci_functions_is_known() -> None:
+    settings = Settings.from_env({"GENAI_PROJECT_OCID": PROJECT, "OCI_RESOURCE_PRINCIPAL_REGION": "syd"})
+    assert settings.base_url == "https://inference.generativeai.ap-sydney-1.oci.oraclecloud.com/openai/v1"

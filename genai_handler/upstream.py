@@ -2,25 +2,31 @@
 
 The client (and its signer and connection pool) is built on first use and kept, so every warm
 invocation reuses one TLS connection. The SDK's own retries are off: they know nothing of the
-invocation deadline, so this module retries 429, 5xx and connection failures itself, and only
-while the deadline leaves room.
+invocation deadline, so this module retries 408, 409, 429, 5xx, failed answers and connection
+failures itself, and only while the deadline leaves room. Every socket operation (connect, TLS,
+each write and read) is bounded by the time left, so the deadline bounds the whole exchange:
+a route that drops packets or an answer trickling in a byte at a time ends at the deadline.
 """
 
 from __future__ import annotations
 
 import contextvars
 import email.utils
+import json
 import math
 import random
+import re
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+import httpcore2
 import httpx2
 import openai
-from openai.types.responses import Response
+from openai.types.responses import Response, ResponseUsage
+from openai.types.responses.response import IncompleteDetails
 
 from .auth import OciInstancePrincipalAuth, OciResourcePrincipalAuth, OciSessionAuth, OciUserPrincipalAuth
 from .errors import (
@@ -36,6 +42,16 @@ from .settings import Settings
 _BACKOFF_BASE_S = 0.5
 _BACKOFF_CAP_S = 8.0
 _MIN_ATTEMPT_S = 0.5  # not worth starting an attempt with less time than this
+_CONNECT_TIMEOUT_S = 5.0  # a reachable region connects in well under a second; a blackholed route never does
+_RETRY_AFTER_CAP_S = 300.0  # OCI Functions' longest synchronous call: no caller should be told to wait longer
+_RETRIED_STATUSES = (408, 409)  # like 5xx: the OpenAI SDK retries them too (openai _base_client._should_retry)
+# OCI's text for an unknown or undeployed model (local/oci_errors.json, model_not_found); only the
+# model id and region are taken from it, and only when they look like a model id and a region.
+_MODEL_NOT_FOUND = re.compile(
+    r"Internal Server Error: Model '(?P<model>[A-Za-z0-9][A-Za-z0-9._:/-]{0,127})' "
+    r"not found or not deployed in region (?P<region>[a-z]+(?:-[a-z]+)+-[0-9]+)"
+)
+_IDENTIFIER = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")  # ASCII only: str.isalnum() accepts "²"
 _AUTH_HINT = (
     "OCI Generative AI refused the function's identity ({described}): check the dynamic group "
     "matches this function, the policy lets it use generative-ai-family in the project's compartment, "
@@ -49,7 +65,10 @@ _clients: dict[Settings, openai.OpenAI] = {}
 
 @dataclass(frozen=True)
 class UpstreamResult:
+    """`body` is the answer's JSON as OCI sent it: the OpenAI-compatible route returns it as is."""
+
     response: Response
+    body: dict[str, Any]
     request_id: str | None
     attempts: int
     latency_ms: float
@@ -84,8 +103,8 @@ def _build_client(settings: Settings) -> openai.OpenAI:
     limits = httpx2.Limits(max_connections=20, max_keepalive_connections=4, keepalive_expiry=settings.keepalive_s)
     http_client = httpx2.Client(
         auth=make_auth(settings),
-        transport=_DeadlineTransport(httpx2.HTTPTransport(limits=limits)),
-        timeout=httpx2.Timeout(60.0, connect=5.0),
+        transport=_deadline_transport(limits),
+        timeout=httpx2.Timeout(60.0, connect=_CONNECT_TIMEOUT_S),
     )
     headers = {"opc-compartment-id": settings.compartment_ocid} if settings.compartment_ocid else None
     return openai.OpenAI(
@@ -107,18 +126,27 @@ def create_response(client: openai.OpenAI, arguments: dict[str, Any], deadline: 
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise UpstreamTimeout("the model did not answer before the invocation deadline")
+            timeout = httpx2.Timeout(remaining, connect=min(_CONNECT_TIMEOUT_S, remaining))
+            retryable, wait = True, None
             try:
-                raw = client.responses.with_raw_response.create(**arguments, timeout=remaining)
-            except openai.APITimeoutError:
-                raise UpstreamTimeout("the model did not answer before the invocation deadline") from None
+                raw = client.responses.with_raw_response.create(**arguments, timeout=timeout)
+            except openai.APITimeoutError as exc:
+                if not isinstance(exc.__cause__, httpx2.ConnectTimeout):
+                    raise UpstreamTimeout("the model did not answer before the invocation deadline") from None
+                failure: HandlerError = UpstreamError("could not reach OCI Generative AI")
             except openai.APIStatusError as exc:
-                failure, wait = _status_failure(exc)
+                failure, retryable, wait = _status_failure(exc)
             except openai.APIConnectionError:
-                failure, wait = UpstreamError("could not reach OCI Generative AI"), None
+                failure = UpstreamError("could not reach OCI Generative AI")
             else:
-                latency_ms = (time.monotonic() - started) * 1000
-                return UpstreamResult(_parse(raw), raw.headers.get("opc-request-id"), attempt, latency_ms)
-            if not isinstance(failure, (RateLimited, UpstreamError)):
+                response, body = _parse(raw)
+                request_id = raw.headers.get("opc-request-id")
+                failed = _failed_answer(response, request_id)
+                if failed is None:
+                    latency_ms = (time.monotonic() - started) * 1000
+                    return UpstreamResult(response, body, request_id, attempt, latency_ms)
+                failure = failed
+            if not retryable:
                 raise failure
             asked = wait  # OCI's Retry-After, if it sent one
             if wait is None:
@@ -133,84 +161,173 @@ def create_response(client: openai.OpenAI, arguments: dict[str, Any], deadline: 
         _deadline.reset(token)
 
 
-def _parse(raw: Any) -> Response:
+def _parse(raw: Any) -> tuple[Response, dict[str, Any]]:
+    """The SDK builds its models without validating them, so the fields read later are checked here."""
     request_id = raw.headers.get("opc-request-id")
     try:
+        body = json.loads(raw.http_response.content)
         response = raw.parse()
-        if not isinstance(response, Response):
+        if not isinstance(body, dict) or not isinstance(response, Response):
             raise TypeError
-        _ = response.output_text  # a wrong-shaped answer fails here, not while shaping the reply
-        return response
+        if not isinstance(response.usage, (ResponseUsage, type(None))):
+            raise TypeError
+        if not isinstance(response.incomplete_details, (IncompleteDetails, type(None))):
+            raise TypeError
+        _ = response.output_text  # a wrong-shaped output fails here, not while shaping the reply
+        return response, body
     except HandlerError:
         raise
     except Exception:
         raise UpstreamError("OCI Generative AI sent an answer this function cannot read", request_id=request_id) from None
 
 
-def _status_failure(exc: openai.APIStatusError) -> tuple[HandlerError, float | None]:
-    """Map an OCI error answer to ours, with the wait OCI asked for (Retry-After), if any."""
+def _failed_answer(response: Response, request_id: str | None) -> UpstreamError | None:
+    """A 200 whose answer says it failed (`status: failed` or an `error`) is a retryable upstream failure."""
+    if response.status != "failed" and response.error is None:
+        return None
+    code = getattr(response.error, "code", None)
+    described = f" ({code})" if isinstance(code, str) and _IDENTIFIER.fullmatch(code) else ""
+    return UpstreamError(f"OCI Generative AI failed to produce an answer{described}; retry later", request_id=request_id)
+
+
+def _status_failure(exc: openai.APIStatusError) -> tuple[HandlerError, bool, float | None]:
+    """Map an OCI error answer to ours: the error, whether to retry, and the wait OCI asked for."""
     status = exc.status_code
     request_id = exc.response.headers.get("opc-request-id")
     code = oci_error_code(exc.response)
-    described = f"HTTP {status}{' ' + code if code else ''}"
+    described = f"HTTP {status}{' ' + code if code and code != str(status) else ''}"
     if status == 429:
         return RateLimited("OCI Generative AI is throttling requests; retry later", request_id=request_id), \
-            _retry_after(exc.response)
-    if status >= 500:
+            True, _retry_after(exc.response)
+    missing = _model_not_found(exc.response) if status == 500 else None
+    if missing is not None:
+        return UpstreamError(missing, request_id=request_id), False, None
+    if status >= 500 or status in _RETRIED_STATUSES:
         return UpstreamError(f"OCI Generative AI failed ({described}); retry later", request_id=request_id), \
-            _retry_after(exc.response)
+            True, _retry_after(exc.response)
     if status in (401, 403, 404):
-        return UpstreamAuthError(_AUTH_HINT.format(described=described), request_id=request_id), None
-    message = f"OCI Generative AI rejected the request ({described}); check the model supports the fields sent"
-    return UpstreamRejected(message, request_id=request_id), None
+        return UpstreamAuthError(_AUTH_HINT.format(described=described), request_id=request_id), False, None
+    param = _openai_error_field(exc.response, "param")
+    if code and code != str(status):
+        detail = f"{described}{', param ' + param if param else ''}"
+        message = f"OCI Generative AI rejected the request ({detail})"
+    else:
+        message = f"OCI Generative AI rejected the request ({described}); check the model supports the fields sent"
+    return UpstreamRejected(message, request_id=request_id), False, None
 
 
 def oci_error_code(response: httpx2.Response) -> str:
-    """OCI's error code (e.g. NotAuthorizedOrNotFound), if the body has one that looks like a code."""
+    """The error code in an OCI body (`{"code": ...}`, e.g. NotAuthorizedOrNotFound or "500") or an
+    OpenAI-shaped one (`{"error": {"code" or "type": ...}}`), if it looks like a code; else ""."""
     try:
-        code = response.json().get("code", "")
+        body = response.json()
     except Exception:
         return ""
-    return code if isinstance(code, str) and code.isalnum() and len(code) <= 64 else ""
+    if not isinstance(body, dict):
+        return ""
+    if isinstance(body.get("error"), dict):
+        return _openai_error_field(response, "code") or _openai_error_field(response, "type")
+    return _identifier(body.get("code"))
+
+
+def _openai_error_field(response: httpx2.Response, name: str) -> str:
+    try:
+        error = response.json().get("error")
+    except Exception:
+        return ""
+    return _identifier(error.get(name)) if isinstance(error, dict) else ""
+
+
+def _identifier(value: object) -> str:
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = str(value)
+    return value if isinstance(value, str) and _IDENTIFIER.fullmatch(value) else ""
+
+
+def _model_not_found(response: httpx2.Response) -> str | None:
+    """OCI answers an unknown or undeployed model with a 500 that retrying never fixes."""
+    try:
+        message = response.json().get("message")
+    except Exception:
+        return None
+    found = _MODEL_NOT_FOUND.fullmatch(message) if isinstance(message, str) else None
+    if found is None:
+        return None
+    return (f"model {found['model']} is not available in OCI Generative AI region {found['region']}: "
+            "use a model this region offers (GENAI_MODEL, GENAI_ALLOWED_MODELS) or another region")
 
 
 def _retry_after(response: httpx2.Response) -> float | None:
+    """Seconds or an HTTP date (RFC 9110), capped; anything else is ignored."""
     value = response.headers.get("retry-after", "").strip()
-    if value.isdigit():
-        return float(value)
+    if value.isascii() and value.isdigit():
+        return min(float(value), _RETRY_AFTER_CAP_S)
     try:
-        return max(0.0, email.utils.parsedate_to_datetime(value).timestamp() - time.time())
-    except (TypeError, ValueError, IndexError):
+        seconds = email.utils.parsedate_to_datetime(value).timestamp() - time.time()
+    except (TypeError, ValueError, IndexError, OverflowError):
         return None
+    return min(max(0.0, seconds), _RETRY_AFTER_CAP_S)
 
 
-class _DeadlineStream(httpx2.SyncByteStream):
-    """Stops reading a body that trickles in past the deadline (socket timeouts are per read)."""
-
-    def __init__(self, stream: httpx2.SyncByteStream, deadline: float) -> None:
-        self._stream = stream
-        self._deadline = deadline
-
-    def __iter__(self) -> Iterator[bytes]:
-        for chunk in self._stream:
-            if time.monotonic() > self._deadline:
-                raise httpx2.ReadTimeout("invocation deadline passed")
-            yield chunk
-
-    def close(self) -> None:
-        self._stream.close()
+def _bounded(timeout: float | None, error: type[Exception]) -> float | None:
+    """The socket timeout for one operation: never past the invocation deadline."""
+    deadline = _deadline.get()
+    if not math.isfinite(deadline):
+        return timeout
+    remaining = deadline - time.monotonic()
+    if remaining <= 0:
+        raise error("invocation deadline passed")
+    return remaining if timeout is None else min(timeout, remaining)
 
 
-class _DeadlineTransport(httpx2.BaseTransport):
-    def __init__(self, inner: httpx2.BaseTransport) -> None:
+class _DeadlineStream(httpcore2.NetworkStream):
+    """A connection whose every read and write ends by the deadline: socket timeouts are per
+    operation, so a status line, headers or body trickling in a byte at a time would not."""
+
+    def __init__(self, inner: httpcore2.NetworkStream) -> None:
         self._inner = inner
 
-    def handle_request(self, request: httpx2.Request) -> httpx2.Response:
-        response = self._inner.handle_request(request)
-        deadline = _deadline.get()
-        if math.isfinite(deadline):
-            response.stream = _DeadlineStream(response.stream, deadline)  # type: ignore[arg-type]
-        return response
+    def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+        return self._inner.read(max_bytes, _bounded(timeout, httpcore2.ReadTimeout))
+
+    def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        self._inner.write(buffer, _bounded(timeout, httpcore2.WriteTimeout))
 
     def close(self) -> None:
         self._inner.close()
+
+    def start_tls(self, ssl_context: Any, server_hostname: str | None = None, timeout: float | None = None) -> httpcore2.NetworkStream:
+        return _DeadlineStream(self._inner.start_tls(ssl_context, server_hostname, _bounded(timeout, httpcore2.ConnectTimeout)))
+
+    def get_extra_info(self, info: str) -> Any:
+        return self._inner.get_extra_info(info)
+
+
+class _DeadlineBackend(httpcore2.NetworkBackend):
+    def __init__(self) -> None:
+        self._inner = httpcore2.SyncBackend()
+
+    def connect_tcp(
+        self, host: str, port: int, timeout: float | None = None, local_address: str | None = None,
+        socket_options: Iterable[Any] | None = None,
+    ) -> httpcore2.NetworkStream:
+        bounded = _bounded(timeout, httpcore2.ConnectTimeout)
+        return _DeadlineStream(self._inner.connect_tcp(host, port, bounded, local_address, socket_options))
+
+    def connect_unix_socket(
+        self, path: str, timeout: float | None = None, socket_options: Iterable[Any] | None = None
+    ) -> httpcore2.NetworkStream:
+        bounded = _bounded(timeout, httpcore2.ConnectTimeout)
+        return _DeadlineStream(self._inner.connect_unix_socket(path, bounded, socket_options))
+
+    def sleep(self, seconds: float) -> None:
+        self._inner.sleep(seconds)
+
+
+def _deadline_transport(limits: httpx2.Limits) -> httpx2.HTTPTransport:
+    """httpx2's transport whose new connections keep the deadline. HTTPTransport takes no network
+    backend, so its pool's is swapped before any connection exists (httpx2/httpcore2 2.16, pinned;
+    the deadline tests fail if this stops taking effect)."""
+    transport = httpx2.HTTPTransport(limits=limits)
+    transport._pool._network_backend = _DeadlineBackend()  # type: ignore[union-attr]  # noqa: SLF001
+    return transport

@@ -23,10 +23,11 @@ import pytest
 import requests
 from openai.types.responses import Response
 
-from genai_handler.local.endpoint import Fault, LocalEndpoint
+from genai_handler.local.endpoint import Fault, LocalEndpoint, blackhole, oci_errors
 from genai_handler.local.identity import LocalIdentity, make_api_key_profile
+from genai_handler.settings import DEFAULT_MODEL
 
-MODEL = "openai.gpt-oss-120b"
+MODEL = DEFAULT_MODEL
 BEARER = "sk-local-test"
 BEARER_HEADERS = {"Authorization": f"Bearer {BEARER}", "Content-Type": "application/json"}
 
@@ -272,14 +273,36 @@ def test_given_a_project_when_the_header_differs_then_not_authorized_or_not_foun
     assert wrong.headers["opc-request-id"]
 
 
-def test_given_an_unknown_model_when_asked_then_invalid_parameter(endpoint: LocalEndpoint) -> None:
+def test_given_any_model_when_asked_then_it_answers_for_that_model(endpoint: LocalEndpoint) -> None:
     response = requests.post(
-        f"{endpoint.base_url}/responses", json=_ask(model="gpt-4o"), headers=BEARER_HEADERS, timeout=5
+        f"{endpoint.base_url}/responses", json=_ask(model="vendor.some-new-model-9"), headers=BEARER_HEADERS, timeout=5
     )
 
-    assert response.status_code == 400
-    assert response.json()["code"] == "InvalidParameter"
-    assert "gpt-4o" in response.json()["message"]
+    assert response.status_code == 200
+    assert response.json()["model"] == "vendor.some-new-model-9"
+
+
+def test_given_a_model_declared_unavailable_when_asked_then_oci_s_model_not_found(identity: LocalIdentity) -> None:
+    with LocalEndpoint(unavailable_models=[MODEL], region="eu-frankfurt-1") as endpoint:
+        endpoint.register_bearer(BEARER)
+        response = requests.post(f"{endpoint.base_url}/responses", json=_ask(), headers=BEARER_HEADERS, timeout=5)
+
+    assert response.status_code == 500
+    assert response.json() == {
+        "code": "500",
+        "message": f"Internal Server Error: Model '{MODEL}' not found or not deployed in region eu-frankfurt-1",
+    }
+
+
+def test_given_a_list_of_models_when_another_is_asked_then_model_not_found(endpoint: LocalEndpoint) -> None:
+    with LocalEndpoint(models=["openai.only-this"]) as only:
+        only.register_bearer(BEARER)
+        other = requests.post(f"{only.base_url}/responses", json=_ask(), headers=BEARER_HEADERS, timeout=5)
+        listed = requests.post(f"{only.base_url}/responses", json=_ask(model="openai.only-this"),
+                               headers=BEARER_HEADERS, timeout=5)
+
+    assert (other.status_code, listed.status_code) == (500, 200)
+    assert only.models == ("openai.only-this",)
 
 
 def test_given_messages_with_parts_when_asked_then_the_last_user_text_is_answered(endpoint: LocalEndpoint) -> None:
@@ -450,6 +473,65 @@ def test_given_faults_when_requests_arrive_then_they_apply_in_order_once_each(en
 def test_given_an_unknown_fault_kind_when_made_then_value_error() -> None:
     with pytest.raises(ValueError):
         Fault("explode")
+    with pytest.raises(ValueError):
+        Fault("oci_error", name="not_in_the_file")
+
+
+def test_every_oci_error_entry_says_where_it_came_from() -> None:
+    for name, entry in oci_errors().items():
+        assert set(entry) == {"status", "body", "source"} and entry["source"], name
+
+
+@pytest.mark.parametrize("name", sorted(oci_errors()))
+def test_given_an_oci_error_fault_when_requested_then_oci_s_exact_body(endpoint: LocalEndpoint, name: str) -> None:
+    endpoint.inject(Fault("oci_error", name=name))
+
+    response = requests.post(f"{endpoint.base_url}/responses", json=_ask(), headers=BEARER_HEADERS, timeout=5)
+
+    entry = oci_errors()[name]
+    expected = json.loads(json.dumps(entry["body"]).replace("{model}", MODEL).replace("{region}", endpoint.region))
+    assert response.status_code == entry["status"]
+    assert response.json() == expected and response.headers["opc-request-id"]
+
+
+def test_given_a_patched_fault_when_requested_then_the_answer_has_those_fields(endpoint: LocalEndpoint) -> None:
+    endpoint.inject(Fault("patched", fields={"status": "failed", "usage": "lots"}))
+
+    response = requests.post(f"{endpoint.base_url}/responses", json=_ask(), headers=BEARER_HEADERS, timeout=5)
+
+    assert response.status_code == 200
+    assert response.json()["status"] == "failed" and response.json()["usage"] == "lots"
+    assert response.json()["model"] == MODEL
+
+
+@pytest.mark.parametrize("kind", ["trickle_headers", "trickle_body"])
+def test_given_a_trickle_fault_when_requested_then_one_byte_arrives_at_a_time(endpoint: LocalEndpoint, kind: str) -> None:
+    endpoint.inject(Fault(kind, delay_s=0.2))
+
+    with socket.create_connection(("127.0.0.1", endpoint.port), timeout=5) as sock:
+        request = json.dumps(_ask()).encode()
+        sock.sendall(f"POST /openai/v1/responses HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {BEARER}\r\n"
+                     f"Content-Length: {len(request)}\r\n\r\n".encode() + request)
+        started = time.monotonic()
+        first = sock.recv(65536)
+        if kind == "trickle_body":
+            first = first.partition(b"\r\n\r\n")[2] or sock.recv(65536)
+        second = sock.recv(65536)
+        elapsed = time.monotonic() - started
+
+    assert len(first) == 1 and len(second) == 1
+    assert elapsed >= 0.15
+    if kind == "trickle_headers":
+        assert first + second == b"HT"
+
+
+def test_a_blackhole_is_a_route_where_connect_hangs() -> None:
+    with blackhole() as base_url:
+        port = int(base_url.split(":")[2].split("/")[0])
+        started = time.monotonic()
+        with pytest.raises(TimeoutError):
+            socket.create_connection(("127.0.0.1", port), timeout=0.5)
+        assert time.monotonic() - started >= 0.5
 
 
 # Connections

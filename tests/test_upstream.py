@@ -2,20 +2,23 @@
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterator
 
+import httpx2
 import pytest
 
+from genai_handler import upstream as upstream_module
 from genai_handler.errors import RateLimited, UpstreamAuthError, UpstreamError, UpstreamRejected, UpstreamTimeout
-from genai_handler.local.endpoint import Fault, LocalEndpoint
+from genai_handler.local.endpoint import Fault, LocalEndpoint, blackhole
 from genai_handler.local.identity import LocalIdentity
-from genai_handler.settings import Settings
-from genai_handler.upstream import _build_client, client_for, create_response
+from genai_handler.settings import DEFAULT_MODEL, Settings
+from genai_handler.upstream import _build_client, client_for, create_response, oci_error_code
 
 from .conftest import PROJECT_OCID
 
-ARGS = {"model": "xai.grok-4-1-fast-reasoning", "input": "hello", "max_output_tokens": 50, "store": False}
+ARGS = {"model": DEFAULT_MODEL, "input": "hello", "max_output_tokens": 50, "store": False}
 
 
 @pytest.fixture
@@ -109,9 +112,167 @@ def test_rate_limit_without_retry_after_suggests_the_backoff(call, upstream: Loc
     assert caught.value.retry_after >= 1
 
 
-def test_upstream_400_is_reported_as_rejected_with_oci_code(call, upstream: LocalEndpoint) -> None:
-    with pytest.raises(UpstreamRejected, match="InvalidParameter"):
-        call(model="not.offered-here")
+def test_upstream_400_passes_oci_code_through_without_blaming_the_fields(call, upstream: LocalEndpoint) -> None:
+    upstream.inject(Fault("oci_error", name="invalid_parameter"))
+    with pytest.raises(UpstreamRejected) as caught:
+        call()
+    assert caught.value.message == "OCI Generative AI rejected the request (HTTP 400 InvalidParameter)"
+    assert len(upstream.requests) == 1
+
+
+def test_an_openai_shaped_400_passes_its_code_and_param_but_not_its_text(call, upstream: LocalEndpoint) -> None:
+    upstream.inject(Fault("oci_error", name="openai_invalid_request"))
+    with pytest.raises(UpstreamRejected) as caught:
+        call()
+    assert caught.value.message == (
+        "OCI Generative AI rejected the request (HTTP 400 invalid_value, param max_output_tokens)"
+    )
+
+
+def test_a_400_without_a_code_still_suggests_checking_the_fields(call, upstream: LocalEndpoint) -> None:
+    upstream.inject(Fault("status", status=400, code="not a code!"))
+    with pytest.raises(UpstreamRejected, match=r"\(HTTP 400\); check the model supports the fields sent"):
+        call()
+
+
+def test_a_model_not_deployed_is_not_retried_and_is_named_with_the_region(
+    rp_env: None, identity: LocalIdentity
+) -> None:
+    # given a region where the model is not deployed: OCI answers 500 with its own text
+    with LocalEndpoint(trusted_issuer=identity.issuer_public_key, unavailable_models=[DEFAULT_MODEL],
+                       region="eu-frankfurt-1") as region:
+        client = _build_client(Settings(project_ocid=PROJECT_OCID, base_url=region.base_url))
+        # when the function asks it, then one request, and a 502 naming the model and the region
+        with pytest.raises(UpstreamError) as caught:
+            create_response(client, ARGS, time.monotonic() + 10, 2)
+        assert [r.status for r in region.requests] == [500]
+    assert caught.value.status == 502 and caught.value.retry_after is None
+    assert f"model {DEFAULT_MODEL} is not available in OCI Generative AI region eu-frankfurt-1" in caught.value.message
+
+
+def test_a_model_not_found_text_that_does_not_look_like_oci_s_is_an_ordinary_500(call, upstream: LocalEndpoint) -> None:
+    upstream.inject(*[Fault("status", status=500, code="500")] * 2)
+    assert call(retries=2).attempts == 3  # retried as any 5xx
+
+
+@pytest.mark.parametrize("status", [408, 409])
+def test_408_and_409_are_retried_like_5xx(call, upstream: LocalEndpoint, status: int) -> None:
+    upstream.inject(Fault("status", status=status, code="Conflict"))
+    assert call().attempts == 2
+
+
+@pytest.mark.parametrize("status", [408, 409])
+def test_408_and_409_without_retries_left_are_upstream_errors(call, upstream: LocalEndpoint, status: int) -> None:
+    upstream.inject(Fault("status", status=status, code="RequestTimeout"))
+    with pytest.raises(UpstreamError, match=f"HTTP {status} RequestTimeout"):
+        call(retries=0)
+
+
+FAILED = {"status": "failed", "error": {"code": "server_error", "message": "The model crashed on: secret prompt"}}
+
+
+@pytest.mark.parametrize("fields", [FAILED, {"error": FAILED["error"]}, {"status": "failed"}], ids=["both", "error", "status"])
+def test_an_answer_that_says_it_failed_is_retried(call, upstream: LocalEndpoint, fields: dict) -> None:
+    upstream.inject(Fault("patched", fields=fields))
+    assert call().attempts == 2
+
+
+def test_an_answer_that_keeps_failing_is_an_upstream_error_with_its_code_only(call, upstream: LocalEndpoint) -> None:
+    upstream.inject(*[Fault("patched", fields=FAILED)] * 3)
+    with pytest.raises(UpstreamError) as caught:
+        call()
+    assert caught.value.message == "OCI Generative AI failed to produce an answer (server_error); retry later"
+    assert caught.value.request_id == upstream.requests[-1].request_id and len(upstream.requests) == 3
+
+
+@pytest.mark.parametrize("fields", [{"usage": "lots"}, {"usage": [1]}, {"incomplete_details": "cut"}, {"incomplete_details": 3}])
+def test_usage_or_incomplete_details_not_an_object_is_unreadable(call, upstream: LocalEndpoint, fields: dict) -> None:
+    upstream.inject(Fault("patched", fields=fields))
+    with pytest.raises(UpstreamError, match="cannot read"):
+        call()
+    assert len(upstream.requests) == 1
+
+
+def test_the_answer_json_is_kept_as_oci_sent_it(call, upstream: LocalEndpoint) -> None:
+    future = {"type": "future_item", "id": "fi_1", "payload": {"x": 1}}
+    upstream.inject(Fault("patched", fields={"output": [future], "vendor_field": 7}))
+    result = call()
+    assert result.body["output"] == [future] and result.body["vendor_field"] == 7
+
+
+def test_a_blackholed_route_is_retried_and_answered_could_not_reach_before_the_deadline(
+    rp_env: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # given a route where connection attempts hang, and a 1 s connect timeout
+    monkeypatch.setattr(upstream_module, "_CONNECT_TIMEOUT_S", 1.0)
+    with blackhole() as base_url:
+        client = _build_client(Settings(project_ocid=PROJECT_OCID, base_url=base_url))
+        started = time.monotonic()
+        # when the function calls with 20 s left and two retries
+        with pytest.raises(UpstreamError, match="could not reach") as caught:
+            create_response(client, ARGS, started + 20, 2)
+        elapsed = time.monotonic() - started
+    # then three attempts of 1 s each were made, and the answer came long before the deadline
+    assert caught.value.status == 502
+    assert 3.0 <= elapsed < 10
+
+
+def test_a_blackholed_route_with_little_time_left_ends_by_the_deadline(rp_env: None) -> None:
+    with blackhole() as base_url:
+        client = _build_client(Settings(project_ocid=PROJECT_OCID, base_url=base_url))
+        started = time.monotonic()
+        with pytest.raises(UpstreamError, match="could not reach"):
+            create_response(client, ARGS, started + 2.0, 2)
+        assert time.monotonic() - started < 3.0
+
+
+@pytest.mark.parametrize("kind", ["trickle_headers", "trickle_body"])
+def test_an_answer_trickling_a_byte_at_a_time_is_cut_at_the_deadline(call, upstream: LocalEndpoint, kind: str) -> None:
+    # given each byte (of the status line and headers, or of the body) comes 0.4 s after the last
+    upstream.inject(Fault(kind, delay_s=0.4))
+    started = time.monotonic()
+    # then the call ends at the 2 s deadline, though every single read is quick
+    with pytest.raises(UpstreamTimeout):
+        call(budget_s=2.0)
+    assert time.monotonic() - started < 3.0
+
+
+@pytest.mark.parametrize(
+    ("body", "code"),
+    [
+        ({"code": "NotAuthorizedOrNotFound", "message": "x"}, "NotAuthorizedOrNotFound"),
+        ({"code": "500", "message": "Internal Server Error: ..."}, "500"),
+        ({"code": 401, "message": "x"}, "401"),
+        ({"error": {"message": "x", "type": "invalid_request_error", "param": None, "code": "invalid_value"}}, "invalid_value"),
+        ({"error": {"message": "x", "type": "server_error", "param": None, "code": None}}, "server_error"),
+        ({"code": "²"}, ""),
+        ({"code": "two words"}, ""),
+        ({"code": "x" * 65}, ""),
+        ({"error": "flat string"}, ""),
+        (["not", "an", "object"], ""),
+    ],
+)
+def test_oci_error_code_reads_oci_and_openai_shaped_bodies(body: object, code: str) -> None:
+    assert oci_error_code(httpx2.Response(500, content=json.dumps(body).encode())) == code
+
+
+def test_oci_error_code_of_a_body_that_is_not_json_is_empty() -> None:
+    assert oci_error_code(httpx2.Response(502, content=b"<html>bad gateway</html>")) == ""
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"), [("²", None), ("١٢", None), ("12", 12.0), ("99999999999", 300.0), ("-5", None)]
+)
+def test_retry_after_takes_ascii_digits_only_and_is_capped(value: str, expected: float | None) -> None:
+    response = httpx2.Response(429, headers=[(b"retry-after", value.encode())])
+    assert upstream_module._retry_after(response) == expected
+
+
+def test_a_unicode_digit_retry_after_is_ignored_not_a_crash(call, upstream: LocalEndpoint) -> None:
+    upstream.inject(*[Fault("status", status=429, code="TooManyRequests", retry_after="²")] * 3)
+    with pytest.raises(RateLimited) as caught:
+        call(retries=0)
+    assert caught.value.retry_after >= 1
 
 
 def test_wrong_project_is_an_iam_error(rp_env: None, upstream: LocalEndpoint) -> None:

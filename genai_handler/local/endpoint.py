@@ -1,14 +1,18 @@
 """A loopback stand-in for the OCI Generative AI OpenAI-compatible endpoint.
 
 It verifies OCI request signatures for real (so a signing bug fails here, not in a tenancy),
-answers the Responses API deterministically, and misbehaves on request (`Fault`) so tests can
-prove the client copes with what a real network and service do.
+answers the Responses API deterministically for any model (the function's allow-list decides
+which models are asked for, not this endpoint), and misbehaves on request (`Fault`), with the
+error bodies OCI really sends (oci_errors.json), so tests can prove the client copes with what
+a real network and service do. `blackhole()` is a route that drops every connection attempt.
 """
 
 from __future__ import annotations
 
 import base64
+import contextlib
 import email.utils
+import functools
 import hashlib
 import itertools
 import json
@@ -20,9 +24,10 @@ import threading
 import time
 import uuid
 from collections import deque
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 from cryptography.exceptions import InvalidSignature
@@ -30,27 +35,52 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey, RSAPublicNumbers
 
+from ..settings import DEFAULT_MODEL
+
 _PREFIX = "/openai/v1"
-_FAULT_KINDS = ("status", "delay", "drop", "reset", "truncated", "non_json", "wrong_shape", "drip")
+_FAULT_KINDS = (
+    "status", "delay", "drop", "reset", "truncated", "non_json", "wrong_shape", "drip",
+    "oci_error", "patched", "trickle_headers", "trickle_body",
+)
+_OCI_ERRORS = Path(__file__).with_name("oci_errors.json")
 _BODY_METHODS = ("POST", "PUT", "PATCH")
 _BODY_HEADERS = ("content-length", "content-type", "x-content-sha256")
 _DRIP_BYTES = 16
 _MODEL_ROUTES = (("POST", f"{_PREFIX}/responses"), ("GET", f"{_PREFIX}/models"))
 
 
+@functools.cache
+def oci_errors() -> dict[str, dict[str, Any]]:
+    """The error answers OCI really sends, by name, each with its status, body and source."""
+    entries = json.loads(_OCI_ERRORS.read_text())
+    return {name: entry for name, entry in entries.items() if not name.startswith("_")}
+
+
 @dataclass
 class Fault:
-    """One injected upstream misbehaviour, consumed by one request to a model route."""
+    """One injected upstream misbehaviour, consumed by one request to a model route.
+
+    status: answer `status` with an OCI-shaped body naming `code`.
+    oci_error: answer OCI's real error `name` from oci_errors.json, byte for byte.
+    patched: the normal answer with its top-level `fields` replaced (a 200 OCI may send).
+    delay, drip (16 bytes every delay_s), trickle_headers / trickle_body (one byte every
+    delay_s of the status line and headers, or of the body), drop, reset, truncated, non_json,
+    wrong_shape: what a network or an overloaded service does.
+    """
 
     kind: str
     status: int = 500
     code: str = "InternalServerError"
     retry_after: str | None = None
     delay_s: float = 0.0
+    name: str | None = None
+    fields: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.kind not in _FAULT_KINDS:
             raise ValueError(f"unknown fault kind {self.kind!r}; expected one of {_FAULT_KINDS}")
+        if self.kind == "oci_error" and self.name not in oci_errors():
+            raise ValueError(f"unknown OCI error {self.name!r}; expected one of {tuple(oci_errors())}")
 
 
 @dataclass
@@ -75,15 +105,45 @@ class _AuthError(Exception):
     pass
 
 
+@contextlib.contextmanager
+def blackhole(host: str = "127.0.0.1") -> Iterator[str]:
+    """A base URL whose connection attempts hang, as on a route with no NAT or service gateway.
+
+    A listener with a backlog of 0 that never accepts: once its queue is full, Linux drops
+    further SYNs (net.ipv4.tcp_abort_on_overflow=0, the default), so connect() waits.
+    """
+    with socket.socket() as listener, contextlib.ExitStack() as fillers:
+        listener.bind((host, 0))
+        listener.listen(0)
+        port = listener.getsockname()[1]
+        for _ in range(8):
+            filler = fillers.enter_context(socket.socket())
+            filler.settimeout(0.2)
+            try:
+                filler.connect((host, port))
+            except OSError:
+                break  # the queue is full: this SYN was dropped
+        else:
+            raise RuntimeError("the listen queue never filled: connections would not hang")
+        yield f"http://{host}:{port}{_PREFIX}"
+
+
 class LocalEndpoint:
-    """The OCI Generative AI OpenAI-compatible endpoint on 127.0.0.1, strict about auth."""
+    """The OCI Generative AI OpenAI-compatible endpoint on 127.0.0.1, strict about auth.
+
+    Any model is answered, except `unavailable_models` (and, when `models` is given, any model
+    not in it), for which it answers what OCI does for a model not deployed in the region:
+    oci_errors.json's `model_not_found`, with `region` filled in. `GET /models` lists `models`.
+    """
 
     def __init__(
         self,
         *,
         trusted_issuer: RSAPublicKey | None = None,
         project_ocid: str | None = None,
-        models: Sequence[str] = ("xai.grok-4-1-fast-reasoning", "openai.gpt-oss-120b", "google.gemini-2.5-flash"),
+        models: Sequence[str] | None = None,
+        unavailable_models: Sequence[str] = (),
+        region: str = "us-chicago-1",
         host: str = "127.0.0.1",
         port: int = 0,
         max_skew_s: int = 300,
@@ -91,7 +151,10 @@ class LocalEndpoint:
     ) -> None:
         self.trusted_issuer = trusted_issuer
         self.project_ocid = project_ocid
-        self.models = tuple(models)
+        self.models = tuple(models) if models is not None else (DEFAULT_MODEL,)
+        self._only_models = models is not None
+        self.unavailable_models = tuple(unavailable_models)
+        self.region = region
         self.host = host
         self.port = port
         self.max_skew_s = max_skew_s
@@ -167,6 +230,11 @@ class LocalEndpoint:
     def _close_connection(self, sock: socket.socket) -> None:
         with self._lock:
             self._open_sockets.discard(sock)
+
+    def _deployed(self, model: object) -> bool:
+        if not isinstance(model, str) or model in self.unavailable_models:
+            return False
+        return not self._only_models or model in self.models
 
     def _next_fault(self) -> Fault | None:
         with self._lock:
@@ -342,6 +410,12 @@ class _Handler(BaseHTTPRequestHandler):
         elif fault.kind == "status":
             extra = {"Retry-After": fault.retry_after} if fault.retry_after is not None else {}
             self._send(fault.status, _error(fault.code, f"Injected fault {fault.status}"), extra)
+        elif fault.kind == "oci_error":
+            extra = {"Retry-After": fault.retry_after} if fault.retry_after is not None else {}
+            self._send(*self._oci_error(str(fault.name), _requested_model(body)), extra)
+        elif fault.kind == "patched":
+            status, answer = self._answer(path, body)
+            self._send(status, _json({**json.loads(answer), **fault.fields}) if status == 200 else answer)
         elif fault.kind == "non_json":
             self._send(200, b"<html><body>upstream hiccup</body></html>")
         elif fault.kind == "wrong_shape":
@@ -360,10 +434,17 @@ class _Handler(BaseHTTPRequestHandler):
             request = json.loads(body)
         except ValueError:
             return 400, _error("InvalidParameter", "Request body is not valid JSON")
-        if not isinstance(request, dict) or request.get("model") not in self.endpoint.models:
-            model = request.get("model") if isinstance(request, dict) else None
-            return 400, _error("InvalidParameter", f"Model {model} is not available in this region or project")
+        if not isinstance(request, dict) or not isinstance(request.get("model"), str):
+            return 400, _error("InvalidParameter", "Request body has no model")
+        if not self.endpoint._deployed(request["model"]):
+            return self._oci_error("model_not_found", request["model"])
         return 200, _json(_response(request))
+
+    def _oci_error(self, name: str, model: str) -> tuple[int, bytes]:
+        """OCI's real answer `name`, with the model and region it names filled in."""
+        entry = oci_errors()[name]
+        text = json.dumps(entry["body"]).replace("{model}", _json_text(model)).replace("{region}", self.endpoint.region)
+        return entry["status"], text.encode()
 
     def _send(self, status: int, body: bytes, extra_headers: dict[str, str] | None = None) -> None:
         self._start(status, len(body), extra_headers)
@@ -384,6 +465,18 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _misdeliver(self, fault: Fault, status: int, body: bytes) -> None:
         """Deliver an answer the broken ways a network or an overloaded service does."""
+        if fault.kind == "trickle_headers":
+            self.record.status = status
+            self.endpoint._record(self.record)
+            head = (f"HTTP/1.1 {status} {self.responses[status][0]}\r\nContent-Type: application/json\r\n"
+                    f"Content-Length: {len(body)}\r\nopc-request-id: {self.request_id}\r\n\r\n").encode()
+            _trickle(self.wfile, head, fault.delay_s)
+            self.wfile.write(body)
+            return
+        if fault.kind == "trickle_body":
+            self._start(status, len(body))
+            _trickle(self.wfile, body, fault.delay_s)
+            return
         if fault.kind == "drip":
             self._start(status, len(body))
             for offset in range(0, len(body), _DRIP_BYTES):
@@ -460,6 +553,26 @@ def _input_texts(value: Any) -> list[str]:
             parts = [p.get("text", "") for p in content if isinstance(p, dict) and p.get("type") == "input_text"]
             texts.append(" ".join(parts))
     return texts
+
+
+def _trickle(out: Any, data: bytes, delay_s: float) -> None:
+    for offset in range(len(data)):
+        out.write(data[offset : offset + 1])
+        out.flush()
+        time.sleep(delay_s)
+
+
+def _requested_model(body: bytes) -> str:
+    try:
+        model = json.loads(body).get("model")
+    except (ValueError, AttributeError):
+        return ""
+    return model if isinstance(model, str) else ""
+
+
+def _json_text(text: str) -> str:
+    """`text` as it goes inside a JSON string."""
+    return json.dumps(text)[1:-1]
 
 
 def _signature_params(authorization: str) -> dict[str, str]:

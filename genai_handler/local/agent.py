@@ -3,27 +3,107 @@
 It starts the function the way OCI Functions does (`fdk /function/func.py handler` with
 FN_FORMAT=http-stream and FN_LISTENER=unix:...) and speaks the same HTTP: `POST /call` with
 Fn-Call-Id and Fn-Deadline, plus Fn-Intent/Fn-Http-* for calls that come through API Gateway.
+Like the Fn agent it cuts a call at Fn-Deadline and replaces the container that ran past it, and
+the function process never outlives the process that started it (Linux: a parent-death signal).
 """
 
 from __future__ import annotations
 
+import ctypes
+import functools
 import http.client
 import json
 import os
+import queue
 import shutil
+import signal
 import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import IO, Any
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
+PATH_PREFIX = "/genai"  # the deployment's --path-prefix (docs/deploy.md)
+DEPLOYMENT_SPEC = REPO_ROOT / "policies" / "apigateway-deployment.json"
+_PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+_BACKSTOP_S = 5.0  # a socket timeout past Fn-Deadline, in case the cut-off timer never runs
+
+
+def routes(spec_path: Path = DEPLOYMENT_SPEC, prefix: str = PATH_PREFIX) -> tuple[str, ...]:
+    """The routed paths, read from the deployment specification so local and cloud never drift."""
+    spec = json.loads(spec_path.read_text(encoding="utf-8"))
+    return tuple(prefix + route["path"] for route in spec["routes"])
+
+
+@functools.cache
+def chat_route() -> str:
+    """The deployment's route for plain prompts (/genai/chat), where calls go unless told otherwise."""
+    return next(route for route in routes() if route.endswith("/chat"))
+
+
+def _parent_death_signal() -> Callable[[], None] | None:
+    """A preexec_fn that makes the kernel SIGKILL the child when its parent goes, however it goes
+    (SIGKILL, a closed terminal): nothing else can clean up after a parent that was killed.
+    Linux only (prctl(2) PR_SET_PDEATHSIG); None elsewhere."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+    prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong]
+    prctl.restype = ctypes.c_int
+    parent = os.getpid()
+
+    def die_with_parent() -> None:
+        prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        if os.getppid() != parent:  # the parent died before the signal was armed
+            os._exit(1)
+
+    return die_with_parent
+
+
+class _Spawner:
+    """Forks every function process from one thread that lives as long as this process.
+
+    Linux sends the parent-death signal when the *thread* that forked the child ends, not the
+    process: a function restarted from a request thread would die with that thread."""
+
+    def __init__(self) -> None:
+        self._jobs: queue.SimpleQueue[tuple[dict[str, Any], Future[subprocess.Popen[bytes]]]] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+
+    def popen(self, **popen_args: Any) -> subprocess.Popen[bytes]:
+        with self._lock:
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._run, name="fn-agent-spawner", daemon=True)
+                self._thread.start()
+        if threading.current_thread() is self._thread:
+            return subprocess.Popen(**popen_args)
+        spawned: Future[subprocess.Popen[bytes]] = Future()
+        self._jobs.put((popen_args, spawned))
+        return spawned.result()
+
+    def _run(self) -> None:
+        while True:
+            popen_args, spawned = self._jobs.get()
+            try:
+                spawned.set_result(subprocess.Popen(**popen_args))
+            except BaseException as exc:  # handed to the waiting caller, raised there
+                spawned.set_exception(exc)
+
+
+_spawner = _Spawner()
 
 
 @dataclass
@@ -60,6 +140,30 @@ class _UnixConnection(http.client.HTTPConnection):
         self.sock.connect(self._path)
 
 
+class _CutOff:
+    """Shuts the connection down at Fn-Deadline, as the Fn agent cancels the call's context: an
+    answer still on its way is lost, however the function trickles it."""
+
+    def __init__(self, connection: _UnixConnection, seconds: float) -> None:
+        self.fired = threading.Event()
+        self._connection = connection
+        self._timer = threading.Timer(max(seconds, 0.0), self._cut)
+        self._timer.daemon = True
+        self._timer.start()
+
+    def _cut(self) -> None:
+        self.fired.set()
+        sock = self._connection.sock
+        if sock is not None:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass  # already closed
+
+    def cancel(self) -> None:
+        self._timer.cancel()
+
+
 class FunctionProcess:
     """func.py running under the fdk in a child process, with the environment OCI Functions gives."""
 
@@ -79,8 +183,8 @@ class FunctionProcess:
         self._packages = Path(packages).resolve() if packages else None
         self._env = dict(env)
         self._log = log
-        self._socket_dir = Path(tempfile.mkdtemp(prefix="fn-iofs-"))
-        self.socket_path = self._socket_dir / "lsnr.sock"
+        self._socket_dir: Path | None = None
+        self.socket_path = Path()
         self.process: subprocess.Popen[bytes] | None = None
         self._connection: _UnixConnection | None = None
 
@@ -92,6 +196,8 @@ class FunctionProcess:
         else:
             command = [str(fdk_script)] if fdk_script.exists() else [self._python, "-c", run_fdk]
         path = [str(self._function_dir)] + ([str(self._packages)] if self._packages else [])
+        self._socket_dir = Path(tempfile.mkdtemp(prefix="fn-iofs-"))
+        self.socket_path = self._socket_dir / "lsnr.sock"
         env = {
             "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
             "HOME": os.environ.get("HOME", "/tmp"),
@@ -106,13 +212,14 @@ class FunctionProcess:
             "FN_TYPE": "sync",
             **self._env,
         }
-        self.process = subprocess.Popen(
-            [*command, str(self._function_dir / "func.py"), "handler"],
+        self.process = _spawner.popen(
+            args=[*command, str(self._function_dir / "func.py"), "handler"],
             env=env,
             cwd=self._function_dir,
             stdout=self._log,
             stderr=subprocess.STDOUT if self._log is not None else None,
-            start_new_session=True,
+            start_new_session=True,  # Ctrl-C in a terminal is for the parent, which stops this
+            preexec_fn=_parent_death_signal(),
         )
         until = time.monotonic() + timeout_s
         while not self.socket_path.exists():
@@ -124,47 +231,76 @@ class FunctionProcess:
             time.sleep(0.01)
         return self
 
+    def restart(self) -> FunctionProcess:
+        """A new container in place of this one, as the platform starts one after a failure."""
+        self.stop()
+        return self.start()
+
     def invoke(
         self,
         body: bytes | str | Mapping[str, Any] = b"",
         *,
         gateway: bool = True,
         method: str = "POST",
-        path: str = "/genai",
+        path: str | None = None,
         headers: Mapping[str, str] | None = None,
         deadline_s: float = 60.0,
         call_id: str | None = None,
     ) -> Invocation:
-        """One invocation; through API Gateway by default, else as a direct `fn invoke`."""
+        """One invocation; through API Gateway by default (to the chat route), else as a direct
+        `fn invoke`. At Fn-Deadline the call is cut and the container replaced, as the Fn agent
+        does (fnproject/fn api/agent/agent.go, hotSlot.dispatch): that raises TimeoutError."""
         if isinstance(body, Mapping):
             body = json.dumps(body)
         data = body.encode() if isinstance(body, str) else body
-        deadline = datetime.now(timezone.utc) + timedelta(seconds=deadline_s)
+        deadline = time.monotonic() + deadline_s
+        fn_deadline = datetime.now(timezone.utc) + timedelta(seconds=deadline_s)
         sent = {
             "Fn-Call-Id": call_id or uuid.uuid4().hex,
-            "Fn-Deadline": deadline.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+            "Fn-Deadline": fn_deadline.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
             "Content-Type": (headers or {}).get("Content-Type", "application/json"),
         }
         if gateway:
-            sent.update({"Fn-Intent": "httprequest", "Fn-Http-Method": method, "Fn-Http-Request-Url": path})
+            url = path if path is not None else chat_route()
+            sent.update({"Fn-Intent": "httprequest", "Fn-Http-Method": method, "Fn-Http-Request-Url": url})
             caller = {"Content-Type": "application/json", **(headers or {})}
             sent.update({f"Fn-Http-H-{name}": value for name, value in caller.items()})
         for attempt in (1, 2):
-            connection = self._connection or _UnixConnection(str(self.socket_path), timeout=deadline_s + 30)
+            reused = self._connection is not None
+            connection = self._connection or _UnixConnection(str(self.socket_path), timeout=deadline_s + _BACKSTOP_S)
+            self._connection = None
+            if connection.sock is not None:
+                connection.sock.settimeout(max(deadline - time.monotonic(), 0.0) + _BACKSTOP_S)
+            cut_off = _CutOff(connection, deadline - time.monotonic())
             try:
                 connection.request("POST", "/call", body=data, headers=sent)
                 reply = connection.getresponse()
                 content = reply.read()
-            except (ConnectionError, http.client.HTTPException):
+            except (OSError, http.client.HTTPException) as exc:
                 connection.close()
-                self._connection = None
-                if attempt == 2:
+                if cut_off.fired.is_set() or isinstance(exc, TimeoutError):
+                    self._shut_down_after_timeout(deadline_s)
+                if not isinstance(exc, (ConnectionError, http.client.HTTPException)) or attempt == 2 or not reused:
                     raise
-                continue
+                continue  # a kept-alive connection the fdk had closed
+            finally:
+                cut_off.cancel()
+            if cut_off.fired.is_set():
+                connection.close()
+                self._shut_down_after_timeout(deadline_s)
             self._connection = connection
             received = {name.lower(): value for name, value in reply.getheaders()}
             return Invocation(reply.status, received, content, gateway)
         raise AssertionError("unreachable")
+
+    def _shut_down_after_timeout(self, deadline_s: float) -> None:
+        """The Fn agent's container contract: a container that ran past the deadline cannot
+        continue; the next call gets a new one."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()  # no graceful stop: the fdk would finish the call first
+            self.process.wait()
+        self.restart()
+        raise TimeoutError(f"the function did not answer within its {deadline_s:g} s deadline")
 
     @property
     def pid(self) -> int:
@@ -185,7 +321,9 @@ class FunctionProcess:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
-        shutil.rmtree(self._socket_dir, ignore_errors=True)
+        if self._socket_dir is not None:
+            shutil.rmtree(self._socket_dir, ignore_errors=True)
+            self._socket_dir = None
 
     def __enter__(self) -> FunctionProcess:
         return self.start()

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -17,6 +19,7 @@ from genai_handler.local.identity import LocalIdentity
 from .conftest import PROJECT_OCID
 
 ROOT = Path(__file__).parents[1]
+IMAGE_PYTHON = "3.12"  # run_image: fnproject/python:3.12 in func.yaml
 _PROBE = r"""
 import io, json, sys
 from importlib.metadata import packages_distributions
@@ -39,16 +42,57 @@ def _pinned() -> dict[str, str]:
     return pins
 
 
+def _version_of(python: str) -> str | None:
+    try:
+        run = subprocess.run([python, "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
+                             capture_output=True, text=True, timeout=30)
+    except OSError:
+        return None
+    return run.stdout.strip() if run.returncode == 0 else None
+
+
+def _image_interpreter() -> str | None:
+    """A working Python of the image's version: where pyenv installs it (CI machines have one), or
+    on PATH. A pyenv shim for a version that isn't selected exits 127, so each is tried."""
+    pyenv = Path(os.environ.get("PYENV_ROOT", Path.home() / ".pyenv")) / "versions"
+    candidates = [str(p) for p in sorted(pyenv.glob(f"{IMAGE_PYTHON}.*/bin/python{IMAGE_PYTHON}"), reverse=True)]
+    candidates += [found for found in [shutil.which(f"python{IMAGE_PYTHON}")] if found]
+    return next((python for python in candidates if _version_of(python) == IMAGE_PYTHON), None)
+
+
+def _install_image_packages(python: str, target: Path) -> Path:
+    """/python as Dockerfile.slim builds it: requirements.txt with --no-deps, wheels only, by `python`'s
+    own pip, so a pin without a wheel for that Python fails here rather than in `fn build`."""
+    pip = subprocess.run(
+        [python, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--no-deps",
+         "--only-binary=:all:", "--target", str(target), "-r", str(ROOT / "requirements.txt")],
+        timeout=600, capture_output=True, text=True,
+    )
+    if pip.returncode != 0:
+        errors = [line for line in pip.stderr.splitlines() if "ERROR" in line] or pip.stderr.splitlines()[-5:]
+        pytest.fail(f"requirements.txt does not install for {python}: " + "\n".join(errors))
+    return target
+
+
 @pytest.fixture(scope="module")
 def image_packages(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """/python as Dockerfile.slim builds it: requirements.txt installed with --no-deps."""
-    target = tmp_path_factory.mktemp("python")
-    subprocess.run(
-        [sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--no-deps",
-         "--target", str(target), "-r", str(ROOT / "requirements.txt")],
-        check=True, timeout=600,
-    )
-    return target
+    """The image's package set for the interpreter the tests run on."""
+    return _install_image_packages(sys.executable, tmp_path_factory.mktemp("python"))
+
+
+@pytest.fixture(scope="module")
+def image_python() -> str:
+    python = _image_interpreter()
+    if python is None:
+        pytest.skip(f"no Python {IMAGE_PYTHON} interpreter (python{IMAGE_PYTHON} on PATH or under ~/.pyenv/versions): "
+                    f"the run image's Python is not checked on this machine")
+    return python
+
+
+@pytest.fixture(scope="module")
+def image_packages_for_image_python(image_python: str, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The image's package set installed for the image's Python by that Python's own pip."""
+    return _install_image_packages(image_python, tmp_path_factory.mktemp(f"python{IMAGE_PYTHON}"))
 
 
 def test_the_slim_package_set_answers_under_the_real_fdk(image_packages: Path, tmp_path: Path) -> None:
@@ -61,6 +105,22 @@ def test_the_slim_package_set_answers_under_the_real_fdk(image_packages: Path, t
             answer = function.invoke({"prompt": "from the slim image"})
     assert answer.http_status == 200, answer.body
     assert answer.json()["output_text"] == "Local answer to: from the slim image"
+
+
+def test_the_image_python_installs_the_pins_and_serves_an_invocation_under_the_real_fdk(
+    image_python: str, image_packages_for_image_python: Path, tmp_path: Path,
+) -> None:
+    # given requirements.txt installed for the image's Python (wheels only), as /python
+    assert _version_of(image_python) == IMAGE_PYTHON
+    identity = LocalIdentity(tmp_path)
+    with LocalEndpoint(trusted_issuer=identity.issuer_public_key, project_ocid=PROJECT_OCID) as endpoint:
+        env = {**identity.env(), "GENAI_PROJECT_OCID": PROJECT_OCID, "GENAI_BASE_URL": endpoint.base_url}
+        # when the fdk, run by that interpreter, serves an invocation through API Gateway's path
+        with FunctionProcess(env, python=image_python, packages=image_packages_for_image_python) as function:
+            answer = function.invoke({"prompt": "from Python 3.12"})
+    # then it answers as on the test interpreter
+    assert answer.http_status == 200, answer.body
+    assert answer.json()["output_text"] == "Local answer to: from Python 3.12"
 
 
 def test_a_real_invocation_imports_only_pinned_distributions(image_packages: Path, tmp_path: Path) -> None:
@@ -93,5 +153,5 @@ def test_pins_match_what_the_tests_run_against() -> None:
 
 def test_tests_and_local_tooling_stay_out_of_the_build_context() -> None:
     ignored = (ROOT / ".dockerignore").read_text().split()
-    for path in ("tests", "bench", "genai_handler/local", "requirements-dev.txt", ".venv", ".env"):
+    for path in ("tests", "bench", "docs", "genai_handler/local", "requirements-dev.txt", ".venv", ".env"):
         assert path in ignored, path

@@ -22,19 +22,36 @@ from .upstream import UpstreamResult, client_for, create_response
 
 _DEADLINE_MARGIN_S = 1.0  # answer this long before the platform would kill the call
 _DEFAULT_BUDGET_S = 30.0
+# OCI Functions runs a call for at most 3600 s (detached; 300 s synchronous), so no real
+# Fn-Deadline is further away: a later one is clamped rather than shortening a valid one.
+_MAX_BUDGET_S = 3600.0
 _OPENAI_ROUTE_SUFFIX = "/responses"
+_BUG = "the function failed unexpectedly; see its logs by call id"
 _settings: Settings | MisconfiguredError | None = None
 
 
 def handle(ctx: context.InvokeContext, data: io.BytesIO | None = None) -> response.Response:
     """The fdk entrypoint (func.py re-exports it as `handler`)."""
     started = time.monotonic()
+    openai_route = False
+    try:
+        openai_route = _is_openai_route(ctx)
+        return _invoke(ctx, data, started, openai_route)
+    except Exception:  # a bug while logging, shaping or diagnosing: still the documented shape
+        error = InternalError(_BUG)
+    # logged outside the except, so a failing log handler cannot print the bug's traceback
+    logs.invocation(call_id=ctx.CallID(), status=error.status, error_type=error.type, error=error.message,
+                    latency_ms=round((time.monotonic() - started) * 1000, 1))
+    return _reply(ctx, None, None, error, openai_route)
+
+
+def _invoke(ctx: context.InvokeContext, data: io.BytesIO | None, started: float, openai_route: bool) -> response.Response:
     deadline = started + _budget(ctx)
     body = data.getvalue() if data else b""
-    openai_route = _is_openai_route(ctx)
     settings: Settings | None = None
     arguments: dict[str, Any] = {}
     result: UpstreamResult | None = None
+    answer: dict[str, Any] | None = None
     error: HandlerError | None = None
     method = ctx.Method()  # None on a direct `fn invoke`; the caller's method via API Gateway
     if method is None and _is_doctor_request(body):
@@ -45,12 +62,15 @@ def handle(ctx: context.InvokeContext, data: io.BytesIO | None = None) -> respon
             raise MethodNotAllowed("use POST with a JSON body")
         arguments = build_arguments(parse_body(body, settings), settings)
         result = create_response(client_for(settings), arguments, deadline, settings.max_retries)
+        # The OpenAI route answers OCI's JSON as received: dumping the SDK's model of an output
+        # item it does not know warns, with the answer's text in the warning.
+        answer = result.body if openai_route else shape(result)
     except HandlerError as exc:
         error = exc
     except Exception:  # a bug: answer in the documented shape; log nothing that could leak
-        error = InternalError("the function failed unexpectedly; see its logs by call id")
+        error = InternalError(_BUG)
     _log(ctx, started, settings, arguments, result, error)
-    return _reply(ctx, result, error, openai_route)
+    return _reply(ctx, answer, result.request_id if result else None, error, openai_route)
 
 
 def load_settings() -> Settings:
@@ -82,13 +102,15 @@ def shape(result: UpstreamResult) -> dict[str, Any]:
 
 
 def _reply(
-    ctx: context.InvokeContext, result: UpstreamResult | None, error: HandlerError | None, openai_route: bool
+    ctx: context.InvokeContext,
+    answer: dict[str, Any] | None,
+    request_id: str | None,
+    error: HandlerError | None,
+    openai_route: bool,
 ) -> response.Response:
     headers = {"content-type": "application/json"}
-    if error is None and result is not None:
-        status = 200
-        body = result.response.model_dump(mode="json", exclude_unset=True) if openai_route else shape(result)
-        request_id = result.request_id
+    if error is None and answer is not None:
+        status, body = 200, answer
     else:
         error = error or InternalError("the function produced no answer")
         status, body, request_id = error.status, error.to_openai_dict() if openai_route else error.to_dict(), error.request_id
@@ -137,9 +159,9 @@ def _budget(ctx: context.InvokeContext) -> float:
         if deadline.tzinfo is None:
             deadline = deadline.replace(tzinfo=timezone.utc)
         seconds = (deadline - datetime.now(timezone.utc)).total_seconds()
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         seconds = _DEFAULT_BUDGET_S
-    return seconds - _DEADLINE_MARGIN_S
+    return min(seconds, _MAX_BUDGET_S) - _DEADLINE_MARGIN_S
 
 
 def _log(

@@ -28,21 +28,28 @@ _FORMATS = ("text", "json_object", "json_schema")
 _EFFORTS = ("none", "minimal", "low", "medium", "high", "xhigh")
 _SUMMARIES = ("auto", "concise", "detailed")
 _MAX_DEPTH = 32
+_TOO_DEEP = f"request body is nested deeper than {_MAX_DEPTH} levels"
 
 
 def parse_body(body: bytes, settings: Settings) -> dict[str, Any]:
-    """Decode the body as one JSON object, strictly: no NaN, no duplicate keys, bounded nesting."""
+    """Decode the body as one JSON object, strictly: only finite numbers, no duplicate keys, bounded nesting."""
     if len(body) > settings.max_body_bytes:
         raise PayloadTooLarge(f"request body is over {settings.max_body_bytes} bytes")
     if not body.strip():
         raise InvalidRequest('request body is empty: send a JSON object such as {"prompt": "Hello"}')
     try:
-        value = json.loads(body.decode("utf-8"), object_pairs_hook=_no_duplicates, parse_constant=_no_constant)
+        value = json.loads(
+            body.decode("utf-8"), object_pairs_hook=_no_duplicates, parse_constant=_no_constant, parse_float=_finite
+        )
     except UnicodeDecodeError:
         raise InvalidRequest("request body is not valid UTF-8") from None
     except _DuplicateKey as exc:
         raise InvalidRequest(f"request body repeats the key {exc.key!r}") from None
-    except (ValueError, RecursionError):
+    except _NotFinite:
+        raise InvalidRequest("request body has a number too large to represent (such as 1e400)") from None
+    except RecursionError:
+        raise InvalidRequest(_TOO_DEEP) from None
+    except ValueError:
         raise InvalidRequest("request body is not valid JSON") from None
     if not isinstance(value, dict):
         raise InvalidRequest("request body must be a JSON object")
@@ -133,6 +140,18 @@ def _no_constant(name: str) -> Any:
     raise ValueError(name)  # NaN, Infinity, -Infinity are not JSON
 
 
+class _NotFinite(ValueError):
+    pass
+
+
+def _finite(text: str) -> float:
+    """JSON allows 1e400, which Python reads as inf; the upstream request could not carry it."""
+    value = float(text)
+    if not math.isfinite(value):
+        raise _NotFinite(text[:32])
+    return value
+
+
 def _check_tree(value: Any) -> None:
     """Bounded nesting, and text that is Unicode: JSON can escape half a UTF-16 pair ("\\ud800"),
     which Python keeps as a lone surrogate that no UTF-8 encoder (the upstream call's) accepts."""
@@ -146,7 +165,7 @@ def _check_tree(value: Any) -> None:
                 raise InvalidRequest("request body has a \\u escape that is half a surrogate pair, not text") from None
         elif isinstance(item, (dict, list)):
             if depth > _MAX_DEPTH:
-                raise InvalidRequest(f"request body is nested deeper than {_MAX_DEPTH} levels")
+                raise InvalidRequest(_TOO_DEEP)
             children = [*item.keys(), *item.values()] if isinstance(item, dict) else item
             stack.extend((child, depth + 1) for child in children)
 

@@ -5,11 +5,12 @@ from __future__ import annotations
 import io
 import json
 from datetime import datetime, timedelta, timezone
+from types import SimpleNamespace
 
 import pytest
 from fdk.context import InvokeContext
 
-from genai_handler import handler
+from genai_handler import handler, logs
 from genai_handler.settings import Settings
 
 SETTINGS = Settings(project_ocid="ocid1.generativeaiproject.oc1.us-chicago-1.aaaa", base_url="http://127.0.0.1:9/openai/v1")
@@ -81,3 +82,79 @@ def test_the_package_exports_what_it_lists() -> None:
     assert sorted(genai_handler.__all__) == sorted(genai_handler._EXPORTS)
     for name in genai_handler.__all__:
         assert getattr(genai_handler, name).__name__ == name
+
+
+def test_a_far_future_fn_deadline_is_clamped_to_the_longest_call_oci_functions_runs() -> None:
+    # given Fn-Deadline 9999-12-31: no platform call lasts that long (detached calls: 3600 s)
+    assert 3598 < handler._budget(_ctx("9999-12-31T23:59:59Z")) <= 3599
+
+
+def test_a_far_future_fn_deadline_still_gets_a_designed_answer(rp_identity: object) -> None:
+    # given nothing listens upstream, when invoked with a deadline 8,000 years away
+    reply = handler.handle(_ctx("9999-12-31T23:59:59Z"), io.BytesIO(b'{"prompt": "hi"}'))
+    # then the caller gets the connection failure, not a 500 from an overflowing socket timeout
+    assert _status(reply) == 502
+    assert json.loads(reply.body())["error"]["type"] == "upstream_error"
+
+
+def _capture_logs() -> None:
+    """Our handler keeps the stderr it was made with: remake it on the one capsys installed."""
+    logs.logger.handlers.clear()
+    logs.configure()
+
+
+def _log_lines(capsys: pytest.CaptureFixture[str]) -> list[dict]:
+    """Our log lines; call `_capture_logs()` before the invocation."""
+    return [json.loads(line) for line in capsys.readouterr().err.splitlines() if line.startswith("{")]
+
+
+def test_a_crash_while_shaping_the_answer_is_internal_error_and_logged_as_such(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _capture_logs()
+    # given the upstream call succeeds but shaping the answer fails
+    result = SimpleNamespace(request_id="opc-1", latency_ms=1.0, attempts=1, response=SimpleNamespace(usage=None))
+    monkeypatch.setattr(handler, "client_for", lambda _: None)
+    monkeypatch.setattr(handler, "create_response", lambda *_: result)
+
+    def broken(_: object) -> None:
+        raise AttributeError("'str' object has no attribute 'model_dump' secret-answer")
+
+    monkeypatch.setattr(handler, "shape", broken)
+    reply = handler.handle(_ctx(), io.BytesIO(b'{"prompt": "hi"}'))
+    # then a designed 500, and the log line says 500 too, without the exception text
+    assert _status(reply) == 500 and json.loads(reply.body())["error"]["type"] == "internal_error"
+    [line] = _log_lines(capsys)
+    assert line["status"] == 500 and "secret-answer" not in json.dumps(line)
+
+
+def test_a_crash_while_logging_is_still_a_designed_answer(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def broken(*_: object, **__: object) -> None:
+        raise TypeError("secret-token in a log field")
+
+    _capture_logs()
+    monkeypatch.setattr(handler, "_log", broken)
+    reply = handler.handle(_ctx(), io.BytesIO(b'{"prompt": ""}'))
+    assert _status(reply) == 500 and json.loads(reply.body())["error"]["type"] == "internal_error"
+    assert "secret-token" not in reply.body() and "secret-token" not in capsys.readouterr().err
+
+
+def test_a_crash_in_the_doctor_is_a_designed_json_error(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # given the doctor itself fails (e.g. on a setting it cannot parse)
+    from genai_handler import doctor
+
+    def broken() -> None:
+        raise ValueError("Port could not be cast to integer value as 'abc' secret")
+
+    _capture_logs()
+    monkeypatch.setattr(doctor, "diagnose", broken)
+    # when a direct fn invoke asks for it
+    reply = handler.handle(_ctx(method=None), io.BytesIO(b'{"doctor": true}'))
+    # then the fdk gets a JSON error to pass on, never the exception
+    assert reply.status() == 200
+    assert json.loads(reply.body())["error"]["type"] == "internal_error"
+    assert "secret" not in reply.body() and "secret" not in capsys.readouterr().err

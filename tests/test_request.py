@@ -8,10 +8,11 @@ import pytest
 
 from genai_handler.errors import InvalidRequest, PayloadTooLarge
 from genai_handler.request import ALLOWED_FIELDS, build_arguments, parse_body
-from genai_handler.settings import Settings
+from genai_handler.settings import DEFAULT_MODEL, Settings
 
+OTHER_MODEL = "openai.gpt-oss-120b"
 SETTINGS = Settings(project_ocid="ocid1.generativeaiproject.oc1.us-chicago-1.aaaa", region="us-chicago-1",
-                    allowed_models=("xai.grok-4-1-fast-reasoning", "openai.gpt-oss-120b"))
+                    allowed_models=(DEFAULT_MODEL, OTHER_MODEL))
 
 
 def _args(body: dict, settings: Settings = SETTINGS) -> dict:
@@ -20,7 +21,7 @@ def _args(body: dict, settings: Settings = SETTINGS) -> dict:
 
 def test_a_prompt_becomes_input_with_the_default_model_and_the_output_cap() -> None:
     assert _args({"prompt": "hi"}) == {
-        "model": "xai.grok-4-1-fast-reasoning", "input": "hi", "max_output_tokens": 2048, "store": False,
+        "model": DEFAULT_MODEL, "input": "hi", "max_output_tokens": 2048, "store": False,
     }
 
 
@@ -31,7 +32,7 @@ def test_responses_style_fields_pass_through_validated() -> None:
             {"type": "message", "role": "user", "content": [{"type": "input_text", "text": "hello"}]},
         ],
         "instructions": "answer in French",
-        "model": "openai.gpt-oss-120b",
+        "model": OTHER_MODEL,
         "max_output_tokens": 100,
         "temperature": 0.2,
         "top_p": 1,
@@ -40,7 +41,7 @@ def test_responses_style_fields_pass_through_validated() -> None:
         "reasoning": {"effort": "low"},
     }
     arguments = _args(body)
-    assert arguments["model"] == "openai.gpt-oss-120b" and arguments["max_output_tokens"] == 100
+    assert arguments["model"] == OTHER_MODEL and arguments["max_output_tokens"] == 100
     assert arguments["input"][1] == {"role": "user", "content": [{"type": "input_text", "text": "hello"}]}
     for name in ("instructions", "temperature", "top_p", "text", "metadata", "reasoning"):
         assert arguments[name] == body[name]
@@ -86,10 +87,26 @@ def test_hostile_json_is_refused_cleanly(raw: bytes) -> None:
         parse_body(raw, SETTINGS)
 
 
-def test_very_deep_nesting_does_not_crash() -> None:
-    with pytest.raises(InvalidRequest):
-        parse_body(b'{"a":' * 100000 + b"1" + b"}" * 100000, Settings(
+@pytest.mark.parametrize("depth", [40, 5000, 100000])
+def test_very_deep_nesting_is_called_too_deep_at_any_depth(depth: int) -> None:
+    # beyond Python's recursion limit the decoder itself gives up: still "too deep", not "not JSON"
+    with pytest.raises(InvalidRequest, match="nested deeper than 32 levels"):
+        parse_body(b'{"a":' * depth + b"1" + b"}" * depth, Settings(
             project_ocid=SETTINGS.project_ocid, region="us-chicago-1", max_body_bytes=6 * 1024 * 1024))
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [b'{"prompt": "a", "temperature": 1e400}', b'{"prompt": "a", "text": {"format": {"type": "json_schema", '
+     b'"name": "n", "schema": {"maximum": -1e400}}}}', b'{"prompt": "a", "metadata": {"k": "v"}, "x": [2E+999]}'],
+)
+def test_a_number_too_large_for_a_float_is_refused_while_parsing(raw: bytes) -> None:
+    with pytest.raises(InvalidRequest, match="number too large"):
+        parse_body(raw, SETTINGS)
+
+
+def test_large_but_finite_numbers_still_parse() -> None:
+    assert parse_body(b'{"a": 1e308, "b": 10000000000000000000000000000000000000000}', SETTINGS)["a"] == 1e308
 
 
 @pytest.mark.parametrize(

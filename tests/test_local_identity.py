@@ -176,3 +176,43 @@ def test_given_an_api_key_profile_when_the_oci_sdk_loads_it_then_its_key_id_matc
     assert signer.api_key == key_id
     assert config["region"] == "us-chicago-1"
     assert _public_der(signer.private_key) == _public_der(private_key)
+
+
+def test_given_an_identity_when_rotated_in_two_steps_then_the_files_disagree_in_between(
+    identity: LocalIdentity,
+) -> None:
+    old_token = identity.token
+
+    identity.replace_key()
+
+    # the key file already holds the new key; the token file still the old token, bound to the old key
+    assert identity.token == old_token == identity.token_path.read_text()
+    on_disk = serialization.load_pem_private_key(identity.key_path.read_bytes(), password=None)
+    assert _public_der(on_disk) == _public_der(identity.private_key)
+    bound = jwt.PyJWK(jwt.decode(old_token, options={"verify_signature": False})["jwk"]).key
+    assert _public_der(bound) != _public_der(identity.private_key)
+
+    identity.replace_token(lifetime_s=90)
+
+    claims = jwt.decode(identity.token, identity.issuer_public_key, algorithms=["RS256"])
+    assert identity.token_path.read_text() == identity.token != old_token
+    assert _public_der(jwt.PyJWK(claims["jwk"]).key) == _public_der(identity.private_key)
+    assert claims["exp"] - claims["iat"] == 90
+
+
+def test_given_jwk_as_string_when_read_then_the_claim_is_json_text_in_oci_shape(tmp_path: Path) -> None:
+    identity = LocalIdentity(tmp_path, jwk_as_string=True)
+
+    claims = jwt.decode(identity.token, identity.issuer_public_key, algorithms=["RS256"])
+
+    # the shape of a real OCI token's claim (oci Java SDK, JwtClaimsSetTest): a string of JSON,
+    # standard base64 without padding, the key's SHA-1 fingerprint as kid
+    assert isinstance(claims["jwk"], str)
+    jwk = json.loads(claims["jwk"])
+    assert list(jwk) == ["kid", "n", "e", "kty", "alg", "use"]
+    assert "=" not in jwk["n"] and "-" not in jwk["n"] and "_" not in jwk["n"]
+    n = int.from_bytes(base64.b64decode(jwk["n"] + "=" * (-len(jwk["n"]) % 4)), "big")
+    assert n == identity.private_key.public_key().public_numbers().n
+    assert jwk["kid"] == ":".join(
+        f"{b:02X}" for b in hashlib.sha1(_public_der(identity.private_key), usedforsecurity=False).digest()
+    )

@@ -46,6 +46,7 @@ class LocalIdentity:
         compartment_ocid: str = "ocid1.compartment.oc1..aaaalocal",
         lifetime_s: int = 3600,
         passphrase: str | None = None,
+        jwk_as_string: bool = False,
     ) -> None:
         self.directory = Path(directory).resolve()
         self.directory.mkdir(parents=True, exist_ok=True)
@@ -54,6 +55,7 @@ class LocalIdentity:
         self.compartment_ocid = compartment_ocid
         self.function_ocid = f"ocid1.fnfunc.oc1.{region}.aaaalocal{secrets.token_hex(12)}"
         self.lifetime_s = lifetime_s
+        self.jwk_as_string = jwk_as_string
         self._issuer_key = _new_key()
         self.issuer_public_key = self._issuer_key.public_key()
         self.token_path = self.directory / "rpst"
@@ -83,11 +85,22 @@ class LocalIdentity:
         The two files are replaced one after the other, so a reader between the two replacements
         gets a key and a token that don't match; a client has to survive that.
         """
+        self.replace_key()
+        self.replace_token(lifetime_s=lifetime_s)
+
+    def replace_key(self) -> None:
+        """The first half of a rotation: a new session key file beside the old token file.
+
+        `private_key` is the new key at once; `token` stays the old one until `replace_token`.
+        """
         private_key = _new_key()
-        token = self.issue_token(private_key.public_key(), self.lifetime_s if lifetime_s is None else lifetime_s)
         _write_atomically(self.key_path, _pkcs8_pem(private_key, self._passphrase))
-        _write_atomically(self.token_path, token.encode())
         self.private_key = private_key
+
+    def replace_token(self, *, lifetime_s: int | None = None) -> None:
+        """The second half of a rotation: a token file binding the key file's current key."""
+        token = self.issue_token(self.private_key.public_key(), self.lifetime_s if lifetime_s is None else lifetime_s)
+        _write_atomically(self.token_path, token.encode())
         self.token = token
 
     def issue_token(self, public_key: RSAPublicKey, lifetime_s: int) -> str:
@@ -103,7 +116,7 @@ class LocalIdentity:
             "res_type": "fnfunc",
             "res_id": self.function_ocid,
             "ttype": "res",
-            "jwk": _jwk(public_key),
+            "jwk": _jwk_string(public_key) if self.jwk_as_string else _jwk(public_key),
         }
         return _sign_jwt(claims, self._issuer_key)
 
@@ -174,6 +187,31 @@ def _jwk(public_key: RSAPublicKey) -> dict[str, str]:
         "e": _b64url_uint(numbers.e),
         "kid": hashlib.sha256(der).hexdigest()[:16],
     }
+
+
+def _jwk_string(public_key: RSAPublicKey) -> str:
+    """The `jwk` claim as OCI's tokens carry it: a string holding the JSON key, `n` and `e` in
+    standard base64 without padding, `kid` a SHA-1 fingerprint (a real token's is its certificate's).
+    Source: the oci Java SDK, bmc-common JwtClaimsSetTest (a real token's claim) and
+    SecurityTokenAdapter (reads it with `getStringClaim("jwk")`)."""
+    numbers = public_key.public_numbers()
+    der = public_key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    sha1 = hashlib.sha1(der, usedforsecurity=False).hexdigest().upper()
+    return json.dumps(
+        {
+            "kid": ":".join(sha1[i : i + 2] for i in range(0, len(sha1), 2)),
+            "n": _b64_uint(numbers.n),
+            "e": _b64_uint(numbers.e),
+            "kty": "RSA",
+            "alg": "RS256",
+            "use": "sig",
+        },
+        separators=(",", ":"),
+    )
+
+
+def _b64_uint(value: int) -> str:
+    return base64.b64encode(value.to_bytes((value.bit_length() + 7) // 8, "big")).rstrip(b"=").decode()
 
 
 def _sign_jwt(claims: dict[str, object], key: RSAPrivateKey) -> str:

@@ -13,7 +13,9 @@ other resource-principal versions) and for reading OCI CLI config files.
 
 Credentials are re-read when their files change on disk (the platform rotates them) or their
 token nears expiry, so rotation costs no rejected request; a 401 still triggers one reload and
-one retry. The lock guards only the swap of the credentials, never network I/O.
+one retry. Files caught mid-rotation (a new key beside the old token, an empty or truncated file)
+leave the previous credentials in use while they stay valid; without them, the read is retried
+for a bounded time. The lock guards only the swap of the credentials, never network I/O.
 """
 
 from __future__ import annotations
@@ -51,8 +53,9 @@ _BODY_SIGNED = ("content-length", "content-type", "x-content-sha256")
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 _EXPIRY_MARGIN_S = 60.0
 _RECHECK_EXPIRING_EVERY_S = 5.0
-_ROTATION_READS = 50
-_ROTATION_PAUSE_S = 0.01
+_ROTATION_WAIT_S = 1.0  # the platform replaces the two files milliseconds apart
+_ROTATION_POLL_S = 0.01
+_RPST, _RP_PEM = "OCI_RESOURCE_PRINCIPAL_RPST", "OCI_RESOURCE_PRINCIPAL_PRIVATE_PEM"
 _OCI_EXTRA = "the oci SDK is not installed: pip install -r requirements-oci.txt"
 
 # Legacy httpx checks isinstance(auth, httpx.Auth); subclass it too when it is installed.
@@ -127,7 +130,7 @@ class _OciAuth(*_AUTH_BASES):  # type: ignore[misc]
         return current
 
     def _replace(self, seen: Credentials | None, *, after_rejection: bool) -> Credentials:
-        fresh = self._source.load(after_rejection=after_rejection)  # outside the lock: may do I/O
+        fresh = self._source.load(seen, after_rejection=after_rejection)  # outside the lock: may do I/O
         with self._lock:
             if self._credentials is seen:  # else another thread already replaced them
                 self._credentials = fresh
@@ -140,6 +143,9 @@ class _OciAuth(*_AUTH_BASES):  # type: ignore[misc]
             headers.pop("date", None)  # a retry is a new request: a new date
         if "host" not in headers:
             headers["host"] = request.url.netloc.decode("ascii")
+        if "transfer-encoding" in headers:  # a streamed body was read whole to sign it: frame it by length
+            del headers["transfer-encoding"]
+            headers["content-length"] = str(len(request.content))
         sign_request(request.method, request.url.raw_path.decode("ascii"), headers, request.content, credentials)
 
     def auth_flow(self, request: Any) -> Generator[Any, Any, None]:
@@ -156,97 +162,169 @@ def _b64url_decode(text: str) -> bytes:
     return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
 
 
-def _claims(token: str) -> dict[str, Any]:
-    """A JWT's claims, read without verifying it (OCI verifies it); {} if it is not one."""
+def _claims(token: str) -> dict[str, Any] | None:
+    """A JWT's claims, read without verifying it (OCI verifies it); None if it is not one."""
     try:
         payload = token.split(".")[1]
         claims = json.loads(_b64url_decode(payload))
     except (IndexError, ValueError):
-        return {}
-    return claims if isinstance(claims, dict) else {}
+        return None
+    return claims if isinstance(claims, dict) else None
 
 
 def token_expiry(token: str) -> float | None:
     """The `exp` claim of a JWT, or None."""
     try:
-        return float(_claims(token)["exp"])
+        return float((_claims(token) or {})["exp"])
     except (KeyError, TypeError, ValueError):
         return None
 
 
-def _token_credentials(token: str, key: rsa.RSAPrivateKey) -> Credentials:
+def _token_credentials(token: str, key: rsa.RSAPrivateKey, token_label: str, key_label: str) -> Credentials:
     """Credentials for a session token; refuses a token bound to another key (`jwk` claim), which
     means the token and key files were read between the platform replacing one and the other."""
-    jwk = _claims(token).get("jwk")
-    if isinstance(jwk, dict) and isinstance(jwk.get("n"), str):
-        try:
-            modulus = int.from_bytes(_b64url_decode(jwk["n"]), "big")
-        except ValueError:
-            modulus = None
-        if modulus is not None and modulus != key.public_key().public_numbers().n:
-            raise _MidRotation
+    claims = _claims(token)
+    if claims is None:
+        raise _Unusable(f"{token_label}: not a session token (JWT)")
+    modulus = _jwk_modulus(claims.get("jwk"))
+    if modulus is not None and modulus != key.public_key().public_numbers().n:
+        raise _Unusable(f"the session token ({token_label}) does not match the private key ({key_label})")
     return Credentials(f"ST${token}", key, token_expiry(token))
 
 
-class _MidRotation(Exception):
-    pass
+def _jwk_modulus(jwk: object) -> int | None:
+    """The RSA modulus a token's `jwk` claim binds, or None if it names none.
+
+    OCI's tokens carry the claim as a string holding the JSON key, `n` in standard base64
+    without padding; our local tokens carry an object. Source: the oci Java SDK, whose
+    SecurityTokenAdapter reads it with `getStringClaim("jwk")` and whose JwtClaimsSetTest holds
+    a real token's claim. The oci Python SDK does not read the claim at all.
+    """
+    if isinstance(jwk, str):
+        try:
+            jwk = json.loads(jwk)
+        except ValueError:
+            return None
+    if not isinstance(jwk, dict) or not isinstance(jwk.get("n"), str):
+        return None
+    try:
+        return int.from_bytes(_b64url_decode(jwk["n"]), "big")  # also takes `+` and `/`
+    except ValueError:
+        return None
+
+
+class _Unusable(Exception):
+    """The credential files can't be used as read: `reason` names the file, never its content."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
 
 
 def _expiring(credentials: Credentials) -> bool:
     return credentials.expires_at is not None and credentials.expires_at - time.time() < _EXPIRY_MARGIN_S
 
 
-def _value_or_file(value: str) -> str:
+def _value_or_file(value: str, variable: str) -> str:
     """OCI's convention: an absolute path names a file holding the value; anything else is it."""
-    return Path(value).read_text(encoding="utf-8").strip() if os.path.isabs(value) else value.strip()
+    if os.path.isabs(value):
+        return _file_text(Path(value), variable)
+    if not value.strip():
+        raise _Unusable(f"{variable}: empty value")
+    return value.strip()
 
 
-def _private_key(pem: str | bytes, passphrase: str | None) -> rsa.RSAPrivateKey:
-    data = pem.encode() if isinstance(pem, str) else pem
-    key = serialization.load_pem_private_key(data, passphrase.encode() if passphrase else None)
+def _file_text(path: Path, label: str) -> str:
+    """A credential file's text; an empty or unreadable one may be mid-rotation, so it is _Unusable."""
+    try:
+        text = path.read_bytes().decode("utf-8").strip()
+    except (OSError, UnicodeDecodeError):
+        raise _Unusable(f"{label}: unreadable file") from None
+    if not text:
+        raise _Unusable(f"{label}: empty file")
+    return text
+
+
+def _private_key(pem: str, passphrase: str | None, label: str) -> rsa.RSAPrivateKey:
+    try:
+        key = serialization.load_pem_private_key(pem.encode(), passphrase.encode() if passphrase else None)
+    except (ValueError, TypeError):  # truncated, not PEM, or a wrong or missing passphrase
+        key = None
     if not isinstance(key, rsa.RSAPrivateKey):
-        raise ValueError("not an RSA key")
+        raise _Unusable(f"{label}: not an RSA PEM private key, or a wrong passphrase")
     return key
 
 
+_FileState = tuple[tuple[int, int, int] | None, ...]
+
+
 class _FileSource:
-    """Credentials read from files, re-read as soon as any watched file changes on disk."""
+    """Credentials read from files, re-read as soon as any watched file changes on disk.
+
+    A read that finds the files unusable (mid-rotation, or broken) keeps the previous credentials
+    while they are valid; without them it polls the files for `_ROTATION_WAIT_S`, counted from the
+    first failed read, then reports the reason. The verdict on one file state is remembered, so
+    the key is not parsed again until a file changes.
+    """
 
     def __init__(self, read: Callable[[], Credentials], watched: tuple[Path, ...]) -> None:
         self._read = read
         self._watched = watched
         self._expiry_checked_at = 0.0
+        self._unusable: tuple[_FileState, str] | None = None  # one tuple: swapped atomically
+        self._failing_since: float | None = None
 
-    def _file_state(self) -> tuple[tuple[int, int, int], ...]:
-        return tuple((st.st_ino, st.st_mtime_ns, st.st_size) for st in map(os.stat, self._watched))
+    def _file_state(self) -> _FileState:
+        return tuple(map(_stat, self._watched))
 
-    def load(self, *, after_rejection: bool) -> Credentials:
-        try:
-            for _ in range(_ROTATION_READS):
-                state = self._file_state()
-                try:
-                    credentials = replace(self._read(), source_state=state)
-                    break
-                except _MidRotation:
-                    time.sleep(_ROTATION_PAUSE_S)  # the platform is replacing the files: read again
+    def load(self, previous: Credentials | None, *, after_rejection: bool) -> Credentials:
+        fresh_read = after_rejection  # a 401 may follow a rewrite the file state did not show
+        while True:
+            try:
+                credentials = self._read_once(fresh_read)
+            except _Unusable as exc:
+                reason = exc.reason
             else:
-                raise MisconfiguredError("the OCI session token does not match the private key")
-        except OSError as exc:
-            raise MisconfiguredError(f"cannot read OCI credentials: {exc.strerror or 'unreadable file'}") from None
-        except (ValueError, TypeError):
-            raise MisconfiguredError("cannot load the OCI private key (not an RSA PEM key, or wrong passphrase)") from None
-        return credentials
+                self._failing_since = None
+                return credentials
+            if previous is not None and not after_rejection and not _expiring(previous):
+                return previous
+            now = time.monotonic()
+            if self._failing_since is None:
+                self._failing_since = now
+            if now - self._failing_since >= _ROTATION_WAIT_S:
+                raise MisconfiguredError(f"cannot load OCI credentials: {reason}")
+            time.sleep(_ROTATION_POLL_S)
+            fresh_read = False
+
+    def _read_once(self, fresh_read: bool) -> Credentials:
+        state = self._file_state()
+        known = self._unusable
+        if known is not None and known[0] == state and not fresh_read:
+            raise _Unusable(known[1])
+        try:
+            credentials = self._read()
+        except _Unusable as exc:
+            if self._file_state() == state:  # unchanged while read: the verdict belongs to this state
+                self._unusable = (state, exc.reason)
+            raise
+        return replace(credentials, source_state=state)
 
     def is_stale(self, credentials: Credentials) -> bool:
-        try:
-            if self._file_state() != credentials.source_state:  # per credentials: no shared state to race on
-                return True
-        except OSError:
-            return True  # mid-rotation: the reload reports it if it persists
+        if self._file_state() != credentials.source_state:  # per credentials: no shared state to race on
+            return True
         if _expiring(credentials) and time.monotonic() - self._expiry_checked_at > _RECHECK_EXPIRING_EVERY_S:
             self._expiry_checked_at = time.monotonic()
             return True
         return False
+
+
+def _stat(path: Path) -> tuple[int, int, int] | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None  # mid-rotation or gone: the read says which
+    return (st.st_ino, st.st_mtime_ns, st.st_size)
 
 
 class _OciSdkSource:
@@ -260,7 +338,7 @@ class _OciSdkSource:
             raise MisconfiguredError(f"cannot load OCI credentials ({type(exc).__name__})") from None
         self._holder = getattr(signer, "federation_client", signer)
 
-    def load(self, *, after_rejection: bool) -> Credentials:
+    def load(self, previous: Credentials | None, *, after_rejection: bool) -> Credentials:
         try:
             if after_rejection:
                 self._holder.refresh_security_token()
@@ -291,15 +369,17 @@ def _oci_profile(config_file: str, profile_name: str) -> dict[str, Any]:
 
 
 def _resource_principal_v22() -> _FileSource:
-    token = os.environ.get("OCI_RESOURCE_PRINCIPAL_RPST", "")
-    pem = os.environ.get("OCI_RESOURCE_PRINCIPAL_PRIVATE_PEM", "")
+    token = os.environ.get(_RPST, "")
+    pem = os.environ.get(_RP_PEM, "")
     passphrase = os.environ.get("OCI_RESOURCE_PRINCIPAL_PRIVATE_PEM_PASSPHRASE")
     if not token or not pem:
         raise MisconfiguredError("OCI_RESOURCE_PRINCIPAL_RPST and OCI_RESOURCE_PRINCIPAL_PRIVATE_PEM must be set")
 
     def read() -> Credentials:
-        rpst = _value_or_file(token)
-        return _token_credentials(rpst, _private_key(_value_or_file(pem), _value_or_file(passphrase) if passphrase else None))
+        rpst = _value_or_file(token, _RPST)
+        secret = _value_or_file(passphrase, "OCI_RESOURCE_PRINCIPAL_PRIVATE_PEM_PASSPHRASE") if passphrase else None
+        key = _private_key(_value_or_file(pem, _RP_PEM), secret, _RP_PEM)
+        return _token_credentials(rpst, key, _RPST, _RP_PEM)
 
     return _FileSource(read, tuple(Path(v) for v in (token, pem, passphrase or "") if os.path.isabs(v)))
 
@@ -332,9 +412,11 @@ class OciUserPrincipalAuth(_OciAuth):
         profile = _oci_profile(config_file, profile_name)
         key_id = f"{profile['tenancy']}/{profile['user']}/{profile['fingerprint']}"
         key_file = Path(profile["key_file"]).expanduser()
+        key_label = f"key_file of profile {profile_name!r}"
 
         def read() -> Credentials:
-            return Credentials(key_id, _private_key(key_file.read_bytes(), profile.get("pass_phrase")))
+            pem = _file_text(key_file, key_label)
+            return Credentials(key_id, _private_key(pem, profile.get("pass_phrase"), key_label))
 
         super().__init__(_FileSource(read, (key_file,)))
 
@@ -348,9 +430,12 @@ class OciSessionAuth(_OciAuth):
             raise MisconfiguredError(f"OCI config profile {profile_name!r} has no security_token_file")
         token_file = Path(profile["security_token_file"]).expanduser()
         key_file = Path(profile["key_file"]).expanduser()
+        token_label = f"security_token_file of profile {profile_name!r}"
+        key_label = f"key_file of profile {profile_name!r}"
 
         def read() -> Credentials:
-            token = token_file.read_text(encoding="utf-8").strip()
-            return _token_credentials(token, _private_key(key_file.read_bytes(), profile.get("pass_phrase")))
+            token = _file_text(token_file, token_label)
+            key = _private_key(_file_text(key_file, key_label), profile.get("pass_phrase"), key_label)
+            return _token_credentials(token, key, token_label, key_label)
 
         super().__init__(_FileSource(read, (token_file, key_file)))

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import re
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import httpx
@@ -18,6 +20,7 @@ import requests
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+import genai_handler.auth
 from genai_handler.auth import (
     OciResourcePrincipalAuth,
     OciSessionAuth,
@@ -25,8 +28,9 @@ from genai_handler.auth import (
     _OciSdkSource,
 )
 from genai_handler.errors import MisconfiguredError
-from genai_handler.local.endpoint import Fault, LocalEndpoint
+from genai_handler.local.endpoint import Fault, LocalEndpoint, RecordedRequest
 from genai_handler.local.identity import LocalIdentity, make_api_key_profile
+from genai_handler.settings import DEFAULT_MODEL
 
 from .conftest import PROJECT_OCID
 
@@ -111,7 +115,7 @@ def test_oci_sdk_source_yields_the_same_credentials_as_our_v22_reader(rp_identit
     # given the oci SDK's own resource-principal signer (the path for other RP versions)
     sdk = _OciSdkSource(lambda sdk_module: sdk_module.auth.signers.get_resource_principals_signer())
     ours = OciResourcePrincipalAuth().credentials()
-    loaded = sdk.load(after_rejection=False)
+    loaded = sdk.load(None, after_rejection=False)
     assert loaded.key_id == ours.key_id == f"ST${rp_identity.token}"
     assert loaded.expires_at == ours.expires_at
 
@@ -167,7 +171,7 @@ def test_documented_legacy_httpx_client_works_with_the_openai_sdk(rp_endpoint: L
         api_key="not-used", base_url=rp_endpoint.base_url, project=PROJECT_OCID,
         http_client=httpx.Client(auth=OciResourcePrincipalAuth()),
     )
-    answer = client.responses.create(model="xai.grok-4-1-fast-reasoning", input="hi there")
+    answer = client.responses.create(model=DEFAULT_MODEL, input="hi there")
     assert answer.output_text == "Local answer to: hi there"
     # then the placeholder bearer token never reaches OCI
     assert rp_endpoint.requests[-1].headers["authorization"].startswith("Signature ")
@@ -178,7 +182,7 @@ def test_native_httpx2_client_signs_the_openai_sdk_requests(rp_endpoint: LocalEn
         api_key="not-used", base_url=rp_endpoint.base_url, project=PROJECT_OCID,
         http_client=httpx2.Client(auth=OciResourcePrincipalAuth()),
     )
-    assert client.responses.create(model="xai.grok-4-1-fast-reasoning", input="ok").status == "completed"
+    assert client.responses.create(model=DEFAULT_MODEL, input="ok").status == "completed"
     assert [r.status for r in rp_endpoint.requests] == [200]
 
 
@@ -270,25 +274,283 @@ def test_other_principals_without_the_oci_sdk_name_the_extra_requirements(
             make()
 
 
-def test_reading_between_the_two_file_replacements_waits_for_the_matching_token(rp_identity: LocalIdentity) -> None:
-    # given the platform has replaced the key file but not yet the token file
-    auth = OciResourcePrincipalAuth()
-    old_token = rp_identity.token
-    auth.credentials()
-    new_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    new_token = rp_identity.issue_token(new_key.public_key(), 3600)
-    rp_identity.key_path.write_bytes(new_key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
-    later = threading.Timer(0.1, lambda: rp_identity.token_path.write_text(new_token))
-    later.start()
-    # when a request is signed meanwhile, then it waits for the token that matches the new key
-    credentials = auth.credentials()
-    later.join()
-    assert credentials.key_id == f"ST${new_token}" != f"ST${old_token}"
-
-
 def test_a_token_that_never_matches_its_key_is_a_configuration_error(rp_identity: LocalIdentity) -> None:
     stranger = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     rp_identity.token_path.write_text(rp_identity.issue_token(stranger.public_key(), 3600))
     with pytest.raises(MisconfiguredError, match="does not match"):
         OciResourcePrincipalAuth().credentials()
+
+
+# Mid-rotation reads (issue 11, items 8 and 15): the platform replaces the key file, then the token
+# file; a reader may also meet an empty or truncated file. The previous credentials stay in use while
+# valid; without them the read is retried for a bounded time, then named in a MisconfiguredError.
+
+
+@pytest.fixture
+def key_parses(monkeypatch: pytest.MonkeyPatch) -> list[None]:
+    """One entry per private-key parse (the ~40 ms step the rotation path must not repeat)."""
+    parses: list[None] = []
+    parse = genai_handler.auth._private_key
+
+    def counting(*args: object) -> object:
+        parses.append(None)
+        return parse(*args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(genai_handler.auth, "_private_key", counting)
+    return parses
+
+
+def _public_n(credentials: genai_handler.auth.Credentials) -> int:
+    return credentials.private_key.public_key().public_numbers().n
+
+
+def test_key_replaced_token_not_yet_keeps_signing_with_the_previous_pair(
+    rp_identity: LocalIdentity, rp_endpoint: LocalEndpoint, key_parses: list[None]
+) -> None:
+    url = f"{rp_endpoint.base_url}/models"
+    with httpx2.Client(auth=OciResourcePrincipalAuth()) as client:
+        assert client.get(url).status_code == 200
+        old_key_id = f"ST${rp_identity.token}"
+        # given the platform has replaced the key file but not yet the token file
+        rp_identity.replace_key()
+        key_parses.clear()
+        started = time.monotonic()
+        statuses = [client.get(url).status_code for _ in range(20)]
+        elapsed = time.monotonic() - started
+        # then every request is accepted, signed with the previous pair, without waiting
+        assert statuses == [200] * 20
+        assert {r.key_id for r in rp_endpoint.requests} == {old_key_id}
+        assert elapsed < 2.0  # 20 round trips; before the fix each one took ~2.5 s, then failed
+        # and the new key was parsed once, not once per request
+        assert len(key_parses) == 1
+        # when the matching token arrives, then the next request uses the new pair
+        rp_identity.replace_token()
+        assert client.get(url).status_code == 200
+    assert rp_endpoint.requests[-1].key_id == f"ST${rp_identity.token}" != old_key_id
+    assert [r.status for r in rp_endpoint.requests] == [200] * 22
+
+
+def test_a_token_whose_jwk_is_a_json_string_is_matched_against_the_key(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # given tokens carrying `jwk` as OCI's do: a string holding the JSON key
+    identity = LocalIdentity(tmp_path / "rp", jwk_as_string=True)
+    for name, value in identity.env().items():
+        monkeypatch.setenv(name, value)
+    auth = OciResourcePrincipalAuth()
+    before = auth.credentials()
+    # when the key file is replaced but the token is not yet
+    identity.replace_key()
+    during = auth.credentials()
+    # then the mismatch is seen: the previous pair, not the old token with the new key
+    assert (during.key_id, _public_n(during)) == (before.key_id, _public_n(before))
+    identity.replace_token()
+    after = auth.credentials()
+    new_n = identity.private_key.public_key().public_numbers().n
+    assert (after.key_id, _public_n(after)) == (f"ST${identity.token}", new_n)
+
+
+def test_a_string_jwk_token_bound_to_another_key_is_a_configuration_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    identity = LocalIdentity(tmp_path / "rp", jwk_as_string=True)
+    for name, value in identity.env().items():
+        monkeypatch.setenv(name, value)
+    stranger = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    identity.token_path.write_text(identity.issue_token(stranger.public_key(), 3600))
+    with pytest.raises(MisconfiguredError, match="does not match"):
+        OciResourcePrincipalAuth().credentials()
+
+
+def test_with_no_previous_pair_a_read_between_the_two_replacements_waits_for_the_token(
+    rp_identity: LocalIdentity,
+) -> None:
+    # given a process that has read nothing yet, and only the key file replaced
+    rp_identity.replace_key()
+    later = threading.Timer(0.1, rp_identity.replace_token)
+    later.start()
+    # when it signs meanwhile, then it waits for the token that matches the new key
+    credentials = OciResourcePrincipalAuth().credentials()
+    later.join()
+    assert (credentials.key_id, _public_n(credentials)) == (
+        f"ST${rp_identity.token}", rp_identity.private_key.public_key().public_numbers().n
+    )
+
+
+def test_an_inconsistent_pair_with_nothing_to_fall_back_on_fails_in_bounded_time_without_reparsing(
+    rp_identity: LocalIdentity, key_parses: list[None]
+) -> None:
+    # given only the key file replaced, for good, and no previous pair in this process
+    rp_identity.replace_key()
+    auth = OciResourcePrincipalAuth()
+    started = time.monotonic()
+    with pytest.raises(MisconfiguredError, match="does not match"):
+        auth.credentials()
+    first = time.monotonic() - started
+    # then the wait is bounded by time and the unchanged files are not parsed again meanwhile
+    assert first < 5.0
+    assert len(key_parses) == 1
+    # and once the wait is spent, the next request fails at once
+    started = time.monotonic()
+    with pytest.raises(MisconfiguredError, match="does not match"):
+        auth.credentials()
+    assert time.monotonic() - started < first
+
+
+def test_a_previous_pair_within_the_expiry_margin_is_not_kept(rp_identity: LocalIdentity) -> None:
+    # given credentials that expire within the safety margin
+    rp_identity.rotate(lifetime_s=30)
+    auth = OciResourcePrincipalAuth()
+    auth.credentials()
+    # when the key file is replaced, and its token follows shortly
+    rp_identity.replace_key()
+    later = threading.Timer(0.1, rp_identity.replace_token)
+    later.start()
+    credentials = auth.credentials()
+    later.join()
+    # then the request waited for the new pair rather than sign with nearly expired credentials
+    assert credentials.key_id == f"ST${rp_identity.token}"
+
+
+def test_after_a_401_the_previous_pair_is_not_reused(rp_identity: LocalIdentity, rp_endpoint: LocalEndpoint) -> None:
+    url = f"{rp_endpoint.base_url}/models"
+    with httpx2.Client(auth=OciResourcePrincipalAuth()) as client:
+        assert client.get(url).status_code == 200
+        old_key_id = f"ST${rp_identity.token}"
+        # given the key file replaced, and OCI rejecting the previous pair
+        rp_identity.replace_key()
+        rp_endpoint.inject(Fault(kind="status", status=401, code="NotAuthenticated"))
+        later = threading.Timer(0.1, rp_identity.replace_token)
+        later.start()
+        response = client.get(url)
+        later.join()
+    # then the retry waited for the new pair instead of resending the rejected one
+    assert response.status_code == 200
+    assert [(r.status, r.key_id) for r in rp_endpoint.requests[1:]] == [
+        (401, old_key_id), (200, f"ST${rp_identity.token}")
+    ]
+
+
+def test_an_empty_token_file_keeps_the_previous_pair(rp_identity: LocalIdentity, rp_endpoint: LocalEndpoint) -> None:
+    url = f"{rp_endpoint.base_url}/models"
+    with httpx2.Client(auth=OciResourcePrincipalAuth()) as client:
+        assert client.get(url).status_code == 200
+        # given the token file read while empty (truncated before being rewritten)
+        rp_identity.token_path.write_bytes(b"")
+        response = client.get(url)
+    # then the request is signed with the previous token, not "ST$", and needs no retry
+    assert response.status_code == 200
+    assert [(r.status, r.key_id) for r in rp_endpoint.requests] == [(200, f"ST${rp_identity.token}")] * 2
+
+
+def test_a_truncated_key_file_keeps_the_previous_pair(rp_identity: LocalIdentity, rp_endpoint: LocalEndpoint) -> None:
+    url = f"{rp_endpoint.base_url}/models"
+    with httpx2.Client(auth=OciResourcePrincipalAuth()) as client:
+        assert client.get(url).status_code == 200
+        pem = rp_identity.key_path.read_bytes()
+        rp_identity.key_path.write_bytes(pem[: len(pem) // 2])
+        assert client.get(url).status_code == 200
+    assert [r.status for r in rp_endpoint.requests] == [200, 200]
+
+
+def test_a_truncated_key_completed_shortly_after_is_waited_for(rp_identity: LocalIdentity) -> None:
+    # given a key file caught half written, with no previous pair to fall back on
+    pem = rp_identity.key_path.read_bytes()
+    rp_identity.key_path.write_bytes(pem[: len(pem) // 2])
+    later = threading.Timer(0.1, rp_identity.key_path.write_bytes, args=(pem,))
+    later.start()
+    credentials = OciResourcePrincipalAuth().credentials()
+    later.join()
+    assert credentials.key_id == f"ST${rp_identity.token}"
+
+
+_RPST, _PEM = "OCI_RESOURCE_PRINCIPAL_RPST", "OCI_RESOURCE_PRINCIPAL_PRIVATE_PEM"
+
+
+@pytest.mark.parametrize(
+    ("damage", "named", "problem"),
+    [
+        (lambda i: i.token_path.write_bytes(b""), _RPST, "empty file"),
+        (lambda i: i.token_path.write_bytes(b"\n \n"), _RPST, "empty file"),
+        (lambda i: i.token_path.write_bytes(i.token.encode()[:40]), _RPST, "not a session token"),
+        (lambda i: i.key_path.write_bytes(b""), _PEM, "empty file"),
+        (lambda i: i.key_path.write_bytes(i.key_path.read_bytes()[:300]), _PEM, "private key"),
+        (lambda i: i.key_path.unlink(), _PEM, "unreadable file"),
+    ],
+    ids=["empty-token", "blank-token", "truncated-token", "empty-key", "truncated-key", "missing-key"],
+)
+def test_a_file_that_stays_unusable_is_named_never_shown(
+    rp_identity: LocalIdentity, damage: object, named: str, problem: str
+) -> None:
+    # given a damaged credential file and no previous pair
+    secret_parts = (rp_identity.token, rp_identity.key_path.read_text())
+    damage(rp_identity)  # type: ignore[operator]
+    with pytest.raises(MisconfiguredError) as caught:
+        OciResourcePrincipalAuth().credentials()
+    # then the message names the variable and the problem, never a path or content
+    message = caught.value.message
+    assert named in message and problem in message
+    assert str(rp_identity.directory) not in message
+    assert not any(part[:24] in message or part[-24:] in message for part in secret_parts)
+
+
+def test_a_session_profile_with_an_empty_token_file_names_the_profile_key(tmp_path: Path) -> None:
+    identity = LocalIdentity(tmp_path / "session")
+    config = tmp_path / "config"
+    config.write_text(
+        f"[dev]\nsecurity_token_file={identity.token_path}\nkey_file={identity.key_path}\n"
+        "tenancy=ocid1.tenancy.oc1..aaaalocal\nregion=us-chicago-1\nfingerprint=00:00\n"
+    )
+    identity.token_path.write_bytes(b"")
+    with pytest.raises(MisconfiguredError, match="security_token_file of profile 'dev': empty file"):
+        OciSessionAuth(str(config), "dev").credentials()
+
+
+# Streamed bodies (issue 11, item 10): the body is read whole to sign it, so it must be framed by
+# Content-Length alone; the local endpoint reads by Content-Length and checks the signed hash.
+
+
+def _generator_body() -> tuple[bytes, Iterator[bytes]]:
+    body = json.dumps({"model": DEFAULT_MODEL, "input": "streamed"}).encode()
+    return body, iter([body[:7], body[7:20], body[20:]])
+
+
+def _assert_framed_by_length(recorded: RecordedRequest, body: bytes) -> None:
+    assert recorded.status == 200, "the endpoint refused the signature or the body"
+    assert "transfer-encoding" not in recorded.headers
+    assert recorded.headers["content-length"] == str(len(body))
+    assert recorded.body == body
+
+
+@pytest.mark.parametrize("client_class", [httpx2.Client, httpx.Client], ids=["httpx2", "httpx"])
+def test_a_generator_body_is_sent_with_one_framing_header_and_a_valid_signature(
+    rp_endpoint: LocalEndpoint, client_class: type[httpx2.Client] | type[httpx.Client]
+) -> None:
+    # given a client posting a body it can only iterate (chunked framing by default)
+    body, chunks = _generator_body()
+    with client_class(auth=OciResourcePrincipalAuth()) as client:
+        response = client.post(f"{rp_endpoint.base_url}/responses", content=chunks,
+                               headers={"content-type": "application/json"})
+    # then it reaches the endpoint framed by Content-Length alone, and the signature verifies
+    assert response.status_code == 200
+    assert [r.status for r in rp_endpoint.requests] == [200]
+    _assert_framed_by_length(rp_endpoint.requests[0], body)
+
+
+def test_an_async_generator_body_is_sent_with_one_framing_header_and_a_valid_signature(
+    rp_endpoint: LocalEndpoint,
+) -> None:
+    body, chunks = _generator_body()
+
+    async def stream() -> AsyncIterator[bytes]:
+        for chunk in chunks:
+            yield chunk
+
+    async def post() -> int:
+        async with httpx2.AsyncClient(auth=OciResourcePrincipalAuth()) as client:
+            response = await client.post(f"{rp_endpoint.base_url}/responses", content=stream(),
+                                         headers={"content-type": "application/json"})
+            return response.status_code
+
+    assert asyncio.run(post()) == 200
+    _assert_framed_by_length(rp_endpoint.requests[0], body)

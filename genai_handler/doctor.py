@@ -4,8 +4,11 @@ The steps run in order and stop at the first failure that leaves the next ones m
 settings, the principal's credentials, the endpoint's network reachability, then one cheap
 signed call (a 16-token `POST /responses` to GENAI_MODEL, store off) that proves IAM lets the
 principal in and that the model is offered. It is the function's own call, because OCI does not
-document `GET /models`; that is asked only for a hint when the model is refused. Inside a deployed function, a direct `fn invoke` with `{"doctor": true}` runs the
-same checks as the function's own identity (handler.py); API Gateway never routes that.
+document `GET /models`; that is asked only for a hint when the model is refused. Inside a deployed
+function, a direct `fn invoke` with `{"doctor": true}` runs the same checks as the function's own
+identity (handler.py); API Gateway never routes that.
+With no cloud setting at all (a fresh clone), `make doctor` checks the local setup instead: the
+local endpoint `make serve` would use, with a generated identity, and says so first.
 
 Nothing here prints a secret: no token, key, API key or Authorization header.
 """
@@ -21,17 +24,23 @@ import ssl
 import sys
 import time
 import urllib.request
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from typing import Any
 from urllib.parse import urlsplit
 
 from .errors import MisconfiguredError
-from .settings import Settings
+from .settings import Settings, SettingError
 
 _CONNECT_TIMEOUT_S = 5.0
 _CALL_TIMEOUT_S = 15.0
 _SHOWN_MODELS = 6
-_FIX_SETTINGS = "set it with `fn config function <app> <function> NAME value` (locally: in .env or the environment)"
+_FUNCTION = "genai"  # func.yaml's `name:`
+_CLOUD_SETTINGS = ("GENAI_PROJECT_OCID", "GENAI_REGION", "GENAI_BASE_URL", "GENAI_AUTH")
+_TO_REAL_OCI = (
+    "to check real OCI instead: GENAI_AUTH=session GENAI_PROJECT_OCID=ocid1.generativeaiproject... "
+    "GENAI_REGION=us-chicago-1 make doctor (or set them in .env)"
+)
 _FIX_IAM = (
     "check the dynamic group matches this principal (for a function: resource.type = 'fnfunc'), a policy "
     "`Allow dynamic-group <dg> to use generative-ai-family in compartment <c>` (a user needs a group policy), "
@@ -57,7 +66,7 @@ def diagnose(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
     try:
         settings = Settings.from_env(os.environ if environ is None else environ)
     except MisconfiguredError as exc:
-        check("settings", False, exc.message, _FIX_SETTINGS)
+        check("settings", False, exc.message, _settings_fix(exc))
         return _report(checks)
     check("settings", True, f"model {settings.model} at {settings.base_url}, GENAI_AUTH={settings.auth}")
     _ = (
@@ -66,6 +75,11 @@ def diagnose(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
         and _check_call(settings, check)
     )
     return _report(checks)
+
+
+def _settings_fix(exc: MisconfiguredError) -> str:
+    name = exc.setting if isinstance(exc, SettingError) else "<NAME>"
+    return f"set it with `fn config function <app> {_FUNCTION} {name} <value>` (locally: in .env or the environment)"
 
 
 def _report(checks: list[dict[str, Any]]) -> dict[str, Any]:
@@ -148,7 +162,7 @@ def _check_reachable(settings: Settings, check: Any) -> bool:
 def _check_call(settings: Settings, check: Any) -> bool:
     import httpx2  # noqa: PLC0415
 
-    from .upstream import make_auth, oci_error_code  # noqa: PLC0415
+    from .upstream import _model_not_found, make_auth, oci_error_code  # noqa: PLC0415
 
     name = "call"
     headers = {"OpenAI-Project": settings.project_ocid}
@@ -161,7 +175,9 @@ def _check_call(settings: Settings, check: Any) -> bool:
         auth = make_auth(settings)
         with httpx2.Client(auth=auth, timeout=httpx2.Timeout(_CALL_TIMEOUT_S, connect=_CONNECT_TIMEOUT_S)) as client:
             response = client.post(f"{settings.base_url}/responses", headers=headers, json=probe)
-            offered = _model_ids(client.get(f"{settings.base_url}/models", headers=headers)) if response.status_code == 400 else set()
+            missing = _model_not_found(response) if response.status_code == 500 else None
+            refused = response.status_code == 400 or missing is not None
+            offered = _model_ids(client.get(f"{settings.base_url}/models", headers=headers)) if refused else set()
     except MisconfiguredError as exc:
         return check(name, False, exc.message, _credentials_fix(settings))
     except httpx2.HTTPError as exc:
@@ -170,9 +186,11 @@ def _check_call(settings: Settings, check: Any) -> bool:
     seen = f"HTTP {status}{' ' + code if code else ''}, opc-request-id {response.headers.get('opc-request-id', '-')}"
     if status == 200:
         return check(name, True, f"signed call accepted ({seen}); {settings.model} answered")
+    if missing is not None:  # OCI's 500 for a model the region does not serve: retrying never helps
+        return check(name, False, f"{missing.partition(':')[0]} ({seen})", _model_fix(offered))
     if status == 400:
-        return check(name, False, f"model {settings.model} not offered in this region, or the request is refused ({seen})",
-                     _model_fix(offered))
+        return check(name, False, f"OCI refused the call to model {settings.model} ({seen}): the model may not be "
+                     "offered here, or may not accept the function's fields", _model_fix(offered))
     if status == 401:
         skew = _clock_skew(response)
         detail = f"OCI did not accept the credentials ({seen})"
@@ -183,6 +201,9 @@ def _check_call(settings: Settings, check: Any) -> bool:
         return check(name, False, f"IAM refused this principal, or the project or region is wrong ({seen})", _FIX_IAM)
     if status == 429:
         return check(name, False, f"throttled ({seen})", "retry in a minute; ask for a higher service limit if it persists")
+    if status >= 500:
+        return check(name, False, f"OCI Generative AI failed ({seen}): a service-side error, not this setup",
+                     "retry later; if it persists, open a service request quoting the opc-request-id")
     return check(name, False, f"unexpected answer ({seen})",
                  "retry later; if it persists, open a service request quoting the opc-request-id")
 
@@ -203,7 +224,8 @@ def _auth_fix(settings: Settings) -> str:
 def _model_fix(offered: Any) -> str:
     shown = ", ".join(sorted(offered)[:_SHOWN_MODELS])
     hint = f" (offered here: {shown}{', ...' if len(offered) > _SHOWN_MODELS else ''})" if shown else ""
-    return f"set GENAI_MODEL/GENAI_ALLOWED_MODELS to models this region offers{hint}, or use a region that offers it"
+    return (f"set GENAI_MODEL (and GENAI_ALLOWED_MODELS) to a model this region offers{hint}, or GENAI_REGION "
+            "to a region that offers this model")
 
 
 def _model_ids(response: Any) -> set[str]:
@@ -229,24 +251,60 @@ def _duration(seconds: float) -> str:
     return f"{seconds / 60:.0f} min" if seconds < 7200 else f"{seconds / 3600:.1f} h"
 
 
-def _laptop_environ() -> Mapping[str, str]:
-    """What `make serve` would give the function: the environment over .env (GENAI_AUTH=session if unset)."""
+def _laptop_environ() -> Mapping[str, str] | None:
+    """What `make serve` would give the function: the environment over .env (GENAI_AUTH=session if
+    unset); None when neither names a cloud setting, so there is nothing in OCI to diagnose."""
     try:
-        from .local.gateway import read_dotenv, real_oci_settings  # noqa: PLC0415  (not in the function image)
+        from .local import gateway  # noqa: PLC0415  (not in the function image)
     except ImportError:
         return os.environ
-    dotenv = read_dotenv()
-    return {**dotenv, **os.environ, **(real_oci_settings(os.environ, dotenv) or {})}
+    dotenv = gateway.read_dotenv(gateway.DOTENV)
+    merged = {**dotenv, **os.environ}
+    if not any(merged.get(name, "").strip() for name in _CLOUD_SETTINGS):
+        return None
+    return {**merged, **(gateway.real_oci_settings(os.environ, dotenv) or {})}
+
+
+def _diagnose_local() -> dict[str, Any]:
+    """The same checks against the local endpoint `make serve` would use (the same stack, the same
+    GENAI_* behaviour settings): with no account there is still a setup to check."""
+    from .local import gateway  # noqa: PLC0415
+
+    with gateway.upstream(os.environ, gateway.DOTENV) as (env, _), _environ(env):
+        report = diagnose(env)
+    report["note"] = (
+        f"no cloud settings ({', '.join(_CLOUD_SETTINGS)}) in the environment or .env, so this checked the "
+        f"local endpoint {env['GENAI_BASE_URL']} with a generated resource principal (no cloud account); {_TO_REAL_OCI}"
+    )
+    return report
+
+
+@contextmanager
+def _environ(values: Mapping[str, str]) -> Iterator[None]:
+    """Principals read their variables (OCI_RESOURCE_PRINCIPAL_*) from os.environ, as in a function."""
+    saved = {name: os.environ.get(name) for name in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
     args = parser.parse_args(argv)
-    report = diagnose(_laptop_environ())
+    environ = _laptop_environ()
+    report = _diagnose_local() if environ is None else diagnose(environ)
     if args.json:
         print(json.dumps(report, indent=2))
     else:
+        if "note" in report:
+            print(f"note: {report['note']}")
         for c in report["checks"]:
             print(f"{'✓' if c['ok'] else '✗'} {c['name']}: {c['detail']}")
             if c["fix"]:

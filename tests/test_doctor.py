@@ -14,11 +14,15 @@ from pathlib import Path
 import httpx2
 import pytest
 
+from genai_handler import doctor
 from genai_handler.doctor import diagnose
+from genai_handler.local import gateway
 from genai_handler.local.agent import REPO_ROOT, FunctionProcess
-from genai_handler.local.endpoint import LocalEndpoint
+from genai_handler.local.endpoint import Fault, LocalEndpoint, oci_errors
 from genai_handler.local.gateway import LocalGateway
 from genai_handler.local.identity import LocalIdentity, make_api_key_profile
+
+from genai_handler.settings import DEFAULT_MODEL
 
 from .conftest import PROJECT_OCID, function_env
 
@@ -65,7 +69,7 @@ def test_all_good_passes_every_check_in_order(principal: LocalIdentity, service:
     assert report["ok"] is True and [c["name"] for c in report["checks"]] == CHECKS
     credentials, call = report["checks"][1], report["checks"][3]
     assert "resource principal" in credentials["detail"] and "valid for" in credentials["detail"]
-    assert service.requests[-1].request_id in call["detail"] and "xai.grok-4-1-fast-reasoning answered" in call["detail"]
+    assert service.requests[-1].request_id in call["detail"] and f"{DEFAULT_MODEL} answered" in call["detail"]
     assert service.requests[-1].path.endswith("/responses")  # the function's own call, not an undocumented route
     assert service.requests[-1].status == 200
     _assert_no_secrets(report, principal.token, _pem(principal.key_path))
@@ -73,13 +77,59 @@ def test_all_good_passes_every_check_in_order(principal: LocalIdentity, service:
 
 def test_a_missing_setting_is_named_and_nothing_else_runs(principal: LocalIdentity) -> None:
     failed = _failed(diagnose({"GENAI_REGION": "us-chicago-1"}), "settings")
-    assert "GENAI_PROJECT_OCID" in failed["detail"] and "fn config function" in failed["fix"]
+    assert "GENAI_PROJECT_OCID" in failed["detail"]
+    assert "`fn config function <app> genai GENAI_PROJECT_OCID <value>`" in failed["fix"]
+
+
+def test_the_fix_names_the_function_func_yaml_deploys() -> None:
+    assert f"\nname: {doctor._FUNCTION}\n" in (REPO_ROOT / "func.yaml").read_text()
+
+
+@pytest.mark.parametrize(
+    ("settings", "setting"),
+    [
+        ({"GENAI_PROJECT_OCID": "ocid1.compartment.oc1..aaaaaaaaexample"}, "GENAI_PROJECT_OCID"),  # not a project
+        ({"GENAI_COMPARTMENT_OCID": PROJECT_OCID}, "GENAI_COMPARTMENT_OCID"),
+        ({"GENAI_MAX_RETRIES": "²"}, "GENAI_MAX_RETRIES"),  # crashed the doctor: str.isdigit() but not int()
+        ({"GENAI_BASE_URL": "http://127.0.0.1:abc/openai/v1"}, "GENAI_BASE_URL"),  # crashed the endpoint check
+        ({"GENAI_BASE_URL": "http://127.0.0.1:70000/openai/v1"}, "GENAI_BASE_URL"),
+        ({"GENAI_BASE_URL": "http://127.0.0.1:8080/openai/v1?x=1"}, "GENAI_BASE_URL"),
+        ({"GENAI_MODEL": "a", "GENAI_ALLOWED_MODELS": "b"}, "GENAI_MODEL"),
+    ],
+)
+def test_a_bad_setting_is_a_settings_failure_whose_fix_names_it(settings: dict[str, str], setting: str) -> None:
+    # given / when
+    failed = _failed(diagnose({**_settings(GENAI_BASE_URL="http://127.0.0.1:9/openai/v1"), **settings}), "settings")
+    # then
+    assert setting in failed["detail"] and f"genai {setting} <value>" in failed["fix"]
+
+
+def test_an_unknown_functions_region_blames_the_variable_it_came_from(monkeypatch: pytest.MonkeyPatch) -> None:
+    # given OCI Functions' region key this version does not know, and no GENAI_REGION or GENAI_BASE_URL
+    failed = _failed(diagnose(_settings(OCI_RESOURCE_PRINCIPAL_REGION="zzz")), "settings")
+    # then it names where the value came from, and the setting that overrides it
+    assert failed["detail"].startswith("OCI_RESOURCE_PRINCIPAL_REGION ") and "genai GENAI_REGION <value>" in failed["fix"]
+
+
+def test_an_unknown_functions_region_does_not_matter_with_a_base_url(principal: LocalIdentity, service: LocalEndpoint) -> None:
+    # given OCI Functions hands over a key no table knows (here in the function's own environment too)
+    report = diagnose(_settings(service, OCI_RESOURCE_PRINCIPAL_REGION="zzz"))
+    # then nothing uses the region, so nothing fails because of it
+    assert report["ok"] is True, report
+
+
+def test_a_base_url_ending_in_a_slash_is_not_blamed_on_iam(principal: LocalIdentity, service: LocalEndpoint) -> None:
+    # given the base URL as pasted, with a trailing slash (the doctor used to POST //responses: a 404)
+    report = diagnose(_settings(GENAI_BASE_URL=service.base_url + "/"))
+    # then the probe goes to the function's own path and passes
+    assert report["ok"] is True, report
+    assert service.requests[-1].path == "/openai/v1/responses"
 
 
 def test_a_missing_key_file_is_a_credentials_failure(principal: LocalIdentity, service: LocalEndpoint) -> None:
     principal.key_path.unlink()
     failed = _failed(diagnose(_settings(service)), "credentials", principal.token)
-    assert "cannot read OCI credentials: No such file or directory" in failed["detail"]
+    assert "resource principal" in failed["detail"] and "OCI credentials" in failed["detail"]
     assert service.requests == []
 
 
@@ -88,7 +138,7 @@ def test_an_unparseable_user_key_is_a_credentials_failure(tmp_path: Path, servic
     (tmp_path / "oci" / "oci_api_key.pem").write_text("-----BEGIN PRIVATE KEY-----\nnot a key\n-----END PRIVATE KEY-----\n")
     settings = _settings(service, GENAI_AUTH="user_principal", GENAI_OCI_CONFIG_FILE=str(config), GENAI_OCI_PROFILE=profile)
     failed = _failed(diagnose(settings), "credentials", "not a key")
-    assert "cannot load the OCI private key" in failed["detail"] and "user principal" in failed["detail"]
+    assert "OCI credentials" in failed["detail"] and "user principal" in failed["detail"]
     assert "key_file" in failed["fix"] and f"[{profile}]" in failed["fix"]
 
 
@@ -163,11 +213,49 @@ def test_a_wrong_project_is_a_404_pointing_at_iam_region_and_project(principal: 
 
 
 def test_a_model_the_region_does_not_offer_is_named_with_what_it_offers(principal: LocalIdentity) -> None:
+    # given a region that serves another model: OCI answers its 500 "not found or not deployed in region"
     with LocalEndpoint(trusted_issuer=principal.issuer_public_key, project_ocid=PROJECT_OCID,
                        models=("openai.gpt-oss-120b",)) as region:
         failed = _failed(diagnose(_settings(region)), "call", principal.token)
-    assert "model xai.grok-4-1-fast-reasoning not offered in this region" in failed["detail"]
-    assert "openai.gpt-oss-120b" in failed["fix"]
+        probes = [r.path for r in region.requests]
+    # then it says which model is missing where, and what the region offers
+    assert f"model {DEFAULT_MODEL} is not available" in failed["detail"] and "us-chicago-1" in failed["detail"]
+    assert "openai.gpt-oss-120b" in failed["fix"] and "GENAI_MODEL" in failed["fix"] and "GENAI_REGION" in failed["fix"]
+    assert probes == ["/openai/v1/responses", "/openai/v1/models"]  # asked once: a 500 here is not worth a retry
+
+
+# Each real OCI error body (local/oci_errors.json) -> what the doctor's call check must say and advise.
+RECOGNISED = {
+    "model_not_found": (f"model {DEFAULT_MODEL} is not available", "GENAI_MODEL"),
+    "not_authenticated": ("OCI did not accept the credentials (HTTP 401 401", "clock"),
+    "not_authenticated_oci": ("OCI did not accept the credentials (HTTP 401 NotAuthenticated", "clock"),
+    "not_authorized_or_not_found": ("IAM refused this principal", "dynamic group"),
+    "too_many_requests": ("throttled (HTTP 429 TooManyRequests", "retry in a minute"),
+    "internal_server_error": ("OCI Generative AI failed (HTTP 500 InternalServerError", "service request"),
+    "service_unavailable": ("OCI Generative AI failed (HTTP 503 ServiceUnavailable", "service request"),
+    "invalid_parameter": (f"OCI refused the call to model {DEFAULT_MODEL} (HTTP 400 InvalidParameter", "GENAI_MODEL"),
+    "openai_invalid_request": (f"OCI refused the call to model {DEFAULT_MODEL} (HTTP 400 invalid_value", "GENAI_MODEL"),
+}
+
+
+def test_every_real_oci_error_body_has_a_diagnosis() -> None:
+    assert set(RECOGNISED) == set(oci_errors())
+
+
+@pytest.mark.parametrize("name", sorted(RECOGNISED))
+def test_each_real_oci_error_body_is_recognised(name: str, principal: LocalIdentity, service: LocalEndpoint) -> None:
+    # given the endpoint answers the probe with what OCI really sends (a 401 twice: the signer
+    # retries once with reloaded credentials, and OCI refuses the same identity again)
+    times = 2 if oci_errors()[name]["status"] == 401 else 1
+    service.inject(*[Fault(kind="oci_error", name=name)] * times)
+    # when
+    failed = _failed(diagnose(_settings(service)), "call", principal.token)
+    # then the diagnosis is specific to that body, with the request id to quote
+    detail, fix = RECOGNISED[name]
+    assert detail in failed["detail"] and fix in failed["fix"]
+    assert service.requests[times - 1].request_id in failed["detail"]  # the answer it judged
+    body = oci_errors()[name]["body"]
+    assert (body.get("message") or body["error"]["message"]) not in failed["detail"]  # OCI's free text is not echoed
 
 
 def test_a_refused_connection_is_an_endpoint_failure(principal: LocalIdentity) -> None:
@@ -227,3 +315,41 @@ def test_a_misconfigured_function_still_runs_the_doctor_on_direct_invoke(
     assert report["ok"] is False and report["checks"][0]["name"] == "settings"
     assert "GENAI_PROJECT_OCID" in report["checks"][0]["detail"]
     assert '"doctor": true' in (tmp_path / "log").read_text()
+
+
+# --- `make doctor` on a laptop ---------------------------------------------------------------
+
+
+@pytest.fixture
+def laptop(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """No cloud setting anywhere: no GENAI_* or OCI_RESOURCE_PRINCIPAL_* variables, an empty .env."""
+    for name in [n for n in os.environ if n.startswith(("GENAI_", "OCI_RESOURCE_PRINCIPAL"))]:
+        monkeypatch.delenv(name)
+    dotenv = tmp_path / ".env"
+    monkeypatch.setattr(gateway, "DOTENV", dotenv)
+    return dotenv
+
+
+def test_with_no_cloud_settings_make_doctor_checks_the_local_setup(laptop: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # given a fresh clone: no account, nothing configured
+    # when
+    code = doctor.main([])
+    # then it checks the local endpoint, says so first, and says how to point it at OCI
+    lines = capsys.readouterr().out.splitlines()
+    assert code == 0, lines
+    assert lines[0].startswith("note: no cloud settings") and "local endpoint http://127.0.0.1:" in lines[0]
+    assert "GENAI_AUTH=session GENAI_PROJECT_OCID=" in lines[0] and "GENAI_REGION=" in lines[0] and "make doctor" in lines[0]
+    assert [line.split(":")[0] for line in lines[1:5]] == [f"✓ {name}" for name in CHECKS]
+    assert lines[-1] == "all checks passed"
+    assert not [n for n in os.environ if n.startswith("OCI_RESOURCE_PRINCIPAL")]  # the local identity is gone again
+
+
+def test_one_cloud_setting_in_dotenv_means_diagnose_that_setup(laptop: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # given a half-configured .env: a project but no region
+    laptop.write_text(f"GENAI_PROJECT_OCID={PROJECT_OCID}\n")
+    # when
+    code = doctor.main(["--json"])
+    # then it diagnoses that setup (no local fallback) and names what is missing
+    report = json.loads(capsys.readouterr().out)
+    assert code == 1 and "note" not in report
+    assert "GENAI_REGION" in report["checks"][0]["detail"] and "genai GENAI_REGION <value>" in report["checks"][0]["fix"]

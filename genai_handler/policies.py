@@ -25,14 +25,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import NoReturn, Sequence
 
+from .settings import ocid_pattern
+
 POLICY_DIR = Path(__file__).resolve().parent.parent / "policies"
 FORMATS = ("text", "json", "oci-cli", "gateway-spec")
 
-# ocid1.<type>.<realm>.[region][.future use].<unique id>
-_OCID_UNIQUE = r"\.[a-z0-9]+\.[a-z0-9-]*(?:\.[a-z0-9-]+)?\.[a-z0-9]+"
-_COMPARTMENT_OCID = re.compile(r"ocid1\.(?:compartment|tenancy)" + _OCID_UNIQUE)
-_TENANCY_OCID = re.compile(r"ocid1\.tenancy" + _OCID_UNIQUE)
-_FUNCTION_OCID = re.compile(r"ocid1\.fnfunc" + _OCID_UNIQUE)
+_COMPARTMENT_OCID = ocid_pattern("compartment", "tenancy")
+_TENANCY_OCID = ocid_pattern("tenancy")
+_FUNCTION_OCID = ocid_pattern("fnfunc")
 _NAME = re.compile(r"[A-Za-z][A-Za-z0-9_.-]{0,89}")
 _HTTPS_URL = re.compile(r"https://[A-Za-z0-9.-]+(?::[0-9]{1,5})?(?:/[A-Za-z0-9._~%!$&'()*+,;=:@/-]*)?")
 _ORIGIN = re.compile(r"https?://[A-Za-z0-9.-]+(?::[0-9]{1,5})?")

@@ -19,6 +19,7 @@ from .errors import MisconfiguredError
 # ocid1.<RESOURCE TYPE>.<REALM>.[REGION][.FUTURE USE].<UNIQUE ID>; realms are oc1, oc2, ... (oci SDK REALMS).
 _OCID_TAIL = r"\.oc[0-9]+\.[a-z0-9-]*(?:\.[a-z0-9-]*)?\.[a-z0-9]{1,255}"
 OCID_PATTERN = re.compile(r"ocid1\.[a-z0-9]+" + _OCID_TAIL)
+
 # The resource types each setting must name ("Using a Project" shows ocid1.generativeaiproject.oc1...).
 _OCID_TYPES = {"project_ocid": ("generativeaiproject",), "compartment_ocid": ("compartment", "tenancy")}
 _REGION_PATTERN = re.compile(r"[a-z]+(-[a-z]+)+-[0-9]+")
@@ -109,6 +110,11 @@ _INT_LIMITS = {
     "max_retries": (0, 10),
     "keepalive_s": (0, 3600),
 }
+
+
+def ocid_pattern(*types: str) -> re.Pattern[str]:
+    """OCIDs of these resource types only: any other type names the wrong thing, even if it exists."""
+    return re.compile(rf"ocid1\.(?:{'|'.join(map(re.escape, types))})" + _OCID_TAIL)
 
 
 class SettingError(MisconfiguredError):

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from urllib.parse import urlsplit
+
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from genai_handler.errors import MisconfiguredError
 from genai_handler.settings import DEFAULT_MODEL, Settings, SettingError
@@ -182,3 +186,26 @@ def test_an_unknown_functions_region_names_the_variable_it_came_from() -> None:
 def test_sydney_from_oci_functions_is_known() -> None:
     settings = Settings.from_env({"GENAI_PROJECT_OCID": PROJECT, "OCI_RESOURCE_PRINCIPAL_REGION": "syd"})
     assert settings.base_url == "https://inference.generativeai.ap-sydney-1.oci.oraclecloud.com/openai/v1"
+
+
+@given(st.text(max_size=12))
+def test_any_port_text_is_a_valid_port_or_a_named_misconfiguration(port: str) -> None:
+    # given whatever follows the colon / when / then: never another exception, never a port that fails later
+    try:
+        settings = Settings(project_ocid=PROJECT, base_url=f"https://h.example:{port}/openai/v1")
+    except SettingError as exc:
+        assert exc.setting == "GENAI_BASE_URL"
+    else:
+        assert 1 <= (urlsplit(settings.base_url).port or 443) <= 65535
+
+
+@given(st.text(min_size=1, max_size=40))
+def test_any_base_url_is_accepted_whole_or_refused_by_name(url: str) -> None:
+    try:
+        settings = Settings(project_ocid=PROJECT, base_url=url)
+    except SettingError as exc:
+        assert exc.setting == "GENAI_BASE_URL"
+    else:
+        parts = urlsplit(settings.base_url)
+        assert parts.hostname and not (parts.query or parts.fragment or parts.username) and parts.port != 0
+        assert not settings.base_url.endswith("/")

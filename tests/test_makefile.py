@@ -1,0 +1,134 @@
+"""The Makefile's install steps, run for real on a copy of it with real interpreters.
+
+Each test copies the Makefile into an empty folder with its own small requirements files, so a
+test builds a tiny .venv of its own (never the project's) and pip reads no index: a requirement
+that can't be met fails at once, offline.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+PYTHON_3_10 = Path.home() / ".pyenv" / "versions" / "3.10.13" / "bin" / "python3.10"
+UNMET = "no-such-distribution-for-this-test==1.0\n"
+# What `make run`, `make serve` and `make doctor` run, replaced by modules that say they ran.
+_MODULES = ("genai_handler/local/run.py", "genai_handler/local/gateway.py", "genai_handler/doctor.py")
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    """The Makefile with requirements.txt that installs nothing, and dev requirements that can't be met."""
+    shutil.copy(ROOT / "Makefile", tmp_path / "Makefile")
+    (tmp_path / "requirements.txt").write_text("# nothing to install\n")
+    (tmp_path / "requirements-dev.txt").write_text("-r requirements.txt\n" + UNMET)
+    for module in _MODULES:
+        path = tmp_path / module
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(f"print('ran {module}')\n")
+    return tmp_path
+
+
+def make(project: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL", "PYTHON", "VIRTUAL_ENV")}
+    env.update(PIP_NO_INDEX="1", PIP_FIND_LINKS=str(project / "no-wheels"), PYTHONDONTWRITEBYTECODE="1")
+    return subprocess.run(["make", "--no-print-directory", *args], cwd=project, env=env, capture_output=True,
+                          text=True, timeout=300)
+
+
+def venv_version(project: Path) -> str:
+    run = subprocess.run([str(project / ".venv" / "bin" / "python"), "-c", "import sys; print(sys.version_info[:2])"],
+                         capture_output=True, text=True, check=True)
+    return run.stdout.strip()
+
+
+@pytest.mark.skipif(not PYTHON_3_10.exists(), reason=f"no Python 3.10 at {PYTHON_3_10} to play the wrong Python")
+def test_a_wrong_python_is_refused_before_anything_is_built(project: Path) -> None:
+    # when make run is asked to use Python 3.10
+    result = make(project, "run", f"PYTHON={PYTHON_3_10}")
+    # then it stops with a message that says what is needed and how to pick another interpreter
+    assert result.returncode != 0
+    assert "Python 3.11 or newer is needed" in result.stderr and "Python 3.10.13" in result.stderr
+    assert "make run PYTHON=python3.12" in result.stderr
+    # and nothing was built or installed
+    assert not (project / ".venv").exists()
+    assert "pip" not in result.stdout + result.stderr.replace("PYTHON=", "")
+
+
+def test_a_missing_python_is_named(project: Path) -> None:
+    result = make(project, "serve", "PYTHON=python3.99-not-installed")
+    assert result.returncode != 0
+    assert "PYTHON=python3.99-not-installed is not found" in result.stderr
+    assert "make serve PYTHON=python3.12" in result.stderr
+    assert not (project / ".venv").exists()
+
+
+def test_a_failed_install_leaves_no_venv_behind(project: Path) -> None:
+    # given a requirement that cannot be installed
+    (project / "requirements.txt").write_text(UNMET)
+    # when make run builds .venv
+    result = make(project, "run", f"PYTHON={sys.executable}")
+    # then it fails, says so, and removes the half-built .venv so no later run reuses it
+    assert result.returncode != 0
+    assert "installing requirements.txt failed; removed .venv" in result.stderr
+    assert not (project / ".venv").exists()
+
+
+@pytest.mark.skipif(not PYTHON_3_10.exists(), reason=f"no Python 3.10 at {PYTHON_3_10} to play the wrong Python")
+def test_a_venv_made_by_a_wrong_python_is_rebuilt(project: Path) -> None:
+    # given a .venv that Python 3.10 left behind, as an older Makefile did when pip then failed
+    subprocess.run([str(PYTHON_3_10), "-m", "venv", "--without-pip", str(project / ".venv")], check=True)
+    assert venv_version(project) == "(3, 10)"
+    # when make run runs with a supported Python
+    result = make(project, "run", f"PYTHON={sys.executable}")
+    # then .venv is rebuilt by that Python and the command runs
+    assert result.returncode == 0, result.stderr
+    assert venv_version(project) == str(sys.version_info[:2])
+    assert "ran genai_handler/local/run.py" in result.stdout
+
+
+def test_run_serve_and_doctor_install_only_requirements_txt_and_test_adds_the_dev_set(project: Path) -> None:
+    # given dev requirements that cannot be installed
+    # when the local commands run
+    for target, module in zip(("run", "serve", "doctor"), _MODULES):
+        result = make(project, target, f"PYTHON={sys.executable}")
+        # then each runs without the dev requirements
+        assert result.returncode == 0, (target, result.stderr)
+        assert f"ran {module}" in result.stdout
+    assert not (project / ".venv" / ".dev-installed").exists()
+    # when make test runs after them, then it installs the dev requirements (which fail here)
+    result = make(project, "test", f"PYTHON={sys.executable}")
+    assert result.returncode != 0
+    assert "installing requirements-dev.txt failed" in result.stderr
+    assert "no-such-distribution-for-this-test" in result.stderr
+
+
+def test_clean_removes_the_venv(project: Path) -> None:
+    (project / ".venv" / "bin").mkdir(parents=True)
+    assert make(project, "clean").returncode == 0
+    assert not (project / ".venv").exists()
+
+
+def test_the_image_requirements_are_what_the_local_commands_import() -> None:
+    """requirements.txt suffices for make run/serve/doctor: genai_handler imports nothing outside it."""
+    sources = [*sorted((ROOT / "genai_handler").glob("*.py")), *sorted((ROOT / "genai_handler" / "local").glob("*.py"))]
+    third_party = set()
+    for source in sources:
+        for line in source.read_text(encoding="utf-8").splitlines():
+            stripped = line.strip()
+            if stripped.startswith(("import ", "from ")) and not stripped.startswith(("from .", "from __future__")):
+                name = stripped.split()[1].split(".")[0]
+                if name not in sys.stdlib_module_names:
+                    third_party.add(name)
+    pinned = {
+        line.split("==")[0].strip().lower().replace("-", "_")
+        for line in (ROOT / "requirements.txt").read_text().splitlines() if "==" in line and not line.startswith("#")
+    }
+    # oci and httpx are imported lazily, only for the principals and clients that need them
+    assert third_party - {"oci", "httpx"} <= pinned, third_party - pinned

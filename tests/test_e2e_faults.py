@@ -9,6 +9,8 @@ This module covers what only the whole path shows: the fdk, the handler and the 
 from __future__ import annotations
 
 import email.utils
+import http.client
+import json
 import socket
 import time
 from pathlib import Path
@@ -16,8 +18,9 @@ from pathlib import Path
 import pytest
 
 from genai_handler.local.agent import FunctionProcess, Invocation
-from genai_handler.local.endpoint import Fault, LocalEndpoint
+from genai_handler.local.endpoint import Fault, LocalEndpoint, blackhole
 from genai_handler.local.identity import LocalIdentity
+from genai_handler.settings import DEFAULT_MODEL
 
 from .conftest import PROJECT_OCID, function_env, start_function
 
@@ -206,3 +209,144 @@ def test_upstream_failures_reach_the_caller_with_the_socket_status_200(
     assert answer.json()["error"]["type"] in ("upstream_error", "upstream_auth", "timeout")
     if gateway:
         assert answer.http_status == status
+
+
+def test_a_blackholed_route_is_a_502_could_not_reach_before_the_deadline(identity: LocalIdentity, tmp_path: Path) -> None:
+    # given a route that drops every connection attempt (no NAT or service gateway), 12 s to go
+    with blackhole() as base_url:
+        function = start_function(function_env(identity, LocalEndpoint(), GENAI_BASE_URL=base_url), tmp_path / "log")
+        try:
+            answer, elapsed = _timed(function, deadline_s=12.0)
+        finally:
+            function.stop()
+    # then the short connect timeout is retried while time allows, and the caller hears why in time
+    error = _error(answer, 502, "upstream_error")
+    assert "could not reach" in error["message"] and elapsed < 12.0
+
+
+@pytest.mark.parametrize("kind", ["trickle_headers", "trickle_body"])
+def test_an_answer_trickling_a_byte_every_4_5_s_is_a_504_before_the_deadline(
+    function: FunctionProcess, upstream: LocalEndpoint, kind: str
+) -> None:
+    # given OCI sends its status line and headers, or its body, one byte every 4.5 s
+    upstream.inject(Fault(kind=kind, delay_s=4.5))
+    answer, elapsed = _timed(function)
+    # then the function gives up at its deadline and says so, while the platform still listens
+    _error(answer, 504, "timeout")
+    assert elapsed < DEADLINE_S
+    _recovers(function, upstream)
+
+
+@pytest.mark.parametrize("status", [408, 409])
+def test_408_and_409_are_retried_then_a_502(function: FunctionProcess, upstream: LocalEndpoint, status: int) -> None:
+    upstream.inject(Fault(kind="status", status=status, code="Conflict"))
+    answer, _ = _timed(function)
+    assert answer.http_status == 200 and len(upstream.requests) == 2
+    upstream.reset()
+    upstream.inject(*[Fault(kind="status", status=status, code="Conflict")] * 3)
+    answer, _ = _timed(function)
+    assert "HTTP %d Conflict" % status in _error(answer, 502, "upstream_error")["message"]
+    assert len(upstream.requests) == 3
+
+
+FAILED_ANSWER = {"status": "failed", "error": {"code": "server_error", "message": "failed while answering CANARY-wq3"}}
+
+
+@pytest.mark.parametrize("path", [None, "/genai/v1/responses"], ids=["chat", "openai"])
+def test_an_answer_that_says_it_failed_is_retried_and_then_a_502_logged_as_such(
+    function: FunctionProcess, upstream: LocalEndpoint, function_log: Path, path: str | None
+) -> None:
+    # given OCI answers 200 three times, each saying the response failed
+    upstream.inject(*[Fault(kind="patched", fields=FAILED_ANSWER)] * 3)
+    call_id = f"failed-{time.monotonic_ns()}"
+    answer = function.invoke({"prompt": "fail?"}, deadline_s=DEADLINE_S, path=path, call_id=call_id)
+    # then the caller gets 502 upstream_error after the retries, never the failed answer as a 200
+    assert answer.http_status == 502 and answer.json()["error"]["type"] == "upstream_error"
+    assert len(upstream.requests) == 3 and "CANARY" not in answer.body.decode()
+    [line] = [json.loads(line) for line in _new_log(function_log, call_id)]
+    assert line["status"] == 502 and line["error_type"] == "upstream_error"
+    _recovers(function, upstream)
+
+
+@pytest.mark.parametrize(
+    "fields", [{"usage": "lots"}, {"incomplete_details": ["max_output_tokens"]}], ids=["usage", "incomplete_details"]
+)
+@pytest.mark.parametrize("path", [None, "/genai/v1/responses"], ids=["chat", "openai"])
+def test_a_200_whose_usage_or_incomplete_details_is_not_an_object_is_a_designed_502(
+    function: FunctionProcess, upstream: LocalEndpoint, fields: dict, path: str | None
+) -> None:
+    upstream.inject(Fault(kind="patched", fields=fields))
+    answer, _ = _timed(function, path=path)
+    # then the fdk answers 200 with our JSON error, not its own 502 with the exception's text
+    assert answer.status == 200 and answer.http_status == 502
+    assert "cannot read" in answer.json()["error"]["message"]
+    assert "attribute" not in answer.body.decode()
+    _recovers(function, upstream)
+
+
+def _new_log(log: Path, call_id: str) -> list[str]:
+    """The log lines of one call: JSON lines naming it, and anything that is not JSON at all."""
+    time.sleep(0.2)  # stderr lands a moment after the answer
+    lines = []
+    for line in log.read_text(encoding="utf-8", errors="replace").splitlines():
+        try:
+            fields = json.loads(line)
+        except ValueError:
+            lines.append(line)
+            continue
+        if isinstance(fields, dict) and fields.get("call_id") == call_id:
+            lines.append(line)
+    return lines
+
+
+def test_an_output_item_the_sdk_does_not_know_is_returned_intact_and_nothing_unstructured_is_logged(
+    function: FunctionProcess, upstream: LocalEndpoint, function_log: Path
+) -> None:
+    # given OCI's answer holds an output item type newer than the pinned SDK, quoting the answer
+    item = {"type": "future_reasoning_trace", "id": "frt_1", "summary": "CANARY-ANSWER-r7u", "steps": [{"n": 1}]}
+    message = {"type": "message", "id": "msg_1", "status": "completed", "role": "assistant",
+               "content": [{"type": "output_text", "text": "CANARY-ANSWER-r7u", "annotations": []}]}
+    upstream.inject(Fault(kind="patched", fields={"output": [item, message]}))
+    call_id = f"unknown-item-{time.monotonic_ns()}"
+    # when a caller of the OpenAI-compatible route asks
+    answer = function.invoke({"model": DEFAULT_MODEL, "input": "hi"}, path="/genai/v1/responses", call_id=call_id)
+    # then it gets OCI's JSON as OCI sent it, and the log holds only our JSON line, without the answer
+    assert answer.http_status == 200
+    assert answer.json()["output"] == [item, message]
+    lines = _new_log(function_log, call_id)
+    assert len(lines) == 1 and json.loads(lines[0])["status"] == 200
+    assert "CANARY-ANSWER" not in function_log.read_text(encoding="utf-8", errors="replace")
+
+
+@pytest.mark.parametrize(
+    "body",
+    [b'{"prompt": "a", "temperature": 1e400}', b'{"prompt": "a", "text": {"format": {"type": "json_schema", '
+     b'"name": "n", "schema": {"type": "number", "maximum": 1e400}}}}'],
+    ids=["temperature", "schema"],
+)
+def test_a_number_too_large_for_a_float_is_a_400(function: FunctionProcess, upstream: LocalEndpoint, body: bytes) -> None:
+    answer = function.invoke(body)
+    assert "number too large" in _error(answer, 400, "invalid_request")["message"]
+    assert upstream.requests == []
+
+
+def test_a_unicode_digit_retry_after_is_ignored_not_a_500(function: FunctionProcess, upstream: LocalEndpoint) -> None:
+    upstream.inject(Fault(kind="status", status=429, code="TooManyRequests", retry_after="²"))
+    answer, _ = _timed(function)
+    assert answer.http_status == 200 and len(upstream.requests) == 2
+
+
+def test_a_far_future_fn_deadline_is_answered_normally(function: FunctionProcess, upstream: LocalEndpoint) -> None:
+    # given the agent says the call may run until the year 9999 (the agent stand-in can't send that)
+    connection = http.client.HTTPConnection("localhost", timeout=30)
+    connection.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    connection.sock.connect(str(function.socket_path))
+    headers = {"Fn-Call-Id": "far-future", "Fn-Deadline": "9999-12-31T23:59:59Z", "Content-Type": "application/json"}
+    try:
+        connection.request("POST", "/call", body=b'{"prompt": "someday"}', headers=headers)
+        reply = connection.getresponse()
+        body = json.loads(reply.read())
+    finally:
+        connection.close()
+    # then it is answered like any other call, not with a 500 from an overflowing timeout
+    assert reply.status == 200 and body["output_text"] == "Local answer to: someday"

@@ -19,8 +19,9 @@ from genai_handler.local.agent import FunctionProcess, Invocation
 from genai_handler.local.endpoint import LocalEndpoint
 from genai_handler.local.identity import LocalIdentity
 from genai_handler.request import ALLOWED_FIELDS
+from genai_handler.settings import DEFAULT_MODEL
 
-MODEL = "xai.grok-4-1-fast-reasoning"
+MODEL = DEFAULT_MODEL
 MAX_INPUT_CHARS, MAX_OUTPUT_TOKENS, MAX_BODY_BYTES = 32000, 2048, 1024 * 1024
 ANSWER_FIELDS = {"id", "model", "status", "output_text", "usage", "incomplete_details", "request_id"}
 ROUTES = ("/genai", "/v1/responses", "/api/v1/responses/?trace=1")
@@ -194,7 +195,7 @@ def invalid_bodies(draw: st.DrawFn) -> bytes:
     request = draw(valid_requests())
     how = draw(st.sampled_from([
         "wrong_value", "unknown_field", "both", "neither", "huge_input", "huge_body", "too_deep", "very_deep",
-        "duplicate", "constant", "big_number", "not_object", "bad_utf8",
+        "duplicate", "constant", "big_number", "big_number_anywhere", "not_object", "bad_utf8",
     ]))
     if how == "wrong_value":
         name = draw(st.sampled_from(sorted(_WRONG_VALUES)))
@@ -238,6 +239,10 @@ def invalid_bodies(draw: st.DrawFn) -> bytes:
         if name == "max_output_tokens":
             numbers += ["1" + "0" * 400, "-" + "9" * 4000]  # see the huge-integer test below for the others
         number = draw(st.sampled_from(numbers))
+        return json.dumps(request).replace('"__NUMBER__"', number).encode()
+    elif how == "big_number_anywhere":  # where no field check looks: only the parser can refuse it
+        request["text"] = {"format": {"type": "json_schema", "name": "n", "schema": {"maximum": "__NUMBER__"}}}
+        number = draw(st.sampled_from(["1e400", "-1e400", "1E+999", "2.5e308"]))
         return json.dumps(request).replace('"__NUMBER__"', number).encode()
     elif how == "not_object":
         return json.dumps([request] if draw(st.booleans()) else draw(_leaf)).encode()

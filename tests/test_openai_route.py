@@ -11,11 +11,13 @@ import pytest
 from genai_handler.local.endpoint import Fault, LocalEndpoint
 from genai_handler.local.gateway import LocalGateway
 from genai_handler.local.identity import LocalIdentity
+from genai_handler.settings import DEFAULT_MODEL
 
 from .conftest import function_env
 
 TOKEN = "openai-route-test-token"
-MODEL = "xai.grok-4-1-fast-reasoning"
+MODEL = DEFAULT_MODEL
+OTHER_MODEL = "vendor.not-on-the-allow-list"
 
 
 @pytest.fixture(scope="module")
@@ -45,7 +47,7 @@ def test_a_model_outside_the_allow_list_is_a_bad_request_naming_the_allowed_ones
     gateway: LocalGateway, upstream: LocalEndpoint
 ) -> None:
     with _client(gateway) as client, pytest.raises(openai.BadRequestError) as refused:
-        client.responses.create(model="openai.gpt-oss-120b", input="hi")
+        client.responses.create(model=OTHER_MODEL, input="hi")
     assert refused.value.status_code == 400 and refused.value.code == "invalid_request"
     assert f"model must be one of: {MODEL}" in refused.value.message
     assert upstream.requests == []
@@ -72,3 +74,19 @@ def test_throttling_is_a_rate_limit_error_with_retry_after(gateway: LocalGateway
     assert throttled.value.code == "rate_limited"
     assert throttled.value.response.headers["retry-after"] == "120"
     assert throttled.value.request_id == upstream.requests[-1].request_id
+
+
+def test_an_output_item_type_newer_than_the_sdk_reaches_the_caller_as_oci_sent_it(
+    gateway: LocalGateway, upstream: LocalEndpoint
+) -> None:
+    # given OCI answers with an output item type the pinned SDK has no model for
+    item = {"type": "future_item", "id": "fi_1", "detail": {"depth": 2}}
+    message = {"type": "message", "id": "msg_1", "status": "completed", "role": "assistant",
+               "content": [{"type": "output_text", "text": "still here", "annotations": []}]}
+    upstream.inject(Fault(kind="patched", fields={"output": [item, message]}))
+    # when a caller's OpenAI SDK asks through the gateway
+    with _client(gateway) as client:
+        raw = client.responses.with_raw_response.create(model=MODEL, input="new things?")
+    # then the item arrives whole and output_text still reads the message
+    assert raw.http_response.json()["output"] == [item, message]
+    assert raw.parse().output_text == "still here"

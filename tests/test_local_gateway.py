@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 import os
@@ -12,20 +13,35 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx2
+import openai
 import psutil
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from genai_handler.local.agent import REPO_ROOT
 from genai_handler.local.endpoint import Fault, LocalEndpoint
-from genai_handler.local.gateway import LocalGateway, function_timeout, read_dotenv, routes, upstream
+from genai_handler.local.gateway import (
+    LocalGateway,
+    function_settings,
+    function_timeout,
+    parse_dotenv,
+    read_dotenv,
+    routes,
+    upstream,
+)
 from genai_handler.local.identity import LocalIdentity
+from genai_handler.settings import DEFAULT_MODEL
 
 from .conftest import function_env
+from .test_local_agent import SLEEPY_FUNCTION
 
 TOKEN = "local-gateway-test-token"
+MAX_BODY_BYTES = 6 * 1024 * 1024  # OCI Functions' invoke payload limit
 
 
 @pytest.fixture(scope="module")
@@ -55,6 +71,18 @@ def _gateway_error(answer: httpx2.Response, status: int) -> dict:
     body = answer.json()
     assert set(body) == {"code", "message"} and body["code"] == status
     return body
+
+
+def _raw_exchange(gateway: LocalGateway, request: bytes) -> tuple[int, bytes]:
+    """Send bytes as they are and read until the gateway closes the connection (a hang fails)."""
+    host, port = gateway.url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as sock:
+        sock.sendall(request)
+        received = b""
+        while chunk := sock.recv(65536):
+            received += chunk
+    head, _, body = received.partition(b"\r\n\r\n")
+    return int(head.split()[1]), body
 
 
 def test_routes_are_the_deployments_under_the_genai_prefix() -> None:
@@ -160,12 +188,15 @@ def test_a_function_killed_between_calls_is_restarted(
     pid, restarts = gateway.function.pid, gateway.restarts
     os.kill(pid, signal.SIGKILL)
     gateway.function.process.wait(timeout=5)  # type: ignore[union-attr]
-    # then the request that finds it dead gets 502 JSON, like API Gateway
-    body = _gateway_error(client.post("/genai/chat", json={"prompt": "anyone?"}), 502)
-    assert "restarted" in body["message"]
-    # and the gateway has restarted it, says so, and the next request succeeds
+    # then the request that finds it dead gets 502 JSON, like API Gateway (its own connection and
+    # thread, which end with it)
+    answer = httpx2.post(f"{gateway.url}/genai/chat", json={"prompt": "anyone?"}, headers={"Authorization": f"Bearer {TOKEN}"})
+    assert "restarted" in _gateway_error(answer, 502)["message"]
+    # and the gateway has restarted it, says so, and the function outlives the thread that restarted it
     assert gateway.restarts == restarts + 1 and gateway.function.pid != pid
     assert f"function process {pid}" in console.getvalue() and "restarting" in console.getvalue()
+    time.sleep(1.0)
+    assert gateway.function.alive()
     assert client.post("/genai/chat", json={"prompt": "back?"}).status_code == 200
 
 
@@ -197,9 +228,135 @@ def test_an_exception_escaping_a_handler_reaches_the_caller_as_502_with_its_text
         assert gw.timeout_s == 7 and gw.restarts == 0
 
 
+def test_fifty_concurrent_openai_sdk_calls_all_succeed(gateway: LocalGateway, upstream: LocalEndpoint) -> None:
+    # given an async OpenAI SDK client that does not retry, so no connection error is hidden
+    async def burst() -> list[str]:
+        async with openai.AsyncOpenAI(base_url=f"{gateway.url}/genai/v1", api_key=TOKEN, max_retries=0) as client:
+            answers = await asyncio.gather(
+                *(client.responses.create(model=DEFAULT_MODEL, input=f"call {i}") for i in range(50))
+            )
+        return [answer.output_text for answer in answers]
+
+    # when 50 calls arrive at once, then every one is answered
+    assert asyncio.run(burst()) == [f"Local answer to: call {i}" for i in range(50)]
+
+
+def test_a_chunked_body_is_accepted_as_api_gateway_accepts_it(client: httpx2.Client, upstream: LocalEndpoint) -> None:
+    # a generator body makes the client send Transfer-Encoding: chunked, no Content-Length
+    answer = client.post("/genai/chat", content=iter([b'{"prompt": ', b'"chunked"}']))
+    assert answer.status_code == 200 and answer.json()["output_text"] == "Local answer to: chunked"
+
+
+def test_a_chunked_body_over_the_payload_limit_gets_413(gateway: LocalGateway, upstream: LocalEndpoint) -> None:
+    request = (
+        f"POST /genai/chat HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKEN}\r\nTransfer-Encoding: chunked\r\n\r\n"
+        f"{MAX_BODY_BYTES + 1:x}\r\n"
+    ).encode()
+    status, body = _raw_exchange(gateway, request)
+    assert status == 413 and json.loads(body) == {"code": 413, "message": "Payload Too Large"}
+    assert upstream.requests == []
+
+
+@pytest.mark.parametrize(
+    "framing",
+    [
+        "Content-Length: -1",
+        "Content-Length: abc",
+        "Content-Length: \u00b2".encode().decode("latin-1"),
+        "Content-Length: 2\r\nContent-Length: 20",
+        "Content-Length: 2, 20",
+        "Content-Length: 2\r\nTransfer-Encoding: chunked",
+        "Transfer-Encoding: gzip, chunked",
+    ],
+    ids=["negative", "not-a-number", "unicode-digit", "two-headers", "list", "with-chunked", "gzip"],
+)
+def test_a_body_whose_length_cannot_be_trusted_gets_400_and_the_connection_is_closed(
+    gateway: LocalGateway, upstream: LocalEndpoint, framing: str
+) -> None:
+    request = f"POST /genai/chat HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKEN}\r\n{framing}\r\n\r\n{{}}"
+    status, body = _raw_exchange(gateway, request.encode("latin-1"))
+    assert status == 400
+    error = json.loads(body)
+    assert set(error) == {"code", "message"} and error["code"] == 400 and error["message"].startswith("Bad Request")
+    assert upstream.requests == []
+
+
+def test_repeating_the_same_content_length_is_accepted(gateway: LocalGateway, upstream: LocalEndpoint) -> None:
+    body = b'{"prompt": "same"}'
+    request = (
+        f"POST /genai/chat HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKEN}\r\nConnection: close\r\n"
+        f"Content-Length: {len(body)}\r\nContent-Length: {len(body)}\r\n\r\n"
+    ).encode() + body
+    status, answer = _raw_exchange(gateway, request)
+    assert status == 200 and json.loads(answer)["output_text"] == "Local answer to: same"
+
+
+def test_a_function_past_its_deadline_is_cut_with_504_and_replaced(tmp_path: Path) -> None:
+    # given a function that ignores Fn-Deadline, behind a gateway with a 2 s function timeout
+    (tmp_path / "func.py").write_text(SLEEPY_FUNCTION)
+    console = io.StringIO()
+    with LocalGateway({}, function_dir=tmp_path, timeout_s=2, console=console, function_log=subprocess.DEVNULL) as gw:  # type: ignore[arg-type]
+        assert gw.function is not None
+        pid = gw.function.pid
+        started = time.monotonic()
+        # when a call runs past it
+        answer = httpx2.post(f"{gw.url}/genai/chat", content=b"sleep 8", timeout=30)
+        # then the caller gets the gateway's 504 at the deadline, not the late answer
+        body = _gateway_error(answer, 504)
+        assert "timeout" in body["message"] and time.monotonic() - started < 5
+        # and the container was replaced, said so, and the new one answers
+        assert gw.restarts == 1 and gw.function.pid != pid and f"function process {pid}" in console.getvalue()
+        assert httpx2.post(f"{gw.url}/genai/chat", content=b"sleep 0").status_code == 200
+
+
 def test_the_repo_func_yaml_timeout_is_the_default_deadline() -> None:
     assert function_timeout(REPO_ROOT / "func.yaml") == 60
     assert function_timeout(REPO_ROOT / "no-such-func.yaml") == 30
+
+
+def test_dotenv_values_are_read_as_python_dotenv_reads_them() -> None:
+    text = (
+        "GENAI_MODEL=from-dotenv   # the model, says a comment\n"
+        "GENAI_A=a#b\n"
+        'GENAI_B="quoted # not a comment"  # a comment\n'
+        "export GENAI_C='single \\' quote'\n"
+        'GENAI_D="two\\nlines"\n'
+        "  # an indented comment\n"
+        "GENAI_E=\n"
+        "GENAI_F\n"
+        "GENAI_G='unterminated\n"
+        "GENAI_H = spaced  \n"
+    )
+    assert parse_dotenv(text) == {
+        "GENAI_MODEL": "from-dotenv",
+        "GENAI_A": "a#b",
+        "GENAI_B": "quoted # not a comment",
+        "GENAI_C": "single ' quote",
+        "GENAI_D": "two\nlines",
+        "GENAI_E": "",
+        "GENAI_H": "spaced",
+    }
+
+
+_DOTENV_PIECES = st.sampled_from(
+    ["GENAI_A", "B", "export ", "=", "#", " ", "\t", "\n", "\r\n", "'", '"', "\\", "\\n", "\\'", "x", "1", "$X", "${Y}"]
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(_DOTENV_PIECES, max_size=24).map("".join))
+def test_dotenv_parsing_agrees_with_python_dotenv(text: str) -> None:
+    dotenv = pytest.importorskip("dotenv", reason="python-dotenv, the reference parser, is not installed")
+    expected = dotenv.dotenv_values(stream=io.StringIO(text), interpolate=False)
+    assert parse_dotenv(text) == {key: value for key, value in expected.items() if value is not None}
+
+
+def test_make_run_and_make_serve_hand_the_function_the_same_genai_settings() -> None:
+    environ = {"GENAI_MODEL": "from-environment", "GENAI_LOG_PROMPTS": "true", "PATH": "/bin"}
+    dotenv = {"GENAI_MODEL": "from-dotenv", "GENAI_MAX_RETRIES": "1", "OTHER": "x"}
+    assert function_settings(environ, dotenv) == {
+        "GENAI_MODEL": "from-environment", "GENAI_LOG_PROMPTS": "true", "GENAI_MAX_RETRIES": "1",
+    }
 
 
 def test_dotenv_lines_are_parsed_and_the_environment_wins(tmp_path: Path) -> None:
@@ -231,7 +388,10 @@ def test_without_real_settings_the_local_endpoint_and_identity_are_used(tmp_path
         assert env["GENAI_LOG_PROMPTS"] == "true"  # behaviour settings still apply
 
 
-def test_make_serve_answers_on_port_and_stops_its_function_on_sigterm(tmp_path: Path) -> None:
+@contextmanager
+def _make_serve(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], int, list[psutil.Process], str]]:
+    """`python -m genai_handler.local.gateway` as `make serve` runs it: the process, its port,
+    its function process(es) and its banner."""
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
@@ -244,16 +404,50 @@ def test_make_serve_answers_on_port_and_stops_its_function_on_sigterm(tmp_path: 
     try:
         assert serve.stdout is not None
         banner = "".join(serve.stdout.readline() for _ in range(4))
-        assert f"http://127.0.0.1:{port}" in banner and "local endpoint" in banner
         children = psutil.Process(serve.pid).children(recursive=True)
-        assert children  # func.py under the fdk
+        assert children, banner  # func.py under the fdk
+        yield serve, port, children, banner
+    finally:
+        if serve.poll() is None:
+            serve.kill()
+        serve.communicate(timeout=15)
+
+
+def test_make_serve_answers_on_port_and_stops_its_function_on_sigterm(tmp_path: Path) -> None:
+    with _make_serve(tmp_path) as (serve, port, children, banner):
+        assert f"http://127.0.0.1:{port}" in banner and "local endpoint" in banner
         answer = httpx2.post(f"http://127.0.0.1:{port}/genai/chat", json={"prompt": "served"},
                              headers={"Authorization": f"Bearer {TOKEN}"}, timeout=30)
         assert answer.status_code == 200 and answer.json()["output_text"] == "Local answer to: served"
-    finally:
         serve.send_signal(signal.SIGTERM)
         output = serve.communicate(timeout=15)[0]
-    assert serve.returncode == 0
-    assert "POST /genai/chat 200" in output and TOKEN not in banner + output
-    _, alive = psutil.wait_procs(children, timeout=5)
-    assert alive == []
+        assert serve.returncode == 0
+        assert "POST /genai/chat 200" in output and TOKEN not in banner + output
+        _, alive = psutil.wait_procs(children, timeout=5)
+        assert alive == []
+
+
+@pytest.mark.parametrize("stop", [signal.SIGHUP, signal.SIGKILL], ids=["terminal-closed", "killed"])
+def test_the_function_never_outlives_make_serve(tmp_path: Path, stop: signal.Signals) -> None:
+    # given make serve running its function
+    with _make_serve(tmp_path) as (serve, _, children, _banner):
+        # when its terminal closes (SIGHUP), or it is killed and cannot clean up (SIGKILL)
+        serve.send_signal(stop)
+        serve.wait(timeout=15)
+        # then the function process goes too, within a few seconds
+        _, alive = psutil.wait_procs(children, timeout=5)
+        assert alive == []
+        assert serve.returncode == (0 if stop == signal.SIGHUP else -signal.SIGKILL)
+
+
+@pytest.mark.parametrize(
+    ("argv", "env", "bad"), [([], {"PORT": "abc"}, "abc"), (["--port", "abc"], {}, "abc"), (["--port", "70000"], {}, "70000")]
+)
+def test_a_bad_port_is_one_clear_line_and_exit_status_2(argv: list[str], env: dict[str, str], bad: str) -> None:
+    environ = {**os.environ, "PYTHONPATH": str(REPO_ROOT), **env}
+    done = subprocess.run(
+        [sys.executable, "-m", "genai_handler.local.gateway", *argv], env=environ, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    [error] = [line for line in done.stderr.splitlines() if not line.startswith("usage:")]
+    assert "port" in error.lower() and repr(bad) in error

@@ -9,6 +9,7 @@ sees what they would see in OCI.
 Where the function's calls go: the local signature-checking endpoint by default (no cloud
 account); real OCI Generative AI when GENAI_AUTH is session, user_principal or api_key, or when
 GENAI_PROJECT_OCID and GENAI_REGION are set, in the environment or in a `.env` file at the repo root.
+`make run` makes the same choice, with the same settings (upstream()).
 """
 
 from __future__ import annotations
@@ -18,26 +19,32 @@ import hmac
 import http.client
 import json
 import os
+import re
 import signal
+import socket
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
+from email.message import Message
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, BinaryIO
 
-from .agent import REPO_ROOT, FunctionProcess
-from .run import local_upstream
+from .agent import PATH_PREFIX, REPO_ROOT, FunctionProcess, routes
+from .endpoint import LocalEndpoint
+from .identity import LocalIdentity
 
 DEFAULT_PORT = 8080
-PATH_PREFIX = "/genai"  # the deployment's --path-prefix (docs/DEPLOY.md)
-DEPLOYMENT_SPEC = REPO_ROOT / "policies" / "apigateway-deployment.json"
 DOTENV = REPO_ROOT / ".env"
+LOCAL_PROJECT_OCID = "ocid1.generativeaiproject.oc1.us-chicago-1.aaaalocalproject"
 _DEFAULT_TIMEOUT_S = 30.0  # OCI Functions' default when func.yaml sets none
 _MAX_BODY_BYTES = 6 * 1024 * 1024  # OCI Functions' invoke payload limit
+_MAX_LINE_BYTES = 8192  # a chunk-size or trailer line
+_MAX_TRAILER_LINES = 100
 _REAL_AUTH_MODES = ("session", "user_principal", "api_key")
 # Settings that say where the function's calls go; the local endpoint sets its own.
 _UPSTREAM_SETTINGS = frozenset({
@@ -53,12 +60,6 @@ _NOT_FORWARDED = frozenset({
 })
 
 
-def routes(spec_path: Path = DEPLOYMENT_SPEC, prefix: str = PATH_PREFIX) -> tuple[str, ...]:
-    """The routed paths, read from the deployment specification so local and cloud never drift."""
-    spec = json.loads(spec_path.read_text(encoding="utf-8"))
-    return tuple(prefix + route["path"] for route in spec["routes"])
-
-
 def function_timeout(func_yaml: Path) -> float:
     """`timeout:` from func.yaml (seconds), read line by line to need no YAML parser."""
     try:
@@ -72,39 +73,126 @@ def function_timeout(func_yaml: Path) -> float:
     return _DEFAULT_TIMEOUT_S
 
 
+# python-dotenv's grammar (dotenv/parser.py, 1.x), step by step, without its ${VAR} interpolation.
+_ENV_BLANK = re.compile(r"\s*")
+_ENV_EXPORT = re.compile(r"(?:export[^\S\r\n]+)?")
+_ENV_KEY = re.compile(r"([^=\#\s]+)")
+_ENV_QUOTED_KEY = re.compile(r"'([^']+)'")
+_ENV_SPACE = re.compile(r"[^\S\r\n]*")
+_ENV_EQUALS = re.compile(r"=[^\S\r\n]*")
+_ENV_SINGLE = re.compile(r"'((?:\\'|[^'])*)'")
+_ENV_DOUBLE = re.compile(r'"((?:\\"|[^"])*)"')
+_ENV_UNQUOTED = re.compile(r"[^\r\n]*")
+_ENV_COMMENT = re.compile(r"(?:[^\S\r\n]*#[^\r\n]*)?")
+_ENV_END_OF_LINE = re.compile(r"[^\S\r\n]*(?:\r\n|\n|\r|$)")
+_ENV_REST_OF_LINE = re.compile(r"[^\r\n]*(?:\r|\n|\r\n)?")
+_ENV_DOUBLE_ESCAPES = re.compile(r"\\[\\'\"abfnrtv]")
+_ENV_SINGLE_ESCAPES = re.compile(r"\\[\\']")
+_ENV_ESCAPED = {"\\": "\\", "'": "'", '"': '"', "a": "\a", "b": "\b", "f": "\f", "n": "\n", "r": "\r", "t": "\t", "v": "\v"}
+
+
+class _Unparsable(Exception):
+    def __init__(self, at: int) -> None:
+        self.at = at
+
+
+def _expect(pattern: re.Pattern[str], text: str, at: int) -> re.Match[str]:
+    match = pattern.match(text, at)
+    if match is None:
+        raise _Unparsable(at)
+    return match
+
+
+def _dotenv_value(text: str, at: int) -> tuple[str, int]:
+    first = text[at:at + 1]
+    if first in ("'", '"'):
+        quoted, escapes = (_ENV_SINGLE, _ENV_SINGLE_ESCAPES) if first == "'" else (_ENV_DOUBLE, _ENV_DOUBLE_ESCAPES)
+        match = _expect(quoted, text, at)
+        return escapes.sub(lambda escape: _ENV_ESCAPED[escape.group(0)[1]], match.group(1)), match.end()
+    if first in ("", "\n", "\r"):
+        return "", at
+    match = _expect(_ENV_UNQUOTED, text, at)
+    return re.sub(r"\s+#.*", "", match.group(0)).rstrip(), match.end()
+
+
+def _dotenv_binding(text: str, at: int) -> tuple[str | None, str | None, int]:
+    at = _expect(_ENV_EXPORT, text, at).end()
+    key = None
+    if not text.startswith("#", at):
+        match = _expect(_ENV_QUOTED_KEY if text.startswith("'", at) else _ENV_KEY, text, at)
+        key, at = match.group(1), match.end()
+    at = _expect(_ENV_SPACE, text, at).end()
+    value = None
+    if text.startswith("=", at):
+        value, at = _dotenv_value(text, _expect(_ENV_EQUALS, text, at).end())
+    at = _expect(_ENV_COMMENT, text, at).end()
+    return key, value, _expect(_ENV_END_OF_LINE, text, at).end()
+
+
+def parse_dotenv(text: str) -> dict[str, str]:
+    """A .env file read as python-dotenv reads it, so a file that works with other tools works here:
+    `export` prefixes, quotes with their escapes, inline ` #` comments stripped from unquoted values;
+    a line it cannot parse is skipped from where parsing stopped, a key without `=` has no value."""
+    values: dict[str, str | None] = {}
+    at = 0
+    while at < len(text):
+        at = _ENV_BLANK.match(text, at).end()  # type: ignore[union-attr]  (\s* always matches)
+        if at == len(text):
+            break
+        try:
+            key, value, at = _dotenv_binding(text, at)
+        except _Unparsable as stuck:
+            at = _ENV_REST_OF_LINE.match(text, stuck.at).end()  # type: ignore[union-attr]
+            continue
+        if key is not None:
+            values[key] = value
+    return {key: value for key, value in values.items() if value is not None}
+
+
 def read_dotenv(path: Path = DOTENV) -> dict[str, str]:
-    """KEY=VALUE lines; blank lines, comments and `export ` prefixes allowed, quotes stripped."""
+    """The .env file's settings, none if there is no such file."""
     try:
-        lines = path.read_text(encoding="utf-8").splitlines()
+        return parse_dotenv(path.read_text(encoding="utf-8"))
     except OSError:
         return {}
-    values: dict[str, str] = {}
-    for line in lines:
-        line = line.strip()
-        if not line or line.startswith("#") or "=" not in line:
-            continue
-        key, _, value = line.removeprefix("export ").partition("=")
-        value = value.strip()
-        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
-            value = value[1:-1]
-        values[key.strip()] = value
-    return values
+
+
+def function_settings(environ: Mapping[str, str], dotenv: Mapping[str, str]) -> dict[str, str]:
+    """The GENAI_* settings `make run` and `make serve` hand the function: the environment wins over .env."""
+    return {key: value for key, value in {**dotenv, **environ}.items() if key.startswith("GENAI_")}
 
 
 def real_oci_settings(environ: Mapping[str, str], dotenv: Mapping[str, str]) -> dict[str, str] | None:
     """The function's environment for real OCI Generative AI, or None to use the local endpoint."""
-    merged = {**dotenv, **environ}  # the environment wins over .env
-    auth = merged.get("GENAI_AUTH", "").strip()
-    if auth not in _REAL_AUTH_MODES and not (merged.get("GENAI_PROJECT_OCID") and merged.get("GENAI_REGION")):
+    settings = function_settings(environ, dotenv)
+    auth = settings.get("GENAI_AUTH", "").strip()
+    if auth not in _REAL_AUTH_MODES and not (settings.get("GENAI_PROJECT_OCID") and settings.get("GENAI_REGION")):
         return None
-    env = {k: v for k, v in merged.items() if k.startswith("GENAI_") or k in _NETWORK_VARS}
+    network = {k: v for k, v in {**dotenv, **environ}.items() if k in _NETWORK_VARS}
+    env = {**network, **settings}
     env.setdefault("GENAI_AUTH", "session")  # a laptop has no resource principal
     return env
 
 
 @contextmanager
+def local_upstream(settings: Mapping[str, str] | None = None) -> Iterator[tuple[LocalIdentity, LocalEndpoint, dict[str, str]]]:
+    """A generated identity, the local endpoint trusting it, and the function environment for both."""
+    with tempfile.TemporaryDirectory(prefix="genai-local-") as workdir:
+        identity = LocalIdentity(workdir)
+        with LocalEndpoint(trusted_issuer=identity.issuer_public_key, project_ocid=LOCAL_PROJECT_OCID) as endpoint:
+            env = {
+                **identity.env(),
+                "GENAI_PROJECT_OCID": LOCAL_PROJECT_OCID,
+                "GENAI_BASE_URL": endpoint.base_url,
+                **(settings or {}),
+            }
+            yield identity, endpoint, env
+
+
+@contextmanager
 def upstream(environ: Mapping[str, str] | None = None, dotenv_path: Path = DOTENV) -> Iterator[tuple[dict[str, str], str]]:
-    """The function's environment and where its calls go: real OCI, or the local endpoint."""
+    """The function's environment and where its calls go: real OCI, or the local endpoint.
+    `make run` and `make serve` both start here, so the same settings mean the same thing."""
     environ = os.environ if environ is None else environ
     dotenv = read_dotenv(dotenv_path)
     real = real_oci_settings(environ, dotenv)
@@ -112,7 +200,7 @@ def upstream(environ: Mapping[str, str] | None = None, dotenv_path: Path = DOTEN
         where = real.get("GENAI_BASE_URL") or f"OCI Generative AI in {real.get('GENAI_REGION') or '?'}"
         yield real, f"{where} (GENAI_AUTH={real['GENAI_AUTH']})"
         return
-    behaviour = {k: v for k, v in {**dotenv, **environ}.items() if k.startswith("GENAI_") and k not in _UPSTREAM_SETTINGS}
+    behaviour = {k: v for k, v in function_settings(environ, dotenv).items() if k not in _UPSTREAM_SETTINGS}
     with local_upstream(behaviour) as (_, endpoint, env):
         yield env, f"the local endpoint {endpoint.base_url} (no cloud account)"
 
@@ -187,10 +275,15 @@ class LocalGateway:
 
     def _restart(self, why: str) -> None:
         assert self.function is not None
-        old = self.function
-        old.stop()
-        self._say(f"function process {old.pid} {why} (exit status {old.process.returncode if old.process else '?'}); restarting")
-        self.function = self._new_function()
+        function = self.function
+        pid = function.pid
+        function.stop()
+        self._say(f"function process {pid} {why} (exit status {function.process.returncode if function.process else '?'}); restarting")
+        function.restart()
+        self._restarted()
+
+    def _restarted(self) -> None:
+        assert self.function is not None
         self.restarts += 1
         self._say(f"function restarted (pid {self.function.pid})")
 
@@ -210,10 +303,12 @@ class LocalGateway:
             if not self.function.alive():
                 self._restart("had died")
                 return _gateway_error(502, "Bad Gateway: the function process had died; it was restarted")
+            pid = self.function.pid
             try:
                 answer = self.function.invoke(body, method=method, path=target, headers=forwarded, deadline_s=self.timeout_s)
-            except TimeoutError:
-                self._restart(f"ran past its {self.timeout_s:.0f} s timeout")
+            except TimeoutError:  # the agent has cut the call and replaced the container, as Fn does
+                self._say(f"function process {pid} ran past its {self.timeout_s:g} s timeout; killed and replaced")
+                self._restarted()
                 return _gateway_error(504, "Gateway Timeout: the function did not answer within its timeout")
             except (OSError, http.client.HTTPException):
                 self._restart("died during the call")
@@ -267,8 +362,76 @@ def _forwarded_headers(headers: list[tuple[str, str]], client: str) -> dict[str,
     return forwarded
 
 
+class _Refusal(Exception):
+    """A request API Gateway would refuse before the function sees it; the connection is then closed."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.answer = _gateway_error(status, message)
+
+
+def _read_body(headers: Message, rfile: BinaryIO) -> bytes:
+    """The request body, framed by Content-Length or chunked, capped at the invoke payload limit.
+
+    Framing that cannot be trusted is refused as RFC 9112 section 6.3 asks: Transfer-Encoding with
+    Content-Length, a Content-Length that is not one number, a transfer coding other than chunked."""
+    encodings = [coding.strip().lower() for value in headers.get_all("Transfer-Encoding", []) for coding in value.split(",")]
+    lengths = {length.strip() for value in headers.get_all("Content-Length", []) for length in value.split(",")}
+    if encodings:
+        if lengths:
+            raise _Refusal(400, "Bad Request: Content-Length and Transfer-Encoding together")
+        if encodings != ["chunked"]:
+            raise _Refusal(400, "Bad Request: the only transfer coding accepted is chunked")
+        return _read_chunked(rfile)
+    if not lengths:
+        return b""
+    if len(lengths) > 1:
+        raise _Refusal(400, "Bad Request: conflicting Content-Length headers")
+    (length,) = lengths
+    if not (length.isascii() and length.isdigit()):
+        raise _Refusal(400, "Bad Request: Content-Length is not a number of bytes")
+    if len(length) > 18 or int(length) > _MAX_BODY_BYTES:
+        raise _Refusal(413, "Payload Too Large")
+    return _read_exactly(rfile, int(length))
+
+
+def _read_chunked(rfile: BinaryIO) -> bytes:
+    """RFC 9112 section 7.1: hex size lines (extensions ignored), data, CRLF; a zero size; trailers."""
+    body = bytearray()
+    while True:
+        size = _read_line(rfile).partition(b";")[0].strip()
+        if not size or size.strip(b"0123456789abcdefABCDEF"):
+            raise _Refusal(400, "Bad Request: malformed chunked body")
+        if len(size) > 16 or len(body) + int(size, 16) > _MAX_BODY_BYTES:
+            raise _Refusal(413, "Payload Too Large")
+        if int(size, 16) == 0:
+            break
+        body += _read_exactly(rfile, int(size, 16))
+        if _read_line(rfile):
+            raise _Refusal(400, "Bad Request: malformed chunked body")
+    for _ in range(_MAX_TRAILER_LINES):
+        if not _read_line(rfile):
+            return bytes(body)
+    raise _Refusal(400, "Bad Request: malformed chunked body")
+
+
+def _read_line(rfile: BinaryIO) -> bytes:
+    line = rfile.readline(_MAX_LINE_BYTES + 1)
+    if len(line) > _MAX_LINE_BYTES or not line.endswith(b"\n"):
+        raise _Refusal(400, "Bad Request: malformed chunked body")
+    return line.rstrip(b"\r\n")
+
+
+def _read_exactly(rfile: BinaryIO, size: int) -> bytes:
+    data = rfile.read(size)
+    if len(data) < size:
+        raise _Refusal(400, "Bad Request: the body ended early")
+    return data
+
+
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
+    request_queue_size = socket.SOMAXCONN  # Python's default of 5 refuses a burst of callers
 
     def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler], gateway: LocalGateway) -> None:
         self.gateway = gateway
@@ -290,19 +453,19 @@ class _Handler(BaseHTTPRequestHandler):
     def do_POST(self) -> None:
         started = time.monotonic()
         gateway = self.server.gateway
-        if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
-            answer = _gateway_error(411, "Length Required: send Content-Length")
-            self.close_connection = True
-        elif int(self.headers.get("Content-Length") or 0) > _MAX_BODY_BYTES:
-            answer = _gateway_error(413, "Payload Too Large")
-            self.close_connection = True  # the unread body would be taken for the next request
+        try:
+            body = _read_body(self.headers, self.rfile)
+        except _Refusal as refusal:
+            answer = refusal.answer
+            self.close_connection = True  # what is left of the body would be taken for the next request
         else:
-            body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
             answer = gateway.handle(self.command, self.path, list(self.headers.items()), body, self.client_address[0])
         self.send_response(answer.status)
         for name, value in answer.headers.items():
             self.send_header(name, value)
         self.send_header("Content-Length", str(len(answer.body)))
+        if self.close_connection:
+            self.send_header("Connection", "close")
         self.end_headers()
         if self.command != "HEAD":
             self.wfile.write(answer.body)
@@ -311,13 +474,34 @@ class _Handler(BaseHTTPRequestHandler):
     do_GET = do_PUT = do_PATCH = do_DELETE = do_HEAD = do_OPTIONS = do_POST
 
 
+def parse_port(text: str) -> int:
+    """A TCP port number (0: any free port); ValueError with a message for anything else."""
+    if not (text.isascii() and text.isdigit()) or len(text) > 5 or int(text) > 65535:
+        raise ValueError(f"a port is a number from 0 to 65535, not {text!r}")
+    return int(text)
+
+
+def _port_argument(text: str) -> int:
+    try:
+        return parse_port(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--port", type=int, default=None, help=f"port on 127.0.0.1 (default: $PORT or {DEFAULT_PORT})")
+    parser.add_argument("--port", type=_port_argument, default=None, help=f"port on 127.0.0.1 (default: $PORT or {DEFAULT_PORT})")
     args = parser.parse_args(argv)
-    port = args.port if args.port is not None else int(os.environ.get("PORT") or DEFAULT_PORT)
+    port = args.port
+    if port is None:
+        try:
+            port = parse_port(os.environ.get("PORT") or str(DEFAULT_PORT))
+        except ValueError as exc:
+            print(f"PORT: {exc}", file=sys.stderr)
+            return 2
     token = os.environ.get("LOCAL_GATEWAY_TOKEN") or read_dotenv().get("LOCAL_GATEWAY_TOKEN")
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # unwind, so the function process is stopped too
+    for stop in (signal.SIGTERM, signal.SIGHUP):  # unwind, so the function process is stopped too
+        signal.signal(stop, lambda *_: sys.exit(0))
     with upstream() as (env, where):
         try:
             gateway = LocalGateway(env, port=port, token=token).start()

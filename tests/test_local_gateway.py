@@ -314,6 +314,11 @@ def test_the_repo_func_yaml_timeout_is_the_default_deadline() -> None:
     assert function_timeout(REPO_ROOT / "no-such-func.yaml") == 30
 
 
+def test_a_func_yaml_timeout_that_is_not_ascii_digits_gives_the_default(tmp_path: Path) -> None:
+    (tmp_path / "func.yaml").write_text("timeout: \u00b2\n", encoding="utf-8")  # str.isdigit() says yes
+    assert function_timeout(tmp_path / "func.yaml") == 30
+
+
 def test_dotenv_values_are_read_as_python_dotenv_reads_them() -> None:
     text = (
         "GENAI_MODEL=from-dotenv   # the model, says a comment\n"

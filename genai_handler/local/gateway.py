@@ -68,7 +68,7 @@ def function_timeout(func_yaml: Path) -> float:
         return _DEFAULT_TIMEOUT_S
     for line in lines:
         key, _, value = line.partition("#")[0].partition(":")
-        if key == "timeout" and value.strip().isdigit():
+        if key == "timeout" and value.strip().isascii() and value.strip().isdigit():
             return float(value.strip())
     return _DEFAULT_TIMEOUT_S
 

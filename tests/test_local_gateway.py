@@ -300,10 +300,10 @@ def test_a_function_past_its_deadline_is_cut_with_504_and_replaced(tmp_path: Pat
         pid = gw.function.pid
         started = time.monotonic()
         # when a call runs past it
-        answer = httpx2.post(f"{gw.url}/genai/chat", content=b"sleep 8", timeout=30)
+        answer = httpx2.post(f"{gw.url}/genai/chat", content=b"sleep 20", timeout=60)
         # then the caller gets the gateway's 504 at the deadline, not the late answer
         body = _gateway_error(answer, 504)
-        assert "timeout" in body["message"] and time.monotonic() - started < 5
+        assert "timeout" in body["message"] and time.monotonic() - started < 10
         # and the container was replaced, said so, and the new one answers
         assert gw.restarts == 1 and gw.function.pid != pid and f"function process {pid}" in console.getvalue()
         assert httpx2.post(f"{gw.url}/genai/chat", content=b"sleep 0").status_code == 200

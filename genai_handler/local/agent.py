@@ -29,7 +29,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, NoReturn
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 PATH_PREFIX = "/genai"  # the deployment's --path-prefix (docs/deploy.md)
@@ -293,7 +293,7 @@ class FunctionProcess:
             return Invocation(reply.status, received, content, gateway)
         raise AssertionError("unreachable")
 
-    def _shut_down_after_timeout(self, deadline_s: float) -> None:
+    def _shut_down_after_timeout(self, deadline_s: float) -> NoReturn:
         """The Fn agent's container contract: a container that ran past the deadline cannot
         continue; the next call gets a new one."""
         if self.process is not None and self.process.poll() is None:

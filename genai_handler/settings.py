@@ -131,7 +131,7 @@ def _setting_name(field_name: str) -> str:
 
 @dataclass(frozen=True)
 class Settings:
-    """The function's configuration; see the README's Settings table for each one's meaning."""
+    """The function's configuration; see docs/settings.md for each one's meaning."""
 
     project_ocid: str
     region: str = ""

@@ -9,7 +9,9 @@
     ├── MisconfiguredError      500   misconfigured: a setting or the credentials are wrong
     ├── InternalError           500   internal_error: a bug in this function
     ├── UpstreamAuthError       502   upstream_auth: OCI answered 401/403/404 (IAM, project, region)
-    ├── UpstreamError           502   upstream_error: OCI 5xx, connection failure, unreadable answer
+    ├── UpstreamError           502   upstream_error: OCI 5xx/408/409 or an answer saying it failed
+    │                                 (after retries), OCI unreachable (refused, reset, connect
+    │                                 timeout), an unreadable answer, a model not deployed in the region
     └── UpstreamTimeout         504   timeout: no answer before the invocation deadline
 
 The caller sees `{"error": {"type", "message", "request_id"}}`; on the OpenAI-compatible route

@@ -199,9 +199,11 @@ def _status_failure(exc: openai.APIStatusError) -> tuple[HandlerError, bool, flo
     if status == 429:
         return RateLimited("OCI Generative AI is throttling requests; retry later", request_id=request_id), \
             True, _retry_after(exc.response)
-    missing = _model_not_found(exc.response) if status == 500 else None
+    missing = model_not_deployed(exc.response) if status == 500 else None
     if missing is not None:
-        return UpstreamError(missing, request_id=request_id), False, None
+        message = (f"model {missing[0]} is not available in OCI Generative AI region {missing[1]}: use a model "
+                   "this region offers (GENAI_MODEL, GENAI_ALLOWED_MODELS) or another region")
+        return UpstreamError(message, request_id=request_id), False, None
     if status >= 500 or status in _RETRIED_STATUSES:
         return UpstreamError(f"OCI Generative AI failed ({described}); retry later", request_id=request_id), \
             True, _retry_after(exc.response)
@@ -244,17 +246,15 @@ def _identifier(value: object) -> str:
     return value if isinstance(value, str) and _IDENTIFIER.fullmatch(value) else ""
 
 
-def _model_not_found(response: httpx2.Response) -> str | None:
-    """OCI answers an unknown or undeployed model with a 500 that retrying never fixes."""
+def model_not_deployed(response: httpx2.Response) -> tuple[str, str] | None:
+    """(model, region) when the body is OCI's answer for an unknown or undeployed model: a 500
+    that retrying never fixes. Only text matching OCI's exact wording is read (the doctor uses it too)."""
     try:
         message = response.json().get("message")
     except Exception:
         return None
     found = _MODEL_NOT_FOUND.fullmatch(message) if isinstance(message, str) else None
-    if found is None:
-        return None
-    return (f"model {found['model']} is not available in OCI Generative AI region {found['region']}: "
-            "use a model this region offers (GENAI_MODEL, GENAI_ALLOWED_MODELS) or another region")
+    return (found["model"], found["region"]) if found else None
 
 
 def _retry_after(response: httpx2.Response) -> float | None:

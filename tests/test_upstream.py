@@ -310,3 +310,18 @@ def test_a_5xx_asking_for_a_long_wait_passes_its_retry_after_on(call, upstream: 
     with pytest.raises(UpstreamError) as caught:
         call(budget_s=10)
     assert caught.value.retry_after == 45 and len(upstream.requests) == 1
+
+
+@pytest.mark.parametrize(
+    ("message", "found"),
+    [
+        (f"Internal Server Error: Model '{DEFAULT_MODEL}' not found or not deployed in region eu-frankfurt-1",
+         (DEFAULT_MODEL, "eu-frankfurt-1")),
+        ("Internal Server Error: Model 'a b' not found or not deployed in region eu-frankfurt-1", None),
+        ("Internal Server Error: Model '<script>' not found or not deployed in region x", None),
+        ("Internal Server Error", None),
+    ],
+)
+def test_model_not_deployed_reads_only_oci_s_exact_wording(message: str, found: tuple[str, str] | None) -> None:
+    response = httpx2.Response(500, content=json.dumps({"code": "500", "message": message}).encode())
+    assert upstream_module.model_not_deployed(response) == found

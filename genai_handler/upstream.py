@@ -199,11 +199,9 @@ def _status_failure(exc: openai.APIStatusError) -> tuple[HandlerError, bool, flo
     if status == 429:
         return RateLimited("OCI Generative AI is throttling requests; retry later", request_id=request_id), \
             True, _retry_after(exc.response)
-    missing = model_not_deployed(exc.response) if status == 500 else None
+    missing = _model_not_found(exc.response) if status == 500 else None
     if missing is not None:
-        message = (f"model {missing[0]} is not available in OCI Generative AI region {missing[1]}: use a model "
-                   "this region offers (GENAI_MODEL, GENAI_ALLOWED_MODELS) or another region")
-        return UpstreamError(message, request_id=request_id), False, None
+        return UpstreamError(missing, request_id=request_id), False, None
     if status >= 500 or status in _RETRIED_STATUSES:
         return UpstreamError(f"OCI Generative AI failed ({described}); retry later", request_id=request_id), \
             True, _retry_after(exc.response)
@@ -255,6 +253,15 @@ def model_not_deployed(response: httpx2.Response) -> tuple[str, str] | None:
         return None
     found = _MODEL_NOT_FOUND.fullmatch(message) if isinstance(message, str) else None
     return (found["model"], found["region"]) if found else None
+
+
+def _model_not_found(response: httpx2.Response) -> str | None:
+    """The caller's message for OCI's model-not-found answer, else None (the doctor shows it too)."""
+    missing = model_not_deployed(response)
+    if missing is None:
+        return None
+    return (f"model {missing[0]} is not available in OCI Generative AI region {missing[1]}: use a model "
+            "this region offers (GENAI_MODEL, GENAI_ALLOWED_MODELS) or another region")
 
 
 def _retry_after(response: httpx2.Response) -> float | None:

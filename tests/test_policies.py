@@ -342,14 +342,72 @@ def test_given_malformed_input_when_run_as_a_process_then_exit_2_one_line_no_tra
 # --- the gateway specification through the renderer -------------------------------------
 
 
+_ISSUER = "https://identity.oraclecloud.com/"
+_JWKS_URI = "https://idcs-1.identity.oraclecloud.com/admin/v1/SigningCert/jwk"
+_ORIGIN = "https://app.example.com"
+
+
 def test_given_gateway_values_when_rendered_then_every_placeholder_is_filled() -> None:
     # given
     audience = "api://genai?team='a'&x=1"
     # when
-    spec = policies.render_gateway_spec(FUNCTION, "https://identity.oraclecloud.com/", audience,
-                                        "https://idcs-1.identity.oraclecloud.com/admin/v1/SigningCert/jwk",
-                                        "https://app.example.com")
+    spec = policies.render_gateway_spec(FUNCTION, _ISSUER, audience, _JWKS_URI, _ORIGIN)
     # then
     assert "${" not in json.dumps(spec)
-    assert spec["requestPolicies"]["authentication"]["audiences"] == [audience]
+    claims = spec["requestPolicies"]["authentication"]["validationPolicy"]["additionalValidationPolicy"]
+    assert claims == {"issuers": [_ISSUER], "audiences": [audience]}
     assert {route["backend"]["functionId"] for route in spec["routes"]} == {FUNCTION}
+
+
+def test_given_the_spec_when_rendered_then_the_gateway_validates_tokens_as_oracle_recommends_for_new_deployments() -> None:
+    """Oracle recommends TOKEN_AUTHENTICATION, not JWT_AUTHENTICATION, for new deployments ("Validating
+    Tokens to Add Authentication and Authorization to API Deployments", docs.oracle.com/en-us/iaas/Content/
+    APIGateway/Tasks/apigatewayusingjwttokens.htm). Field names: the oci SDK's TokenAuthenticationPolicy,
+    TokenAuthenticationRemoteJWKSValidationPolicy and AdditionalValidationPolicy."""
+    # given
+    audience = "https://genai-api.example.com/"
+    # when
+    auth = policies.render_gateway_spec(FUNCTION, _ISSUER, audience, _JWKS_URI, _ORIGIN)["requestPolicies"]["authentication"]
+    # then
+    assert auth == {
+        "type": "TOKEN_AUTHENTICATION",
+        "isAnonymousAccessAllowed": False,
+        "tokenHeader": "Authorization",
+        "tokenAuthScheme": "Bearer",
+        "maxClockSkewInSeconds": 60,
+        "validationPolicy": {
+            "type": "REMOTE_JWKS",
+            "uri": _JWKS_URI,
+            "isSslVerifyDisabled": False,
+            "maxCacheDurationInHours": 1,
+            "additionalValidationPolicy": {"issuers": [_ISSUER], "audiences": [audience]},
+        },
+    }
+
+
+def test_given_the_spec_file_when_filled_by_hand_then_the_renderer_prints_the_same_spec(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # given: what Terraform's templatefile() would make of the file
+    values = {"FUNCTION_OCID": FUNCTION, "ISSUER": _ISSUER, "AUDIENCE": "https://genai-api.example.com/",
+              "JWKS_URI": _JWKS_URI, "CORS_ALLOWED_ORIGIN": _ORIGIN}
+    template = (ROOT / "policies" / "apigateway-deployment.json").read_text(encoding="utf-8")
+    # when
+    code = policies.main(["--format", "gateway-spec", "--function-ocid", FUNCTION, "--issuer", _ISSUER,
+                          "--audience", values["AUDIENCE"], "--jwks-uri", _JWKS_URI, "--cors-allowed-origin", _ORIGIN])
+    # then
+    assert code == 0
+    assert json.loads(capsys.readouterr().out) == json.loads(policies.fill(template, values))
+    assert set(re.findall(r"\$\{([A-Z_]+)\}", template)) == set(values)
+
+
+def test_given_the_custom_authorizer_block_when_filled_then_it_replaces_the_token_check_one_for_one() -> None:
+    # given
+    text = (ROOT / "policies" / "apigateway-authentication-custom-function.json").read_text(encoding="utf-8")
+    # when
+    block = json.loads(policies.fill(text, {"AUTHORIZER_FUNCTION_OCID": FUNCTION}))
+    spec = policies.render_gateway_spec(FUNCTION, _ISSUER, "aud", _JWKS_URI, _ORIGIN)
+    # then: same header, anonymous access still off
+    auth = spec["requestPolicies"]["authentication"]
+    assert block["type"] == "CUSTOM_AUTHENTICATION" and block["functionId"] == FUNCTION
+    assert (block["tokenHeader"], block["isAnonymousAccessAllowed"]) == (auth["tokenHeader"], False)

@@ -162,7 +162,7 @@ def _check_reachable(settings: Settings, check: Any) -> bool:
 def _check_call(settings: Settings, check: Any) -> bool:
     import httpx2  # noqa: PLC0415
 
-    from .upstream import _model_not_found, make_auth, oci_error_code  # noqa: PLC0415
+    from .upstream import make_auth, model_not_deployed, oci_error_code  # noqa: PLC0415
 
     name = "call"
     headers = {"OpenAI-Project": settings.project_ocid}
@@ -175,7 +175,7 @@ def _check_call(settings: Settings, check: Any) -> bool:
         auth = make_auth(settings)
         with httpx2.Client(auth=auth, timeout=httpx2.Timeout(_CALL_TIMEOUT_S, connect=_CONNECT_TIMEOUT_S)) as client:
             response = client.post(f"{settings.base_url}/responses", headers=headers, json=probe)
-            missing = _model_not_found(response) if response.status_code == 500 else None
+            missing = model_not_deployed(response) if response.status_code == 500 else None
             refused = response.status_code == 400 or missing is not None
             offered = _model_ids(client.get(f"{settings.base_url}/models", headers=headers)) if refused else set()
     except MisconfiguredError as exc:
@@ -187,7 +187,9 @@ def _check_call(settings: Settings, check: Any) -> bool:
     if status == 200:
         return check(name, True, f"signed call accepted ({seen}); {settings.model} answered")
     if missing is not None:  # OCI's 500 for a model the region does not serve: retrying never helps
-        return check(name, False, f"{missing.partition(':')[0]} ({seen})", _model_fix(offered))
+        model, region = missing
+        return check(name, False, f"model {model} is not available in OCI Generative AI region {region} ({seen})",
+                     _model_fix(offered))
     if status == 400:
         return check(name, False, f"OCI refused the call to model {settings.model} ({seen}): the model may not be "
                      "offered here, or may not accept the function's fields", _model_fix(offered))

@@ -256,7 +256,7 @@ def model_not_deployed(response: httpx2.Response) -> tuple[str, str] | None:
 
 
 def _model_not_found(response: httpx2.Response) -> str | None:
-    """The caller's message for OCI's model-not-found answer, else None (the doctor shows it too)."""
+    """The caller's message for OCI's model-not-found answer, else None."""
     missing = model_not_deployed(response)
     if missing is None:
         return None

@@ -282,6 +282,17 @@ def test_given_any_model_when_asked_then_it_answers_for_that_model(endpoint: Loc
     assert response.json()["model"] == "vendor.some-new-model-9"
 
 
+def test_given_a_token_whose_jwk_is_a_json_string_when_signed_then_accepted(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Real OCI session tokens carry `jwk` as JSON text (see auth.py); the endpoint must read both forms."""
+    identity = LocalIdentity(tmp_path / "rp", jwk_as_string=True)
+    with LocalEndpoint(trusted_issuer=identity.issuer_public_key) as endpoint:
+        response = _send(_signed(endpoint, _rp_signer(identity, monkeypatch)))
+
+    assert response.status_code == 200
+
+
 def test_given_a_model_declared_unavailable_when_asked_then_oci_s_model_not_found(identity: LocalIdentity) -> None:
     with LocalEndpoint(unavailable_models=[MODEL], region="eu-frankfurt-1") as endpoint:
         endpoint.register_bearer(BEARER)

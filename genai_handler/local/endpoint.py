@@ -329,6 +329,11 @@ class LocalEndpoint:
         if not isinstance(claims.get("exp"), (int, float)) or claims["exp"] < time.time():
             raise _AuthError("token expired")
         jwk = claims.get("jwk") or {}
+        if isinstance(jwk, str):  # real OCI tokens carry it as a JSON string (auth.py says where that is seen)
+            try:
+                jwk = json.loads(jwk)
+            except ValueError:
+                raise _AuthError("token has no usable jwk") from None
         try:
             n = int.from_bytes(_b64url_decode(jwk["n"]), "big")
             e = int.from_bytes(_b64url_decode(jwk["e"]), "big")

@@ -12,7 +12,7 @@ PIP_INSTALL   := $(BIN)/python -m pip install --quiet --disable-pip-version-chec
 SUPPORTED     := -c 'import sys; sys.exit(sys.version_info < (3, 11))'
 
 .DEFAULT_GOAL := help
-.PHONY: help run test bench serve doctor clean
+.PHONY: help run test bench serve doctor clean stack image
 
 help:  ## list the targets
 	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/^([a-z]+):.*## /  make \1\t/'
@@ -48,6 +48,12 @@ doctor: $(RUNTIME_STAMP)  ## check settings, credentials, network and IAM, with 
 
 bench: $(DEV_STAMP)  ## this function vs the documented way, side by side (builds two venvs)
 	$(BIN)/python bench/bench.py
+
+stack:  ## the Resource Manager zip (dist/genai-stack.zip) for the one-step deploy (docs/deploy-stack.md)
+	$(PYTHON) -m genai_handler.local.stack zip
+
+image:  ## fn build + docker push the function image, print its URL (REGION=... NAMESPACE=...)
+	$(PYTHON) -m genai_handler.local.stack image --region "$(REGION)" --namespace "$(NAMESPACE)"
 
 clean:  ## remove .venv and the test caches (the next make rebuilds .venv)
 	rm -rf $(VENV) .pytest_cache .hypothesis

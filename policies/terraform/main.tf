@@ -1,10 +1,23 @@
 locals {
-  # The plain-text templates and the gateway specification one folder up are the single
-  # source of truth, shared with `python -m genai_handler.policies`.
-  kit = "${path.module}/.."
+  # The plain-text templates and the gateway specification are the single source of truth,
+  # shared with `python -m genai_handler.policies`: one folder up in the repository, beside
+  # the .tf files in the Resource Manager zip that `make stack` builds.
+  kit     = fileexists("${path.module}/function-policy.txt") ? path.module : "${path.module}/.."
+  profile = var.oci_config_profile == "" ? null : var.oci_config_profile
+
+  region_names = { for region in data.oci_identity_regions.all.regions : region.key => region.name }
+  home_region  = local.region_names[data.oci_identity_tenancy.this.home_region_key]
+  # OCIR host names use the lower-case region key (OCI docs, "Preparing for Container Registry").
+  region_key = lower(one([for region in data.oci_identity_regions.all.regions : region.key if region.name == var.region]))
+  # What `fn build` tags with the manual path's registry: <FN_REGISTRY>/<func.yaml name>:<version>
+  # (fn CLI, common/funcfile.go ImageNameV20180708), the registry being <key>.ocir.io/<namespace>/genai.
+  image_repository = "${local.region_key}.ocir.io/${data.oci_objectstorage_namespace.this.namespace}/${var.repository_name}"
 
   gateway_compartment_ocid = coalesce(var.gateway_compartment_ocid, var.compartment_ocid)
   genai_compartment_ocid   = coalesce(var.genai_project_compartment_ocid, var.compartment_ocid)
+  genai_project_ocid       = var.create_genai_project ? one(oci_generative_ai_project.this[*].id) : var.genai_project_ocid
+  function_count           = var.function_image == "" ? 0 : 1
+  function_ocid            = one(oci_functions_function.this[*].id)
 
   policy_values = {
     DYNAMIC_GROUP             = var.dynamic_group_name
@@ -17,11 +30,12 @@ locals {
   function_statements = [for line in split("\n", templatefile("${local.kit}/function-policy.txt", local.policy_values)) : trimspace(line) if trimspace(line) != "" && !startswith(trimspace(line), "#")]
   gateway_statements  = [for line in split("\n", templatefile("${local.kit}/gateway-policy.txt", local.policy_values)) : trimspace(line) if trimspace(line) != "" && !startswith(trimspace(line), "#")]
   compartment_rule    = one([for line in split("\n", templatefile("${local.kit}/dynamic-group.txt", local.policy_values)) : trimspace(line) if trimspace(line) != "" && !startswith(trimspace(line), "#")])
-  function_rule       = one([for line in split("\n", templatefile("${local.kit}/dynamic-group-one-function.txt", { FUNCTION_OCID = oci_functions_function.this.id })) : trimspace(line) if trimspace(line) != "" && !startswith(trimspace(line), "#")])
+  function_rule       = one([for line in split("\n", templatefile("${local.kit}/dynamic-group-one-function.txt", { FUNCTION_OCID = coalesce(local.function_ocid, "none") })) : trimspace(line) if trimspace(line) != "" && !startswith(trimspace(line), "#")])
 
-  # Every GENAI_* setting; null ones are left out so the function uses its default.
+  # Every GENAI_* setting the function reads from config; null ones are left out so the
+  # function uses its default.
   genai_settings = {
-    GENAI_PROJECT_OCID           = var.genai_project_ocid
+    GENAI_PROJECT_OCID           = local.genai_project_ocid
     GENAI_REGION                 = var.genai_region
     GENAI_BASE_URL               = var.genai_base_url
     GENAI_MODEL                  = var.genai_model
@@ -37,11 +51,17 @@ locals {
     GENAI_ALLOW_STORED_RESPONSES = var.genai_allow_stored_responses
   }
 
+  # An identity domain issues tokens as https://identity.oraclecloud.com/ and publishes its keys
+  # at <domain URL>/admin/v1/SigningCert/jwk (docs/deploy.md, step 7).
+  domain_url     = trimsuffix(var.identity_domain_url, "/")
+  token_issuer   = local.domain_url != "" ? "https://identity.oraclecloud.com/" : var.token_issuer
+  token_jwks_uri = local.domain_url != "" ? "${local.domain_url}/admin/v1/SigningCert/jwk" : var.token_jwks_uri
+
   spec = jsondecode(templatefile("${local.kit}/apigateway-deployment.json", {
-    FUNCTION_OCID       = oci_functions_function.this.id
-    ISSUER              = var.jwt_issuer
-    AUDIENCE            = var.jwt_audience
-    JWKS_URI            = var.jwt_jwks_uri
+    FUNCTION_OCID       = coalesce(local.function_ocid, "none")
+    ISSUER              = local.token_issuer
+    AUDIENCE            = var.token_audience
+    JWKS_URI            = local.token_jwks_uri
     CORS_ALLOWED_ORIGIN = var.cors_allowed_origin
   }))
   auth = local.spec.requestPolicies.authentication
@@ -49,16 +69,43 @@ locals {
   cors = local.spec.requestPolicies.cors
 }
 
-# --- Identity ------------------------------------------------------------------
+# --- Generative AI project and container repository -----------------------------------
+
+resource "oci_generative_ai_project" "this" {
+  count          = var.create_genai_project ? 1 : 0
+  compartment_id = local.genai_compartment_ocid
+  display_name   = var.genai_project_name
+  description    = "Project of the genai function's OpenAI-compatible calls"
+}
+
+resource "oci_artifacts_container_repository" "this" {
+  count          = var.create_repository ? 1 : 0
+  compartment_id = var.compartment_ocid
+  display_name   = var.repository_name
+  is_public      = false
+}
+
+# --- Identity (home region) ----------------------------------------------------------
 
 resource "oci_identity_dynamic_group" "functions" {
+  count          = var.create_iam ? 1 : 0
+  provider       = oci.home
   compartment_id = var.tenancy_ocid
   name           = var.dynamic_group_name
   description    = "Functions that call OCI Generative AI"
   matching_rule  = var.pin_dynamic_group_to_function ? local.function_rule : local.compartment_rule
+
+  lifecycle {
+    precondition {
+      condition     = !var.pin_dynamic_group_to_function || local.function_count == 1
+      error_message = "pin_dynamic_group_to_function needs the function: set function_image."
+    }
+  }
 }
 
 resource "oci_identity_policy" "genai" {
+  count          = var.create_iam ? 1 : 0
+  provider       = oci.home
   compartment_id = local.genai_compartment_ocid
   name           = "${var.dynamic_group_name}-genai"
   description    = "Functions in dynamic group ${var.dynamic_group_name} may call OCI Generative AI"
@@ -67,44 +114,74 @@ resource "oci_identity_policy" "genai" {
 }
 
 resource "oci_identity_policy" "gateway" {
+  count          = var.create_iam ? 1 : 0
+  provider       = oci.home
   compartment_id = var.compartment_ocid
   name           = "${var.dynamic_group_name}-gateway"
   description    = "API Gateway may invoke the functions in this compartment"
   statements     = local.gateway_statements
 }
 
-# --- Function ------------------------------------------------------------------
+# --- Function ------------------------------------------------------------------------
 
 resource "oci_functions_application" "this" {
   compartment_id = var.compartment_ocid
-  display_name   = "${var.name}-app"
-  subnet_ids     = [var.function_subnet_ocid]
+  display_name   = var.application_name
+  subnet_ids     = [local.function_subnet]
+
+  lifecycle {
+    precondition {
+      condition     = local.function_subnet != "" && local.gateway_subnet != ""
+      error_message = "create_network = false needs function_subnet_ocid and gateway_subnet_ocid."
+    }
+  }
 }
 
 resource "oci_functions_function" "this" {
+  count              = local.function_count
   application_id     = oci_functions_application.this.id
-  display_name       = "${var.name}-handler"
+  display_name       = var.function_name
   image              = var.function_image
   memory_in_mbs      = var.function_memory_in_mbs
   timeout_in_seconds = var.function_timeout_in_seconds
-  config             = { for key, value in local.genai_settings : key => tostring(value) if value != null }
+  # Resource Manager may pass a field left blank as "": that too means the default.
+  config             = { for key, value in local.genai_settings : key => tostring(value) if value != null && value != "" }
+
+  lifecycle {
+    precondition {
+      condition     = local.genai_project_ocid != ""
+      error_message = "create_genai_project = false needs genai_project_ocid."
+    }
+  }
+
+  depends_on = [oci_artifacts_container_repository.this]
 }
 
-# --- API Gateway -----------------------------------------------------------------
+# The same tag scheme as the manual path; another repository works, but then the two paths
+# describe different images.
+check "image_is_the_manual_paths" {
+  assert {
+    condition     = var.function_image == "" || startswith(var.function_image, "${local.image_repository}:")
+    error_message = "function_image is not in ${local.image_repository}: `make image` pushes <that>:<func.yaml version>."
+  }
+}
+
+# --- API Gateway ---------------------------------------------------------------------
 
 resource "oci_apigateway_gateway" "this" {
   compartment_id = local.gateway_compartment_ocid
-  display_name   = "${var.name}-gateway"
+  display_name   = var.gateway_name
   endpoint_type  = var.gateway_endpoint_type
-  subnet_id      = var.gateway_subnet_ocid
+  subnet_id      = local.gateway_subnet
 }
 
-# The provider takes the specification as blocks, not JSON: every field below is read
-# from ../apigateway-deployment.json (tests/test_deploy_kit.py proves none is missed).
+# The provider takes the specification as blocks, not JSON: every field below is read from
+# apigateway-deployment.json (tests/test_stack.py proves none is missed or misread).
 resource "oci_apigateway_deployment" "this" {
+  count          = local.function_count
   compartment_id = local.gateway_compartment_ocid
   gateway_id     = oci_apigateway_gateway.this.id
-  display_name   = "${var.name}-deployment"
+  display_name   = var.deployment_name
   path_prefix    = var.path_prefix
 
   specification {
@@ -114,15 +191,18 @@ resource "oci_apigateway_deployment" "this" {
         is_anonymous_access_allowed = local.auth.isAnonymousAccessAllowed
         token_header                = local.auth.tokenHeader
         token_auth_scheme           = local.auth.tokenAuthScheme
-        issuers                     = local.auth.issuers
-        audiences                   = local.auth.audiences
         max_clock_skew_in_seconds   = local.auth.maxClockSkewInSeconds
 
-        public_keys {
-          type                        = local.auth.publicKeys.type
-          uri                         = local.auth.publicKeys.uri
-          is_ssl_verify_disabled      = local.auth.publicKeys.isSslVerifyDisabled
-          max_cache_duration_in_hours = local.auth.publicKeys.maxCacheDurationInHours
+        validation_policy {
+          type                        = local.auth.validationPolicy.type
+          uri                         = local.auth.validationPolicy.uri
+          is_ssl_verify_disabled      = local.auth.validationPolicy.isSslVerifyDisabled
+          max_cache_duration_in_hours = local.auth.validationPolicy.maxCacheDurationInHours
+
+          additional_validation_policy {
+            issuers   = local.auth.validationPolicy.additionalValidationPolicy.issuers
+            audiences = local.auth.validationPolicy.additionalValidationPolicy.audiences
+          }
         }
       }
 
@@ -158,6 +238,17 @@ resource "oci_apigateway_deployment" "this" {
           function_id = routes.value.backend.functionId
         }
       }
+    }
+  }
+
+  lifecycle {
+    precondition {
+      condition     = local.token_issuer != "" && local.token_jwks_uri != ""
+      error_message = "Set identity_domain_url, or token_issuer and token_jwks_uri."
+    }
+    precondition {
+      condition     = local.domain_url == "" || endswith(var.token_audience, "/")
+      error_message = "An identity domain's primary audience ends with '/' (https://genai-api.example.com/): token_audience must equal it exactly."
     }
   }
 

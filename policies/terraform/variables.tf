@@ -1,24 +1,28 @@
-# --- Where things go ---------------------------------------------------------
+# Inputs are only what a person must decide. Defaults name every resource as docs/deploy.md's
+# manual steps do, so the two paths describe one deployment (never apply both to one function).
+# schema.yaml declares the same variables for Resource Manager (tests/test_stack.py checks it).
 
-variable "region" {
-  description = "OCI region of the function and the gateway, e.g. us-chicago-1."
-  type        = string
-}
-
-variable "oci_config_profile" {
-  description = "Profile in ~/.oci/config that Terraform authenticates with."
-  type        = string
-  default     = "DEFAULT"
-}
+# --- Where things go (Resource Manager fills these three in) -------------------
 
 variable "tenancy_ocid" {
   description = "Tenancy OCID: dynamic groups always live in the tenancy (Default identity domain)."
   type        = string
 }
 
-variable "compartment_ocid" {
-  description = "Compartment of the Functions application and function."
+variable "region" {
+  description = "OCI region of the function and the gateway, e.g. us-chicago-1."
   type        = string
+}
+
+variable "compartment_ocid" {
+  description = "Compartment of the network, the repository, the application and the function."
+  type        = string
+}
+
+variable "oci_config_profile" {
+  description = "Profile in ~/.oci/config that a local `terraform apply` authenticates with. Empty: DEFAULT. Resource Manager ignores it."
+  type        = string
+  default     = ""
 }
 
 variable "gateway_compartment_ocid" {
@@ -28,33 +32,143 @@ variable "gateway_compartment_ocid" {
 }
 
 variable "genai_project_compartment_ocid" {
-  description = "Compartment that holds the Generative AI project; the function may use generative-ai-family only there. Empty: compartment_ocid."
+  description = "Compartment of the Generative AI project; the function may use generative-ai-family only there. Empty: compartment_ocid."
+  type        = string
+  default     = ""
+}
+
+# --- Network: create, or reuse two subnets ---------------------------------------
+
+variable "create_network" {
+  description = "true: create a VCN with a private function subnet and a public gateway subnet. false: use function_subnet_ocid and gateway_subnet_ocid."
+  type        = bool
+  default     = true
+}
+
+variable "vcn_cidr" {
+  description = "CIDR of the VCN the stack creates; the subnets take the first two /24 blocks after the first."
+  type        = string
+  default     = "10.0.0.0/16"
+}
+
+variable "function_egress" {
+  description = "How the function subnet reaches the Generative AI endpoint: SERVICE_GATEWAY (All <region> Services in Oracle Services Network) or NAT_GATEWAY."
+  type        = string
+  default     = "SERVICE_GATEWAY"
+
+  validation {
+    condition     = contains(["SERVICE_GATEWAY", "NAT_GATEWAY"], var.function_egress)
+    error_message = "function_egress is SERVICE_GATEWAY or NAT_GATEWAY."
+  }
+}
+
+variable "existing_vcn_ocid" {
+  description = "Reused network only: the VCN of the two subnets. Resource Manager's subnet pickers list its subnets; Terraform itself does not read it."
   type        = string
   default     = ""
 }
 
 variable "function_subnet_ocid" {
-  description = "Subnet of the Functions application. It needs egress to the Generative AI endpoint (NAT or service gateway)."
+  description = "Reused network only: the function's private subnet, with egress to the Generative AI endpoint (NAT or service gateway)."
   type        = string
+  default     = ""
 }
 
 variable "gateway_subnet_ocid" {
-  description = "Subnet of the API gateway: a public subnet with ingress on TCP 443 for a PUBLIC gateway."
+  description = "Reused network only: the gateway's subnet, public with ingress on TCP 443 for a PUBLIC gateway."
   type        = string
+  default     = ""
 }
 
 variable "gateway_endpoint_type" {
   description = "PUBLIC (reachable from the internet) or PRIVATE (inside the VCN only)."
   type        = string
   default     = "PUBLIC"
+
+  validation {
+    condition     = contains(["PUBLIC", "PRIVATE"], var.gateway_endpoint_type)
+    error_message = "gateway_endpoint_type is PUBLIC or PRIVATE."
+  }
 }
 
-# --- Names -------------------------------------------------------------------
+# --- Generative AI project: create, or reuse ----------------------------------------
 
-variable "name" {
-  description = "Prefix of every name: the application, the function, the gateway, the policies."
+variable "create_genai_project" {
+  description = "true: create a Generative AI project. false: use genai_project_ocid."
+  type        = bool
+  default     = true
+}
+
+variable "genai_project_name" {
+  description = "Display name of the Generative AI project the stack creates."
   type        = string
   default     = "genai"
+}
+
+variable "genai_project_ocid" {
+  description = "Reused project only: GENAI_PROJECT_OCID, the existing Generative AI project (ocid1.generativeaiproject...)."
+  type        = string
+  default     = ""
+}
+
+# --- Image and repository -----------------------------------------------------------
+
+variable "create_repository" {
+  description = "true: create the private container repository before the first push (else OCIR creates it in the root compartment on push)."
+  type        = bool
+  default     = true
+}
+
+variable "repository_name" {
+  description = "Container repository: genai/<function name>, as the manual path's fn context registry <region-key>.ocir.io/<namespace>/genai."
+  type        = string
+  default     = "genai/genai"
+}
+
+variable "function_image" {
+  description = "Image URL that `make image` printed: <region-key>.ocir.io/<namespace>/genai/genai:<func.yaml version>. Empty: create everything else and push first."
+  type        = string
+  default     = ""
+}
+
+# --- Names, as the manual path (docs/deploy.md) ------------------------------------
+
+variable "application_name" {
+  description = "Functions application name."
+  type        = string
+  default     = "genai-app"
+}
+
+variable "function_name" {
+  description = "Function name: func.yaml's name."
+  type        = string
+  default     = "genai"
+}
+
+variable "gateway_name" {
+  description = "API gateway display name."
+  type        = string
+  default     = "genai-gateway"
+}
+
+variable "deployment_name" {
+  description = "API deployment display name."
+  type        = string
+  default     = "genai"
+}
+
+variable "path_prefix" {
+  description = "Deployment path prefix; the routes are <prefix>/chat and <prefix>/v1/responses."
+  type        = string
+  default     = "/genai"
+}
+
+# --- The function's IAM -------------------------------------------------------------
+
+variable "create_iam" {
+  description = "true: create the dynamic group and the two policies (needs manage dynamic-groups and manage policies). false: an administrator applies policy_statements."
+  type        = bool
+  default     = true
 }
 
 variable "dynamic_group_name" {
@@ -74,12 +188,7 @@ variable "pin_dynamic_group_to_function" {
   default     = false
 }
 
-# --- The function ------------------------------------------------------------
-
-variable "function_image" {
-  description = "Image pushed by `fn deploy` or `docker push`, e.g. ord.ocir.io/<namespace>/genai/genai-handler:0.0.1."
-  type        = string
-}
+# --- The function ----------------------------------------------------------------
 
 variable "function_memory_in_mbs" {
   description = "Function memory (func.yaml: memory)."
@@ -93,14 +202,9 @@ variable "function_timeout_in_seconds" {
   default     = 60
 }
 
-# Function settings: one variable per GENAI_* setting. null (the default) leaves the
-# setting out of the function's config, so the function applies its own default (the
-# value quoted in each description): Terraform and the code never disagree.
-
-variable "genai_project_ocid" {
-  description = "GENAI_PROJECT_OCID: the Generative AI project (required)."
-  type        = string
-}
+# Function settings: one variable per GENAI_* setting (GENAI_PROJECT_OCID comes from the project
+# above). null leaves the setting out of the function's config, so the function applies its own
+# default (docs/settings.md): Terraform and the code never disagree.
 
 variable "genai_region" {
   description = "GENAI_REGION: region of the Generative AI endpoint. Function default: the function's own region."
@@ -115,7 +219,7 @@ variable "genai_base_url" {
 }
 
 variable "genai_model" {
-  description = "GENAI_MODEL: the model used when a request names none. Function default: xai.grok-4-1-fast-reasoning."
+  description = "GENAI_MODEL: the model used when a request names none. Function default: see docs/settings.md."
   type        = string
   default     = null
 }
@@ -151,19 +255,19 @@ variable "genai_max_input_chars" {
 }
 
 variable "genai_max_output_tokens" {
-  description = "GENAI_MAX_OUTPUT_TOKENS: cap on max_output_tokens. Function default: see the README's settings table."
+  description = "GENAI_MAX_OUTPUT_TOKENS: cap on max_output_tokens. Function default: 2048."
   type        = number
   default     = null
 }
 
 variable "genai_max_retries" {
-  description = "GENAI_MAX_RETRIES: retries of a failed upstream call. Function default: see the README's settings table."
+  description = "GENAI_MAX_RETRIES: retries of a failed upstream call. Function default: 2."
   type        = number
   default     = null
 }
 
 variable "genai_keepalive_seconds" {
-  description = "GENAI_KEEPALIVE_SECONDS: how long idle upstream connections are kept. Function default: see the README's settings table."
+  description = "GENAI_KEEPALIVE_SECONDS: how long idle upstream connections are kept. Function default: 120."
   type        = number
   default     = null
 }
@@ -180,26 +284,28 @@ variable "genai_allow_stored_responses" {
   default     = null
 }
 
-# --- The gateway deployment ----------------------------------------------------
+# --- The token issuer (docs/deploy.md, step 7) ------------------------------------------
 
-variable "path_prefix" {
-  description = "Deployment path prefix; the routes are <prefix>/chat and <prefix>/v1/responses."
+variable "identity_domain_url" {
+  description = "OCI IAM identity domain URL (https://idcs-<id>.identity.oraclecloud.com): sets the issuer to https://identity.oraclecloud.com/ and the JWKS to <url>/admin/v1/SigningCert/jwk. Empty: give token_issuer and token_jwks_uri."
   type        = string
-  default     = "/genai"
+  default     = ""
 }
 
-variable "jwt_issuer" {
-  description = "JWT issuer the gateway accepts, e.g. https://identity.oraclecloud.com/ for an OCI IAM identity domain."
+variable "token_issuer" {
+  description = "Other OIDC issuers only: the issuer (the `issuer` of <issuer>/.well-known/openid-configuration)."
   type        = string
+  default     = ""
 }
 
-variable "jwt_audience" {
-  description = "JWT audience the gateway requires (the primary audience of the identity domain's resource app)."
+variable "token_jwks_uri" {
+  description = "Other OIDC issuers only: the issuer's JWKS URL (the `jwks_uri` of its openid-configuration)."
   type        = string
+  default     = ""
 }
 
-variable "jwt_jwks_uri" {
-  description = "URL of the issuer's JSON Web Key Set, e.g. https://idcs-<id>.identity.oraclecloud.com/admin/v1/SigningCert/jwk."
+variable "token_audience" {
+  description = "Audience the gateway requires. Identity domain: the resource app's primary audience exactly, with its trailing slash (https://genai-api.example.com/)."
   type        = string
 }
 

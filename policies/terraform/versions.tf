@@ -1,18 +1,35 @@
 terraform {
-  # startswith() and one() need 1.3.
-  required_version = ">= 1.3.0"
+  # Resource Manager runs Terraform 1.5.x (OCI docs, "Supported Terraform Versions"); check
+  # blocks need 1.5.
+  required_version = ">= 1.5.0"
 
   required_providers {
     oci = {
       source  = "oracle/oci"
-      version = ">= 5.0.0"
+      version = ">= 6.0.0"
     }
   }
 }
 
-# Reads ~/.oci/config like the oci CLI. Drop this block when you call the folder as a
-# child module and pass your own provider.
+# Locally it reads ~/.oci/config like the oci CLI; Resource Manager authenticates for you.
 provider "oci" {
   region              = var.region
-  config_file_profile = var.oci_config_profile
+  config_file_profile = local.profile
+}
+
+# Dynamic groups and policies can only be written in the tenancy's home region.
+provider "oci" {
+  alias               = "home"
+  region              = local.home_region
+  config_file_profile = local.profile
+}
+
+data "oci_identity_tenancy" "this" {
+  tenancy_id = var.tenancy_ocid
+}
+
+data "oci_identity_regions" "all" {}
+
+data "oci_objectstorage_namespace" "this" {
+  compartment_id = var.tenancy_ocid
 }

@@ -590,3 +590,18 @@ def test_given_print_url_when_run_then_only_the_url_is_printed(capsys: pytest.Ca
     # then
     assert code == 0
     assert capsys.readouterr().out == stack.image_url("us-chicago-1", "mytenancy", *stack.func_yaml()) + "\n"
+
+
+def test_given_the_stack_page_when_read_then_its_button_opens_the_zip_make_stack_builds_and_its_names_are_the_defaults(
+    tf_variables: dict[str, dict],
+) -> None:
+    # given
+    page = (ROOT / "docs" / "deploy-stack.md").read_text(encoding="utf-8")
+    defaults = {name: _literal(body.get("default")) for name, body in tf_variables.items()}
+    # when
+    (zip_url,) = re.findall(r"\(https://cloud\.oracle\.com/resourcemanager/stacks/create\?zipUrl=(\S+?)\)", page)
+    # then
+    assert zip_url.endswith("/releases/latest/download/" + stack.DEFAULT_ZIP.name)
+    for name in ("application_name", "function_name", "dynamic_group_name", "gateway_name", "deployment_name", "path_prefix"):
+        assert f"`{defaults[name]}`" in page, name
+    assert "Verify on first deploy" in page and "Pick one for a function" in page

@@ -18,7 +18,7 @@ import random
 import re
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -74,6 +74,21 @@ class UpstreamResult:
     latency_ms: float
 
 
+@dataclass(frozen=True)
+class Attempt:
+    """One try at the model, as a trace reports it: ids, status and counts, never content.
+    `status` is the HTTP status OCI answered, None when no answer came (refused, reset, timeout)."""
+
+    number: int
+    model: str
+    started: float  # time.time()
+    duration_s: float
+    status: int | None
+    request_id: str | None
+    usage: dict[str, int] | None
+    error_type: str | None
+
+
 def client_for(settings: Settings) -> openai.OpenAI:
     """The container's client for these settings, built once."""
     client = _clients.get(settings)
@@ -117,8 +132,15 @@ def _build_client(settings: Settings) -> openai.OpenAI:
     )
 
 
-def create_response(client: openai.OpenAI, arguments: dict[str, Any], deadline: float, max_retries: int) -> UpstreamResult:
-    """Call `responses.create` before `deadline` (time.monotonic()), retrying what is worth it."""
+def create_response(
+    client: openai.OpenAI,
+    arguments: dict[str, Any],
+    deadline: float,
+    max_retries: int,
+    record: Callable[[Attempt], None] | None = None,
+) -> UpstreamResult:
+    """Call `responses.create` before `deadline` (time.monotonic()), retrying what is worth it.
+    `record` is told each attempt's outcome as it ends (the trace's child spans)."""
     token = _deadline.set(deadline)
     started = time.monotonic()
     try:
@@ -127,25 +149,44 @@ def create_response(client: openai.OpenAI, arguments: dict[str, Any], deadline: 
             if remaining <= 0:
                 raise UpstreamTimeout("the model did not answer before the invocation deadline")
             timeout = httpx2.Timeout(remaining, connect=min(_CONNECT_TIMEOUT_S, remaining))
+            began, clock = time.time(), time.monotonic()
+            status: int | None = None
+            request_id: str | None = None
+            response: Response | None = None
+            body: dict[str, Any] = {}
+            failure: HandlerError | None
             retryable, wait = True, None
             try:
                 raw = client.responses.with_raw_response.create(**arguments, timeout=timeout)
             except openai.APITimeoutError as exc:
-                if not isinstance(exc.__cause__, httpx2.ConnectTimeout):
-                    raise UpstreamTimeout("the model did not answer before the invocation deadline") from None
-                failure: HandlerError = UpstreamError("could not reach OCI Generative AI")
+                if isinstance(exc.__cause__, httpx2.ConnectTimeout):
+                    failure = UpstreamError("could not reach OCI Generative AI")
+                else:
+                    failure, retryable = UpstreamTimeout("the model did not answer before the invocation deadline"), False
             except openai.APIStatusError as exc:
+                status = exc.status_code
                 failure, retryable, wait = _status_failure(exc)
             except openai.APIConnectionError:
                 failure = UpstreamError("could not reach OCI Generative AI")
             else:
-                response, body = _parse(raw)
+                status = raw.http_response.status_code
                 request_id = raw.headers.get("opc-request-id")
-                failed = _failed_answer(response, request_id)
-                if failed is None:
-                    latency_ms = (time.monotonic() - started) * 1000
-                    return UpstreamResult(response, body, request_id, attempt, latency_ms)
-                failure = failed
+                try:
+                    response, body = _parse(raw)
+                    failure = _failed_answer(response, request_id)
+                except HandlerError as exc:
+                    failure, retryable = exc, False
+            if record is not None:
+                record(Attempt(
+                    number=attempt, model=str(arguments.get("model")), started=began,
+                    duration_s=time.monotonic() - clock, status=status,
+                    request_id=failure.request_id if failure else request_id,
+                    usage=usage_counts(response), error_type=failure.type if failure else None,
+                ))
+            if failure is None and response is not None:
+                latency_ms = (time.monotonic() - started) * 1000
+                return UpstreamResult(response, body, request_id, attempt, latency_ms)
+            assert failure is not None  # every attempt ends in an answer or a failure
             if not retryable:
                 raise failure
             asked = wait  # OCI's Retry-After, if it sent one
@@ -157,6 +198,42 @@ def create_response(client: openai.OpenAI, arguments: dict[str, Any], deadline: 
                 raise failure
             time.sleep(wait)
         raise AssertionError("unreachable")
+    finally:
+        _deadline.reset(token)
+
+
+def usage_counts(response: Response | None) -> dict[str, int] | None:
+    """The token counts the log line and the trace report; None without usage."""
+    usage = response.usage if response else None
+    return usage.model_dump(include={"input_tokens", "output_tokens", "total_tokens"}) if usage else None
+
+
+def post_oci(client: openai.OpenAI, url: str, body: dict[str, Any], deadline: float) -> tuple[Any, str | None]:
+    """One signed JSON POST to another OCI Generative AI API (ApplyGuardrails) on the client's pooled
+    connections and signer, ended by `deadline`: (the answer's JSON, its opc-request-id). OCI's
+    errors map as for the model; one attempt, so the model keeps the rest of the deadline."""
+    token = _deadline.set(deadline)
+    try:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise UpstreamTimeout("OCI Generative AI did not answer before the invocation deadline")
+        headers = {"authorization": f"Bearer {client.api_key}"} if client.api_key != "not-used" else None
+        timeout = httpx2.Timeout(remaining, connect=min(_CONNECT_TIMEOUT_S, remaining))
+        try:
+            response = client._client.post(url, json=body, headers=headers, timeout=timeout)  # noqa: SLF001
+        except httpx2.ConnectTimeout:
+            raise UpstreamError("could not reach OCI Generative AI") from None
+        except httpx2.TimeoutException:
+            raise UpstreamTimeout("OCI Generative AI did not answer before the invocation deadline") from None
+        except httpx2.HTTPError:
+            raise UpstreamError("could not reach OCI Generative AI") from None
+        request_id = response.headers.get("opc-request-id")
+        if response.status_code >= 400:
+            raise _status_failure(openai.APIStatusError("", response=response, body=None))[0]
+        try:
+            return response.json(), request_id
+        except ValueError:
+            raise UpstreamError("OCI Generative AI sent an answer this function cannot read", request_id=request_id) from None
     finally:
         _deadline.reset(token)
 

@@ -14,7 +14,7 @@ from genai_handler.errors import RateLimited, UpstreamAuthError, UpstreamError, 
 from genai_handler.local.endpoint import Fault, LocalEndpoint, blackhole
 from genai_handler.local.identity import LocalIdentity
 from genai_handler.settings import DEFAULT_MODEL, Settings
-from genai_handler.upstream import _build_client, client_for, create_response, oci_error_code
+from genai_handler.upstream import Attempt, _build_client, client_for, create_response, oci_error_code
 
 from .conftest import PROJECT_OCID
 
@@ -325,3 +325,46 @@ def test_a_5xx_asking_for_a_long_wait_passes_its_retry_after_on(call, upstream: 
 def test_model_not_deployed_reads_only_oci_s_exact_wording(message: str, found: tuple[str, str] | None) -> None:
     response = httpx2.Response(500, content=json.dumps({"code": "500", "message": message}).encode())
     assert upstream_module.model_not_deployed(response) == found
+
+
+def test_each_attempt_is_recorded_with_its_status_request_id_and_usage(settings: Settings, upstream: LocalEndpoint) -> None:
+    # given OCI answers its real 500 once, then the answer
+    upstream.inject(Fault("oci_error", name="internal_server_error"))
+    recorded: list[Attempt] = []
+    client = _build_client(settings)
+    # when the call is retried
+    result = create_response(client, ARGS, time.monotonic() + 10, 2, recorded.append)
+    client.close()
+    # then both attempts are recorded, in order, with what OCI answered and nothing of the prompt
+    failed, answered = recorded
+    assert (failed.number, failed.status, failed.error_type, failed.usage) == (1, 500, "upstream_error", None)
+    assert failed.request_id == upstream.requests[0].request_id
+    assert (answered.number, answered.status, answered.error_type) == (2, 200, None)
+    assert answered.request_id == result.request_id == upstream.requests[1].request_id
+    assert answered.usage == result.response.usage.model_dump(include={"input_tokens", "output_tokens", "total_tokens"})
+    assert failed.model == answered.model == DEFAULT_MODEL
+    assert failed.started <= answered.started and all(a.duration_s >= 0 for a in recorded)
+    assert "hello" not in repr(recorded)
+
+
+def test_an_attempt_without_an_answer_is_recorded_without_a_status(settings: Settings, upstream: LocalEndpoint) -> None:
+    # given the connection is reset, then the answer is cut by the deadline
+    upstream.inject(Fault(kind="reset"), Fault(kind="delay", delay_s=5))
+    recorded: list[Attempt] = []
+    client = _build_client(settings)
+    with pytest.raises(UpstreamTimeout):
+        create_response(client, ARGS, time.monotonic() + 2.5, 2, recorded.append)
+    client.close()
+    # then each attempt is recorded: no HTTP status, the error type that ended it
+    assert [(a.status, a.error_type) for a in recorded] == [(None, "upstream_error"), (None, "timeout")]
+
+
+def test_an_answer_that_cannot_be_read_is_recorded_and_not_retried(settings: Settings, upstream: LocalEndpoint) -> None:
+    upstream.inject(Fault(kind="non_json"))
+    recorded: list[Attempt] = []
+    client = _build_client(settings)
+    with pytest.raises(UpstreamError):
+        create_response(client, ARGS, time.monotonic() + 10, 2, recorded.append)
+    client.close()
+    [attempt] = recorded
+    assert (attempt.status, attempt.error_type, attempt.request_id) == (200, "upstream_error", upstream.requests[0].request_id)

@@ -37,7 +37,8 @@ _NAME = re.compile(r"[A-Za-z][A-Za-z0-9_.-]{0,89}")
 _HTTPS_URL = re.compile(r"https://[A-Za-z0-9.-]+(?::[0-9]{1,5})?(?:/[A-Za-z0-9._~%!$&'()*+,;=:@/-]*)?")
 _ORIGIN = re.compile(r"https?://[A-Za-z0-9.-]+(?::[0-9]{1,5})?")
 _AUDIENCE = re.compile(r"[A-Za-z0-9._~:/?#@!$&'()*+,;=%-]{1,255}")
-_PLACEHOLDER = re.compile(r"\$\{([A-Z][A-Z0-9_]*)\}")
+# Terraform's templatefile() escape: "$${" is a literal "${" (the gateway's own context variables).
+_TEMPLATE_TOKEN = re.compile(r"\$\$\{|\$\{([A-Z][A-Z0-9_]*)\}")
 
 
 class KitError(ValueError):
@@ -81,14 +82,17 @@ def read_template(name: str) -> list[str]:
 
 
 def fill(text: str, values: dict[str, str]) -> str:
-    """Substitute ``${NAME}``; an unknown placeholder is a bug in the kit, not user input."""
+    """Substitute ``${NAME}`` and unescape ``$${`` exactly as Terraform's templatefile() does, so the
+    renderer and the stack read one file the same way; an unknown placeholder is a bug in the kit."""
 
     def _value(match: re.Match[str]) -> str:
+        if match.group(1) is None:
+            return "${"
         if match.group(1) not in values:
             raise KeyError(f"no value for placeholder {match.group(0)}")
         return values[match.group(1)]
 
-    return _PLACEHOLDER.sub(_value, text)
+    return _TEMPLATE_TOKEN.sub(_value, text)
 
 
 def _check(value: str, pattern: re.Pattern[str], what: str) -> str:

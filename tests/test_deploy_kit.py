@@ -27,6 +27,12 @@ SPEC_VALUES = {
     "JWKS_URI": "https://idcs-0123.identity.oraclecloud.com/admin/v1/SigningCert/jwk",
     "CORS_ALLOWED_ORIGIN": "https://app.example.com",
 }
+# The JWT's subject as API Gateway's request.auth context variable (a value "may include one or
+# more expressions enclosed within ${} delimiters": oci SDK SetHeaderPolicyItem.values); in the
+# template it is escaped as Terraform's templatefile() requires.
+GATEWAY_SUBJECT = "${request.auth[sub]}"
+GATEWAY_SUBJECT_ESCAPED = "$" + GATEWAY_SUBJECT
+CALLER_HEADER = "X-Genai-Caller"
 
 
 # --- helpers ------------------------------------------------------------------------------
@@ -164,7 +170,9 @@ def test_given_the_template_when_read_then_placeholders_are_the_documented_ones(
     found = set(re.findall(r"\$\{([A-Z_]+)\}", text))
     # then
     assert found == set(SPEC_VALUES)
-    assert "%{" not in text and "$" not in re.sub(r"\$\{[A-Z_]+\}", "", text)
+    # Besides placeholders, only the gateway's own context variable, escaped for templatefile().
+    rest = re.sub(r"\$\{[A-Z_]+\}", "", text).replace(GATEWAY_SUBJECT_ESCAPED, "")
+    assert "%{" not in text and "$" not in rest
 
 
 def test_given_the_custom_authorizer_alternative_when_deserialized_then_nothing_is_dropped(
@@ -191,3 +199,59 @@ def test_given_the_renderer_when_asked_for_the_spec_then_it_matches_the_template
     assert policies.main(argv) == 0
     # then
     assert json.loads(capsys.readouterr().out) == _spec()
+
+
+# --- who called: the caller header ---------------------------------------------------------
+
+
+def _gateway_sets_headers(route: Any, incoming: dict[str, str], subject: str) -> dict[str, str]:
+    """What a route's setHeaders policy does to a request's headers, as the oci SDK's SetHeaderPolicyItem
+    documents ifExists: "OVERWRITE will overwrite the value, APPEND will append to the existing value,
+    or SKIP will keep the existing value"."""
+    headers = {name.lower(): value for name, value in incoming.items()}
+    for item in route.request_policies.header_transformations.set_headers.items:
+        value = ",".join(v.replace(GATEWAY_SUBJECT, subject) for v in item.values)
+        key = item.name.lower()
+        if key not in headers or item.if_exists == "OVERWRITE":
+            headers[key] = value
+        elif item.if_exists == "APPEND":
+            headers[key] = f"{headers[key]},{value}"
+    return headers
+
+
+def test_given_the_spec_when_deserialized_then_every_route_sets_the_caller_from_the_jwt_subject(
+    deserializer: oci.base_client.BaseClient,
+) -> None:
+    # given / when
+    instance, _ = _round_trip(deserializer, _spec(), "ApiSpecification")
+    # then: one item per route, the subject claim, OVERWRITE (so a caller cannot send its own)
+    for route in instance.routes:
+        (item,) = route.request_policies.header_transformations.set_headers.items
+        assert isinstance(item, oci.apigateway.models.SetHeaderPolicyItem)
+        assert (item.name, item.values, item.if_exists) == (CALLER_HEADER, [GATEWAY_SUBJECT], "OVERWRITE")
+
+
+def test_given_a_forged_caller_header_when_the_route_policy_applies_then_the_subject_replaces_it(
+    deserializer: oci.base_client.BaseClient,
+) -> None:
+    # given: a caller that sends its own X-Genai-Caller
+    instance, _ = _round_trip(deserializer, _spec(), "ApiSpecification")
+    forged = {CALLER_HEADER: "admin", "Content-Type": "application/json"}
+    # when
+    seen = [_gateway_sets_headers(route, forged, "alice@example.com") for route in instance.routes]
+    # then: the function only ever sees the token's subject
+    assert [headers[CALLER_HEADER.lower()] for headers in seen] == ["alice@example.com"] * len(instance.routes)
+
+
+def test_given_skip_or_append_when_the_route_policy_applies_then_the_forgery_would_survive(
+    deserializer: oci.base_client.BaseClient,
+) -> None:
+    # given: the same spec with a weaker ifExists (what the OVERWRITE assertion protects against)
+    spec = _spec()
+    for route in spec["routes"]:
+        route["requestPolicies"]["headerTransformations"]["setHeaders"]["items"][0]["ifExists"] = "SKIP"
+    instance, _ = _round_trip(deserializer, spec, "ApiSpecification")
+    # when
+    headers = _gateway_sets_headers(instance.routes[0], {CALLER_HEADER: "admin"}, "alice@example.com")
+    # then
+    assert headers[CALLER_HEADER.lower()] == "admin"

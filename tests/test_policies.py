@@ -353,7 +353,7 @@ def test_given_gateway_values_when_rendered_then_every_placeholder_is_filled() -
     # when
     spec = policies.render_gateway_spec(FUNCTION, _ISSUER, audience, _JWKS_URI, _ORIGIN)
     # then
-    assert "${" not in json.dumps(spec)
+    assert "${" not in json.dumps(spec).replace("${request.auth[sub]}", "")
     claims = spec["requestPolicies"]["authentication"]["validationPolicy"]["additionalValidationPolicy"]
     assert claims == {"issuers": [_ISSUER], "audiences": [audience]}
     assert {route["backend"]["functionId"] for route in spec["routes"]} == {FUNCTION}
@@ -411,3 +411,21 @@ def test_given_the_custom_authorizer_block_when_filled_then_it_replaces_the_toke
     auth = spec["requestPolicies"]["authentication"]
     assert block["type"] == "CUSTOM_AUTHENTICATION" and block["functionId"] == FUNCTION
     assert (block["tokenHeader"], block["isAnonymousAccessAllowed"]) == (auth["tokenHeader"], False)
+
+
+def test_given_the_gateways_own_context_variable_when_filled_then_it_is_unescaped_as_templatefile_does() -> None:
+    # given: Terraform's templatefile() reads "$${" as a literal "${" and fills ${NAME}
+    text = '{"caller": "$${request.auth[sub]}", "fn": "${FUNCTION_OCID}", "literal": "$$${FUNCTION_OCID}"}'
+    # when
+    filled = json.loads(policies.fill(text, {"FUNCTION_OCID": FUNCTION}))
+    # then
+    assert filled == {"caller": "${request.auth[sub]}", "fn": FUNCTION, "literal": "$${FUNCTION_OCID}"}
+
+
+def test_given_the_renderer_when_asked_for_the_spec_then_every_route_overwrites_the_caller_header() -> None:
+    # given / when
+    spec = policies.render_gateway_spec(FUNCTION, _ISSUER, "aud", _JWKS_URI, _ORIGIN)
+    # then
+    for route in spec["routes"]:
+        items = route["requestPolicies"]["headerTransformations"]["setHeaders"]["items"]
+        assert items == [{"name": "X-Genai-Caller", "values": ["${request.auth[sub]}"], "ifExists": "OVERWRITE"}]

@@ -438,11 +438,34 @@ def test_given_the_deployment_when_parsed_then_every_spec_field_is_read_from_the
     assert set(found) == set(expected)
     for snake_path, json_path in expected.items():
         if "[]" in json_path:
-            index = json_path.index("[]")
-            assert found[snake_path] == ".".join(("routes.value", *json_path[index + 1:])), snake_path
+            # inside `dynamic "x"`, a field is x.value.<its path below the innermost list>
+            index = len(json_path) - 1 - json_path[::-1].index("[]")
+            iterator = snake_path[index - 1]
+            assert found[snake_path] == ".".join((f"{iterator}.value", *json_path[index + 1:])), snake_path
         else:
             assert found[snake_path] == ".".join(("local.spec", *json_path)), snake_path
-    assert specification["dynamic"][0]['"routes"']["for_each"] == "${local.spec.routes}"
+    routes = specification["dynamic"][0]['"routes"']
+    assert routes["for_each"] == "${local.spec.routes}"
+    (route_policies,) = routes["content"][0]["request_policies"]
+    (headers,) = route_policies["header_transformations"][0]["set_headers"]
+    assert headers["dynamic"][0]['"items"']["for_each"] == "${routes.value.requestPolicies.headerTransformations.setHeaders.items}"
+
+
+def test_given_the_deployment_when_parsed_then_every_route_overwrites_the_caller_header_with_the_subject(
+    tf_locals: dict[str, Any], resources: dict[str, dict],
+) -> None:
+    # given: the spec file as Terraform's templatefile() reads it ("$${" is a literal "${")
+    spec = json.loads(policies.fill((KIT / "apigateway-deployment.json").read_text(encoding="utf-8"),
+                                    {name: "x" for name in re.findall(r"(\w+) =", _template_reads(tf_locals["spec"])[1])}))
+    (specification,) = resources["oci_apigateway_deployment.this"]["specification"]
+    # when
+    items = [item for route in spec["routes"] for item in route["requestPolicies"]["headerTransformations"]["setHeaders"]["items"]]
+    content = specification["dynamic"][0]['"routes"']["content"][0]
+    (item_block,) = content["request_policies"][0]["header_transformations"][0]["set_headers"][0]["dynamic"]
+    # then: every route, the subject claim, OVERWRITE; the block copies each field as it is
+    assert len(items) == len(spec["routes"]) == 2
+    assert all(item == {"name": "X-Genai-Caller", "values": ["${request.auth[sub]}"], "ifExists": "OVERWRITE"} for item in items)
+    assert item_block['"items"']["content"][0]["if_exists"] == "${items.value.ifExists}"
 
 
 def test_given_the_spec_local_when_parsed_then_it_loads_the_json_with_every_placeholder(tf_locals: dict[str, Any]) -> None:

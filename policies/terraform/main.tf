@@ -231,6 +231,20 @@ resource "oci_apigateway_deployment" "this" {
           authorization {
             type = routes.value.requestPolicies.authorization.type
           }
+
+          # X-Genai-Caller from the JWT's subject, OVERWRITE: a caller cannot forge it.
+          header_transformations {
+            set_headers {
+              dynamic "items" {
+                for_each = routes.value.requestPolicies.headerTransformations.setHeaders.items
+                content {
+                  name      = items.value.name
+                  values    = items.value.values
+                  if_exists = items.value.ifExists
+                }
+              }
+            }
+          }
         }
 
         backend {

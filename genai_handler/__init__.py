@@ -18,13 +18,14 @@ _EXPORTS = {
         ("OciInstancePrincipalAuth", "OciResourcePrincipalAuth", "OciSessionAuth", "OciUserPrincipalAuth"), "auth"
     ),
     **dict.fromkeys(
-        ("HandlerError", "InternalError", "InvalidRequest", "MethodNotAllowed", "MisconfiguredError",
+        ("ContentBlocked", "HandlerError", "InternalError", "InvalidRequest", "MethodNotAllowed", "MisconfiguredError",
          "PayloadTooLarge", "RateLimited", "UpstreamAuthError", "UpstreamError", "UpstreamRejected",
          "UpstreamTimeout"),
         "errors",
     ),
 }
 __all__ = [
+    "ContentBlocked",
     "HandlerError",
     "InternalError",
     "InvalidRequest",
@@ -47,7 +48,7 @@ __all__ = [
 if TYPE_CHECKING:
     from .auth import OciInstancePrincipalAuth, OciResourcePrincipalAuth, OciSessionAuth, OciUserPrincipalAuth
     from .errors import (
-        HandlerError, InternalError, InvalidRequest, MethodNotAllowed, MisconfiguredError, PayloadTooLarge,
+        ContentBlocked, HandlerError, InternalError, InvalidRequest, MethodNotAllowed, MisconfiguredError, PayloadTooLarge,
         RateLimited, UpstreamAuthError, UpstreamError, UpstreamRejected, UpstreamTimeout,
     )
     from .handler import handle

@@ -3,6 +3,7 @@
     HandlerError                      base; never raised itself
     ├── InvalidRequest          400   invalid_request: the body breaks the request contract
     ├── UpstreamRejected        400   upstream_rejected: the model service refused a valid request
+    ├── ContentBlocked          400   content_blocked: guardrails flagged the request (GENAI_GUARDRAILS=block)
     ├── MethodNotAllowed        405   method_not_allowed: only POST (adds `Allow: POST`)
     ├── PayloadTooLarge         413   payload_too_large: body over GENAI_MAX_BODY_BYTES
     ├── RateLimited             429   rate_limited: OCI throttled and the deadline allows no retry
@@ -48,6 +49,12 @@ class InvalidRequest(HandlerError):
 
 class UpstreamRejected(HandlerError):
     status, type = 400, "upstream_rejected"
+
+
+class ContentBlocked(HandlerError):
+    """The message names the checks that fired, never the text that fired them."""
+
+    status, type = 400, "content_blocked"
 
 
 class MethodNotAllowed(HandlerError):

@@ -53,6 +53,7 @@ def _invoke(ctx: context.InvokeContext, data: io.BytesIO | None, started: float,
     result: UpstreamResult | None = None
     answer: dict[str, Any] | None = None
     error: HandlerError | None = None
+    screened: dict[str, Any] = {}  # the guardrails' verdict for the log line
     method = ctx.Method()  # None on a direct `fn invoke`; the caller's method via API Gateway
     if method is None and _is_doctor_request(body):
         return _doctor(ctx, started)  # before the settings: it explains a misconfiguration too
@@ -61,6 +62,10 @@ def _invoke(ctx: context.InvokeContext, data: io.BytesIO | None, started: float,
         if method is not None and method.upper() != "POST":
             raise MethodNotAllowed("use POST with a JSON body")
         arguments = build_arguments(parse_body(body, settings), settings)
+        if settings.guardrails_on:
+            from .guardrails import screen  # noqa: PLC0415  (off: never imported, nothing on the cold path)
+
+            arguments = screen(client_for(settings), settings, arguments, deadline, screened)
         result = create_response(client_for(settings), arguments, deadline, settings.max_retries)
         # The OpenAI route answers OCI's JSON as received: dumping the SDK's model of an output
         # item it does not know warns, with the answer's text in the warning.
@@ -69,7 +74,7 @@ def _invoke(ctx: context.InvokeContext, data: io.BytesIO | None, started: float,
         error = exc
     except Exception:  # a bug: answer in the documented shape; log nothing that could leak
         error = InternalError(_BUG)
-    _log(ctx, started, settings, arguments, result, error)
+    _log(ctx, started, settings, arguments, result, error, screened)
     return _reply(ctx, answer, result.request_id if result else None, error, openai_route)
 
 
@@ -171,6 +176,7 @@ def _log(
     arguments: dict[str, Any],
     result: UpstreamResult | None,
     error: HandlerError | None,
+    screened: dict[str, Any],
 ) -> None:
     prompts = settings is not None and settings.log_prompts
     answer = result.response if result else None
@@ -184,6 +190,7 @@ def _log(
         latency_ms=round((time.monotonic() - started) * 1000, 1),
         upstream_ms=round(result.latency_ms, 1) if result else None,
         attempts=result.attempts if result else None,
+        guardrails=screened or None,
         usage=answer.usage.model_dump(include={"input_tokens", "output_tokens", "total_tokens"})
         if answer and answer.usage else None,
         input=arguments.get("input") if prompts else None,

@@ -7,6 +7,7 @@ An explicit argument beats the environment: `Settings(project_ocid=..., region=.
 
 from __future__ import annotations
 
+import math
 import os
 import re
 from collections.abc import Mapping
@@ -82,6 +83,14 @@ _LOOPBACK = ("127.0.0.1", "localhost", "::1")
 _URL_CHARS = re.compile(r"[!-~]+")
 
 DEFAULT_MODEL = "xai.grok-4-1-fast-reasoning"  # the one place the default model is named
+GUARDRAIL_MODES = ("off", "inform", "block")
+GUARDRAIL_CHECKS = ("content_moderation", "prompt_injection", "pii")
+PII_ACTIONS = ("block", "redact")
+# PII types by the labels OCI names (release note "OCI Generative AI Now Supports AI Guardrails for
+# On-Demand Mode": PERSON, EMAIL, TELEPHONE_NUMBER "and more"). PERSON is left out of the default:
+# blocking every name would refuse ordinary prompts ("a letter to Ada Lovelace").
+DEFAULT_PII_TYPES = "EMAIL,TELEPHONE_NUMBER"
+_PII_TYPE = re.compile(r"[A-Z][A-Z0-9_]{0,63}")
 
 # setting name -> (field, default as the operator would write it)
 ENV = {
@@ -102,7 +111,16 @@ ENV = {
     "GENAI_API_KEY": ("api_key", ""),
     "GENAI_OCI_CONFIG_FILE": ("oci_config_file", "~/.oci/config"),
     "GENAI_OCI_PROFILE": ("oci_profile", "DEFAULT"),
+    "GENAI_GUARDRAILS": ("guardrails", "off"),
+    "GENAI_GUARDRAILS_CHECKS": ("guardrail_checks", ",".join(GUARDRAIL_CHECKS)),
+    "GENAI_PII_ACTION": ("pii_action", "block"),
+    "GENAI_PII_TYPES": ("pii_types", DEFAULT_PII_TYPES),
+    "GENAI_GUARDRAILS_CONTENT_THRESHOLD": ("content_threshold", "0.5"),
+    "GENAI_GUARDRAILS_INJECTION_THRESHOLD": ("injection_threshold", "0.5"),
+    "GENAI_GUARDRAILS_PII_THRESHOLD": ("pii_threshold", "0.5"),
 }
+_THRESHOLDS = ("content_threshold", "injection_threshold", "pii_threshold")
+_LISTS = ("allowed_models", "guardrail_checks", "pii_types")
 _INT_LIMITS = {
     "max_body_bytes": (1024, 6 * 1024 * 1024),  # OCI Functions' invoke payload limit
     "max_input_chars": (1, 6 * 1024 * 1024),
@@ -150,6 +168,13 @@ class Settings:
     api_key: str = field(default="", repr=False)
     oci_config_file: str = "~/.oci/config"
     oci_profile: str = "DEFAULT"
+    guardrails: str = "off"
+    guardrail_checks: tuple[str, ...] = GUARDRAIL_CHECKS
+    pii_action: str = "block"
+    pii_types: tuple[str, ...] = tuple(DEFAULT_PII_TYPES.split(","))
+    content_threshold: float = 0.5
+    injection_threshold: float = 0.5
+    pii_threshold: float = 0.5
 
     def __post_init__(self) -> None:
         if not self.project_ocid:
@@ -169,6 +194,7 @@ class Settings:
         object.__setattr__(self, "allowed_models", tuple(self.allowed_models) or (self.model,))
         if self.model not in self.allowed_models:
             raise SettingError("GENAI_MODEL", "GENAI_MODEL must be one of GENAI_ALLOWED_MODELS")
+        self._check_guardrails()
         if self.base_url:  # the region is unused then: a value no table knows must not stop the function
             object.__setattr__(self, "base_url", _check_base_url(self.base_url))
             object.__setattr__(self, "region", _REGION_KEYS.get(self.region.lower(), self.region.lower()))
@@ -179,6 +205,34 @@ class Settings:
         object.__setattr__(self, "region", region)
         domain = _DOMAIN_OF.get(region, "oraclecloud.com")
         object.__setattr__(self, "base_url", f"https://inference.generativeai.{region}.oci.{domain}/openai/v1")
+
+    @property
+    def guardrails_on(self) -> bool:
+        return self.guardrails != "off"
+
+    def _check_guardrails(self) -> None:
+        """Every guardrail setting is checked even when off, so turning them on cannot surface an old typo."""
+        if self.guardrails not in GUARDRAIL_MODES:
+            raise SettingError("GENAI_GUARDRAILS", f"GENAI_GUARDRAILS must be one of {', '.join(GUARDRAIL_MODES)}")
+        checks = tuple(dict.fromkeys(self.guardrail_checks))
+        if not checks or set(checks) - set(GUARDRAIL_CHECKS):
+            raise SettingError("GENAI_GUARDRAILS_CHECKS",
+                               f"GENAI_GUARDRAILS_CHECKS must be a comma list of {', '.join(GUARDRAIL_CHECKS)}")
+        object.__setattr__(self, "guardrail_checks", checks)
+        if self.pii_action not in PII_ACTIONS:
+            raise SettingError("GENAI_PII_ACTION", f"GENAI_PII_ACTION must be one of {', '.join(PII_ACTIONS)}")
+        types = tuple(dict.fromkeys(self.pii_types))
+        if not types or not all(_PII_TYPE.fullmatch(t) for t in types):
+            raise SettingError("GENAI_PII_TYPES", "GENAI_PII_TYPES must be a comma list of OCI PII labels such as EMAIL")
+        object.__setattr__(self, "pii_types", types)
+        for name in _THRESHOLDS:
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
+                raise SettingError(_setting_name(name), f"{_setting_name(name)} must be a number from 0 to 1")
+        if self.guardrails_on and not self.compartment_ocid and self.auth != "resource_principal":
+            # A resource principal's token names its compartment (res_compartment); no other principal's does.
+            raise SettingError("GENAI_COMPARTMENT_OCID", "GENAI_COMPARTMENT_OCID is required when GENAI_GUARDRAILS is on "
+                               "outside OCI Functions: ApplyGuardrails runs in a compartment")
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: object) -> Settings:
@@ -233,8 +287,18 @@ def _parse(name: str, field_name: str, raw: str) -> object:
         if raw.lower() not in _TRUE + _FALSE:
             raise SettingError(name, f"{name} must be true or false")
         return raw.lower() in _TRUE
-    if field_name == "allowed_models":
+    if field_name in _LISTS:
         return tuple(m.strip() for m in raw.split(",") if m.strip())
+    if field_name in _THRESHOLDS:
+        try:
+            value = float(raw)
+        except ValueError:
+            value = math.nan
+        if not 0.0 <= value <= 1.0:  # NaN fails too
+            raise SettingError(name, f"{name} must be a number from 0 to 1")
+        return value
+    if field_name in ("guardrails", "pii_action"):
+        return raw.lower()
     return raw
 
 

@@ -72,6 +72,15 @@ def test_allowed_models_list_and_default_model() -> None:
         ({"GENAI_BASE_URL": "http://127.0.0.1:²/openai/v1"}, "GENAI_BASE_URL"),
         ({"GENAI_BASE_URL": "https://[::1/openai/v1"}, "GENAI_BASE_URL"),
         ({"GENAI_BASE_URL": "https://h .example/openai/v1"}, "GENAI_BASE_URL"),
+        ({"GENAI_GUARDRAILS": "on"}, "GENAI_GUARDRAILS"),
+        ({"GENAI_GUARDRAILS_CHECKS": "pii,toxicity"}, "GENAI_GUARDRAILS_CHECKS"),
+        ({"GENAI_GUARDRAILS_CHECKS": " , "}, "GENAI_GUARDRAILS_CHECKS"),
+        ({"GENAI_PII_ACTION": "mask"}, "GENAI_PII_ACTION"),
+        ({"GENAI_PII_TYPES": "email"}, "GENAI_PII_TYPES"),
+        ({"GENAI_GUARDRAILS_CONTENT_THRESHOLD": "1.5"}, "GENAI_GUARDRAILS_CONTENT_THRESHOLD"),
+        ({"GENAI_GUARDRAILS_INJECTION_THRESHOLD": "nan"}, "GENAI_GUARDRAILS_INJECTION_THRESHOLD"),
+        ({"GENAI_GUARDRAILS_PII_THRESHOLD": "high"}, "GENAI_GUARDRAILS_PII_THRESHOLD"),
+        ({"GENAI_GUARDRAILS": "block", "GENAI_AUTH": "session"}, "GENAI_COMPARTMENT_OCID"),  # no res_compartment
     ],
 )
 def test_invalid_settings_are_misconfigured_and_named(env: dict[str, str], named: str) -> None:
@@ -80,6 +89,32 @@ def test_invalid_settings_are_misconfigured_and_named(env: dict[str, str], named
         Settings.from_env({**base, **env} if env else {})
     assert named in caught.value.message and caught.value.setting == named
     assert caught.value.status == 500 and caught.value.type == "misconfigured"
+
+
+def test_guardrails_are_off_by_default_and_their_defaults_are_documented_ones() -> None:
+    settings = Settings.from_env({"GENAI_PROJECT_OCID": PROJECT, "GENAI_REGION": "us-chicago-1"})
+    assert settings.guardrails == "off" and not settings.guardrails_on
+    assert settings.guardrail_checks == ("content_moderation", "prompt_injection", "pii")
+    assert (settings.pii_action, settings.pii_types) == ("block", ("EMAIL", "TELEPHONE_NUMBER"))
+    assert (settings.content_threshold, settings.injection_threshold, settings.pii_threshold) == (0.5, 0.5, 0.5)
+
+
+def test_guardrail_settings_are_read_case_and_space_tolerantly() -> None:
+    settings = Settings.from_env({
+        "GENAI_PROJECT_OCID": PROJECT, "GENAI_REGION": "us-chicago-1", "GENAI_GUARDRAILS": "Inform",
+        "GENAI_GUARDRAILS_CHECKS": " pii , prompt_injection,pii", "GENAI_PII_ACTION": "REDACT",
+        "GENAI_PII_TYPES": "EMAIL,PERSON", "GENAI_GUARDRAILS_PII_THRESHOLD": "0.8",
+    })
+    assert (settings.guardrails, settings.guardrail_checks) == ("inform", ("pii", "prompt_injection"))
+    assert (settings.pii_action, settings.pii_types, settings.pii_threshold) == ("redact", ("EMAIL", "PERSON"), 0.8)
+
+
+def test_guardrails_outside_functions_need_a_compartment_and_with_one_are_fine() -> None:
+    base = {"GENAI_PROJECT_OCID": PROJECT, "GENAI_REGION": "us-chicago-1", "GENAI_GUARDRAILS": "block", "GENAI_AUTH": "session"}
+    settings = Settings.from_env({**base, "GENAI_COMPARTMENT_OCID": "ocid1.compartment.oc1..aaaa"})
+    assert settings.guardrails_on
+    # the resource principal's token names its compartment: checked at the first call (test_guardrails.py)
+    assert Settings.from_env({**base, "GENAI_AUTH": "resource_principal"}).compartment_ocid == ""
 
 
 def test_plain_http_is_allowed_only_to_loopback() -> None:

@@ -1,10 +1,14 @@
-"""A loopback stand-in for the OCI Generative AI OpenAI-compatible endpoint.
+"""A loopback stand-in for the OCI Generative AI OpenAI-compatible endpoint (and ApplyGuardrails).
 
 It verifies OCI request signatures for real (so a signing bug fails here, not in a tenancy),
 answers the Responses API deterministically for any model (the function's allow-list decides
 which models are asked for, not this endpoint), and misbehaves on request (`Fault`), with the
 error bodies OCI really sends (oci_errors.json), so tests can prove the client copes with what
 a real network and service do. `blackhole()` is a route that drops every connection attempt.
+
+`POST /20231130/actions/applyGuardrails` answers deterministically (see `guardrails_result`): an
+email address or telephone number is PII, "ignore previous instructions" is a prompt injection,
+and the marker word BADWORD is flagged content.
 """
 
 from __future__ import annotations
@@ -47,6 +51,15 @@ _BODY_METHODS = ("POST", "PUT", "PATCH")
 _BODY_HEADERS = ("content-length", "content-type", "x-content-sha256")
 _DRIP_BYTES = 16
 _MODEL_ROUTES = (("POST", f"{_PREFIX}/responses"), ("GET", f"{_PREFIX}/models"))
+GUARDRAILS_PATH = "/20231130/actions/applyGuardrails"  # oci SDK: base_path /20231130 + /actions/applyGuardrails
+GUARDRAILS_MARKER = "BADWORD"  # flagged by content moderation (OVERALL)
+_INJECTION = re.compile(r"ignore\s+(?:all\s+)?previous\s+instructions", re.IGNORECASE)
+# Labels as Oracle's release note names them (PERSON, EMAIL, TELEPHONE_NUMBER); PERSON is not detected here.
+_PII_PATTERNS = {
+    "EMAIL": re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}"),
+    "TELEPHONE_NUMBER": re.compile(r"\+?\d[\d ().-]{6,}\d"),
+}
+OFFSET_UNITS = ("utf16", "codepoint", "utf8")
 
 
 @functools.cache
@@ -58,7 +71,8 @@ def oci_errors() -> dict[str, dict[str, Any]]:
 
 @dataclass
 class Fault:
-    """One injected upstream misbehaviour, consumed by one request to a model route.
+    """One injected upstream misbehaviour, consumed by one request to a model route (or, with
+    `path`, only by one to the route whose path ends with it, e.g. GUARDRAILS_PATH).
 
     status: answer `status` with an OCI-shaped body naming `code`.
     oci_error: answer OCI's real error `name` from oci_errors.json, byte for byte.
@@ -75,6 +89,7 @@ class Fault:
     delay_s: float = 0.0
     name: str | None = None
     fields: dict[str, Any] = field(default_factory=dict)
+    path: str | None = None
 
     def __post_init__(self) -> None:
         if self.kind not in _FAULT_KINDS:
@@ -144,6 +159,7 @@ class LocalEndpoint:
         models: Sequence[str] | None = None,
         unavailable_models: Sequence[str] = (),
         region: str = "us-chicago-1",
+        guardrails_offset_unit: str = "utf16",
         host: str = "127.0.0.1",
         port: int = 0,
         max_skew_s: int = 300,
@@ -155,6 +171,9 @@ class LocalEndpoint:
         self._only_models = models is not None
         self.unavailable_models = tuple(unavailable_models)
         self.region = region
+        if guardrails_offset_unit not in OFFSET_UNITS:
+            raise ValueError(f"guardrails_offset_unit must be one of {OFFSET_UNITS}")
+        self.guardrails_offset_unit = guardrails_offset_unit
         self.host = host
         self.port = port
         self.max_skew_s = max_skew_s
@@ -236,9 +255,13 @@ class LocalEndpoint:
             return False
         return not self._only_models or model in self.models
 
-    def _next_fault(self) -> Fault | None:
+    def _next_fault(self, path: str) -> Fault | None:
         with self._lock:
-            return self._faults.popleft() if self._faults else None
+            for fault in self._faults:
+                if fault.path is None or path.endswith(fault.path):
+                    self._faults.remove(fault)
+                    return fault
+            return None
 
     def _record(self, request: RecordedRequest) -> None:
         with self._lock:
@@ -397,16 +420,16 @@ class _Handler(BaseHTTPRequestHandler):
         except _AuthError as error:
             self._send(401, _error("NotAuthenticated", str(error)))
             return
-        if (self.command, path) not in _MODEL_ROUTES:
+        if (self.command, path) not in (*_MODEL_ROUTES, ("POST", GUARDRAILS_PATH)):
             self._send(404, _error("NotFound", f"No route for {self.command} {path}"))
-        elif self.endpoint.project_ocid not in (None, headers.get("openai-project")):
+        elif path != GUARDRAILS_PATH and self.endpoint.project_ocid not in (None, headers.get("openai-project")):
             message = "Authorization failed or requested resource not found (wrong project or missing policy)"
             self._send(404, _error("NotAuthorizedOrNotFound", message))
         else:
             self._serve_model_route(path, body)
 
     def _serve_model_route(self, path: str, body: bytes) -> None:
-        fault = self.endpoint._next_fault()
+        fault = self.endpoint._next_fault(path)
         if fault is not None and fault.kind == "delay":
             time.sleep(fault.delay_s)
             fault = None
@@ -432,6 +455,8 @@ class _Handler(BaseHTTPRequestHandler):
             self._misdeliver(fault, *self._answer(path, body))
 
     def _answer(self, path: str, body: bytes) -> tuple[int, bytes]:
+        if path == GUARDRAILS_PATH:
+            return _guardrails_answer(body, self.endpoint.guardrails_offset_unit)
         if path.endswith("/models"):
             models = [{"id": m, "object": "model", "created": 0, "owned_by": "oci"} for m in self.endpoint.models]
             return 200, _json({"object": "list", "data": models})
@@ -541,6 +566,53 @@ def _response(request: dict[str, Any]) -> dict[str, Any]:
         "instructions": request.get("instructions"),
         "metadata": request.get("metadata", {}),
     }
+
+
+def _guardrails_answer(body: bytes, unit: str) -> tuple[int, bytes]:
+    """400 InvalidParameter for what ApplyGuardrailsDetails would refuse (its required fields), else 200."""
+    try:
+        details = json.loads(body)
+        compartment, text_input, configs = details["compartmentId"], details["input"], details["guardrailConfigs"]
+        content = text_input["content"]
+        if not (isinstance(compartment, str) and compartment and text_input.get("type") == "TEXT"
+                and isinstance(content, str) and isinstance(configs, dict)):
+            raise TypeError
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return 400, _error("InvalidParameter", "Invalid ApplyGuardrailsDetails")
+    return 200, _json(guardrails_result(content, configs, unit))
+
+
+def guardrails_result(content: str, configs: dict[str, Any], unit: str = "utf16") -> dict[str, Any]:
+    """An ApplyGuardrailsResult (as the oci SDK deserialises it) for the checks `configs` asks for.
+
+    PII offsets and lengths count `unit`s: UTF-16 code units by default (what a Java service's
+    String.length counts; OCI does not document the unit), or code points, or UTF-8 bytes.
+    """
+    results: dict[str, Any] = {}
+    moderation = configs.get("contentModerationConfig")
+    if isinstance(moderation, dict):
+        flagged = GUARDRAILS_MARKER in content
+        results["contentModeration"] = {"categories": [
+            {"name": name, "score": 1.0 if flagged and name == "OVERALL" else 0.0}
+            for name in moderation.get("categories") or ("OVERALL", "BLOCKLIST")
+        ]}
+    if isinstance(configs.get("promptInjectionConfig"), dict):
+        results["promptInjection"] = {"score": 1.0 if _INJECTION.search(content) else 0.0}
+    pii = configs.get("personallyIdentifiableInformationConfig")
+    if isinstance(pii, dict):
+        found = []
+        for label in pii.get("types") or _PII_PATTERNS:
+            for match in _PII_PATTERNS.get(label, re.compile(r"(?!)")).finditer(content):
+                offset, length = _units(content[: match.start()], unit), _units(match.group(), unit)
+                found.append({"length": length, "offset": offset, "text": match.group(), "label": label, "score": 0.99})
+        results["personallyIdentifiableInformation"] = sorted(found, key=lambda f: f["offset"])
+    return {"results": results, "guardrailVersion": {"version": "1.0.1"}}
+
+
+def _units(text: str, unit: str) -> int:
+    if unit == "codepoint":
+        return len(text)
+    return len(text.encode("utf-16-le")) // 2 if unit == "utf16" else len(text.encode("utf-8"))
 
 
 def _input_texts(value: Any) -> list[str]:

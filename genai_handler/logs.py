@@ -15,6 +15,11 @@ import warnings
 from typing import Any, TextIO
 
 _QUIETED = ("openai", "httpx", "httpx2", "httpcore", "httpcore2", "oci", "urllib3", "hpack")
+# The header the API Gateway deployment sets from the caller's JWT subject on every route
+# (`${request.auth[sub]}`, ifExists OVERWRITE), and `make serve` from LOCAL_GATEWAY_SUBJECT.
+CALLER_HEADER = "X-Genai-Caller"
+# OpenID Connect Core 1.0, section 2: `sub` "MUST NOT exceed 255 ASCII characters in length".
+_MAX_SUBJECT_CHARS = 255
 logger = logging.getLogger("genai_handler")
 
 
@@ -38,6 +43,29 @@ def _show_warning(
 ) -> None:
     """The warning's text may quote data, so only its category and origin are logged."""
     logger.warning(json.dumps({"warning": category.__name__, "where": f"{filename}:{lineno}"}))
+
+
+def caller_fields(value: object) -> dict[str, Any]:
+    """`caller` for the log line, from the caller header: for attribution only, never authorisation.
+
+    A plausible subject (1 to 255 printable characters, as OIDC bounds `sub`; non-ASCII letters are
+    accepted, as some identity providers use them) is logged as it is. Anything else is still
+    logged, so a misconfigured route shows, but never trusted: cut to 255 characters, each
+    non-printable character (controls, bidi overrides, separators) written as a \\uXXXX (or
+    \\UXXXXXXXX) escape, and flagged `caller_malformed: true`. An empty or absent header logs nothing.
+    """
+    if isinstance(value, list):  # the fdk lists a header sent twice; OVERWRITE leaves one
+        value = value[-1] if value else None
+    if not isinstance(value, str) or not value:
+        return {}
+    if len(value) <= _MAX_SUBJECT_CHARS and value.isprintable():
+        return {"caller": value}
+    shown = "".join(ch if ch.isprintable() else _escape(ch) for ch in value[:_MAX_SUBJECT_CHARS])
+    return {"caller": shown, "caller_malformed": True}
+
+
+def _escape(ch: str) -> str:
+    return f"\\u{ord(ch):04x}" if ord(ch) <= 0xFFFF else f"\\U{ord(ch):08x}"
 
 
 def invocation(**fields: Any) -> None:

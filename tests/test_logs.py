@@ -64,3 +64,43 @@ def test_a_failing_log_handler_prints_no_traceback(capsys: pytest.CaptureFixture
     except ValueError:
         logs.invocation(call_id="c1", status=500)
     assert "secret" not in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("subject", ["ocid1.user.oc1..aaaaexample", "alice@example.com", "José Müller", "a" * 255])
+def test_a_plausible_caller_is_logged_as_it_is(subject: str) -> None:
+    assert logs.caller_fields(subject) == {"caller": subject}
+
+
+@pytest.mark.parametrize("value", [None, "", []])
+def test_no_caller_header_logs_no_caller(value: object) -> None:
+    assert logs.caller_fields(value) == {}
+
+
+def test_a_caller_sent_twice_is_the_last_one_as_overwrite_leaves_it() -> None:
+    assert logs.caller_fields(["forged", "alice"]) == {"caller": "alice"}
+
+
+def test_a_hostile_caller_is_cut_escaped_and_flagged(capsys: pytest.CaptureFixture[str]) -> None:
+    # given a caller value with a fake log line, terminal escapes, a bidi override and 10 kB of padding
+    hostile = 'bob\n{"call_id": "forged", "status": 200}\x1b[2J\u202egnp.exe' + "x" * 10_000
+    # when it is logged
+    fields = logs.caller_fields(hostile)
+    logs.logger.handlers.clear()
+    logs.configure()
+    logs.invocation(call_id="c1", **fields)
+    # then it is one line, flagged, with every non-printable character escaped and at most 255 characters kept
+    [line] = capsys.readouterr().err.splitlines()
+    logged = json.loads(line)
+    assert logged["caller_malformed"] is True
+    assert logged["caller"].startswith('bob\\u000a{"call_id": "forged", "status": 200}\\u001b[2J\\u202egnp.exe')
+    assert "\n" not in logged["caller"] and "\x1b" not in line and "\u202e" not in line
+    assert logged["caller"].endswith("x") and len(logged["caller"]) == 255 + 3 * 5  # three escapes, 6 chars for 1
+    assert len(line) < 600
+
+
+def test_a_caller_over_255_characters_is_cut_and_flagged() -> None:
+    assert logs.caller_fields("a" * 256) == {"caller": "a" * 255, "caller_malformed": True}
+
+
+def test_a_non_printable_caller_beyond_the_basic_plane_is_escaped_in_full() -> None:
+    assert logs.caller_fields("bob\U000e0001") == {"caller": "bob\\U000e0001", "caller_malformed": True}

@@ -18,7 +18,7 @@ from . import logs
 from .errors import HandlerError, InternalError, MethodNotAllowed, MisconfiguredError
 from .request import build_arguments, parse_body
 from .settings import Settings
-from .upstream import UpstreamResult, client_for, create_response
+from .upstream import Attempt, UpstreamResult, client_for, create_response, usage_counts
 
 _DEADLINE_MARGIN_S = 1.0  # answer this long before the platform would kill the call
 _DEFAULT_BUDGET_S = 30.0
@@ -46,6 +46,7 @@ def handle(ctx: context.InvokeContext, data: io.BytesIO | None = None) -> respon
 
 
 def _invoke(ctx: context.InvokeContext, data: io.BytesIO | None, started: float, openai_route: bool) -> response.Response:
+    began = time.time()
     deadline = started + _budget(ctx)
     body = data.getvalue() if data else b""
     settings: Settings | None = None
@@ -53,10 +54,12 @@ def _invoke(ctx: context.InvokeContext, data: io.BytesIO | None, started: float,
     result: UpstreamResult | None = None
     answer: dict[str, Any] | None = None
     error: HandlerError | None = None
-    screened: dict[str, Any] = {}  # the guardrails' verdict for the log line
     method = ctx.Method()  # None on a direct `fn invoke`; the caller's method via API Gateway
     if method is None and _is_doctor_request(body):
         return _doctor(ctx, started)  # before the settings: it explains a misconfiguration too
+    trace = _trace_context(ctx)
+    attempts: list[Attempt] = []
+    screened: dict[str, Any] = {}  # the guardrails' verdict for the log line
     try:
         settings = load_settings()
         if method is not None and method.upper() != "POST":
@@ -66,7 +69,8 @@ def _invoke(ctx: context.InvokeContext, data: io.BytesIO | None, started: float,
             from .guardrails import screen  # noqa: PLC0415  (off: never imported, nothing on the cold path)
 
             arguments = screen(client_for(settings), settings, arguments, deadline, screened)
-        result = create_response(client_for(settings), arguments, deadline, settings.max_retries)
+        record = attempts.append if trace is not None else None
+        result = create_response(client_for(settings), arguments, deadline, settings.max_retries, record)
         # The OpenAI route answers OCI's JSON as received: dumping the SDK's model of an output
         # item it does not know warns, with the answer's text in the warning.
         answer = result.body if openai_route else shape(result)
@@ -74,8 +78,12 @@ def _invoke(ctx: context.InvokeContext, data: io.BytesIO | None, started: float,
         error = exc
     except Exception:  # a bug: answer in the documented shape; log nothing that could leak
         error = InternalError(_BUG)
-    _log(ctx, started, settings, arguments, result, error, screened)
-    return _reply(ctx, answer, result.request_id if result else None, error, openai_route)
+    reply = _reply(ctx, answer, result.request_id if result else None, error, openai_route)
+    traced: dict[str, str] = {}
+    if trace is not None:
+        traced = _report_trace(ctx, trace, began, started, deadline, arguments.get("model"), error, attempts)
+    _log(ctx, started, settings, arguments, result, error, traced, screened)
+    return reply
 
 
 def load_settings() -> Settings:
@@ -157,6 +165,37 @@ def _doctor(ctx: context.InvokeContext, started: float) -> response.Response:
     return response.Response(ctx, response_data=json.dumps(report), headers={"content-type": "application/json"})
 
 
+def _trace_context(ctx: context.InvokeContext) -> context.TracingContext | None:
+    """The fdk's tracing context when OCI wants this call's spans; None by default, at no cost."""
+    trace = ctx.TracingContext()
+    if trace is None or not trace.is_tracing_enabled() or not trace.is_sampled() or not trace.trace_collector_url():
+        return None
+    return trace
+
+
+def _report_trace(
+    ctx: context.InvokeContext,
+    trace: context.TracingContext,
+    began: float,
+    started: float,
+    deadline: float,
+    model: str | None,
+    error: HandlerError | None,
+    attempts: list[Attempt],
+) -> dict[str, str]:
+    """Send the spans before answering (OCI may freeze the container right after), within a bound."""
+    try:
+        from . import tracing  # noqa: PLC0415  (only when tracing is on: off, the cold path never loads it)
+
+        return tracing.report(
+            trace, call_id=ctx.CallID(), started=began, duration_s=time.monotonic() - started,
+            status=error.status if error else 200, error_type=error.type if error else None, model=model,
+            attempts=attempts, bound_s=deadline - time.monotonic(),
+        )
+    except Exception:  # a trace that cannot be sent never fails the invocation
+        return {"trace_report": "failed"}
+
+
 def _budget(ctx: context.InvokeContext) -> float:
     """Seconds until Fn-Deadline, less a margin; the fdk itself never enforces it."""
     try:
@@ -176,12 +215,15 @@ def _log(
     arguments: dict[str, Any],
     result: UpstreamResult | None,
     error: HandlerError | None,
+    traced: dict[str, str],
     screened: dict[str, Any],
 ) -> None:
     prompts = settings is not None and settings.log_prompts
     answer = result.response if result else None
     logs.invocation(
         call_id=ctx.CallID(),
+        **logs.caller_fields(ctx.HTTPHeaders().get(logs.CALLER_HEADER.lower())),  # gateway calls only
+        **traced,
         request_id=result.request_id if result else error.request_id if error else None,
         model=arguments.get("model"),
         status=error.status if error else 200,
@@ -191,8 +233,7 @@ def _log(
         upstream_ms=round(result.latency_ms, 1) if result else None,
         attempts=result.attempts if result else None,
         guardrails=screened or None,
-        usage=answer.usage.model_dump(include={"input_tokens", "output_tokens", "total_tokens"})
-        if answer and answer.usage else None,
+        usage=usage_counts(answer),
         input=arguments.get("input") if prompts else None,
         instructions=arguments.get("instructions") if prompts else None,
         output_text=answer.output_text if prompts and answer else None,

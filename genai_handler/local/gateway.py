@@ -4,7 +4,10 @@ It does what the deployed gateway does: it routes `POST /genai/chat` and `POST /
 (the routes of policies/apigateway-deployment.json under the /genai prefix), turns each request
 into an Fn invocation with the Fn-Http-* headers, sends it to func.py running under the real fdk
 on its unix socket, and turns the answer back into HTTP. So curl or an OpenAI SDK on a laptop
-sees what they would see in OCI.
+sees what they would see in OCI. Like the deployment's header transformation, it sets the caller
+header (genai_handler.logs.CALLER_HEADER) on every call, overwriting any value the caller sent: the
+deployed gateway takes it from the JWT subject, this one from LOCAL_GATEWAY_SUBJECT (default
+`local-user`), so the function's log line names a caller locally too.
 
 Where the function's calls go: the local signature-checking endpoint by default (no cloud
 account); real OCI Generative AI when GENAI_AUTH is session, user_principal or api_key, or when
@@ -34,11 +37,13 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import IO, Any, BinaryIO
 
+from ..logs import CALLER_HEADER
 from .agent import PATH_PREFIX, REPO_ROOT, FunctionProcess, routes
 from .endpoint import LocalEndpoint
 from .identity import LocalIdentity
 
 DEFAULT_PORT = 8080
+DEFAULT_SUBJECT = "local-user"  # the caller header's value unless LOCAL_GATEWAY_SUBJECT is set
 DOTENV = REPO_ROOT / ".env"
 LOCAL_PROJECT_OCID = "ocid1.generativeaiproject.oc1.us-chicago-1.aaaalocalproject"
 _DEFAULT_TIMEOUT_S = 30.0  # OCI Functions' default when func.yaml sets none
@@ -218,6 +223,7 @@ class LocalGateway:
         port: int = 0,
         host: str = "127.0.0.1",
         token: str | None = None,
+        subject: str = DEFAULT_SUBJECT,
         timeout_s: float | None = None,
         function_dir: Path = REPO_ROOT,
         python: str = sys.executable,
@@ -228,6 +234,7 @@ class LocalGateway:
         self._host = host
         self._port = port
         self._token = token or None
+        self.subject = subject
         self._function_dir = Path(function_dir)
         self.timeout_s = timeout_s if timeout_s is not None else function_timeout(self._function_dir / "func.yaml")
         self._python = python
@@ -298,6 +305,7 @@ class LocalGateway:
         if self._token is not None and not _bearer_matches(headers, self._token):
             return _gateway_error(401, "Unauthorized", {"WWW-Authenticate": "Bearer"})
         forwarded = _forwarded_headers(headers, client)
+        forwarded[_canonical(CALLER_HEADER)] = self.subject  # as `ifExists: OVERWRITE`: a caller cannot forge it
         with self._lock:
             assert self.function is not None
             if not self.function.alive():
@@ -499,12 +507,14 @@ def main(argv: list[str] | None = None) -> int:
         except ValueError as exc:
             print(f"PORT: {exc}", file=sys.stderr)
             return 2
-    token = os.environ.get("LOCAL_GATEWAY_TOKEN") or read_dotenv().get("LOCAL_GATEWAY_TOKEN")
+    dotenv = read_dotenv()
+    token = os.environ.get("LOCAL_GATEWAY_TOKEN") or dotenv.get("LOCAL_GATEWAY_TOKEN")
+    subject = os.environ.get("LOCAL_GATEWAY_SUBJECT") or dotenv.get("LOCAL_GATEWAY_SUBJECT") or DEFAULT_SUBJECT
     for stop in (signal.SIGTERM, signal.SIGHUP):  # unwind, so the function process is stopped too
         signal.signal(stop, lambda *_: sys.exit(0))
     with upstream() as (env, where):
         try:
-            gateway = LocalGateway(env, port=port, token=token).start()
+            gateway = LocalGateway(env, port=port, token=token, subject=subject).start()
         except OSError as exc:
             print(f"cannot listen on 127.0.0.1:{port} ({exc.strerror}); set PORT or pass --port", file=sys.stderr)
             return 1
@@ -512,6 +522,7 @@ def main(argv: list[str] | None = None) -> int:
             auth = ' -H "Authorization: Bearer $LOCAL_GATEWAY_TOKEN"' if token else ""
             print(f"Local API Gateway on {gateway.url}: {', '.join('POST ' + r for r in gateway.routes)}", file=sys.stderr)
             print(f"  → func.py under the fdk (timeout {gateway.timeout_s:.0f} s) → {where}", file=sys.stderr)
+            print(f"  {CALLER_HEADER}: {subject} (LOCAL_GATEWAY_SUBJECT), as the JWT subject when deployed", file=sys.stderr)
             print(f"  try: curl -sS {gateway.url}{PATH_PREFIX}/chat{auth} -d '{{\"prompt\": \"Hello\"}}'", file=sys.stderr)
             print("Ctrl-C to stop.", file=sys.stderr, flush=True)
             threading.Event().wait()

@@ -3,7 +3,7 @@
 The steps run in order and stop at the first failure that leaves the next ones meaningless:
 settings, the principal's credentials, the endpoint's network reachability, then one cheap
 signed call (a 16-token `POST /responses` to GENAI_MODEL, store off) that proves IAM lets the
-principal in and that the model is offered. It is the function's own call, because OCI does not
+principal in and that the model is offered; with GENAI_GUARDRAILS on, one ApplyGuardrails call too. It is the function's own call, because OCI does not
 document `GET /models`; that is asked only for a hint when the model is refused. Inside a deployed
 function, a direct `fn invoke` with `{"doctor": true}` runs the same checks as the function's own
 identity (handler.py); API Gateway never routes that.
@@ -73,6 +73,7 @@ def diagnose(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
         _check_credentials(settings, check)
         and _check_reachable(settings, check)
         and _check_call(settings, check)
+        and _check_guardrails(settings, check)
     )
     return _report(checks)
 
@@ -208,6 +209,31 @@ def _check_call(settings: Settings, check: Any) -> bool:
                      "retry later; if it persists, open a service request quoting the opc-request-id")
     return check(name, False, f"unexpected answer ({seen})",
                  "retry later; if it persists, open a service request quoting the opc-request-id")
+
+
+def _check_guardrails(settings: Settings, check: Any) -> bool:
+    """The function's own ApplyGuardrails call on "ping", when guardrails are on."""
+    if not settings.guardrails_on:
+        return True
+    from . import guardrails  # noqa: PLC0415
+    from .errors import HandlerError  # noqa: PLC0415
+    from .upstream import client_for  # noqa: PLC0415
+
+    name = "guardrails"
+    try:
+        compartment, request_id = guardrails.probe(client_for(settings), settings, time.monotonic() + _CALL_TIMEOUT_S)
+    except MisconfiguredError as exc:
+        return check(name, False, exc.message, _settings_fix(exc))
+    except HandlerError as exc:
+        seen = f"{exc.type}, opc-request-id {exc.request_id or '-'}"
+        fix = {
+            "upstream_auth": f"the policy must let this principal use generative-ai-family in the compartment "
+                             f"ApplyGuardrails runs in (GENAI_COMPARTMENT_OCID, else the function's own); {_FIX_IAM}",
+            "timeout": _FIX_NETWORK,
+        }.get(exc.type, "retry later; if it persists, open a service request quoting the opc-request-id")
+        return check(name, False, f"ApplyGuardrails failed ({seen}): {exc.message}", fix)
+    return check(name, True, f"ApplyGuardrails answered in compartment {compartment} (opc-request-id {request_id or '-'}); "
+                 f"mode {settings.guardrails}, checks {', '.join(settings.guardrail_checks)}")
 
 
 def _auth_fix(settings: Settings) -> str:

@@ -117,6 +117,15 @@ def screen(
     return arguments
 
 
+def probe(client: openai.OpenAI, settings: Settings, deadline: float) -> tuple[str, str | None]:
+    """One harmless ApplyGuardrails call for the doctor: (the compartment it ran in, opc-request-id).
+    Raises the function's own errors, so the doctor reports what an invocation would meet."""
+    compartment = _compartment(client, settings)
+    body, request_id = post_oci(client, _url(settings), _details(settings, compartment, "ping"), deadline)
+    _read(body, settings)
+    return compartment, request_id
+
+
 def _texts(arguments: dict[str, Any]) -> Iterator[str]:
     """Every text the model would read, in a fixed order that _with_texts writes back in."""
     if "instructions" in arguments:

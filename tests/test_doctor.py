@@ -353,3 +353,27 @@ def test_one_cloud_setting_in_dotenv_means_diagnose_that_setup(laptop: Path, cap
     report = json.loads(capsys.readouterr().out)
     assert code == 1 and "note" not in report
     assert "GENAI_REGION" in report["checks"][0]["detail"] and "genai GENAI_REGION <value>" in report["checks"][0]["fix"]
+
+
+def test_with_guardrails_on_the_doctor_makes_the_functions_apply_guardrails_call(
+    principal: LocalIdentity, service: LocalEndpoint
+) -> None:
+    report = diagnose(_settings(service, GENAI_GUARDRAILS="block"))
+    assert report["ok"] is True and [c["name"] for c in report["checks"]] == [*CHECKS, "guardrails"]
+    guardrails = report["checks"][-1]
+    assert service.requests[-1].path == "/20231130/actions/applyGuardrails" and service.requests[-1].status == 200
+    assert principal.compartment_ocid in guardrails["detail"] and service.requests[-1].request_id in guardrails["detail"]
+    _assert_no_secrets(report, principal.token, _pem(principal.key_path))
+
+
+def test_guardrails_refused_by_iam_name_the_policy_and_compartment(principal: LocalIdentity, service: LocalEndpoint) -> None:
+    service.inject(Fault("oci_error", name="not_authorized_or_not_found", path="/actions/applyGuardrails"))
+    report = diagnose(_settings(service, GENAI_GUARDRAILS="inform"))
+    failed = report["checks"][-1]
+    assert report["ok"] is False and failed["name"] == "guardrails" and "upstream_auth" in failed["detail"]
+    assert "generative-ai-family in the compartment ApplyGuardrails runs in" in failed["fix"]
+
+
+def test_guardrails_off_make_no_guardrails_call(principal: LocalIdentity, service: LocalEndpoint) -> None:
+    report = diagnose(_settings(service))
+    assert report["ok"] is True and all(not r.path.endswith("applyGuardrails") for r in service.requests)

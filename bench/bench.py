@@ -4,6 +4,8 @@ Both run under the real fdk, each from its own virtualenv (bench/.venv-*), with 
 resource-principal identity and against the same signature-verifying local endpoint, taking turns
 so that machine noise hits both alike. A third runner, the FLOOR, is this function with an API key
 (a Bearer token, no OCI signing): the same call with nothing to sign, to see what signing costs.
+A fourth, GUARDRAILS, is this function with GENAI_GUARDRAILS=block: one ApplyGuardrails call
+before each model call, to see what screening costs.
 
     python bench/bench.py [--quick] [--out bench/out/results.json]
 
@@ -437,6 +439,20 @@ def build_rows(results: dict[str, Any]) -> list[Row]:
         Row("log bytes per warm call", get(this, "warm", "log_bytes_per_call"),
             get(base, "warm", "log_bytes_per_call"), get(floor, "warm", "log_bytes_per_call"), "", None, 0),
     ]
+    guarded = results["runners"].get("guardrails", {})
+
+    def cost(*path: str) -> float | None:
+        on, off = get(guarded, *path), get(this, *path)
+        return None if on is None or off is None else on - off
+
+    rows += [
+        Row("GENAI_GUARDRAILS=block: warm latency p50 (ms)", get(guarded, "warm", "p50_ms"), None, None, "", None, 2),
+        Row("  guardrails' cost, warm p50 on − off (ms)", cost("warm", "p50_ms"), None, None, "one extra call", None, 2),
+        Row("  guardrails' cost, warm p99 on − off (ms)", cost("warm", "p99_ms"), None, None, "", None, 2),
+        Row("  guardrails' cost, cold start on − off (ms)", cost("cold", "total_ms"), None, None, "", None, 0),
+        Row("  upstream connections with guardrails on", get(guarded, "connections", "connections"), None, None,
+            "1 (one pool)", at_most(get(guarded, "connections", "connections"), 1), 0),
+    ]
     return rows
 
 
@@ -451,7 +467,11 @@ def runners(base_python: str) -> list[Runner]:
         Runner("this", REPO_ROOT, REPO_ROOT / "requirements.txt", this_venv),
         Runner("floor", REPO_ROOT, REPO_ROOT / "requirements.txt", this_venv,
                {"GENAI_AUTH": "api_key", "GENAI_API_KEY": "{api_key}"}),
+        Runner("guardrails", REPO_ROOT, REPO_ROOT / "requirements.txt", this_venv, {"GENAI_GUARDRAILS": "block"}),
     ]
+
+
+SAME_CODE = ("floor", "guardrails")  # `this` with other settings: no payload or import of their own
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -474,7 +494,7 @@ def main(argv: list[str] | None = None) -> int:
             built.add(runner.venv)
     figures: dict[str, dict[str, Any]] = {r.name: {} for r in all_runners}
     for runner in all_runners:
-        if runner.name != "floor":
+        if runner.name not in SAME_CODE:
             figures[runner.name]["payload_mb"] = payload_mb(runner, say)
     figures["this"]["payload_slim_mb"] = payload_mb(all_runners[1], say, no_deps=True)
 
@@ -483,7 +503,7 @@ def main(argv: list[str] | None = None) -> int:
         with bench.endpoint:
             say("import time of func.py ...")
             for runner in all_runners:
-                if runner.name != "floor":  # the same code as `this`
+                if runner.name not in SAME_CODE:
                     figures[runner.name]["import"] = bench.import_times(runner)
             say("cold starts ...")
             for name, rounds in bench.cold_starts().items():

@@ -88,6 +88,7 @@ def test_given_results_when_building_rows_then_goals_are_judged_from_the_figures
             "this": runner(100.0, 700.0, 2.6, 70.0, 0.2, 1),
             "baseline": runner(600.0, 800.0, 3.0, 100.0, 0.5, 2),
             "floor": runner(100.0, 650.0, 1.5, 68.0, 0.2, 1),
+            "guardrails": runner(100.0, 720.0, 3.1, 71.0, 0.2, 1),
         },
     }
     verdicts = {row.figure: row.met for row in bench.build_rows(results)}
@@ -97,3 +98,13 @@ def test_given_results_when_building_rows_then_goals_are_judged_from_the_figures
     assert verdicts["RSS after 200 calls (MB)"] is True
     assert verdicts["RSS growth, call 200 → 2000 (MB)"] is True
     assert verdicts["upstream connections, 20 calls, 6 s pause"] is True
+    rows = {row.figure: row for row in bench.build_rows(results)}
+    assert rows["  guardrails' cost, warm p50 on − off (ms)"].this == pytest.approx(0.5)
+    assert rows["  guardrails' cost, cold start on − off (ms)"].this == pytest.approx(20.0)
+    assert verdicts["  upstream connections with guardrails on"] is True
+
+
+def test_the_bench_measures_guardrails_on_beside_off_with_the_same_code() -> None:
+    by_name = {runner.name: runner for runner in bench.runners(sys.executable)}
+    assert by_name["guardrails"].settings == {"GENAI_GUARDRAILS": "block"}
+    assert by_name["guardrails"].venv == by_name["this"].venv and "guardrails" in bench.SAME_CODE

@@ -129,10 +129,20 @@ resource "oci_functions_application" "this" {
   display_name   = var.application_name
   subnet_ids     = [local.function_subnet]
 
+  # Traces to an APM domain (off: nothing is sent, the function imports nothing for it).
+  trace_config {
+    is_enabled = var.tracing_enabled
+    domain_id  = var.tracing_enabled ? var.apm_domain_ocid : null
+  }
+
   lifecycle {
     precondition {
       condition     = local.function_subnet != "" && local.gateway_subnet != ""
       error_message = "create_network = false needs function_subnet_ocid and gateway_subnet_ocid."
+    }
+    precondition {
+      condition     = !var.tracing_enabled || var.apm_domain_ocid != ""
+      error_message = "tracing_enabled needs apm_domain_ocid (an APM domain's OCID)."
     }
   }
 }
@@ -147,10 +157,39 @@ resource "oci_functions_function" "this" {
   # Resource Manager may pass a field left blank as "": that too means the default.
   config             = { for key, value in local.genai_settings : key => tostring(value) if value != null && value != "" }
 
+  detached_mode_timeout_in_seconds = var.detached_timeout_in_seconds > 0 ? var.detached_timeout_in_seconds : null
+
+  trace_config {
+    is_enabled = var.tracing_enabled
+  }
+
+  provisioned_concurrency_config {
+    strategy = var.provisioned_concurrency > 0 ? "CONSTANT" : "NONE"
+    count    = var.provisioned_concurrency > 0 ? var.provisioned_concurrency : null
+  }
+
+  success_destination {
+    kind      = local.destinations.success.kind
+    topic_id  = local.destinations.success.kind == "NOTIFICATION" ? local.destinations.success.ocid : null
+    queue_id  = local.destinations.success.kind == "QUEUE" ? local.destinations.success.ocid : null
+    stream_id = local.destinations.success.kind == "STREAM" ? local.destinations.success.ocid : null
+  }
+
+  failure_destination {
+    kind      = local.destinations.failure.kind
+    topic_id  = local.destinations.failure.kind == "NOTIFICATION" ? local.destinations.failure.ocid : null
+    queue_id  = local.destinations.failure.kind == "QUEUE" ? local.destinations.failure.ocid : null
+    stream_id = local.destinations.failure.kind == "STREAM" ? local.destinations.failure.ocid : null
+  }
+
   lifecycle {
     precondition {
       condition     = local.genai_project_ocid != ""
       error_message = "create_genai_project = false needs genai_project_ocid."
+    }
+    precondition {
+      condition     = var.provisioned_concurrency % local.provisioned_concurrency_step == 0
+      error_message = "provisioned_concurrency is a multiple of 40 (128 MB), 20 (256 MB) or 10 (512 MB and more)."
     }
   }
 
@@ -209,6 +248,15 @@ resource "oci_apigateway_deployment" "this" {
       rate_limiting {
         rate_in_requests_per_second = local.rate.rateInRequestsPerSecond
         rate_key                    = local.rate.rateKey
+      }
+
+      # Not in the spec file: with a token location, the gateway forwards only subscribers'
+      # requests (usage_plan_enabled, operations.tf).
+      dynamic "usage_plans" {
+        for_each = var.usage_plan_enabled ? [local.usage_plan_token_location] : []
+        content {
+          token_locations = [usage_plans.value]
+        }
       }
 
       cors {

@@ -313,3 +313,179 @@ variable "cors_allowed_origin" {
   description = "Browser origin allowed to call the API, e.g. https://app.example.com."
   type        = string
 }
+
+# --- Operations (docs/operations.md): all off by default, none costs anything when off ---------
+
+variable "usage_plan_enabled" {
+  description = "true: per-caller quotas. Only the JWT subjects in usage_plan_subjects may call, each with its own rate and quota (the client token is request.auth[sub])."
+  type        = bool
+  default     = false
+}
+
+variable "usage_plan_subjects" {
+  description = "Comma-separated JWT subjects (the token's sub claim) that may call, each its own subscriber."
+  type        = string
+  default     = ""
+}
+
+variable "usage_plan_rate_per_second" {
+  description = "Requests per second each caller may send."
+  type        = number
+  default     = 1
+}
+
+variable "usage_plan_quota" {
+  description = "Requests each caller may send per usage_plan_quota_period; past it the gateway rejects them until the period resets."
+  type        = number
+  default     = 1000
+}
+
+variable "usage_plan_quota_period" {
+  description = "The quota's period (calendar): MINUTE, HOUR, DAY, WEEK or MONTH."
+  type        = string
+  default     = "DAY"
+
+  validation {
+    condition     = contains(["MINUTE", "HOUR", "DAY", "WEEK", "MONTH"], var.usage_plan_quota_period)
+    error_message = "usage_plan_quota_period is MINUTE, HOUR, DAY, WEEK or MONTH."
+  }
+}
+
+variable "create_invoke_log" {
+  description = "true: a log group and the application's invocation log (Functions, category invoke), where the function's JSON line lands."
+  type        = bool
+  default     = false
+}
+
+variable "log_group_name" {
+  description = "Display name of the log group the stack creates."
+  type        = string
+  default     = "genai-logs"
+}
+
+variable "log_retention_days" {
+  description = "How long the invocation log is kept: 30 to 180 days, in steps of 30."
+  type        = number
+  default     = 30
+
+  validation {
+    condition     = var.log_retention_days >= 30 && var.log_retention_days <= 180 && var.log_retention_days % 30 == 0
+    error_message = "log_retention_days is 30, 60, 90, 120, 150 or 180."
+  }
+}
+
+variable "create_error_metric" {
+  description = "true: the invocation log, and a Connector Hub connector that counts the function's error lines as a custom metric <error_metric_namespace>/errors."
+  type        = bool
+  default     = false
+}
+
+variable "error_metric_namespace" {
+  description = "Custom metric namespace of the error count (lower case, not starting with oci_)."
+  type        = string
+  default     = "genai_function"
+
+  validation {
+    condition     = can(regex("^[a-z][a-z0-9_]{0,254}$", var.error_metric_namespace)) && !startswith(var.error_metric_namespace, "oci_")
+    error_message = "error_metric_namespace: lower-case letters, digits and _, starting with a letter, not oci_."
+  }
+}
+
+variable "create_alarms" {
+  description = "true: alarms on gateway 5xx, 429 and latency, function throttling and near-timeout runs (and error lines with create_error_metric), sent to a Notifications topic."
+  type        = bool
+  default     = false
+}
+
+variable "alarm_topic_ocid" {
+  description = "An existing Notifications topic for the alarms. Empty: the stack creates alarm_topic_name."
+  type        = string
+  default     = ""
+}
+
+variable "alarm_topic_name" {
+  description = "Name of the topic the stack creates (unique in the tenancy)."
+  type        = string
+  default     = "genai-alarms"
+}
+
+variable "alarm_email" {
+  description = "Email address subscribed to the created topic (OCI sends a confirmation mail first)."
+  type        = string
+  default     = ""
+}
+
+variable "alarm_5xx_per_5_minutes" {
+  description = "Alarm when the gateway answers more 5xx than this in 5 minutes."
+  type        = number
+  default     = 5
+}
+
+variable "alarm_429_per_5_minutes" {
+  description = "Alarm when the gateway answers more 429 than this in 5 minutes."
+  type        = number
+  default     = 20
+}
+
+variable "alarm_latency_p95_ms" {
+  description = "Alarm when the gateway's 95th percentile latency over 5 minutes exceeds this (ms)."
+  type        = number
+  default     = 30000
+}
+
+variable "alarm_errors_per_5_minutes" {
+  description = "With create_error_metric: alarm when the function logs more error lines than this in 5 minutes."
+  type        = number
+  default     = 5
+}
+
+variable "tracing_enabled" {
+  description = "true: trace_config on the application and the function; OCI sets OCI_TRACING_ENABLED and the collector URL of apm_domain_ocid."
+  type        = bool
+  default     = false
+}
+
+variable "apm_domain_ocid" {
+  description = "With tracing_enabled: the APM domain that receives the spans."
+  type        = string
+  default     = ""
+}
+
+variable "provisioned_concurrency" {
+  description = "Provisioned concurrency units kept warm (0: none). A multiple of 40 at 128 MB, 20 at 256 MB, 10 at 512 MB and more; billed while provisioned."
+  type        = number
+  default     = 0
+}
+
+variable "detached_timeout_in_seconds" {
+  description = "Timeout of detached invocations (fn-invoke-type: detached), 5 to 3600. 0: the function timeout."
+  type        = number
+  default     = 0
+
+  validation {
+    condition     = var.detached_timeout_in_seconds == 0 || (var.detached_timeout_in_seconds >= 5 && var.detached_timeout_in_seconds <= 3600)
+    error_message = "detached_timeout_in_seconds is 0 or 5 to 3600."
+  }
+}
+
+variable "detached_success_destination_ocid" {
+  description = "Where a detached invocation's record goes when it succeeds: a Notifications topic, Queue or Stream OCID. Empty: none."
+  type        = string
+  default     = ""
+
+  validation {
+    condition     = can(regex("^(ocid1\\.(onstopic|queue|stream)\\..+)?$", var.detached_success_destination_ocid))
+    error_message = "A topic (ocid1.onstopic...), queue (ocid1.queue...) or stream (ocid1.stream...) OCID, or empty."
+  }
+}
+
+variable "detached_failure_destination_ocid" {
+  description = "Where a detached invocation's record goes when it fails: a Notifications topic, Queue or Stream OCID. Empty: none."
+  type        = string
+  default     = ""
+
+  validation {
+    condition     = can(regex("^(ocid1\\.(onstopic|queue|stream)\\..+)?$", var.detached_failure_destination_ocid))
+    error_message = "A topic (ocid1.onstopic...), queue (ocid1.queue...) or stream (ocid1.stream...) OCID, or empty."
+  }
+}

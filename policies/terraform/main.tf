@@ -35,20 +35,27 @@ locals {
   # Every GENAI_* setting the function reads from config; null ones are left out so the
   # function uses its default.
   genai_settings = {
-    GENAI_PROJECT_OCID           = local.genai_project_ocid
-    GENAI_REGION                 = var.genai_region
-    GENAI_BASE_URL               = var.genai_base_url
-    GENAI_MODEL                  = var.genai_model
-    GENAI_ALLOWED_MODELS         = var.genai_allowed_models
-    GENAI_AUTH                   = var.genai_auth
-    GENAI_COMPARTMENT_OCID       = var.genai_compartment_ocid
-    GENAI_MAX_BODY_BYTES         = var.genai_max_body_bytes
-    GENAI_MAX_INPUT_CHARS        = var.genai_max_input_chars
-    GENAI_MAX_OUTPUT_TOKENS      = var.genai_max_output_tokens
-    GENAI_MAX_RETRIES            = var.genai_max_retries
-    GENAI_KEEPALIVE_SECONDS      = var.genai_keepalive_seconds
-    GENAI_LOG_PROMPTS            = var.genai_log_prompts
-    GENAI_ALLOW_STORED_RESPONSES = var.genai_allow_stored_responses
+    GENAI_PROJECT_OCID                   = local.genai_project_ocid
+    GENAI_REGION                         = var.genai_region
+    GENAI_BASE_URL                       = var.genai_base_url
+    GENAI_MODEL                          = var.genai_model
+    GENAI_ALLOWED_MODELS                 = var.genai_allowed_models
+    GENAI_AUTH                           = var.genai_auth
+    GENAI_COMPARTMENT_OCID               = var.genai_compartment_ocid
+    GENAI_MAX_BODY_BYTES                 = var.genai_max_body_bytes
+    GENAI_MAX_INPUT_CHARS                = var.genai_max_input_chars
+    GENAI_MAX_OUTPUT_TOKENS              = var.genai_max_output_tokens
+    GENAI_MAX_RETRIES                    = var.genai_max_retries
+    GENAI_KEEPALIVE_SECONDS              = var.genai_keepalive_seconds
+    GENAI_LOG_PROMPTS                    = var.genai_log_prompts
+    GENAI_ALLOW_STORED_RESPONSES         = var.genai_allow_stored_responses
+    GENAI_GUARDRAILS                     = var.genai_guardrails
+    GENAI_GUARDRAILS_CHECKS              = var.genai_guardrails_checks
+    GENAI_PII_ACTION                     = var.genai_pii_action
+    GENAI_PII_TYPES                      = var.genai_pii_types
+    GENAI_GUARDRAILS_CONTENT_THRESHOLD   = var.genai_guardrails_content_threshold
+    GENAI_GUARDRAILS_INJECTION_THRESHOLD = var.genai_guardrails_injection_threshold
+    GENAI_GUARDRAILS_PII_THRESHOLD       = var.genai_guardrails_pii_threshold
   }
 
   # An identity domain issues tokens as https://identity.oraclecloud.com/ and publishes its keys
@@ -155,7 +162,7 @@ resource "oci_functions_function" "this" {
   memory_in_mbs      = var.function_memory_in_mbs
   timeout_in_seconds = var.function_timeout_in_seconds
   # Resource Manager may pass a field left blank as "": that too means the default.
-  config             = { for key, value in local.genai_settings : key => tostring(value) if value != null && value != "" }
+  config = { for key, value in local.genai_settings : key => tostring(value) if value != null && value != "" }
 
   detached_mode_timeout_in_seconds = var.detached_timeout_in_seconds > 0 ? var.detached_timeout_in_seconds : null
 

@@ -98,6 +98,13 @@ resource "oci_apigateway_usage_plan" "callers" {
       deployment_id = local.deployment_ocid
     }
   }
+
+  lifecycle {
+    precondition {
+      condition     = length(local.usage_plan_subjects) > 0
+      error_message = "usage_plan_enabled refuses every caller not in usage_plan_subjects: list at least one JWT subject."
+    }
+  }
 }
 
 # One subscriber per subject: "If you define a subscriber and specify multiple API clients for it,

@@ -284,6 +284,48 @@ variable "genai_allow_stored_responses" {
   default     = null
 }
 
+variable "genai_guardrails" {
+  description = "GENAI_GUARDRAILS: off, inform or block: screen each request with OCI Generative AI guardrails before the model. Function default: off."
+  type        = string
+  default     = null
+}
+
+variable "genai_guardrails_checks" {
+  description = "GENAI_GUARDRAILS_CHECKS: Comma list of content_moderation, prompt_injection, pii. Function default: all three."
+  type        = string
+  default     = null
+}
+
+variable "genai_pii_action" {
+  description = "GENAI_PII_ACTION: block or redact, for PII findings. Function default: block."
+  type        = string
+  default     = null
+}
+
+variable "genai_pii_types" {
+  description = "GENAI_PII_TYPES: Comma list of OCI PII labels to act on. Function default: EMAIL,TELEPHONE_NUMBER."
+  type        = string
+  default     = null
+}
+
+variable "genai_guardrails_content_threshold" {
+  description = "GENAI_GUARDRAILS_CONTENT_THRESHOLD: Content moderation score at which a request counts as flagged. Function default: 0.5."
+  type        = number
+  default     = null
+}
+
+variable "genai_guardrails_injection_threshold" {
+  description = "GENAI_GUARDRAILS_INJECTION_THRESHOLD: Prompt injection score at which a request counts as flagged. Function default: 0.5."
+  type        = number
+  default     = null
+}
+
+variable "genai_guardrails_pii_threshold" {
+  description = "GENAI_GUARDRAILS_PII_THRESHOLD: PII score at which a finding counts. Function default: 0.5."
+  type        = number
+  default     = null
+}
+
 # --- The token issuer (docs/deploy.md, step 7) ------------------------------------------
 
 variable "identity_domain_url" {

@@ -196,8 +196,9 @@ resource "oci_sch_service_connector" "errors" {
   depends_on = [oci_identity_policy.error_metric]
 }
 
-# Connector Hub writes to Monitoring only with this grant (OCI docs, Connector Hub "Access to the
-# Monitoring target"), limited to its own namespace and to connectors in this compartment.
+# Connector Hub writes to Monitoring only with a grant to the serviceconnector principal (the
+# Console offers it as the connector's default policy), limited here to its own namespace and to
+# connectors in this compartment.
 resource "oci_identity_policy" "error_metric" {
   count          = var.create_error_metric && var.create_iam ? 1 : 0
   provider       = oci.home

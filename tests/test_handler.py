@@ -158,3 +158,42 @@ def test_a_crash_in_the_doctor_is_a_designed_json_error(
     assert reply.status() == 200
     assert json.loads(reply.body())["error"]["type"] == "internal_error"
     assert "secret" not in reply.body() and "secret" not in capsys.readouterr().err
+
+
+def test_a_trace_report_that_crashes_never_changes_the_answer(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from fdk.context import TracingContext
+
+    from genai_handler import tracing
+
+    def broken(*_: object, **__: object) -> None:
+        raise RuntimeError("a bug in tracing, with the collector's secret-data-key")
+
+    # given tracing is on for this call, and reporting spans crashes
+    monkeypatch.setattr(tracing, "report", broken)
+    ctx = _ctx()
+    trace = TracingContext(True, "http://127.0.0.1:9/collector", "5b8aa5a2d2c872e8", "051581bf3cb55c13", None, 1, None)
+    monkeypatch.setattr(ctx, "TracingContext", lambda: trace)
+    _capture_logs()
+    # when an invocation is answered
+    reply = handler.handle(ctx, io.BytesIO(b'{"input": ""}'))
+    # then the caller gets the same answer as without tracing, and the log line counts the failure
+    assert _status(reply) == 400 and json.loads(reply.body())["error"]["type"] == "invalid_request"
+    [line] = _log_lines(capsys)
+    assert line["trace_report"] == "failed" and "secret" not in json.dumps(line)
+
+
+def test_the_caller_is_read_only_from_the_gateway_s_headers(capsys: pytest.CaptureFixture[str]) -> None:
+    # given the same header as a gateway caller header, and as a plain header on a direct invoke
+    gateway = InvokeContext("app", "app", "fn", "fn", "call-1", headers={
+        "fn-intent": "httprequest", "fn-http-method": "POST", "fn-http-request-url": "/genai/chat",
+        "fn-http-h-x-genai-caller": "alice"}, method="POST", request_url="/genai/chat", fn_format="http-stream")
+    direct = InvokeContext("app", "app", "fn", "fn", "call-2", headers={"x-genai-caller": "mallory"},
+                           method=None, fn_format="http-stream")
+    _capture_logs()
+    for ctx in (gateway, direct):
+        handler.handle(ctx, io.BytesIO(b'{"input": ""}'))
+    # then only the gateway's is logged
+    first, second = _log_lines(capsys)
+    assert first["caller"] == "alice" and "caller" not in second

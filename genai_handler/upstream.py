@@ -238,36 +238,6 @@ def post_oci(client: openai.OpenAI, url: str, body: dict[str, Any], deadline: fl
         _deadline.reset(token)
 
 
-def post_oci(client: openai.OpenAI, url: str, body: dict[str, Any], deadline: float) -> tuple[Any, str | None]:
-    """One signed JSON POST to another OCI Generative AI API (ApplyGuardrails) on the client's pooled
-    connections and signer, ended by `deadline`: (the answer's JSON, its opc-request-id). OCI's
-    errors map as for the model; one attempt, so the model keeps the rest of the deadline."""
-    token = _deadline.set(deadline)
-    try:
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            raise UpstreamTimeout("OCI Generative AI did not answer before the invocation deadline")
-        headers = {"authorization": f"Bearer {client.api_key}"} if client.api_key != "not-used" else None
-        timeout = httpx2.Timeout(remaining, connect=min(_CONNECT_TIMEOUT_S, remaining))
-        try:
-            response = client._client.post(url, json=body, headers=headers, timeout=timeout)  # noqa: SLF001
-        except httpx2.ConnectTimeout:
-            raise UpstreamError("could not reach OCI Generative AI") from None
-        except httpx2.TimeoutException:
-            raise UpstreamTimeout("OCI Generative AI did not answer before the invocation deadline") from None
-        except httpx2.HTTPError:
-            raise UpstreamError("could not reach OCI Generative AI") from None
-        request_id = response.headers.get("opc-request-id")
-        if response.status_code >= 400:
-            raise _status_failure(openai.APIStatusError("", response=response, body=None))[0]
-        try:
-            return response.json(), request_id
-        except ValueError:
-            raise UpstreamError("OCI Generative AI sent an answer this function cannot read", request_id=request_id) from None
-    finally:
-        _deadline.reset(token)
-
-
 def _parse(raw: Any) -> tuple[Response, dict[str, Any]]:
     """The SDK builds its models without validating them, so the fields read later are checked here."""
     request_id = raw.headers.get("opc-request-id")

@@ -2,22 +2,18 @@
 through func.py under the real fdk, `make serve`'s gateway, the local endpoint and a loopback collector.
 
 The Fn agent sends the platform's headers (Fn-*, x-b3-*) at the top level and a gateway caller's
-headers as Fn-Http-H-*; the calls here that need top-level headers speak that HTTP to the fdk's
-unix socket themselves.
+headers as Fn-Http-H-*; FunctionProcess.invoke sends both, and cuts a call at Fn-Deadline as the agent does.
 """
 
 from __future__ import annotations
 
-import http.client
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
 import uuid
 from collections.abc import Iterator, Mapping
-from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -58,27 +54,9 @@ def _call(
     header a direct `fn invoke` carries), `caller` headers as Fn-Http-H-* on a gateway call.
     Returns the call id, the status the caller sees and the JSON body."""
     call_id = uuid.uuid4().hex
-    deadline = (datetime.now(timezone.utc) + timedelta(seconds=deadline_s)).isoformat().replace("+00:00", "Z")
-    headers: dict[str, str | bytes] = {"Fn-Call-Id": call_id, "Fn-Deadline": deadline, "Content-Type": "application/json",
-                                       **(platform or {})}
-    if gateway:
-        headers.update({"Fn-Intent": "httprequest", "Fn-Http-Method": "POST", "Fn-Http-Request-Url": chat_route(),
-                        "Fn-Http-H-Content-Type": "application/json"})
-        headers.update({f"Fn-Http-H-{name}": value for name, value in (caller or {}).items()})
-    data = json.dumps(body).encode()
-    connection = http.client.HTTPConnection("localhost", timeout=deadline_s + 5)
-    connection.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    connection.sock.connect(str(function.socket_path))
-    try:
-        connection.putrequest("POST", "/call", skip_accept_encoding=True)
-        for name, value in {**headers, "Content-Length": str(len(data))}.items():
-            connection.putheader(name, value)
-        connection.endheaders(data)
-        reply = connection.getresponse()
-        status = int(reply.getheader("Fn-Http-Status") or reply.status)
-        return call_id, status, json.loads(reply.read())
-    finally:
-        connection.close()
+    answer = function.invoke(body, gateway=gateway, headers=caller, platform_headers=platform,
+                             deadline_s=deadline_s, call_id=call_id)
+    return call_id, answer.http_status, answer.json()
 
 
 def _log_line(path: Path, call_id: str) -> dict[str, Any]:

@@ -243,22 +243,26 @@ class FunctionProcess:
         gateway: bool = True,
         method: str = "POST",
         path: str | None = None,
-        headers: Mapping[str, str] | None = None,
+        headers: Mapping[str, str | bytes] | None = None,
+        platform_headers: Mapping[str, str | bytes] | None = None,
         deadline_s: float = 60.0,
         call_id: str | None = None,
     ) -> Invocation:
         """One invocation; through API Gateway by default (to the chat route), else as a direct
-        `fn invoke`. At Fn-Deadline the call is cut and the container replaced, as the Fn agent
-        does (fnproject/fn api/agent/agent.go, hotSlot.dispatch): that raises TimeoutError."""
+        `fn invoke`. `headers` are the caller's (sent as Fn-Http-H-* on a gateway call);
+        `platform_headers` go at the top level, as the platform sends x-b3-* trace ids.
+        At Fn-Deadline the call is cut and the container replaced, as the Fn agent does
+        (fnproject/fn api/agent/agent.go, hotSlot.dispatch): that raises TimeoutError."""
         if isinstance(body, Mapping):
             body = json.dumps(body)
         data = body.encode() if isinstance(body, str) else body
         deadline = time.monotonic() + deadline_s
         fn_deadline = datetime.now(timezone.utc) + timedelta(seconds=deadline_s)
-        sent = {
+        sent: dict[str, str | bytes] = {
             "Fn-Call-Id": call_id or uuid.uuid4().hex,
             "Fn-Deadline": fn_deadline.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
             "Content-Type": (headers or {}).get("Content-Type", "application/json"),
+            **(platform_headers or {}),
         }
         if gateway:
             url = path if path is not None else chat_route()

@@ -468,6 +468,8 @@ class _Handler(BaseHTTPRequestHandler):
             self.close_connection = True  # what is left of the body would be taken for the next request
         else:
             answer = gateway.handle(self.command, self.path, list(self.headers.items()), body, self.client_address[0])
+        # the console line first: a caller that has its answer finds the line already there
+        gateway.log(self.command, self.path, answer.status, started, answer.headers.get("Opc-Request-Id"))
         self.send_response(answer.status)
         for name, value in answer.headers.items():
             self.send_header(name, value)
@@ -477,7 +479,6 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         if self.command != "HEAD":
             self.wfile.write(answer.body)
-        gateway.log(self.command, self.path, answer.status, started, answer.headers.get("Opc-Request-Id"))
 
     do_GET = do_PUT = do_PATCH = do_DELETE = do_HEAD = do_OPTIONS = do_POST
 

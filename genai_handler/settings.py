@@ -27,7 +27,7 @@ _REGION_PATTERN = re.compile(r"[a-z]+(-[a-z]+)+-[0-9]+")
 # OCI Functions may hand over the short region key (OCI_RESOURCE_PRINCIPAL_REGION). Copied from the oci
 # SDK 2.189.0 (oci/regions_definitions.py REGIONS_SHORT_NAMES); this module must not import the SDK, and
 # tests/test_settings.py fails when the two differ.
-_REGION_KEYS = {
+REGION_KEYS = {
     "aga": "us-saltlake-2", "ahu": "me-abudhabi-3", "ams": "eu-amsterdam-1", "arn": "eu-stockholm-1",
     "auh": "me-abudhabi-1", "avf": "eu-crissier-1", "avz": "eu-dcc-zurich-1", "beg": "eu-jovanovac-1",
     "bgy": "eu-dcc-milan-1", "bno": "ap-chuncheon-2", "bog": "sa-bogota-1", "bom": "ap-mumbai-1",
@@ -197,7 +197,7 @@ class Settings:
         self._check_guardrails()
         if self.base_url:  # the region is unused then: a value no table knows must not stop the function
             object.__setattr__(self, "base_url", _check_base_url(self.base_url))
-            object.__setattr__(self, "region", _REGION_KEYS.get(self.region.lower(), self.region.lower()))
+            object.__setattr__(self, "region", REGION_KEYS.get(self.region.lower(), self.region.lower()))
             return
         region = _region_name(self.region, "GENAI_REGION")
         if not region:
@@ -255,7 +255,7 @@ class Settings:
 
 def _region_name(value: str, source: str) -> str:
     """`value` as a region name (us-chicago-1), a short key (ord) expanded; `source` is the variable it came from."""
-    region = _REGION_KEYS.get(value.lower(), value.lower())
+    region = REGION_KEYS.get(value.lower(), value.lower())
     if region and not _REGION_PATTERN.fullmatch(region):
         override = "" if source == "GENAI_REGION" else "; set GENAI_REGION to the region's name"
         raise SettingError(

@@ -181,7 +181,7 @@ def test_the_region_tables_are_the_oci_sdks() -> None:
 
     from genai_handler import settings
 
-    assert settings._REGION_KEYS == regions_definitions.REGIONS_SHORT_NAMES
+    assert settings.REGION_KEYS == regions_definitions.REGIONS_SHORT_NAMES
     outside_oc1 = {
         region: regions_definitions.REALMS[realm]
         for region, realm in regions_definitions.REGION_REALMS.items()

@@ -24,7 +24,7 @@ import zipfile
 from pathlib import Path
 from typing import Sequence
 
-from ..settings import _REGION_KEYS
+from ..settings import REGION_KEYS
 
 ROOT = Path(__file__).resolve().parents[2]
 STACK = ROOT / "policies" / "terraform"
@@ -87,9 +87,9 @@ def func_yaml(path: Path = ROOT / "func.yaml") -> tuple[str, str]:
 
 def region_key(region: str) -> str:
     """OCIR's host is <region key>.ocir.io; the key comes from the same table the function uses."""
-    keys = {name: key for key, name in _REGION_KEYS.items()}
+    keys = {name: key for key, name in REGION_KEYS.items()}
     value = region.strip().lower()
-    if value in _REGION_KEYS:
+    if value in REGION_KEYS:
         return value
     if value not in keys:
         raise StackError(f"unknown region {region!r}: give its name (us-chicago-1) or key (ord)")

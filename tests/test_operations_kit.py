@@ -18,7 +18,7 @@ import hcl2
 import pytest
 from oci_lexer_parser import parse_policy_statements
 
-from genai_handler import logs
+from genai_handler import errors, logs
 
 ROOT = Path(__file__).resolve().parent.parent
 TF = ROOT / "policies" / "terraform"
@@ -50,7 +50,7 @@ SWITCHES = {
     "detached_success_destination_ocid": "", "detached_failure_destination_ocid": "",
 }
 _ALARM = re.compile(r'(\w+) = \{namespace = ([^,]+), target = "(\w+)", severity = "(\w+)"\s*,?\s*query = "((?:[^"\\]|\\.)*)"')
-_MQL = re.compile(r"^(\w+)\[(\d+m)\]\{(.*)\}\.(sum|max|mean|count|percentile\(0\.\d+\))\(?\)? > (.+)$")
+_MQL = re.compile(r"^(\w+)\[(\d+m)\]\{(.*)\}(?:\.grouping\(\))?\.(sum|max|mean|count|percentile\(0\.\d+\))\(?\)? > (.+)$")
 
 
 # --- helpers ------------------------------------------------------------------------------
@@ -128,7 +128,8 @@ def test_given_every_operations_resource_when_parsed_then_its_count_or_for_each_
     ops_resources: dict[str, dict],
 ) -> None:
     # given
-    switches = ("var.usage_plan_enabled", "local.log_count", "var.create_error_metric", "var.create_alarms")
+    switches = ("var.usage_plan_enabled", "local.log_count", "var.create_error_metric", "local.error_metric_types",
+                "var.create_alarms")
     # when
     guards = {name: body.get("count", body.get("for_each", "")) for name, body in ops_resources.items()}
     # then
@@ -206,21 +207,46 @@ def _log_line(**fields: Any) -> str:
     return stream.getvalue().strip()
 
 
-def test_given_the_connector_rule_when_matched_against_real_log_lines_then_only_errors_count(
+def _error_types() -> set[str]:
+    def subclasses(cls: type) -> list[type]:
+        return [sub for direct in cls.__subclasses__() for sub in (direct, *subclasses(direct))]
+
+    return {cls.type for cls in subclasses(errors.HandlerError)}
+
+
+def test_given_the_error_metric_when_parsed_then_every_error_type_gets_its_own_connector_by_default(
+    variables: dict[str, dict], ops_locals: dict[str, Any], ops_resources: dict[str, dict],
+) -> None:
+    # given the default list of counted types, and the connector resource
+    default = _literal(variables["error_metric_types"]["default"])
+    connector = ops_resources["oci_sch_service_connector.errors"]
+    # then it is every error type the function can log, one connector each, off unless switched on
+    assert set(default.split(",")) == _error_types()
+    assert connector["for_each"] == "${local.error_metric_types}"
+    assert "var.create_error_metric ?" in ops_locals["error_metric_types"]
+
+
+def test_given_a_type_s_connector_rule_when_matched_against_real_log_lines_then_only_that_type_counts(
     ops_resources: dict[str, dict],
 ) -> None:
-    # given
+    # given the connector for rate_limited (each.key filled in as Terraform does)
     connector = ops_resources["oci_sch_service_connector.errors"]
-    rule = _wildcard(_literal(connector["tasks"][0]["condition"]))
-    error = _log_line(call_id="c1", status=504, error_type="upstream_timeout", error="The model did not answer in time.")
-    success = _log_line(call_id="c2", status=200, error_type=None, model="m", usage={"input_tokens": 3, "output_tokens": 5})
-    # when / then
-    assert rule.fullmatch(error) and not rule.fullmatch(success)
+    condition = _literal(connector["tasks"][0]["condition"]).replace("${each.key}", "rate_limited")
+    rule = _wildcard(condition)
+    # when real lines of that type, of another type, and a success are matched
+    limited = _log_line(call_id="c1", status=429, error_type="rate_limited", error="OCI Generative AI is throttling")
+    other = _log_line(call_id="c2", status=502, error_type="upstream_error",
+                      error="OCI Generative AI failed (HTTP 429 rate_limited); retry later")
+    success = _log_line(call_id="c3", status=200, error_type=None, model="m", usage={"input_tokens": 3, "output_tokens": 5})
+    # then only the rate_limited line counts
+    assert rule.fullmatch(limited) and not rule.fullmatch(other) and not rule.fullmatch(success)
     assert _literal(connector["source"][0]["kind"]) == "logging"
     assert connector["source"][0]["log_sources"][0]["log_id"] == "${one(oci_logging_log.invoke[*].id)}"
     target = connector["target"][0]
     assert (_literal(target["kind"]), target["metric_namespace"], _literal(target["metric"])) == (
         "monitoring", "${var.error_metric_namespace}", "errors")
+    dimensions = {_literal(d["name"]): d["dimension_value"][0]["value"] for d in target["dimensions"]}
+    assert dimensions == {"function": "${var.function_name}", "error_type": "${each.key}"}
 
 
 def test_given_the_connectors_grant_when_parsed_then_it_may_only_post_its_own_namespace(ops_locals: dict[str, Any]) -> None:
@@ -253,8 +279,8 @@ def test_given_the_alarms_when_parsed_then_each_queries_a_documented_metric_with
         metric, _, dims, _, _ = match.groups()
         namespace = _literal(alarms[name]["namespace"])
         dimensions = _dimensions(dims)
-        if "error_metric_namespace" in namespace:
-            assert (metric, set(dimensions)) == ("errors", {"function"})
+        if "error_metric_namespace" in namespace:  # one stream per error_type, summed into one
+            assert (metric, set(dimensions)) == ("errors", {"function"}) and ".grouping().sum()" in alarms[name]["query"]
             continue
         assert metric in DOCUMENTED[namespace], name
         assert set(dimensions) <= DOCUMENTED[namespace][metric], name

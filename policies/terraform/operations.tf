@@ -8,6 +8,7 @@ locals {
   # only" and must not be what authenticates (API Gateway docs, "Creating a Subscriber").
   usage_plan_token_location = "request.auth[sub]"
   usage_plan_subjects       = toset([for subject in split(",", var.usage_plan_subjects) : trimspace(subject) if trimspace(subject) != ""])
+  error_metric_types        = var.create_error_metric ? toset([for type in split(",", var.error_metric_types) : trimspace(type) if trimspace(type) != ""]) : toset([])
   deployment_ocid           = one(oci_apigateway_deployment.this[*].id)
 
   error_metric_statement = "Allow any-user to use metrics in compartment id ${var.compartment_ocid} where all {request.principal.type = 'serviceconnector', target.metrics.namespace = '${var.error_metric_namespace}', request.principal.compartment.id = '${var.compartment_ocid}'}"
@@ -64,7 +65,8 @@ locals {
     var.create_error_metric ? {
       function_errors = {
         namespace = var.error_metric_namespace, target = "function", severity = "CRITICAL"
-        query     = "errors[5m]{function = \"${var.function_name}\"}.sum() > ${var.alarm_errors_per_5_minutes}"
+        # grouping() sums the error_type streams into one (OCI: "Aggregating Metric Streams in a Query")
+        query = "errors[5m]{function = \"${var.function_name}\"}.grouping().sum() > ${var.alarm_errors_per_5_minutes}"
         body      = "The function answered errors (its log line has error_type). OCI Functions counts these as successes; the invocation log says which type."
       }
     } : {},
@@ -153,14 +155,16 @@ resource "oci_logging_log" "invoke" {
 
 # --- Error counts from the function's own log line --------------------------------------
 # The function answers the Fn agent 200 even for an error, so oci_faas counts it as a success.
-# Its one JSON line per invocation carries "error_type" only on errors: a Connector Hub rule
-# keeps those lines and the Monitoring target turns them into a custom metric.
+# Its one JSON line per invocation carries "error_type" only on errors. A connector counts log
+# entries and cannot read a field out of the line, so there is one connector per error type: its
+# rule keeps that type's lines, and its Monitoring target counts them as the custom metric
+# `errors` with a static dimension error_type (the provider's dimension_value kind "static").
 
 resource "oci_sch_service_connector" "errors" {
-  count          = var.create_error_metric ? 1 : 0
+  for_each       = local.error_metric_types
   compartment_id = var.compartment_ocid
-  display_name   = "${var.function_name}-error-metric"
-  description    = "Counts the function's error log lines as ${var.error_metric_namespace}/errors"
+  display_name   = "${var.function_name}-errors-${replace(each.key, "_", "-")}"
+  description    = "Counts the function's ${each.key} log lines as ${var.error_metric_namespace}/errors"
 
   source {
     kind = "logging"
@@ -174,7 +178,7 @@ resource "oci_sch_service_connector" "errors" {
 
   tasks {
     kind      = "logRule"
-    condition = "logContent = '*\"error_type\"*'"
+    condition = "logContent = '*\"error_type\": \"${each.key}\"*'"
   }
 
   target {
@@ -189,6 +193,15 @@ resource "oci_sch_service_connector" "errors" {
       dimension_value {
         kind  = "static"
         value = var.function_name
+      }
+    }
+
+    dimensions {
+      name = "error_type"
+
+      dimension_value {
+        kind  = "static"
+        value = each.key
       }
     }
   }

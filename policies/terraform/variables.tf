@@ -417,9 +417,20 @@ variable "log_retention_days" {
 }
 
 variable "create_error_metric" {
-  description = "true: the invocation log, and a Connector Hub connector that counts the function's error lines as a custom metric <error_metric_namespace>/errors."
+  description = "true: the invocation log, and one Connector Hub connector per error type that counts the function's error lines as the custom metric <error_metric_namespace>/errors, dimensions function and error_type."
   type        = bool
   default     = false
+}
+
+variable "error_metric_types" {
+  description = "Comma-separated error types to count, one connector each (every type in docs/contracts.md by default)."
+  type        = string
+  default     = "content_blocked,internal_error,invalid_request,method_not_allowed,misconfigured,payload_too_large,rate_limited,timeout,upstream_auth,upstream_error,upstream_rejected"
+
+  validation {
+    condition     = alltrue([for type in split(",", var.error_metric_types) : can(regex("^[a-z_]+$", trimspace(type)))])
+    error_message = "error_metric_types: error types such as rate_limited,timeout, comma-separated."
+  }
 }
 
 variable "error_metric_namespace" {

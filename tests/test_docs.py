@@ -267,3 +267,12 @@ def test_the_bench_baseline_takes_the_model_it_is_given() -> None:
     assert not _MODEL_ID.search(baseline)
     assert 'os.environ["GENAI_MODEL"]' in baseline
     assert '"GENAI_MODEL": DEFAULT_MODEL' in _text(ROOT / "bench" / "bench.py")
+
+
+def test_the_readme_s_wiring_names_every_module_of_the_package() -> None:
+    # given the "How it is wired" block and the package's modules
+    wiring = _text(ROOT / "README.md").split("## How it is wired", 1)[1].split("```", 2)[1]
+    modules = {p.name for p in (ROOT / "genai_handler").glob("*.py") if p.name != "__init__.py"}
+    # then each module has its line there
+    missing = sorted(name for name in modules if f"  {name} " not in wiring)
+    assert not missing, f"README.md's wiring block does not name {missing}"

@@ -610,6 +610,16 @@ def test_given_no_fn_cli_when_make_image_runs_then_it_fails_in_one_line_naming_t
     assert len(errors) == 1 and "fn and docker not found" in errors[0] and "Traceback" not in result.stderr
 
 
+def test_given_make_image_without_its_inputs_when_run_then_one_line_names_every_one_missing(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # given `make image` typed bare: REGION and NAMESPACE are empty
+    code = stack.main(["image", "--region", "", "--namespace", " "])
+    # then one line names both, with a command that gives the namespace
+    [line] = capsys.readouterr().err.splitlines()
+    assert code == 2 and "REGION and NAMESPACE" in line and "oci os ns get" in line
+
+
 def test_given_print_url_when_run_then_only_the_url_is_printed(capsys: pytest.CaptureFixture[str]) -> None:
     # given / when
     code = stack.main(["image", "--region", "us-chicago-1", "--namespace", "mytenancy", "--print-url"])

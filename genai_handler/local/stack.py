@@ -139,6 +139,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             names = build_zip(args.out)
             print(f"{args.out} ({len(names)} files: {', '.join(names)})")
             return 0
+        missing = [name for name, value in (("REGION", args.region), ("NAMESPACE", args.namespace)) if not value.strip()]
+        if missing:
+            raise StackError(f"make image needs {' and '.join(missing)}, e.g. make image REGION=us-chicago-1 "
+                             "NAMESPACE=$(oci os ns get --query data --raw-output)")
         url = image_url(args.region, args.namespace, *func_yaml())
         if not args.print_url:
             build_and_push(url)

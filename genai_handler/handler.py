@@ -187,11 +187,12 @@ def _report_trace(
     try:
         from . import tracing  # noqa: PLC0415  (only when tracing is on: off, the cold path never loads it)
 
-        return tracing.report(
-            trace, call_id=ctx.CallID(), started=began, duration_s=time.monotonic() - started,
+        invocation = tracing.Invocation(
+            call_id=ctx.CallID(), started=began, duration_s=time.monotonic() - started,
             status=error.status if error else 200, error_type=error.type if error else None, model=model,
-            attempts=attempts, bound_s=deadline - time.monotonic(),
+            attempts=attempts,
         )
+        return tracing.report(trace, invocation, bound_s=deadline - time.monotonic())
     except Exception:  # a trace that cannot be sent never fails the invocation
         return {"trace_report": "failed"}
 

@@ -25,6 +25,7 @@ import random
 import re
 import threading
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import httpx2
@@ -43,23 +44,24 @@ _client: httpx2.Client | None = None
 _client_lock = threading.Lock()
 
 
-def report(
-    trace: TracingContext,
-    *,
-    call_id: str | None,
-    started: float,
-    duration_s: float,
-    status: int,
-    error_type: str | None,
-    model: str | None,
-    attempts: Sequence[Attempt],
-    bound_s: float,
-) -> dict[str, str]:
+@dataclass(frozen=True)
+class Invocation:
+    """What the spans describe: one call's outcome and its upstream attempts (epoch seconds for `started`)."""
+
+    call_id: str | None
+    started: float
+    duration_s: float
+    status: int
+    error_type: str | None
+    model: str | None
+    attempts: Sequence[Attempt]
+
+
+def report(trace: TracingContext, invocation: Invocation, *, bound_s: float) -> dict[str, str]:
     """Send this invocation's spans; returns the log line's `trace_id` and `trace_report`
     (sent, rejected, failed, late, busy or skipped). Never raises, never waits past `bound_s`."""
     try:
-        found = spans(trace, call_id=call_id, started=started, duration_s=duration_s, status=status,
-                      error_type=error_type, model=model, attempts=attempts)
+        found = spans(trace, invocation)
         if found is None:
             return {"trace_report": "skipped"}
         fields = {"trace_id": found[0]["traceId"]}
@@ -72,40 +74,35 @@ def report(
         return {"trace_report": "failed"}
 
 
-def spans(
-    trace: TracingContext,
-    *,
-    call_id: str | None,
-    started: float,
-    duration_s: float,
-    status: int,
-    error_type: str | None,
-    model: str | None,
-    attempts: Sequence[Attempt],
-) -> list[dict[str, Any]] | None:
+def spans(trace: TracingContext, invocation: Invocation) -> list[dict[str, Any]] | None:
     """The invocation's span (joined to the platform's) and one child per upstream attempt;
     None when the incoming trace id is not a Zipkin id, as then there is no trace to join."""
     ids = trace.zipkin_attrs()
     trace_id = str(ids.trace_id or "").lower()
     if not _ID.fullmatch(trace_id):
         return None
-    span_id = str(ids.span_id or "").lower()
-    span_id = span_id if _ID.fullmatch(span_id) and len(span_id) == 16 else _new_id()
-    parent = str(ids.parent_span_id or "").lower()
+    span_id = _span_id(ids.span_id) or _new_id()
     service = trace.service_name()
     tags = {key: str(value) for key, value in trace.annotations().items() if value is not None}
-    tags.update(_tags({"fn.call_id": call_id, "http.status_code": status, "genai.model": model, "error": error_type}))
-    invocation = _span(trace_id, span_id, parent if _ID.fullmatch(parent) and len(parent) == 16 else None,
-                       "invoke", "SERVER", started, duration_s, service, tags)
+    tags.update(_tags({"fn.call_id": invocation.call_id, "http.status_code": invocation.status,
+                       "genai.model": invocation.model, "error": invocation.error_type}))
+    root = _span(trace_id, span_id, _span_id(ids.parent_span_id), "invoke", "SERVER", invocation.started,
+                 invocation.duration_s, service, tags)
     children = [
         {
             **_span(trace_id, _new_id(), span_id, "responses.create", "CLIENT", attempt.started, attempt.duration_s,
                     service, _attempt_tags(attempt)),
             "remoteEndpoint": {"serviceName": _UPSTREAM_SERVICE},
         }
-        for attempt in attempts
+        for attempt in invocation.attempts
     ]
-    return [invocation, *children]
+    return [root, *children]
+
+
+def _span_id(value: object) -> str | None:
+    """A 64-bit Zipkin span id in lower-case hex, or None."""
+    text = str(value or "").lower()
+    return text if len(text) == 16 and _ID.fullmatch(text) else None
 
 
 def send(url: str, found: list[dict[str, Any]], bound_s: float) -> str:

@@ -106,13 +106,12 @@ ATTEMPTS = [
 ]
 
 
-def _report(url: str, bound_s: float = 5.0, **overrides: Any) -> dict[str, str]:
+def _report(url: str, bound_s: float = 5.0, trace: Any = None, **overrides: Any) -> dict[str, str]:
     arguments: dict[str, Any] = {
         "call_id": "call-1", "started": time.time() - 2.5, "duration_s": 2.5, "status": 200, "error_type": None,
-        "model": DEFAULT_MODEL, "attempts": ATTEMPTS, "bound_s": bound_s, **overrides,
+        "model": DEFAULT_MODEL, "attempts": ATTEMPTS, **overrides,
     }
-    trace = arguments.pop("trace", None) or _context(url)
-    return tracing.report(trace, **arguments)
+    return tracing.report(trace or _context(url), tracing.Invocation(**arguments), bound_s=bound_s)
 
 
 def test_the_invocation_span_joins_the_platform_s_trace_and_each_attempt_is_its_child(fresh: Collector) -> None:

@@ -35,7 +35,15 @@ _TENANCY_OCID = ocid_pattern("tenancy")
 _FUNCTION_OCID = ocid_pattern("fnfunc")
 _NAME = re.compile(r"[A-Za-z][A-Za-z0-9_.-]{0,89}")
 _HTTPS_URL = re.compile(r"https://[A-Za-z0-9.-]+(?::[0-9]{1,5})?(?:/[A-Za-z0-9._~%!$&'()*+,;=:@/-]*)?")
-_ORIGIN = re.compile(r"https?://[A-Za-z0-9.-]+(?::[0-9]{1,5})?")
+# A browser origin exactly as browsers send it (RFC 6454 section 6.1): http(s), a lower-case host of DNS
+# labels, a port 1-65535 without leading zeros; no path, user info, wildcard or IPv6 literal.
+# schema.yaml and variables.tf carry the same rule anchored as ^...$ (tests/test_stack.py);
+# no backslashes, so Python, YAML and HCL all read it as written.
+_ORIGIN = re.compile(
+    "https?://[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?(?:[.][a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)*"
+    "(?::(?:6553[0-5]|655[0-2][0-9]|65[0-4][0-9]{2}|6[0-4][0-9]{3}|[1-5][0-9]{4}|[1-9][0-9]{0,3}))?"
+)
+_ORIGIN_RULE = "CORS origin (http(s)://host[:port] in lower case, without path, wildcard or user info)"
 _AUDIENCE = re.compile(r"[A-Za-z0-9._~:/?#@!$&'()*+,;=%-]{1,255}")
 # Terraform's templatefile() escape: "$${" is a literal "${" (the gateway's own context variables).
 _TEMPLATE_TOKEN = re.compile(r"\$\$\{|\$\{([A-Z][A-Z0-9_]*)\}")
@@ -155,7 +163,7 @@ def render_gateway_spec(function_ocid: str, issuer: str, audience: str, jwks_uri
         "ISSUER": _check(issuer, _HTTPS_URL, "issuer (an https URL)"),
         "AUDIENCE": _check(audience, _AUDIENCE, "audience"),
         "JWKS_URI": _check(jwks_uri, _HTTPS_URL, "JWKS URI (an https URL)"),
-        "CORS_ALLOWED_ORIGIN": _check(cors_allowed_origin, _ORIGIN, "CORS origin (scheme://host[:port])"),
+        "CORS_ALLOWED_ORIGIN": _check(cors_allowed_origin, _ORIGIN, _ORIGIN_RULE),
     }
     template = _read("apigateway-deployment.json")
     quoted = {key: json.dumps(value)[1:-1] for key, value in values.items()}

@@ -327,6 +327,9 @@ def _exit_code(argv: list[str]) -> int | str | None:
         ["--compartment-ocid", FN_COMPARTMENT, "--dynamic-group", DG, "--format", "xml"],
         ["--format", "gateway-spec", "--function-ocid", FUNCTION, "--issuer", "http://insecure.example.com",
          "--audience", "a", "--jwks-uri", "https://idp.example.com/jwks", "--cors-allowed-origin", "https://a.example"],
+        # any origin: the one origin rule (tests/test_stack.py runs its whole table here, in schema.yaml and Terraform)
+        ["--format", "gateway-spec", "--function-ocid", FUNCTION, "--issuer", "https://idp.example.com",
+         "--audience", "a", "--jwks-uri", "https://idp.example.com/jwks", "--cors-allowed-origin", "*"],
     ],
 )
 def test_given_malformed_input_when_run_as_a_process_then_exit_2_one_line_no_traceback(argv: list[str]) -> None:

@@ -4,6 +4,9 @@ Every .tf file is parsed with python-hcl2 (not our parser): its references resol
 statements are the renderer's and parse with oci-lexer-parser, its function config carries every
 setting the code reads, its gateway specification reads every field of the spec file from the
 right place, and its names, image and audience are the manual path's (docs/deploy.md).
+The expressions a test needs are evaluated over python-hcl2's parse tree, and again by
+`terraform` where it is installed. Guardrails run where the policy grants them in either project
+layout, and the CORS origin has one rule in the renderer, schema.yaml and variables.tf.
 schema.yaml (PyYAML) declares exactly the stack's variables and outputs with compatible types.
 `make stack`'s zip holds what the .tf files read; `make image` prints the URL the stack takes.
 """
@@ -18,7 +21,7 @@ import subprocess
 import sys
 import zipfile
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import hcl2
 import pytest
@@ -133,20 +136,124 @@ def _func_yaml() -> dict[str, str]:
     return dict(re.findall(r"^(\w+):\s*(\S+)", (ROOT / "func.yaml").read_text(encoding="utf-8"), flags=re.M))
 
 
+_HCL_ESCAPE = re.compile(r'\\(["\\nrt])|\$\$\{|%%\{')
+_HCL_UNESCAPED = {'"': '"', "\\": "\\", "n": "\n", "r": "\r", "t": "\t"}
+
+
+class _HclError(AssertionError):
+    """Terraform would refuse the expression (or it uses a form this evaluator does not know)."""
+
+
+def _coalesce(*values: Any) -> Any:
+    """Terraform's coalesce(): the first argument that is neither null nor "", else an error."""
+    for value in values:
+        if value is not None and value != "":
+            return value
+    raise _HclError("coalesce: no non-null, non-empty-string arguments")
+
+
+def _equal(left: Any, right: Any) -> bool:
+    """Terraform's ==: no conversion between types (1 == true and "1" == 1 are false)."""
+    numbers = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (left, right))
+    return left == right if numbers else type(left) is type(right) and left == right
+
+
+def _bool(value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise _HclError(f"a condition must be true or false, not {value!r}")
+    return value
+
+
+_HCL_FUNCTIONS = {"coalesce": _coalesce, "lower": str.lower}
+_HCL_OPERATORS = {
+    "==": _equal,
+    "!=": lambda a, b: not _equal(a, b),
+    "&&": lambda a, b: _bool(a) and _bool(b),
+    "||": lambda a, b: _bool(a) or _bool(b),
+}
+
+
+# python-hcl2 parses with lark: a node's children are subtrees and tokens, and tokens are str.
+Tree = Any
+
+
+def _trees(node: Tree) -> list[Tree]:
+    return [child for child in node.children if not isinstance(child, str)]
+
+
+def _name(node: Tree) -> str:
+    """The text of an identifier node, or of the expr_term holding only one."""
+    while node.data != "identifier":
+        (node,) = _trees(node)
+    return str(node.children[0])
+
+
+def _hcl_node(node: Tree, lookup: Callable[[str, str], Any]) -> Any:
+    """Evaluate one node of python-hcl2's parse tree; any form not listed fails the test rather than guess."""
+    kind, trees = node.data, _trees(node)
+    if kind == "expr_term":  # also "( expression )"
+        (inner,) = trees
+        return _hcl_node(inner, lookup)
+    if kind == "literal_value":
+        return {"null": None, "true": True, "false": False}[str(node.children[0])]
+    if kind in ("int_lit", "float_lit"):
+        return json.loads(str(node.children[0]))
+    if kind == "string":
+        return "".join(_hcl_string_part(part, lookup) for part in trees)
+    if kind == "tuple":
+        return [_hcl_node(item, lookup) for item in trees]
+    if kind == "get_attr_expr_term":
+        base, attribute = trees
+        return lookup(_name(base), _name(attribute))
+    if kind == "function_call":
+        function = _HCL_FUNCTIONS.get(_name(trees[0])) or _unknown(_name(trees[0]))
+        return function(*[_hcl_node(arg, lookup) for tree in trees[1:] for arg in _trees(tree)])
+    if kind == "conditional":
+        condition, when_true, when_false = trees
+        return _hcl_node(when_true if _bool(_hcl_node(condition, lookup)) else when_false, lookup)
+    if kind == "binary_op":
+        left, (operator, right) = trees[0], _trees(trees[1])
+        return _HCL_OPERATORS[str(operator.children[0])](_hcl_node(left, lookup), _hcl_node(right, lookup))
+    if kind == "unary_op" and str(node.children[0]) == "!":
+        return not _bool(_hcl_node(trees[0], lookup))
+    raise _HclError(f"no evaluator for {kind}")
+
+
+def _unknown(function: str) -> Any:
+    raise _HclError(f"no evaluator for {function}()")
+
+
+def _hcl_string_part(part: Tree, lookup: Callable[[str, str], Any]) -> str:
+    (piece,) = part.children
+    if not isinstance(piece, str):  # ${ interpolation }
+        return str(_hcl_node(_trees(piece)[0], lookup))
+    return _HCL_ESCAPE.sub(lambda m: _HCL_UNESCAPED[m.group(1)] if m.group(1) else m.group(0)[1:], str(piece))
+
+
+def _unwrap(expression: str) -> str:
+    """python-hcl2 writes an expression as "${...}"; Terraform source has it bare."""
+    return expression[2:-1] if expression.startswith("${") and expression.endswith("}") else expression
+
+
+def _hcl(expression: str, lookup: Callable[[str, str], Any]) -> Any:
+    """One expression as python-hcl2 serialises it ("${...}", or a quoted template), evaluated."""
+    tree = hcl2.parses_to_tree(f"x = {_unwrap(expression)}\n")
+    (attribute,) = tree.find_data("attribute")
+    return _hcl_node(_trees(attribute)[-1], lookup)
+
+
 def _evaluate(expression: str, tf_locals: dict[str, Any], tfvars: dict[str, Any], variables: dict[str, dict]) -> Any:
-    """Just enough Terraform for var.x, local.x, coalesce() and literals as policy_values uses them."""
-    inner = expression[2:-1] if expression.startswith("${") else expression
-    if inner.startswith("coalesce("):
-        for arg in inner[len("coalesce("):-1].split(", "):
-            value = _evaluate(arg, tf_locals, tfvars, variables)
-            if value:
-                return value
-        raise AssertionError(f"coalesce of nothing: {expression}")
-    kind, name = inner.split(".", 1)
-    if kind == "var":
-        return tfvars.get(name, _literal(variables[name].get("default")))
-    assert kind == "local", expression
-    return _evaluate(tf_locals[name], tf_locals, tfvars, variables)
+    """Just enough Terraform for the stack's locals: var.x (tfvars, else the default), local.x, literals,
+    coalesce(), lower(), ==, !=, &&, ||, ! and ? : (cross-checked by `terraform` where installed)."""
+
+    def lookup(kind: str, name: str) -> Any:
+        if kind == "var":
+            return tfvars[name] if name in tfvars else _literal(variables[name].get("default"))
+        if kind == "local":
+            return _hcl(tf_locals[name], lookup)
+        raise _HclError(f"no evaluator for {kind}.{name}")
+
+    return _hcl(expression, lookup)
 
 
 # --- wiring ---------------------------------------------------------------------------------
@@ -302,6 +409,168 @@ def test_given_tfvars_when_terraform_fills_the_templates_then_it_grants_what_the
         assert _literal(resource["name"]).replace("${var.dynamic_group_name}", values["DYNAMIC_GROUP"]) == by_name[key].name
 
 
+# --- guardrails: ApplyGuardrails runs where the grant is ---------------------------------------------
+
+
+THIRD_COMPARTMENT = "ocid1.compartment.oc1..aaaaaaaathirdcompartment"
+# Where the Generative AI project lives: the function's own compartment (the default), or another one.
+LAYOUTS = {"project-beside-the-function": None, "project-elsewhere": "ocid1.compartment.oc1..aaaaaaaaprojectelsewhere"}
+GUARDRAILS_CHECK = "guardrails_run_where_the_grant_is"
+CONFIG_FILTER = '${{for key, value in local.genai_settings : key => tostring(value) if value != null && value != ""}}'
+Evaluate = Callable[[str, dict[str, Any]], Any]
+
+
+@pytest.fixture(scope="module")
+def evaluate(tf_locals: dict[str, Any], tf_variables: dict[str, dict]) -> Evaluate:
+    """One of the stack's expressions, evaluated for the given tfvars."""
+    return lambda expression, tfvars: _evaluate(expression, tf_locals, tfvars, tf_variables)
+
+
+def _layout(layout: str, **variables: Any) -> dict[str, Any]:
+    tfvars = _tfvars()
+    if LAYOUTS[layout]:
+        tfvars["genai_project_compartment_ocid"] = LAYOUTS[layout]
+    return {**tfvars, **variables}
+
+
+def _config_value(key: str, tf_locals: dict[str, Any], evaluate: Evaluate, tfvars: dict[str, Any]) -> str | None:
+    """One entry of the function's config as the stack writes it (CONFIG_FILTER): left out when null or ""."""
+    value = evaluate(tf_locals["genai_settings"][key], tfvars)
+    return None if value is None or value == "" else str(value)
+
+
+def _granted(tf_locals: dict[str, Any], evaluate: Evaluate, tfvars: dict[str, Any]) -> set[str]:
+    """Compartments where the stack's policy lets the function use generative-ai-family, read from the
+    statements as oci-lexer-parser parses them."""
+    values = {key: evaluate(expression, tfvars) for key, expression in tf_locals["policy_values"].items()}
+    statements = [policies.fill(s, values) for s in policies.read_template("function-policy.txt")]
+    return {
+        compartment
+        for statement in parse_policy_statements(statements)["statements"]
+        if statement["resources"]["values"] == ["generative-ai-family"]
+        and statement["location"]["type"] == "compartment-id"
+        for compartment in statement["location"]["values"]
+    }
+
+
+def _apply_guardrails_compartment(
+    tf_locals: dict[str, Any], resources: dict[str, dict], evaluate: Evaluate, tfvars: dict[str, Any],
+) -> str:
+    """guardrails._compartment: GENAI_COMPARTMENT_OCID, else the resource principal's res_compartment,
+    the compartment of the function, which is its application's."""
+    configured = _config_value("GENAI_COMPARTMENT_OCID", tf_locals, evaluate, tfvars)
+    return configured or evaluate(resources["oci_functions_application.this"]["compartment_id"], tfvars)
+
+
+def _guardrails_check(tf: dict[str, list]) -> str:
+    return _named(tf["check"], False)[GUARDRAILS_CHECK]["assert"][0]["condition"]
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("mode", ["inform", "block", "Block"])
+@pytest.mark.parametrize("given", [None, ""], ids=["unset", "blank-in-resource-manager"])
+def test_given_guardrails_on_in_either_layout_when_configured_then_apply_guardrails_runs_where_it_is_granted(
+    tf: dict[str, list], tf_locals: dict[str, Any], resources: dict[str, dict], evaluate: Evaluate,
+    layout: str, mode: str, given: str | None,
+) -> None:
+    # given guardrails on, and no genai_compartment_ocid
+    tfvars = _layout(layout, genai_guardrails=mode, genai_compartment_ocid=given)
+    assert resources["oci_functions_function.this"]["config"] == CONFIG_FILTER
+    # when
+    runs_in = _apply_guardrails_compartment(tf_locals, resources, evaluate, tfvars)
+    # then: the policy grants generative-ai-family there, and the stack's check has nothing to warn about
+    assert runs_in in _granted(tf_locals, evaluate, tfvars)
+    assert _config_value("GENAI_GUARDRAILS", tf_locals, evaluate, tfvars) == mode
+    assert evaluate(_guardrails_check(tf), tfvars) is True
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("mode", [None, "", "off", "OFF"])
+def test_given_guardrails_off_when_the_stack_configures_the_function_then_no_compartment_is_added(
+    tf: dict[str, list], tf_locals: dict[str, Any], evaluate: Evaluate, layout: str, mode: str | None,
+) -> None:
+    # given
+    tfvars = _layout(layout, genai_guardrails=mode)
+    # when
+    configured = _config_value("GENAI_COMPARTMENT_OCID", tf_locals, evaluate, tfvars)
+    # then: opc-compartment-id stays unsent, as before guardrails existed
+    assert configured is None
+    assert evaluate(_guardrails_check(tf), tfvars) is True
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("granted", [True, False], ids=["the-granted-compartment", "a-third-compartment"])
+def test_given_a_genai_compartment_ocid_and_guardrails_when_configured_then_it_is_used_and_warned_about_unless_granted(
+    tf: dict[str, list], tf_locals: dict[str, Any], resources: dict[str, dict], evaluate: Evaluate,
+    layout: str, granted: bool,
+) -> None:
+    # given
+    (grant,) = _granted(tf_locals, evaluate, _layout(layout))
+    tfvars = _layout(layout, genai_guardrails="block", genai_compartment_ocid=grant if granted else THIRD_COMPARTMENT)
+    # when
+    runs_in = _apply_guardrails_compartment(tf_locals, resources, evaluate, tfvars)
+    # then: the user's choice wins; a compartment without the stack's grant is a warning (a parent's grant
+    # would cover it, which Terraform cannot see)
+    assert runs_in == tfvars["genai_compartment_ocid"]
+    assert evaluate(_guardrails_check(tf), tfvars) is granted
+
+
+def _references(expression: str, kind: str) -> set[str]:
+    return {name for found, name, _ in _REFERENCE.findall(expression) if found == kind}
+
+
+def _scratch_module(
+    folder: Path, expressions: list[str], tf_locals: dict[str, Any], variables: dict[str, dict],
+) -> set[str]:
+    """A module holding only what `expressions` read from the stack: those locals as the stack writes them,
+    and the variables they read (typed, default null). Returns the variables' names."""
+    needed: set[str] = set()
+    pending = list(expressions)
+    while pending:
+        for name in _references(pending.pop(), "local") - needed:
+            needed.add(name)
+            pending.append(tf_locals[name])
+    read = {name for e in [*expressions, *(tf_locals[n] for n in needed)] for name in _references(e, "var")}
+    text = "".join(f'variable "{n}" {{\n  type = {variables[n]["type"]}\n  default = null\n}}\n' for n in sorted(read))
+    text += "locals {\n" + "".join(f"  {n} = {_unwrap(tf_locals[n])}\n" for n in sorted(needed)) + "}\n"
+    (folder / "main.tf").write_text(text, encoding="utf-8")
+    return read
+
+
+def _terraform(folder: Path, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "TF_IN_AUTOMATION": "1", "CHECKPOINT_DISABLE": "1", "TF_CLI_CONFIG_FILE": os.devnull}
+    return subprocess.run(["terraform", *args, "-no-color"], cwd=folder, input=stdin, env=env,
+                          capture_output=True, text=True, timeout=60)
+
+
+@pytest.mark.skipif(shutil.which("terraform") is None, reason="terraform is not installed: the offline tests above "
+                    "evaluate the same expressions in Python")
+def test_given_terraform_when_it_evaluates_the_guardrails_expressions_then_it_agrees_with_the_offline_evaluator(
+    tmp_path: Path, tf: dict[str, list], tf_locals: dict[str, Any], tf_variables: dict[str, dict], evaluate: Evaluate,
+) -> None:
+    # given the stack's own expressions, in a module that needs no provider
+    expressions = {
+        "config": tf_locals["genai_settings"]["GENAI_COMPARTMENT_OCID"],
+        "granted": tf_locals["policy_values"]["GENAI_COMPARTMENT_OCID"],
+        "check": _guardrails_check(tf),
+    }
+    read = _scratch_module(tmp_path, list(expressions.values()), tf_locals, tf_variables)
+    assert _terraform(tmp_path, "init", "-input=false", "-backend=false").returncode == 0
+    console = "jsonencode({%s})\n" % ", ".join(f"{key} = {_unwrap(e)}" for key, e in expressions.items())
+    for layout in LAYOUTS:
+        for mode in (None, "", "off", "inform", "Block"):
+            for given in (None, "", THIRD_COMPARTMENT):
+                tfvars = _layout(layout, genai_guardrails=mode, genai_compartment_ocid=given)
+                values = {name: tfvars[name] for name in read if tfvars.get(name) is not None}
+                (tmp_path / "case.tfvars.json").write_text(json.dumps(values), encoding="utf-8")
+                # when
+                result = _terraform(tmp_path, "console", "-var-file=case.tfvars.json", stdin=console)
+                # then
+                assert result.returncode == 0, result.stderr
+                expected = {key: evaluate(e, tfvars) for key, e in expressions.items()}
+                assert json.loads(json.loads(result.stdout)) == expected, (layout, mode, given)
+
+
 def test_given_the_identity_resources_when_parsed_then_they_go_to_the_home_region(
     tf: dict[str, list], resources: dict[str, dict], tf_locals: dict[str, Any],
 ) -> None:
@@ -331,6 +600,9 @@ def test_given_the_function_when_parsed_then_its_config_carries_every_setting_fr
     # then: every setting the code reads, each from its own variable; unset ones left out
     assert set(configured) == set(ENV) - NOT_FUNCTION_CONFIG
     assert configured.pop("GENAI_PROJECT_OCID") == "${local.genai_project_ocid}"
+    # the guardrails tests below prove where it points when its variable is left empty
+    assert configured.pop("GENAI_COMPARTMENT_OCID") == "${local.genai_compartment_setting}"
+    assert tf_variables["genai_compartment_ocid"]["default"] is None
     for key, expression in configured.items():
         assert expression == "${var.%s}" % key.lower(), key
         assert tf_variables[key.lower()]["default"] is None, key
@@ -391,7 +663,7 @@ def test_given_an_identity_domain_when_parsed_then_issuer_jwks_and_audience_foll
 
 def test_given_the_image_check_when_parsed_then_it_expects_the_tag_make_image_pushes(tf: dict[str, list], tf_locals: dict[str, Any]) -> None:
     # given
-    (check,) = _named(tf["check"], False).values()
+    check = _named(tf["check"], False)["image_is_the_manual_paths"]
     # when
     condition = check["assert"][0]["condition"]
     # then
@@ -543,6 +815,146 @@ def test_given_the_schema_when_loaded_then_its_references_and_outputs_match_the_
     assert sorted(o for g in schema["outputGroups"] for o in g["outputs"]) == sorted(outputs)
     assert {"endpoint_url", "function_ocid", "curl_command"} <= set(outputs)
     assert all(body.get("description") for body in outputs.values())
+
+
+# --- the CORS origin: one rule in the renderer, schema.yaml and variables.tf ---------------------------
+
+# One origin as a browser sends it in `Origin` (RFC 6454 section 6.1; the oci SDK's CorsPolicy: "All other
+# origins must be qualified with the scheme, full hostname, and port if necessary"). Each row: the value,
+# whether the rule takes it, and why. Anything the gateway could only match as a wildcard, or never match
+# because a browser never sends it that way, is refused.
+ORIGINS = [
+    ("https://app.example.com", True, "a host name"),
+    ("http://localhost:3000", True, "http and a port, for a local app"),
+    ("http://localhost", True, "a single-label host"),
+    ("http://127.0.0.1:8080", True, "an IPv4 address"),
+    ("https://app.example.com:8443", True, "a port"),
+    ("https://app.example.com:65535", True, "the highest port"),
+    ("https://app.example.com:443", True, "a default port: valid, though a browser omits it (docs say so)"),
+    ("https://a-b.xn--bcher-kva.example", True, "hyphens and an IDN in punycode"),
+    ("*", False, "any origin"),
+    ("null", False, "the file: origin"),
+    ("", False, "empty"),
+    ("https://*.example.com", False, "a wildcard host"),
+    ("https://app.example.com/", False, "a trailing slash"),
+    ("https://app.example.com/app", False, "a path"),
+    ("https://app.example.com?x=1", False, "a query"),
+    ("https://app.example.com#x", False, "a fragment"),
+    ("https://user@app.example.com", False, "user info"),
+    ("https://user:pw@app.example.com", False, "user info with a password"),
+    ("app.example.com", False, "no scheme"),
+    ("//app.example.com", False, "a scheme-relative URL"),
+    ("ftp://app.example.com", False, "another scheme"),
+    ("HTTPS://APP.EXAMPLE.COM", False, "upper case: a browser sends scheme and host in lower case"),
+    ("https://App.example.com", False, "an upper-case letter in the host"),
+    ("https://app.example.com:99999", False, "a port above 65535"),
+    ("https://app.example.com:0", False, "port 0"),
+    ("https://app.example.com:0443", False, "a port with a leading zero"),
+    ("https://app.example.com:", False, "an empty port"),
+    ("http://[::1]:8080", False, "an IPv6 literal: use a host name"),
+    ("https://app..example.com", False, "an empty label"),
+    ("https://-app.example.com", False, "a label starting with a hyphen"),
+    ("https://app-.example.com", False, "a label ending with a hyphen"),
+    ("https://app.example.com.", False, "a trailing dot"),
+    ("https://app_1.example.com", False, "an underscore"),
+    ("https://" + "a" * 64 + ".example.com", False, "a label over 63 characters"),
+    ("https://bücher.example", False, "a Unicode host: a browser sends punycode"),
+    ("https://app.example.com\n", False, "a trailing newline"),
+    (" https://app.example.com", False, "a leading space"),
+    ("https://app.example.com https://b.example.com", False, "two origins"),
+    ('https://app.example.com"', False, "a quote"),
+]
+
+FUNCTION_OCID = "ocid1.fnfunc.oc1.us-chicago-1.aaaaaaaafunction"
+# The validation block's condition as python-hcl2 writes it: the rule is the regex's one argument.
+_WRAPPED = re.compile(r'\$\{can\(regex\("(?P<rule>[^"\\]*)", var\.cors_allowed_origin\)\)\}')
+
+
+def _anchored(pattern: str) -> re.Pattern[str]:
+    """A ^...$ pattern as ECMAScript (no flags) and RE2 read it: searched, and $ only at the very end, which
+    Python spells \\Z (Python's $ also matches before a final newline). The rest reads alike in all three."""
+    assert pattern.startswith("^") and pattern.endswith("$") and pattern.count("$") == 1, pattern
+    return re.compile(pattern[:-1] + r"\Z")
+
+
+def _origin_rules(schema: dict[str, Any], tf_variables: dict[str, dict]) -> dict[str, str]:
+    (validation,) = tf_variables["cors_allowed_origin"]["validation"]
+    return {
+        "renderer": policies._ORIGIN.pattern,
+        "schema.yaml": schema["variables"]["cors_allowed_origin"]["pattern"],
+        "variables.tf": _WRAPPED.fullmatch(validation["condition"]).group("rule"),
+    }
+
+
+def _renderer_accepts(origin: str) -> bool:
+    try:
+        policies.render_gateway_spec(FUNCTION_OCID, "https://id.example/", "aud", "https://id.example/jwks", origin)
+    except policies.KitError:
+        return False
+    return True
+
+
+def test_given_the_three_places_when_read_then_they_carry_the_same_origin_rule(
+    schema: dict[str, Any], tf_variables: dict[str, dict],
+) -> None:
+    # given / when
+    rules = _origin_rules(schema, tf_variables)
+    # then: the renderer full-matches the rule; the schema and Terraform anchor it, since both search
+    assert rules["schema.yaml"] == rules["variables.tf"] == f"^{rules['renderer']}$"
+    assert "\\" not in rules["renderer"], "no escapes: YAML, HCL and Python would each need their own"
+
+
+@pytest.mark.parametrize("origin, accepted, why", ORIGINS, ids=[why for _, _, why in ORIGINS])
+def test_given_an_origin_when_checked_by_the_renderer_the_schema_and_terraform_then_all_three_decide_alike(
+    schema: dict[str, Any], tf_variables: dict[str, dict], origin: str, accepted: bool, why: str,
+) -> None:
+    # given
+    rules = _origin_rules(schema, tf_variables)
+    # when
+    decisions = {
+        "renderer": _renderer_accepts(origin),
+        "schema.yaml": bool(_anchored(rules["schema.yaml"]).search(origin)),
+        "variables.tf": bool(_anchored(rules["variables.tf"]).search(origin)),
+    }
+    # then
+    assert decisions == dict.fromkeys(decisions, accepted), why
+
+
+@pytest.mark.skipif(shutil.which("node") is None, reason="node is not installed: the Python reading of the pattern "
+                    "above stands in for ECMAScript")
+def test_given_node_when_it_runs_the_schema_pattern_then_ecmascript_decides_as_the_table(
+    schema: dict[str, Any],
+) -> None:
+    # given: the Create stack page checks `pattern` in the browser, as an ECMAScript RegExp
+    script = ("const [p, v] = JSON.parse(require('fs').readFileSync(0, 'utf8'));"
+              "console.log(JSON.stringify(v.map(s => [new RegExp(p).test(s), new RegExp(p, 'u').test(s)])))")
+    payload = json.dumps([schema["variables"]["cors_allowed_origin"]["pattern"], [o for o, _, _ in ORIGINS]])
+    # when
+    result = subprocess.run(["node", "-e", script], input=payload, capture_output=True, text=True, timeout=60)
+    # then
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == [[accepted, accepted] for _, accepted, _ in ORIGINS]
+
+
+@pytest.mark.skipif(shutil.which("terraform") is None, reason="terraform is not installed: the Python reading of the "
+                    "regex above stands in for RE2")
+def test_given_terraform_when_it_plans_each_origin_then_the_validation_block_decides_as_the_table(
+    tmp_path: Path,
+) -> None:
+    # given a module holding only the stack's own variable block
+    text = (TF / "variables.tf").read_text(encoding="utf-8")
+    block = re.search(r'^variable "cors_allowed_origin" \{\n.*?^\}\n', text, re.M | re.S).group(0)
+    (tmp_path / "main.tf").write_text(block, encoding="utf-8")
+    assert _terraform(tmp_path, "init", "-input=false", "-backend=false").returncode == 0
+    decisions = []
+    for origin, _, _ in ORIGINS:
+        (tmp_path / "case.tfvars.json").write_text(json.dumps({"cors_allowed_origin": origin}))
+        # when
+        result = _terraform(tmp_path, "plan", "-input=false", "-lock=false", "-var-file=case.tfvars.json")
+        assert result.returncode == 0 or "Invalid value for variable" in result.stderr, result.stderr
+        decisions.append(result.returncode == 0)
+    # then
+    assert decisions == [accepted for _, accepted, _ in ORIGINS]
 
 
 # --- make stack / make image ---------------------------------------------------------------------

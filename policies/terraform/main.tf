@@ -19,6 +19,12 @@ locals {
   function_count           = var.function_image == "" ? 0 : 1
   function_ocid            = one(oci_functions_function.this[*].id)
 
+  # ApplyGuardrails runs in GENAI_COMPARTMENT_OCID, else in the function's own compartment
+  # (docs/guardrails.md), but the policy grants generative-ai-family only in the project's: with
+  # guardrails on and no genai_compartment_ocid given, the function is pointed there.
+  guardrails_on             = lower(coalesce(var.genai_guardrails, "off")) != "off"
+  genai_compartment_setting = var.genai_compartment_ocid != null && var.genai_compartment_ocid != "" ? var.genai_compartment_ocid : (local.guardrails_on ? local.genai_compartment_ocid : null)
+
   policy_values = {
     DYNAMIC_GROUP             = var.dynamic_group_name
     FUNCTION_COMPARTMENT_OCID = var.compartment_ocid
@@ -41,7 +47,7 @@ locals {
     GENAI_MODEL                          = var.genai_model
     GENAI_ALLOWED_MODELS                 = var.genai_allowed_models
     GENAI_AUTH                           = var.genai_auth
-    GENAI_COMPARTMENT_OCID               = var.genai_compartment_ocid
+    GENAI_COMPARTMENT_OCID               = local.genai_compartment_setting
     GENAI_MAX_BODY_BYTES                 = var.genai_max_body_bytes
     GENAI_MAX_INPUT_CHARS                = var.genai_max_input_chars
     GENAI_MAX_OUTPUT_TOKENS              = var.genai_max_output_tokens
@@ -209,6 +215,15 @@ check "image_is_the_manual_paths" {
   assert {
     condition     = var.function_image == "" || startswith(var.function_image, "${local.image_repository}:")
     error_message = "function_image is not in ${local.image_repository}: `make image` pushes <that>:<func.yaml version>."
+  }
+}
+
+# A compartment given in genai_compartment_ocid is used as given; without a grant there (or in a
+# parent, which Terraform cannot see) every ApplyGuardrails call is refused.
+check "guardrails_run_where_the_grant_is" {
+  assert {
+    condition     = !local.guardrails_on || local.genai_compartment_setting == local.genai_compartment_ocid
+    error_message = "ApplyGuardrails runs in genai_compartment_ocid, but the stack grants generative-ai-family only in ${local.genai_compartment_ocid}: grant it there too, or leave genai_compartment_ocid empty."
   }
 }
 

@@ -67,7 +67,7 @@ locals {
         namespace = var.error_metric_namespace, target = "function", severity = "CRITICAL"
         # grouping() sums the error_type streams into one (OCI: "Aggregating Metric Streams in a Query")
         query = "errors[5m]{function = \"${var.function_name}\"}.grouping().sum() > ${var.alarm_errors_per_5_minutes}"
-        body      = "The function answered errors (its log line has error_type). OCI Functions counts these as successes; the invocation log says which type."
+        body  = "The function answered errors (its log line has error_type). OCI Functions counts these as successes; the invocation log says which type."
       }
     } : {},
   )

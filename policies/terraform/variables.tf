@@ -237,7 +237,7 @@ variable "genai_auth" {
 }
 
 variable "genai_compartment_ocid" {
-  description = "GENAI_COMPARTMENT_OCID: sent as opc-compartment-id. Function default: not sent."
+  description = "GENAI_COMPARTMENT_OCID: sent as opc-compartment-id, and where ApplyGuardrails runs. Empty: with genai_guardrails on, the project's compartment (the one the stack grants generative-ai-family in); else not sent."
   type        = string
   default     = null
 }
@@ -352,8 +352,14 @@ variable "token_audience" {
 }
 
 variable "cors_allowed_origin" {
-  description = "Browser origin allowed to call the API, e.g. https://app.example.com."
+  description = "Browser origin allowed to call the API, exactly as the browser sends it: e.g. https://app.example.com, no path, no wildcard."
   type        = string
+
+  # The renderer's rule (genai_handler/policies.py _ORIGIN) and schema.yaml's pattern: tests/test_stack.py keeps them one.
+  validation {
+    condition     = can(regex("^https?://[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?(?:[.][a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)*(?::(?:6553[0-5]|655[0-2][0-9]|65[0-4][0-9]{2}|6[0-4][0-9]{3}|[1-5][0-9]{4}|[1-9][0-9]{0,3}))?$", var.cors_allowed_origin))
+    error_message = "cors_allowed_origin is one origin, http(s)://host[:port] in lower case, without path, wildcard or user info (e.g. https://app.example.com)."
+  }
 }
 
 # --- Operations (docs/operations.md): all off by default, none costs anything when off ---------

@@ -1,7 +1,8 @@
 """Screen a request with OCI Generative AI's ApplyGuardrails before the model sees it (GENAI_GUARDRAILS).
 
-One call per invocation: the instructions and every message's text are joined with a blank line
-between them and screened as one input, and what comes back is mapped onto each text again. The
+One call per invocation: every text the model reads (contract.texts: prompt, instructions, messages,
+the output format and its schema) is joined with a blank line between them and screened as one
+input, and what comes back is mapped onto each text again. The
 call goes through the container's pooled client (same connections, same signer) and ends by the
 invocation's deadline. Imported only when guardrails are on: off costs nothing.
 
@@ -22,10 +23,10 @@ only check names, category names, labels, counts and scores do.
 from __future__ import annotations
 
 import bisect
-import copy
+import itertools
 import re
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
@@ -33,7 +34,8 @@ from urllib.parse import urlsplit
 import openai
 
 from .auth import _claims  # one JWT reader for the package
-from .errors import ContentBlocked, HandlerError, MisconfiguredError, UpstreamError
+from .contract import Kind, Request, Text, texts, with_texts
+from .errors import ContentBlocked, HandlerError, MisconfiguredError, UpstreamError, UpstreamTimeout
 from .settings import Settings, SettingError, ocid_pattern
 from .upstream import post_oci
 
@@ -81,17 +83,17 @@ class _Span:
 
 
 def screen(
-    client: openai.OpenAI, settings: Settings, arguments: dict[str, Any], deadline: float, log: dict[str, Any]
-) -> dict[str, Any]:
-    """The arguments to send the model (PII redacted if asked); `log` gets the invocation's
+    client: openai.OpenAI, settings: Settings, request: Request, deadline: float, log: dict[str, Any]
+) -> Request:
+    """The request to send the model (PII redacted if asked); `log` gets the invocation's
     `guardrails` log fields, also when this raises.
 
     Raises ContentBlocked in block mode when a check fires. When the service fails, block mode (and
     PII redaction in any mode: the original spans must never reach the model) fails closed with the
     service's error; inform mode fails open and says in the log that the check was skipped.
     """
-    texts = list(_texts(arguments))
-    joined = SEPARATOR.join(texts)
+    found = texts(request)
+    joined = SEPARATOR.join(text.text for text in found)
     started = time.monotonic()
     try:
         compartment = _compartment(client, settings)
@@ -103,7 +105,7 @@ def screen(
         log.update(mode=settings.guardrails, skipped=exc.type, request_id=exc.request_id)
         if settings.guardrails == "block" or settings.pii_action == "redact":
             raise
-        return arguments
+        return request
     verdict.request_id = request_id
     verdict.latency_ms = (time.monotonic() - started) * 1000
     log.update(verdict.log_fields(settings.guardrails))
@@ -111,10 +113,9 @@ def screen(
     if settings.guardrails == "block" and blocking:
         raise ContentBlocked(f"the request was blocked by guardrails: {', '.join(blocking)}", request_id=request_id)
     if settings.pii_action == "redact" and findings:
-        spans = [span for finding in findings for span in _locate(joined, finding, request_id)]
-        arguments = _with_texts(arguments, _redact(texts, spans))
+        request = _redacted(request, found, joined, findings, _Clock(deadline, request_id))
         log["redacted"] = len(findings)
-    return arguments
+    return request
 
 
 def probe(client: openai.OpenAI, settings: Settings, deadline: float) -> tuple[str, str | None]:
@@ -126,37 +127,37 @@ def probe(client: openai.OpenAI, settings: Settings, deadline: float) -> tuple[s
     return compartment, request_id
 
 
-def _texts(arguments: dict[str, Any]) -> Iterator[str]:
-    """Every text the model would read, in a fixed order that _with_texts writes back in."""
-    if "instructions" in arguments:
-        yield arguments["instructions"]
-    user_input = arguments["input"]
-    if isinstance(user_input, str):
-        yield user_input
-        return
-    for message in user_input:
-        content = message["content"]
-        if isinstance(content, str):
-            yield content
-        else:
-            yield from (part["text"] for part in content)
+@dataclass(frozen=True)
+class _Clock:
+    """The invocation's deadline inside redaction, which is local work but must end by it too."""
+
+    deadline: float
+    request_id: str | None
+
+    def check(self) -> None:
+        if time.monotonic() >= self.deadline:
+            raise UpstreamTimeout("the request could not be screened before the invocation deadline",
+                                  request_id=self.request_id)
 
 
-def _with_texts(arguments: dict[str, Any], texts: list[str]) -> dict[str, Any]:
-    result = copy.deepcopy(arguments)
-    replacements = iter(texts)
-    if "instructions" in result:
-        result["instructions"] = next(replacements)
-    if isinstance(result["input"], str):
-        result["input"] = next(replacements)
-        return result
-    for message in result["input"]:
-        if isinstance(message["content"], str):
-            message["content"] = next(replacements)
-        else:
-            for part in message["content"]:
-                part["text"] = next(replacements)
-    return result
+def _redacted(request: Request, found: list[Text], joined: str, findings: list[_Finding], clock: _Clock) -> Request:
+    """The request with every PII span replaced by its label; refused when a span cannot be
+    redacted (not found again, in a name the model needs as sent, or breaking a JSON text)."""
+    locator = _Locator(joined, clock)
+    spans = [span for finding in findings for span in locator.spans(finding)]
+    redacted = _redact([text.text for text in found], spans, clock)
+    fixed = [text.at for text, new in zip(found, redacted) if new != text.text and text.kind is Kind.NAME]
+    try:
+        if fixed:
+            raise ValueError(fixed)
+        return with_texts(request, redacted)
+    except ValueError:
+        raise _unredactable(clock.request_id) from None
+
+
+def _unredactable(request_id: str | None) -> ContentBlocked:
+    return ContentBlocked("the request was blocked by guardrails: pii (personal data the function could not redact)",
+                          request_id=request_id)
 
 
 def _url(settings: Settings) -> str:
@@ -251,58 +252,78 @@ def _score(value: Any) -> float:
     return float(value)
 
 
-def _locate(joined: str, finding: _Finding, request_id: str | None) -> list[_Span]:
-    """Where a finding is, in code points. OCI does not document the unit of `offset` and `length`
-    (a Java service would count UTF-16 code units, Python counts code points, some count UTF-8
-    bytes), so each reading is tried and the one that gives back the finding's own `text` wins.
-    If none does, every occurrence of the text is redacted; if it is nowhere, the request cannot be
-    redacted safely and is refused."""
-    text, label = finding.text, finding.label
-    for start, end in _readings(joined, finding.offset, finding.length):
-        if joined[start:end] == text and end > start:
-            return [_Span(start, end, label)]
-    if text and text in joined:
-        return [_Span(m.start(), m.end(), label) for m in re.finditer(re.escape(text), joined)]
-    raise ContentBlocked("the request was blocked by guardrails: pii (personal data the function could not redact)",
-                         request_id=request_id)
+class _Locator:
+    """Finds each finding in the joined text, in code points. OCI does not document the unit of
+    `offset` and `length` (a Java service would count UTF-16 code units, Python counts code points,
+    some count UTF-8 bytes), so each reading is tried and the one that gives back the finding's own
+    `text` wins. If none does, every occurrence of the text is redacted; if it is nowhere, the
+    request cannot be redacted safely and is refused. Offset tables are built once per unit, and a
+    text's occurrences once per text: linear in the text and the number of findings."""
+
+    _UNITS: tuple[tuple[str, Callable[[int], int]], ...] = (
+        ("utf-16", lambda o: 2 if o > 0xFFFF else 1),
+        ("utf-8", lambda o: 1 + (o > 0x7F) + (o > 0x7FF) + (o > 0xFFFF)),
+    )
+
+    def __init__(self, joined: str, clock: _Clock) -> None:
+        self._joined = joined
+        self._clock = clock
+        self._ends: dict[str, list[int] | None] = {}
+        self._occurrences: dict[str, list[tuple[int, int]]] = {}
+
+    def spans(self, finding: _Finding) -> list[_Span]:
+        self._clock.check()
+        for start, end in self._readings(finding.offset, finding.length):
+            if end > start and self._joined[start:end] == finding.text:
+                return [_Span(start, end, finding.label)]
+        occurrences = self._occurrences.get(finding.text)
+        if occurrences is None and finding.text:
+            pattern = re.escape(finding.text)
+            occurrences = self._occurrences[finding.text] = [m.span() for m in re.finditer(pattern, self._joined)]
+        if not occurrences:
+            raise _unredactable(self._clock.request_id)
+        return [_Span(start, end, finding.label) for start, end in occurrences]
+
+    def _readings(self, offset: int, length: int) -> Iterator[tuple[int, int]]:
+        yield offset, offset + length  # code points
+        for unit, width in self._UNITS:
+            ends = self._unit_ends(unit, width)
+            if ends is None:
+                continue
+            start, end = bisect.bisect_left(ends, offset), bisect.bisect_left(ends, offset + length)
+            if start < len(ends) and ends[start] == offset and end < len(ends) and ends[end] == offset + length:
+                yield start, end
+
+    def _unit_ends(self, unit: str, width: Callable[[int], int]) -> list[int] | None:
+        """ends[i] = the units before code point i (ends[len] = all of them); None when every code
+        point is one unit, so the reading is the code points' own."""
+        if unit not in self._ends:
+            self._clock.check()
+            ends = list(itertools.accumulate((width(ord(ch)) for ch in self._joined), initial=0))
+            self._ends[unit] = ends if ends[-1] != len(self._joined) else None
+        return self._ends[unit]
 
 
-def _readings(joined: str, offset: int, length: int) -> Iterator[tuple[int, int]]:
-    yield offset, offset + length  # code points
-    for encoding, width in (("utf-16-le", 2), ("utf-8", 1)):
-        ends = _unit_ends(joined, encoding, width)
-        if ends[-1] == len(joined):  # ASCII-only for this encoding: same as code points
-            continue
-        start, end = bisect.bisect_left(ends, offset), bisect.bisect_left(ends, offset + length)
-        if start < len(ends) and ends[start] == offset and end < len(ends) and ends[end] == offset + length:
-            yield start, end
-
-
-def _unit_ends(joined: str, encoding: str, width: int) -> list[int]:
-    """ends[i] = the units before code point i (and ends[len] = all of them)."""
-    ends = [0]
-    for ch in joined:
-        ends.append(ends[-1] + len(ch.encode(encoding)) // width)
-    return ends
-
-
-def _redact(texts: list[str], spans: list[_Span]) -> list[str]:
+def _redact(texts: list[str], spans: list[_Span], clock: _Clock) -> list[str]:
     """Each text with every span over it replaced by `[LABEL]`; overlapping spans merge (the first
-    one's label), and a span across the separator is cut at it."""
+    one's label), and a span across the separator is cut at it. One pass over texts and spans."""
     merged: list[_Span] = []
     for span in sorted(spans, key=lambda s: (s.start, -s.end)):
         if merged and span.start < merged[-1].end:
             merged[-1] = _Span(merged[-1].start, max(merged[-1].end, span.end), merged[-1].label)
         else:
             merged.append(span)
-    result = []
-    start = 0
+    clock.check()
+    result, first, start = [], 0, 0
     for text in texts:
         end = start + len(text)
-        redacted = text
-        for span in reversed([s for s in merged if s.start < end and s.end > start]):
-            left, right = max(span.start, start) - start, min(span.end, end) - start
-            redacted = redacted[:left] + f"[{span.label}]" + redacted[right:]
-        result.append(redacted)
+        while first < len(merged) and merged[first].end <= start:
+            first += 1
+        pieces, cursor, i = [], 0, first
+        while i < len(merged) and merged[i].start < end:
+            left, right = max(merged[i].start, start) - start, min(merged[i].end, end) - start
+            pieces += [text[cursor:left], f"[{merged[i].label}]"]
+            cursor, i = right, i + 1
+        result.append("".join(pieces) + text[cursor:] if pieces else text)
         start = end + len(SEPARATOR)
     return result

@@ -15,8 +15,9 @@ from typing import Any
 from fdk import context, response
 
 from . import logs
+from .contract import Request, texts
 from .errors import HandlerError, InternalError, MethodNotAllowed, MisconfiguredError
-from .request import build_arguments, parse_body
+from .request import parse
 from .settings import Settings
 from .upstream import Attempt, UpstreamResult, client_for, create_response, usage_counts
 
@@ -50,7 +51,8 @@ def _invoke(ctx: context.InvokeContext, data: io.BytesIO | None, started: float,
     deadline = started + _budget(ctx)
     body = data.getvalue() if data else b""
     settings: Settings | None = None
-    arguments: dict[str, Any] = {}
+    request: Request | None = None
+    sent: Request | None = None  # what reached the model: the only prompt ever logged
     result: UpstreamResult | None = None
     answer: dict[str, Any] | None = None
     error: HandlerError | None = None
@@ -64,13 +66,14 @@ def _invoke(ctx: context.InvokeContext, data: io.BytesIO | None, started: float,
         settings = load_settings()
         if method is not None and method.upper() != "POST":
             raise MethodNotAllowed("use POST with a JSON body")
-        arguments = build_arguments(parse_body(body, settings), settings)
+        request = parse(body, settings)
         if settings.guardrails_on:
             from .guardrails import screen  # noqa: PLC0415  (off: never imported, nothing on the cold path)
 
-            arguments = screen(client_for(settings), settings, arguments, deadline, screened)
+            request = screen(client_for(settings), settings, request, deadline, screened)
         record = attempts.append if trace is not None else None
-        result = create_response(client_for(settings), arguments, deadline, settings.max_retries, record)
+        sent = request
+        result = create_response(client_for(settings), request.arguments(), deadline, settings.max_retries, record)
         # The OpenAI route answers OCI's JSON as received: dumping the SDK's model of an output
         # item it does not know warns, with the answer's text in the warning.
         answer = result.body if openai_route else shape(result)
@@ -80,9 +83,10 @@ def _invoke(ctx: context.InvokeContext, data: io.BytesIO | None, started: float,
         error = InternalError(_BUG)
     reply = _reply(ctx, answer, result.request_id if result else None, error, openai_route)
     traced: dict[str, str] = {}
+    model = request.model if request else None
     if trace is not None:
-        traced = _report_trace(ctx, trace, began, started, deadline, arguments.get("model"), error, attempts)
-    _log(ctx, started, settings, arguments, result, error, traced, screened)
+        traced = _report_trace(ctx, trace, began, started, deadline, model, error, attempts)
+    _log(ctx, started, settings, model, sent, result, error, traced, screened)
     return reply
 
 
@@ -213,7 +217,8 @@ def _log(
     ctx: context.InvokeContext,
     started: float,
     settings: Settings | None,
-    arguments: dict[str, Any],
+    model: str | None,
+    sent: Request | None,
     result: UpstreamResult | None,
     error: HandlerError | None,
     traced: dict[str, str],
@@ -226,7 +231,7 @@ def _log(
         **logs.caller_fields(ctx.HTTPHeaders().get(logs.CALLER_HEADER.lower())),  # gateway calls only
         **traced,
         request_id=result.request_id if result else error.request_id if error else None,
-        model=arguments.get("model"),
+        model=model,
         status=error.status if error else 200,
         error_type=error.type if error else None,
         error=error.message if error else None,
@@ -235,7 +240,6 @@ def _log(
         attempts=result.attempts if result else None,
         guardrails=screened or None,
         usage=usage_counts(answer),
-        input=arguments.get("input") if prompts else None,
-        instructions=arguments.get("instructions") if prompts else None,
+        prompt={text.at: text.text for text in texts(sent)} if prompts and sent else None,
         output_text=answer.output_text if prompts and answer else None,
     )

@@ -60,14 +60,34 @@ def caller_fields(value: object) -> dict[str, Any]:
         return {}
     if len(value) <= _MAX_SUBJECT_CHARS and value.isprintable():
         return {"caller": value}
-    shown = "".join(ch if ch.isprintable() else _escape(ch) for ch in value[:_MAX_SUBJECT_CHARS])
-    return {"caller": shown, "caller_malformed": True}
+    return {"caller": printable(value[:_MAX_SUBJECT_CHARS], keep=""), "caller_malformed": True}
+
+
+def printable(text: str, keep: str = "\t\n\r") -> str:
+    """`text` with every character a log viewer or terminal could act on (controls, bidi overrides,
+    line and paragraph separators, anything not printable) written as a visible \\uXXXX escape.
+    Tab and newlines are kept by default: JSON escapes them itself."""
+    if text.isprintable():
+        return text
+    return "".join(ch if ch.isprintable() or ch in keep else _escape(ch) for ch in text)
 
 
 def _escape(ch: str) -> str:
     return f"\\u{ord(ch):04x}" if ord(ch) <= 0xFFFF else f"\\U{ord(ch):08x}"
 
 
+def _printable_tree(value: Any) -> Any:
+    if isinstance(value, str):
+        return printable(value)
+    if isinstance(value, dict):
+        return {printable(str(k)): _printable_tree(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_printable_tree(v) for v in value]
+    return value
+
+
 def invocation(**fields: Any) -> None:
-    """Log one invocation; fields with a None value are left out."""
-    logger.info(json.dumps({k: v for k, v in fields.items() if v is not None}, ensure_ascii=False, default=str))
+    """Log one invocation; fields with a None value are left out. Every string, key and value, is
+    made printable: the caller chose some of them (names in an error, prompts, the answer)."""
+    line = {k: _printable_tree(v) for k, v in fields.items() if v is not None}
+    logger.info(json.dumps(line, ensure_ascii=False, default=str))

@@ -1,50 +1,46 @@
-"""The request contract: turn an invocation body into `responses.create` arguments, or refuse it.
+"""A body in, a validated `Request` out, under the operator's caps, or a refusal naming the field.
 
-Everything is checked before any upstream call, so bad input costs nothing and every refusal
-names the field at fault. Content-Type is ignored on purpose: curl's `-d` sends a form type.
+Everything is checked before any upstream call, so bad input costs nothing. The shape is the
+contract's (contract.py); this module adds strict JSON, the operator's limits and the messages.
+Content-Type is ignored on purpose: curl's `-d` sends a form type.
 """
 
 from __future__ import annotations
 
 import json
 import math
-from typing import Any
+from typing import Any, Literal, get_args, get_origin
 
+from pydantic import ValidationError
+
+from .contract import Request, locate, texts
 from .errors import InvalidRequest, PayloadTooLarge
+from .logs import printable
 from .settings import Settings
 
-ALLOWED_FIELDS = (
-    "prompt", "input", "instructions", "model", "max_output_tokens", "temperature", "top_p",
-    "text", "metadata", "reasoning", "store", "previous_response_id",
-)
-_NOT_OFFERED = {
-    "stream": "streaming is not offered by this function",
-    "tools": "tools are not offered by this function",
-    "background": "background responses are not offered by this function",
-}
-_ROLES = ("user", "assistant", "system", "developer")
-_TEXT_PARTS = ("input_text", "output_text")
-_FORMATS = ("text", "json_object", "json_schema")
-_EFFORTS = ("none", "minimal", "low", "medium", "high", "xhigh")
-_SUMMARIES = ("auto", "concise", "detailed")
+ALLOWED_FIELDS = tuple(field.alias or name for name, field in Request.model_fields.items())
 _MAX_DEPTH = 32
 _TOO_DEEP = f"request body is nested deeper than {_MAX_DEPTH} levels"
 
 
+def parse(body: bytes, settings: Settings) -> Request:
+    """The request in `body`, with the model, output cap and storage the operator allows filled in."""
+    return with_caps(validate(parse_body(body, settings), settings), settings)
+
+
 def parse_body(body: bytes, settings: Settings) -> dict[str, Any]:
-    """Decode the body as one JSON object, strictly: only finite numbers, no duplicate keys, bounded nesting."""
+    """Decode the body as one JSON object, strictly: only finite numbers, no repeated keys, bounded
+    nesting, no half surrogate pairs (pydantic's own JSON parser is laxer on each)."""
     if len(body) > settings.max_body_bytes:
         raise PayloadTooLarge(f"request body is over {settings.max_body_bytes} bytes")
     if not body.strip():
         raise InvalidRequest('request body is empty: send a JSON object such as {"prompt": "Hello"}')
     try:
         value = json.loads(
-            body.decode("utf-8"), object_pairs_hook=_no_duplicates, parse_constant=_no_constant, parse_float=_finite
+            body.decode("utf-8"), object_pairs_hook=_object, parse_constant=_no_constant, parse_float=_finite
         )
     except UnicodeDecodeError:
         raise InvalidRequest("request body is not valid UTF-8") from None
-    except _DuplicateKey as exc:
-        raise InvalidRequest(f"request body repeats the key {exc.key!r}") from None
     except _NotFinite:
         raise InvalidRequest("request body has a number too large to represent (such as 1e400)") from None
     except RecursionError:
@@ -57,83 +53,87 @@ def parse_body(body: bytes, settings: Settings) -> dict[str, Any]:
     return value
 
 
-def build_arguments(request: dict[str, Any], settings: Settings) -> dict[str, Any]:
-    """Validate a decoded request and return the keyword arguments for `responses.create`."""
-    for name in request:
-        if name in _NOT_OFFERED:
-            raise InvalidRequest(f"{name}: {_NOT_OFFERED[name]}")
-    unknown = sorted(set(request) - set(ALLOWED_FIELDS))
-    if unknown:
-        raise InvalidRequest(f"unknown field(s) {_names(unknown)}; allowed: {', '.join(ALLOWED_FIELDS)}")
-    if "prompt" in request and "input" in request:
-        raise InvalidRequest("send either prompt or input, not both")
-    if "prompt" in request:
-        _text(request, "prompt")
-        user_input: Any = request["prompt"]
-    elif "input" in request:
-        user_input = _input(request["input"])
-    else:
-        raise InvalidRequest("prompt is required (or input, Responses-style)")
+def validate(value: dict[str, Any], settings: Settings) -> Request:
+    """The decoded body as a `Request`, or InvalidRequest naming the first field at fault."""
+    try:
+        return Request.model_validate(value)
+    except ValidationError as exc:
+        raise _refusal(exc, settings) from None
 
-    model = request.get("model", settings.model)
-    if not isinstance(model, str) or model not in settings.allowed_models:
-        raise InvalidRequest(f"model must be one of: {', '.join(settings.allowed_models)}")
-    max_tokens = request.get("max_output_tokens", settings.max_output_tokens)
-    if not _is_int(max_tokens) or not 1 <= max_tokens <= settings.max_output_tokens:
+
+def with_caps(request: Request, settings: Settings) -> Request:
+    """The operator's limits, which the contract's types cannot know: the model allow-list, the
+    output cap, the input cap over every text the model reads, and stored responses."""
+    limits = _limits(settings)
+    model = request.model if request.model is not None else settings.model
+    if model not in settings.allowed_models:
+        raise InvalidRequest(f"model must be one of: {limits['allowed_models']}")
+    max_tokens = request.max_output_tokens if request.max_output_tokens is not None else settings.max_output_tokens
+    if max_tokens > settings.max_output_tokens:
         raise InvalidRequest(f"max_output_tokens must be a whole number from 1 to {settings.max_output_tokens}")
-
-    arguments: dict[str, Any] = {"model": model, "input": user_input, "max_output_tokens": max_tokens}
-    if "instructions" in request:
-        arguments["instructions"] = _text(request, "instructions")
-    chars = _input_chars(user_input) + len(arguments.get("instructions", ""))
+    chars = sum(len(text.text) for text in texts(request))
     if chars > settings.max_input_chars:
-        raise InvalidRequest(f"input is {chars} characters; the limit is {settings.max_input_chars}")
-    for name, high in (("temperature", 2.0), ("top_p", 1.0)):
-        if name in request:
-            value = request[name]
-            if not _is_number(value) or not 0.0 <= value <= high:
-                raise InvalidRequest(f"{name} must be a number from 0 to {high:g}")
-            arguments[name] = value
-    if "text" in request:
-        arguments["text"] = _text_config(request["text"])
-    if "metadata" in request:
-        arguments["metadata"] = _metadata(request["metadata"])
-    if "reasoning" in request:
-        arguments["reasoning"] = _reasoning(request["reasoning"])
-    arguments.update(_storage(request, settings))
-    return arguments
+        raise InvalidRequest(f"the request's text is {chars} characters (prompt, instructions, format); "
+                             f"the limit is {settings.max_input_chars}")
+    return request.model_copy(update={"model": model, "max_output_tokens": max_tokens, **_storage(request, settings)})
 
 
-def _storage(request: dict[str, Any], settings: Settings) -> dict[str, Any]:
+def _storage(request: Request, settings: Settings) -> dict[str, Any]:
     """Stored responses are shared by every caller (one function identity): off unless enabled."""
-    store = request.get("store", False)
-    if not isinstance(store, bool):
-        raise InvalidRequest("store must be true or false")
     if not settings.allow_stored_responses:
-        if store:
+        if request.store:
             raise InvalidRequest("store: stored responses are disabled (GENAI_ALLOW_STORED_RESPONSES)")
-        if "previous_response_id" in request:
+        if request.previous_response_id is not None:
             raise InvalidRequest("previous_response_id: stored responses are disabled (GENAI_ALLOW_STORED_RESPONSES)")
-        return {"store": False}
-    result: dict[str, Any] = {"store": store}
-    if "previous_response_id" in request:
-        result["previous_response_id"] = _text(request, "previous_response_id", limit=256)
-    return result
+    return {"store": bool(request.store)}
 
 
-class _DuplicateKey(ValueError):
-    def __init__(self, key: str) -> None:
-        super().__init__(key)
-        self.key = key[:64]
+def _limits(settings: Settings) -> dict[str, Any]:
+    """The values a field's `must` message may name."""
+    return {"allowed_models": ", ".join(settings.allowed_models), "max_output_tokens": settings.max_output_tokens}
 
 
-def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    result: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in result:
-            raise _DuplicateKey(key)
-        result[key] = value
-    return result
+def _refusal(exc: ValidationError, settings: Settings) -> InvalidRequest:
+    """The first error, as the caller reads it: positions and declared rules, never the caller's values."""
+    errors = exc.errors(include_url=False, include_input=False)
+    unknown = [error for error in errors if error["type"] == "extra_forbidden"]
+    if unknown:
+        parent = unknown[0]["loc"][:-1]
+        names = [str(error["loc"][-1]) for error in unknown if error["loc"][:-1] == parent]
+        where, _, model = locate(parent)
+        allowed = ", ".join(f.alias or n for n, f in model.model_fields.items())
+        message = f"unknown field(s) {_names(sorted(names))}; allowed: {allowed}"
+        return InvalidRequest(f"{where}: {message}" if where else message)
+    error = errors[0]
+    where, field, _ = locate(error["loc"])
+    if error["type"] == "contract":
+        return InvalidRequest(f"{where} {error['msg']}" if where else error["msg"])
+    if error["type"] == "missing":
+        return InvalidRequest(f"{where} is required")
+    if error["type"] == "union_tag_invalid":
+        return InvalidRequest(f"{where}.type must be one of {error['ctx']['expected_tags']}")
+    must = field.json_schema_extra.get("must") if field and isinstance(field.json_schema_extra, dict) else None
+    if must is None and field is not None:
+        must = _describe(field.annotation)
+    return InvalidRequest(f"{where or 'request body'} must be {str(must or 'valid').format(**_limits(settings))}")
+
+
+def _describe(annotation: Any) -> str:
+    """What a value of a declared type must be, for a field that declares no message of its own."""
+    args = [a for a in get_args(annotation) if a is not type(None)] or [annotation]
+    bare = args[0]
+    if get_origin(bare) is Literal:
+        return "one of " + ", ".join(map(str, get_args(bare)))
+    return {bool: "true or false", int: "a whole number", float: "a number", str: "a string"}.get(bare, "valid")
+
+
+class _Repeated(dict):  # type: ignore[type-arg]
+    """An object that repeated a key: found with its position by _check_tree, after decoding."""
+
+
+def _object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    result = dict(pairs)
+    return _Repeated(result) if len(result) != len(pairs) else result
 
 
 def _no_constant(name: str) -> Any:
@@ -152,127 +152,31 @@ def _finite(text: str) -> float:
     return value
 
 
-def _check_tree(value: Any) -> None:
-    """Bounded nesting, and text that is Unicode: JSON can escape half a UTF-16 pair ("\\ud800"),
-    which Python keeps as a lone surrogate that no UTF-8 encoder (the upstream call's) accepts."""
-    stack = [(value, 1)]
+def _check_tree(value: dict[str, Any]) -> None:
+    """Bounded nesting, keys that appear once per object, and text that is Unicode: JSON can escape
+    half a UTF-16 pair ("\\ud800"), which Python keeps as a lone surrogate that no UTF-8 encoder
+    (the upstream call's) accepts."""
+    stack: list[tuple[Any, tuple[int | str, ...]]] = [(value, ())]
     while stack:
-        item, depth = stack.pop()
+        item, loc = stack.pop()
         if isinstance(item, str):
             try:
                 item.encode("utf-8")
             except UnicodeEncodeError:
                 raise InvalidRequest("request body has a \\u escape that is half a surrogate pair, not text") from None
         elif isinstance(item, (dict, list)):
-            if depth > _MAX_DEPTH:
+            if len(loc) >= _MAX_DEPTH:
                 raise InvalidRequest(_TOO_DEEP)
-            children = [*item.keys(), *item.values()] if isinstance(item, dict) else item
-            stack.extend((child, depth + 1) for child in children)
+            if isinstance(item, _Repeated):
+                raise InvalidRequest(f"{locate(loc)[0] or 'request body'}: repeats a key")
+            if isinstance(item, dict):
+                stack.extend((key, loc) for key in item)
+                stack.extend((child, (*loc, key)) for key, child in item.items())
+            else:
+                stack.extend((child, (*loc, i)) for i, child in enumerate(item))
 
 
 def _names(names: list[str], shown: int = 5, width: int = 40) -> str:
-    """A few names, each cut short: the message is answered and logged, whatever the caller sent."""
-    listed = ", ".join(name if len(name) <= width else name[:width] + "…" for name in names[:shown])
+    """A few names, each cut short and escaped: the message is answered and logged, whatever the caller sent."""
+    listed = ", ".join(printable(name if len(name) <= width else name[:width] + "…") for name in names[:shown])
     return listed + (f" and {len(names) - shown} more" if len(names) > shown else "")
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _is_number(value: Any) -> bool:
-    return _is_int(value) or (isinstance(value, float) and math.isfinite(value))  # isfinite(10**400) overflows
-
-
-def _text(container: dict[str, Any], name: str, limit: int | None = None) -> str:
-    value = container.get(name)
-    if not isinstance(value, str) or not value.strip():
-        raise InvalidRequest(f"{name} must be a non-empty string")
-    if limit is not None and len(value) > limit:
-        raise InvalidRequest(f"{name} is longer than {limit} characters")
-    return value
-
-
-def _input(value: Any) -> Any:
-    if isinstance(value, str):
-        if not value.strip():
-            raise InvalidRequest("input must be a non-empty string or a non-empty list of messages")
-        return value
-    if not isinstance(value, list) or not value:
-        raise InvalidRequest("input must be a non-empty string or a non-empty list of messages")
-    return [_message(item, f"input[{i}]") for i, item in enumerate(value)]
-
-
-def _message(item: Any, where: str) -> dict[str, Any]:
-    if not isinstance(item, dict):
-        raise InvalidRequest(f"{where} must be a message object with role and content")
-    extra = set(item) - {"role", "content", "type"}
-    if extra or item.get("type", "message") != "message":
-        raise InvalidRequest(f"{where}: only messages with role and content are accepted")
-    if item.get("role") not in _ROLES:
-        raise InvalidRequest(f"{where}.role must be one of {', '.join(_ROLES)}")
-    content = item.get("content")
-    if isinstance(content, str):
-        if not content.strip():
-            raise InvalidRequest(f"{where}.content must not be empty")
-        return {"role": item["role"], "content": content}
-    if not isinstance(content, list) or not content:
-        raise InvalidRequest(f"{where}.content must be a string or a non-empty list of text parts")
-    parts = []
-    for j, part in enumerate(content):
-        if not isinstance(part, dict) or set(part) != {"type", "text"} or part["type"] not in _TEXT_PARTS:
-            raise InvalidRequest(f'{where}.content[{j}] must be {{"type": "input_text", "text": "..."}}')
-        if not isinstance(part["text"], str) or not part["text"].strip():
-            raise InvalidRequest(f"{where}.content[{j}].text must be a non-empty string")
-        parts.append({"type": part["type"], "text": part["text"]})
-    return {"role": item["role"], "content": parts}
-
-
-def _input_chars(user_input: Any) -> int:
-    if isinstance(user_input, str):
-        return len(user_input)
-    total = 0
-    for message in user_input:
-        content = message["content"]
-        total += len(content) if isinstance(content, str) else sum(len(p["text"]) for p in content)
-    return total
-
-
-def _text_config(value: Any) -> dict[str, Any]:
-    if not isinstance(value, dict) or set(value) - {"format", "verbosity"}:
-        raise InvalidRequest("text must be an object with format and/or verbosity")
-    if "verbosity" in value and value["verbosity"] not in ("low", "medium", "high"):
-        raise InvalidRequest("text.verbosity must be low, medium or high")
-    fmt = value.get("format")
-    if fmt is not None:
-        if not isinstance(fmt, dict) or fmt.get("type") not in _FORMATS:
-            raise InvalidRequest(f"text.format.type must be one of {', '.join(_FORMATS)}")
-        if fmt["type"] == "json_schema":
-            if not isinstance(fmt.get("name"), str) or not isinstance(fmt.get("schema"), dict):
-                raise InvalidRequest("text.format json_schema needs a name (string) and a schema (object)")
-            if set(fmt) - {"type", "name", "schema", "strict", "description"}:
-                raise InvalidRequest("text.format allows type, name, schema, strict, description")
-            if not isinstance(fmt.get("strict", False), bool):
-                raise InvalidRequest("text.format.strict must be true or false")
-        elif set(fmt) != {"type"}:
-            raise InvalidRequest(f"text.format of type {fmt['type']} takes no other fields")
-    return value
-
-
-def _metadata(value: Any) -> dict[str, str]:
-    if not isinstance(value, dict) or len(value) > 16:
-        raise InvalidRequest("metadata must be an object of at most 16 string pairs")
-    for key, item in value.items():
-        if len(key) > 64 or not isinstance(item, str) or len(item) > 512:
-            raise InvalidRequest("metadata keys are at most 64 characters and values strings of at most 512")
-    return value
-
-
-def _reasoning(value: Any) -> dict[str, str]:
-    if not isinstance(value, dict) or set(value) - {"effort", "summary"}:
-        raise InvalidRequest("reasoning must be an object with effort and/or summary")
-    if "effort" in value and value["effort"] not in _EFFORTS:
-        raise InvalidRequest(f"reasoning.effort must be one of {', '.join(_EFFORTS)}")
-    if "summary" in value and value["summary"] not in _SUMMARIES:
-        raise InvalidRequest(f"reasoning.summary must be one of {', '.join(_SUMMARIES)}")
-    return value

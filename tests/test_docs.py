@@ -276,3 +276,13 @@ def test_the_readme_s_wiring_names_every_module_of_the_package() -> None:
     # then each module has its line there
     missing = sorted(name for name in modules if f"  {name} " not in wiring)
     assert not missing, f"README.md's wiring block does not name {missing}"
+
+
+def test_the_contracts_page_holds_the_field_tables_written_from_the_declaration() -> None:
+    from genai_handler.local import contract_docs
+
+    page = _text(contract_docs.PAGE)
+    assert contract_docs.page_with_tables(page) == page, (
+        "docs/contracts.md's field tables differ from genai_handler/contract.py: "
+        "run .venv/bin/python -m genai_handler.local.contract_docs --write"
+    )

@@ -117,8 +117,8 @@ _schema = st.recursive(
 _format = st.one_of(
     st.fixed_dictionaries({"type": st.sampled_from(["text", "json_object"])}),
     st.fixed_dictionaries(
-        {"type": st.just("json_schema"), "name": st.text(max_size=20), "schema": _schema},
-        optional={"strict": st.booleans(), "description": st.text(max_size=20)},
+        {"type": st.just("json_schema"), "name": st.from_regex(r"[A-Za-z0-9_-]{1,64}", fullmatch=True), "schema": _schema},
+        optional={"strict": st.booleans(), "description": _text},
     ),
 )
 _OPTIONAL_VALID = {
@@ -148,8 +148,9 @@ def valid_requests(draw: st.DrawFn) -> dict[str, Any]:
     return request
 
 
-_not_str = st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.lists(_leaf, max_size=2) | st.just({})
-_not_int = st.booleans() | st.floats(allow_nan=False) | st.text(max_size=5) | st.none() | st.just([1])
+# null means "not asked for" (an optional field left out), so it is never a wrong value by itself
+_not_str = st.booleans() | st.integers() | st.floats(allow_nan=False) | st.lists(_leaf, max_size=2) | st.just({})
+_not_int = st.booleans() | st.floats(allow_nan=False) | st.text(max_size=5) | st.just([1])
 _WRONG_VALUES: dict[str, st.SearchStrategy[Any]] = {
     "prompt": _not_str | _blank,
     "input": (
@@ -164,13 +165,15 @@ _WRONG_VALUES: dict[str, st.SearchStrategy[Any]] = {
     "instructions": _not_str | _blank,
     "model": _not_str | st.text(max_size=30).filter(lambda m: m != MODEL),
     "max_output_tokens": _not_int | st.integers(max_value=0) | st.integers(min_value=MAX_OUTPUT_TOKENS + 1),
-    "temperature": st.text(max_size=3) | st.booleans() | st.none() | st.floats(max_value=-1e-9) | st.floats(min_value=2.000001),
-    "top_p": st.text(max_size=3) | st.booleans() | st.none() | st.floats(max_value=-1e-9) | st.floats(min_value=1.000001),
+    "temperature": st.text(max_size=3) | st.booleans() | st.floats(max_value=-1e-9) | st.floats(min_value=2.000001),
+    "top_p": st.text(max_size=3) | st.booleans() | st.floats(max_value=-1e-9) | st.floats(min_value=1.000001),
     "text": (
         _not_str.filter(lambda v: v != {}) | st.text(max_size=3) | st.just({"colour": 1})
         | st.just({"verbosity": "max"}) | st.just({"format": {"type": "xml"}}) | st.just({"format": "json"})
         | st.just({"format": {"type": "json_schema"}}) | st.just({"format": {"type": "text", "name": "n"}})
         | st.just({"format": {"type": "json_schema", "name": "n", "schema": {}, "strict": "yes"}})
+        | st.just({"format": {"type": "json_schema", "name": "not a name", "schema": {}}})
+        | st.just({"format": {"type": "json_schema", "name": "n", "schema": {"description": "d" * 20_000}}})
     ),
     "metadata": (
         st.text(max_size=3) | st.just([]) | st.integers()
@@ -181,11 +184,11 @@ _WRONG_VALUES: dict[str, st.SearchStrategy[Any]] = {
         st.text(max_size=3) | st.just([]) | st.just({"effort": "extreme"}) | st.just({"summary": 1})
         | st.just({"budget": 1})
     ),
-    "store": st.just(True) | st.text(max_size=3) | st.integers() | st.none(),
-    "previous_response_id": st.text(max_size=20) | _leaf,
-    "stream": st.booleans(),
-    "tools": st.just([{"type": "web_search"}]) | st.just([]),
-    "background": st.booleans(),
+    "store": st.just(True) | st.text(max_size=3) | st.integers(),
+    "previous_response_id": st.text(max_size=20) | _leaf.filter(lambda v: v is not None),
+    "stream": st.just(True) | st.integers(),
+    "tools": st.just([{"type": "web_search"}]),
+    "background": st.just(True) | st.text(max_size=3),
 }
 
 

@@ -53,6 +53,22 @@ def informing(identity: LocalIdentity, endpoint: LocalEndpoint, logs_dir: Path) 
 
 
 @pytest.fixture(scope="module")
+def logging_prompts(identity: LocalIdentity, endpoint: LocalEndpoint, logs_dir: Path) -> Iterator[FunctionProcess]:
+    process = _start(identity, endpoint, logs_dir / "prompts.log", GENAI_GUARDRAILS="block", GENAI_PII_ACTION="redact",
+                     GENAI_LOG_PROMPTS="true")
+    yield process
+    process.stop()
+
+
+@pytest.fixture(scope="module")
+def redacting_informed(identity: LocalIdentity, endpoint: LocalEndpoint, logs_dir: Path) -> Iterator[FunctionProcess]:
+    process = _start(identity, endpoint, logs_dir / "inform-redact.log", GENAI_GUARDRAILS="inform",
+                     GENAI_PII_ACTION="redact")
+    yield process
+    process.stop()
+
+
+@pytest.fixture(scope="module")
 def redacting(identity: LocalIdentity, endpoint: LocalEndpoint, logs_dir: Path) -> Iterator[FunctionProcess]:
     process = _start(identity, endpoint, logs_dir / "redact.log", GENAI_GUARDRAILS="block", GENAI_PII_ACTION="redact")
     yield process
@@ -98,7 +114,7 @@ def test_a_clean_request_is_screened_once_then_answered(blocking: FunctionProces
     answer = blocking.invoke({"input": [{"role": "user", "content": "What is OCI?"}], "instructions": "Be brief"})
     assert answer.http_status == 200 and answer.json()["output_text"] == "Local answer to: What is OCI?"
     assert _paths(upstream) == [GUARDRAILS_PATH, "/openai/v1/responses"]
-    assert json.loads(upstream.requests[0].body)["input"]["content"] == "Be brief\n\nWhat is OCI?"
+    assert json.loads(upstream.requests[0].body)["input"]["content"] == "What is OCI?\n\nBe brief"
     assert upstream.requests[0].connection_id == upstream.requests[1].connection_id  # the same pooled connection
 
 
@@ -131,6 +147,61 @@ def test_redaction_sends_the_model_labels_in_place_of_the_spans_after_non_ascii_
     sent = json.loads(upstream.requests[1].body)
     assert sent["input"] == "Héllo 😀👍🏽 café 日本: write to [EMAIL] please"
     assert all(EMAIL not in r.body.decode() for r in upstream.requests[1:])
+
+
+def test_given_flagged_text_only_in_the_output_format_when_blocking_then_the_model_is_never_asked(
+    blocking: FunctionProcess, upstream: LocalEndpoint
+) -> None:
+    # given a harmless prompt, and the attack in the format's description and a schema description
+    schema = {"type": "object", "properties": {"a": {"type": "string", "description": FLAGGED["content_moderation"]}}}
+    fmt = {"type": "json_schema", "name": "reply", "description": FLAGGED["prompt_injection"], "schema": schema}
+    answer = blocking.invoke({"prompt": "hello", "text": {"format": fmt}})
+    # then it is blocked like the same text in the prompt
+    assert answer.http_status == 400, answer.body
+    assert answer.json()["error"]["message"] == "the request was blocked by guardrails: content_moderation, prompt_injection"
+    assert _paths(upstream) == [GUARDRAILS_PATH]
+
+
+def test_given_pii_in_a_schema_when_redacting_then_the_model_gets_the_schema_with_labels(
+    redacting: FunctionProcess, upstream: LocalEndpoint
+) -> None:
+    fmt = {"type": "json_schema", "name": "reply", "schema": {"type": "object", "description": f"cc {EMAIL}"}}
+    answer = redacting.invoke({"prompt": "hello", "text": {"format": fmt}})
+    assert answer.http_status == 200, answer.body
+    sent = json.loads(upstream.requests[1].body)
+    assert sent["text"]["format"]["schema"] == {"type": "object", "description": "cc [EMAIL]"}
+    assert all(EMAIL not in r.body.decode() for r in upstream.requests[1:])
+
+
+def test_given_4500_emails_after_an_emoji_when_redacting_then_the_answer_comes_well_before_the_deadline(
+    redacting_informed: FunctionProcess, upstream: LocalEndpoint
+) -> None:
+    # given ApplyGuardrails reports UTF-16 offsets, so every finding after the emoji needs its table
+    prompt = "😀 " + "a@b.co " * 4500
+    started = time.monotonic()
+    # when it is redacted under a 20 s deadline (the agent cuts the call there)
+    answer = redacting_informed.invoke({"prompt": prompt}, deadline_s=20.0)
+    # then the model gets every span redacted, and the answer is in time
+    assert answer.http_status == 200, answer.body
+    assert json.loads(upstream.requests[1].body)["input"] == "😀 " + "[EMAIL] " * 4500
+    assert time.monotonic() - started < 20.0
+
+
+def test_given_prompt_logging_then_the_logged_prompt_is_what_the_model_got_and_nothing_when_it_got_nothing(
+    logging_prompts: FunctionProcess, upstream: LocalEndpoint, logs_dir: Path
+) -> None:
+    log = logs_dir / "prompts.log"
+    # a redacted prompt is logged as sent: labels, not the email
+    assert _call(logging_prompts, {"prompt": f"mail {EMAIL}"}, "prompts-redacted").http_status == 200
+    assert _line(log, "prompts-redacted")["prompt"] == {"prompt": "mail [EMAIL]"}
+    # a blocked prompt never reached the model: none of it is logged
+    assert _call(logging_prompts, {"prompt": FLAGGED["prompt_injection"]}, "prompts-blocked").http_status == 400
+    # and neither is one that could not be screened (redaction fails closed)
+    upstream.inject(Fault("oci_error", name="service_unavailable", path=GUARDRAILS_PATH))
+    assert _call(logging_prompts, {"prompt": f"mail {EMAIL}"}, "prompts-unscreened").http_status == 502
+    for call_id, text in (("prompts-blocked", FLAGGED["prompt_injection"]), ("prompts-unscreened", EMAIL)):
+        line = _line(log, call_id)
+        assert "prompt" not in line and text not in json.dumps(line)
 
 
 def test_block_mode_fails_closed_when_the_service_fails(

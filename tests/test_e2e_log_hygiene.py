@@ -150,7 +150,7 @@ def test_with_log_prompts_prompts_and_answers_are_logged_but_secrets_never(
         function.stop()
     lines = _json_lines(log, call_ids)
     happy = lines[call_ids[0]][0]
-    assert happy["input"] == PROMPT and happy["instructions"] == INSTRUCTIONS
+    assert happy["prompt"] == {"prompt": PROMPT, "instructions": INSTRUCTIONS}
     assert happy["output_text"] == f"{ANSWER}: {PROMPT}"
     assert MESSAGE in json.dumps(lines[call_ids[1]][0])
     for canary in (METADATA, *_secrets(identity, signatures)):

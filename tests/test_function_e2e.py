@@ -99,6 +99,14 @@ BAD_BODIES = [
     ({"prompt": "a", "metadata": {"k": 1}}, "metadata"),
     ({"prompt": "a", "reasoning": {"effort": "extreme"}}, "reasoning.effort"),
     ({"prompt": "x" * 40000}, "limit is 32000"),
+    # every text the model reads counts against the input cap, not only the prompt
+    ({"prompt": "hi", "text": {"format": {"type": "json_schema", "name": "n", "schema": {"type": "object"},
+                                          "description": "d" * 300_000}}}, "limit is 32000"),
+    ({"prompt": "hi", "text": {"format": {"type": "json_schema", "name": "n" * 200_000, "schema": {}}}}, "text.format.name"),
+    ({"prompt": "hi", "text": {"format": {"type": "json_schema", "name": "n",
+                                          "schema": {"description": "d" * 20_000}}}}, "text.format.schema is over"),
+    ({"prompt": "hi", "instructions": "i" * 16_000, "text": {"format": {
+        "type": "json_schema", "name": "n", "schema": {"type": "object", "description": "d" * 16_000}}}}, "limit is 32000"),
 ]
 
 
@@ -200,3 +208,34 @@ def test_missing_setting_is_a_500_misconfigured_naming_it(misconfigured_function
     assert "GENAI_PROJECT_OCID" in error["message"]
     log = (tmp_path / "log").read_text()
     assert "GENAI_PROJECT_OCID" in log and "Traceback" not in log
+
+
+def _line(function_log: Path, call_id: str) -> tuple[str, dict]:
+    time.sleep(0.2)  # the fdk's stderr is flushed per line
+    [raw] = [line for line in function_log.read_text(encoding="utf-8").splitlines() if call_id in line]
+    return raw, json.loads(raw)
+
+
+def test_given_control_characters_in_an_unknown_field_name_when_refused_then_answer_and_log_show_them_escaped(
+    function: FunctionProcess, upstream: LocalEndpoint, function_log: Path
+) -> None:
+    # given a field name holding a line separator, a bidi override and a C1 control
+    answer = function.invoke({"prompt": "hi", "a\u2028b\u202ec\x85d": 1}, call_id="call-escaped-names")
+    error = _error(answer, 400, "invalid_request")
+    raw, line = _line(function_log, "call-escaped-names")
+    # then neither the answer nor the raw log line carries one of them, and both show where they were
+    for character in ("\u2028", "\u202e", "\x85"):
+        assert character not in error["message"] and character not in raw
+    assert "a\\u2028b\\u202ec\\u0085d" in error["message"] and line["error"] == error["message"]
+
+
+def test_given_a_repeated_key_inside_metadata_then_the_message_names_the_position_never_the_key(
+    function: FunctionProcess, upstream: LocalEndpoint, function_log: Path
+) -> None:
+    body = '{"prompt": "hi", "metadata": {"card 4111 1111 1111 1111": "a", "card 4111 1111 1111 1111": "b"}}'
+    error = _error(function.invoke(body, call_id="call-repeated-key"), 400, "invalid_request")
+    raw, _ = _line(function_log, "call-repeated-key")
+    assert error["message"] == "metadata: repeats a key"
+    assert "4111" not in error["message"] and "4111" not in raw
+    assert upstream.requests == []
+

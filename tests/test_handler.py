@@ -50,7 +50,7 @@ def test_a_bug_becomes_internal_error_without_its_text(
     def broken(*_: object) -> None:
         raise RuntimeError("secret-token /etc/private.pem")
 
-    monkeypatch.setattr(handler, "build_arguments", broken)
+    monkeypatch.setattr(handler, "parse", broken)
     reply = handler.handle(_ctx(), io.BytesIO(b'{"prompt": "hi"}'))
     assert _status(reply) == 500
     assert json.loads(reply.body())["error"]["type"] == "internal_error"

@@ -329,7 +329,7 @@ def test_given_messages_with_parts_when_asked_then_the_last_user_text_is_answere
     parsed = Response.model_validate(response.json())
     assert parsed.output_text == "Local answer to: second one"
     assert parsed.instructions == "be brief" and parsed.metadata == {"k": "v"}
-    assert parsed.usage is not None and parsed.usage.input_tokens == 4
+    assert parsed.usage is not None and parsed.usage.input_tokens == 8  # a word a token, instructions included
 
 
 def test_given_max_output_tokens_below_the_answer_when_asked_then_incomplete_and_truncated(

@@ -104,3 +104,24 @@ def test_a_caller_over_255_characters_is_cut_and_flagged() -> None:
 
 def test_a_non_printable_caller_beyond_the_basic_plane_is_escaped_in_full() -> None:
     assert logs.caller_fields("bob\U000e0001") == {"caller": "bob\\U000e0001", "caller_malformed": True}
+
+
+def test_given_caller_chosen_unprintable_characters_anywhere_when_logged_then_they_are_escaped(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    logs.logger.handlers.clear()
+    logs.configure()
+    logs.invocation(error="unknown field(s) a\u2028b\u202ec\x85", prompt={"input\u2029": "line one\nline two\u200f"})
+    raw = capsys.readouterr().err.strip()
+    for character in ("\u2028", "\u2029", "\u202e", "\x85", "\u200f"):
+        assert character not in raw
+    line = json.loads(raw)
+    assert line["error"] == "unknown field(s) a\\u2028b\\u202ec\\u0085"
+    assert line["prompt"] == {"input\\u2029": "line one\nline two\\u200f"}  # newlines are JSON's to escape
+
+
+def test_printable_leaves_printable_text_alone_and_escapes_the_rest() -> None:
+    assert logs.printable("héllo wörld 日本 😀") == "héllo wörld 日本 😀"
+    assert logs.printable("a\u202eb\U000e0001") == "a\\u202eb\\U000e0001"
+    assert logs.printable("tab\tnew\nline") == "tab\tnew\nline"
+    assert logs.printable("tab\t", keep="") == "tab\\u0009"

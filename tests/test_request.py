@@ -7,7 +7,7 @@ import json
 import pytest
 
 from genai_handler.errors import InvalidRequest, PayloadTooLarge
-from genai_handler.request import ALLOWED_FIELDS, build_arguments, parse_body
+from genai_handler.request import ALLOWED_FIELDS, parse, parse_body, validate, with_caps
 from genai_handler.settings import DEFAULT_MODEL, Settings
 
 OTHER_MODEL = "openai.gpt-oss-120b"
@@ -16,7 +16,12 @@ SETTINGS = Settings(project_ocid="ocid1.generativeaiproject.oc1.us-chicago-1.aaa
 
 
 def _args(body: dict, settings: Settings = SETTINGS) -> dict:
-    return build_arguments(parse_body(json.dumps(body).encode(), settings), settings)
+    return parse(json.dumps(body).encode(), settings).arguments()
+
+
+def build_arguments(body: dict, settings: Settings) -> dict:
+    """A decoded body (values JSON cannot carry, such as NaN, included) through the contract and the caps."""
+    return with_caps(validate(body, settings), settings).arguments()
 
 
 def test_a_prompt_becomes_input_with_the_default_model_and_the_output_cap() -> None:
@@ -42,7 +47,7 @@ def test_responses_style_fields_pass_through_validated() -> None:
     }
     arguments = _args(body)
     assert arguments["model"] == OTHER_MODEL and arguments["max_output_tokens"] == 100
-    assert arguments["input"][1] == {"role": "user", "content": [{"type": "input_text", "text": "hello"}]}
+    assert arguments["input"][1] == body["input"][1]  # as sent
     for name in ("instructions", "temperature", "top_p", "text", "metadata", "reasoning"):
         assert arguments[name] == body[name]
     assert arguments["store"] is False
@@ -123,3 +128,73 @@ def test_out_of_range_values_name_their_field(field: str, value: object) -> None
 def test_an_empty_text_part_is_refused_like_empty_content() -> None:
     with pytest.raises(InvalidRequest, match=r"input\[0\]\.content\[0\]\.text"):
         _args({"input": [{"role": "user", "content": [{"type": "input_text", "text": " "}]}]})
+
+
+def _format(**fields: object) -> dict:
+    return {"format": {"type": "json_schema", "name": "reply", "schema": {"type": "object"}, **fields}}
+
+
+@pytest.mark.parametrize("text", [
+    _format(description="d" * 11),
+    _format(name="n" * 11),
+    _format(schema={"description": "d" * 11}),
+])
+def test_given_the_output_format_when_capped_then_its_texts_count_like_the_prompt(text: dict) -> None:
+    # given a cap the prompt and the default format fit in (10 + 5 + 18 characters)
+    small = Settings(project_ocid=SETTINGS.project_ocid, region="us-chicago-1", max_input_chars=38)
+    assert _args({"prompt": "1234567890", "text": _format()}, small)
+    # then a longer description, name or schema goes over it
+    with pytest.raises(InvalidRequest, match="limit is 38"):
+        _args({"prompt": "1234567890", "text": text}, small)
+
+
+def test_given_a_format_name_outside_openai_s_rule_then_it_is_refused_without_echoing_it() -> None:
+    for name in ("has space", "n" * 65, "ünï", "x" * 200_000):
+        with pytest.raises(InvalidRequest) as raised:
+            _args({"prompt": "hi", "text": _format(name=name)})
+        assert raised.value.message == "text.format.name must be 1 to 64 letters, digits, _ or -"
+
+
+def test_given_a_schema_over_its_own_cap_then_it_is_refused_naming_the_cap() -> None:
+    with pytest.raises(InvalidRequest, match=r"^text\.format\.schema is over 16384 characters as JSON$"):
+        _args({"prompt": "hi", "text": _format(schema={"description": "d" * 16_400})})
+
+
+@pytest.mark.parametrize(("raw", "message"), [
+    (b'{"prompt": "a", "prompt": "b"}', "request body: repeats a key"),
+    (b'{"prompt": "a", "metadata": {"card 4111": "x", "card 4111": "y"}}', "metadata: repeats a key"),
+    (b'{"prompt": "a", "text": {"format": {"type": "json_schema", "name": "n", "schema": '
+     b'{"properties": {"ssn 078-05-1120": {}, "ssn 078-05-1120": {}}}}}}', "text.format.schema: repeats a key"),
+    (b'{"input": [{"role": "user", "content": "a", "role": "user"}]}', "input[0]: repeats a key"),
+])
+def test_given_a_repeated_key_then_the_message_names_its_position_never_the_key(raw: bytes, message: str) -> None:
+    with pytest.raises(InvalidRequest) as raised:
+        parse(raw, SETTINGS)
+    assert raised.value.message == message
+
+
+def test_given_unprintable_characters_in_unknown_names_then_the_message_shows_them_escaped() -> None:
+    with pytest.raises(InvalidRequest) as raised:
+        _args({"prompt": "a", "x\u2028y\u202ez\x85\u0007": 1})
+    assert raised.value.message.startswith("unknown field(s) x\\u2028y\\u202ez\\u0085\\u0007;")
+    assert raised.value.message.isprintable()
+
+
+@pytest.mark.parametrize("body", [
+    {"prompt": "a", "metadata": {"SECRET-KEY-4111": 5}},
+    {"prompt": "a", "metadata": {"k": "SECRET-VALUE-4111" * 40}},
+    {"prompt": "a", "temperature": "SECRET-VALUE-4111"},
+    {"input": [{"role": "SECRET-VALUE-4111", "content": "x"}]},
+    {"input": [{"role": "user", "content": [{"type": "SECRET-VALUE-4111", "text": "x"}]}]},
+    {"prompt": "a", "text": {"format": {"type": "json_schema", "name": "SECRET VALUE 4111", "schema": {}}}},
+])
+def test_given_an_invalid_value_then_the_message_never_holds_it(body: dict) -> None:
+    with pytest.raises(InvalidRequest) as raised:
+        _args(body)
+    assert "SECRET" not in raised.value.message and "4111" not in raised.value.message
+
+
+def test_given_null_for_an_optional_field_or_an_off_value_then_it_is_not_asked_for() -> None:
+    arguments = _args({"prompt": "hi", "instructions": None, "temperature": None, "stream": False,
+                       "background": False, "tools": [], "text": None})
+    assert arguments == {"model": DEFAULT_MODEL, "input": "hi", "max_output_tokens": 2048, "store": False}

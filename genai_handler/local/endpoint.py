@@ -39,6 +39,9 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey, RSAPublicNumbers
 
+from pydantic import ValidationError
+
+from ..contract import Request, Text, texts
 from ..settings import DEFAULT_MODEL
 
 _PREFIX = "/openai/v1"
@@ -466,9 +469,12 @@ class _Handler(BaseHTTPRequestHandler):
             return 400, _error("InvalidParameter", "Request body is not valid JSON")
         if not isinstance(request, dict) or not isinstance(request.get("model"), str):
             return 400, _error("InvalidParameter", "Request body has no model")
+        read = _texts(request)
+        if read is None:
+            return 400, _error("InvalidParameter", "Request body is not a valid Responses API request")
         if not self.endpoint._deployed(request["model"]):
             return self._oci_error("model_not_found", request["model"])
-        return 200, _json(_response(request))
+        return 200, _json(_response(request, read))
 
     def _oci_error(self, name: str, model: str) -> tuple[int, bytes]:
         """OCI's real answer `name`, with the model and region it names filled in."""
@@ -522,10 +528,24 @@ class _Handler(BaseHTTPRequestHandler):
             self.connection.close()
 
 
-def _response(request: dict[str, Any]) -> dict[str, Any]:
-    """A Responses API object the openai SDK parses, derived only from the request."""
-    texts = _input_texts(request.get("input"))
-    text = f"Local answer to: {texts[-1] if texts else ''}"
+def _texts(request: dict[str, Any]) -> list[Text] | None:
+    """Every text the model would read, by the function's own walk (contract.texts); None for a
+    request the Responses API would refuse (`prompt` is the function's field, never OCI's)."""
+    if "prompt" in request:
+        return None
+    try:
+        return texts(Request.model_validate(request))
+    except ValidationError:
+        return None
+
+
+def _response(request: dict[str, Any], read: list[Text]) -> dict[str, Any]:
+    """A Responses API object the openai SDK parses, derived only from the request: it answers the
+    last input item's text and counts a token per word of every text the model reads."""
+    inputs = [text for text in read if text.at.startswith("input")]
+    last = inputs[-1].at.partition("]")[0] if inputs else ""  # "input[3" for the fourth item, "input" for a string
+    asked = " ".join(text.text for text in inputs if text.at.partition("]")[0] == last)
+    text = f"Local answer to: {asked}"
     words = text.split()
     limit = request.get("max_output_tokens")
     status, incomplete = "completed", None
@@ -533,7 +553,7 @@ def _response(request: dict[str, Any]) -> dict[str, Any]:
         words = words[:limit]
         text = " ".join(words)
         status, incomplete = "incomplete", {"reason": "max_output_tokens"}
-    input_tokens = sum(len(t.split()) for t in texts)
+    input_tokens = sum(len(t.text.split()) for t in read)
     return {
         "id": f"resp_{uuid.uuid4().hex}",
         "object": "response",
@@ -602,9 +622,11 @@ def guardrails_result(content: str, configs: dict[str, Any], unit: str = "utf16"
     if isinstance(pii, dict):
         found = []
         for label in pii.get("types") or _PII_PATTERNS:
+            at, units = 0, 0  # counted as the matches go, so a text with many findings stays linear
             for match in _PII_PATTERNS.get(label, re.compile(r"(?!)")).finditer(content):
-                offset, length = _units(content[: match.start()], unit), _units(match.group(), unit)
-                found.append({"length": length, "offset": offset, "text": match.group(), "label": label, "score": 0.99})
+                units += _units(content[at : match.start()], unit)
+                at, length = match.start(), _units(match.group(), unit)
+                found.append({"length": length, "offset": units, "text": match.group(), "label": label, "score": 0.99})
         results["personallyIdentifiableInformation"] = sorted(found, key=lambda f: f["offset"])
     return {"results": results, "guardrailVersion": {"version": "1.0.1"}}
 
@@ -613,23 +635,6 @@ def _units(text: str, unit: str) -> int:
     if unit == "codepoint":
         return len(text)
     return len(text.encode("utf-16-le")) // 2 if unit == "utf16" else len(text.encode("utf-8"))
-
-
-def _input_texts(value: Any) -> list[str]:
-    """The user's texts, oldest first, from a string or a list of messages (string or parts)."""
-    if isinstance(value, str):
-        return [value]
-    texts: list[str] = []
-    for message in value if isinstance(value, list) else []:
-        if not isinstance(message, dict) or message.get("role", "user") != "user":
-            continue
-        content = message.get("content")
-        if isinstance(content, str):
-            texts.append(content)
-        elif isinstance(content, list):
-            parts = [p.get("text", "") for p in content if isinstance(p, dict) and p.get("type") == "input_text"]
-            texts.append(" ".join(parts))
-    return texts
 
 
 def _trickle(out: Any, data: bytes, delay_s: float) -> None:

@@ -1,0 +1,422 @@
+"""The request contract, declared once as types, and the one walk over every text the model reads.
+
+Each field says what it is and, through its `Kind`, whether the model reads it. Validation and
+its messages (request.py), the input cap, guardrails screening and redaction, prompt logging,
+the local endpoint and the field table in docs/contracts.md are all derived from these classes,
+so a field added here is screened, capped and logged like every other one.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import types
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Annotated, Any, Literal, TypeVar, Union, get_args, get_origin
+
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, field_validator, model_validator
+from pydantic.fields import FieldInfo
+from pydantic_core import PydanticCustomError, PydanticUndefined
+
+MAX_SCHEMA_CHARS = 16_384  # a JSON schema the model reads, as JSON text
+MAX_ID_CHARS = 256
+_FORMAT_NAME = r"^[A-Za-z0-9_-]{1,64}$"  # openai SDK: ResponseFormatTextJSONSchemaConfigParam.name
+
+
+class Kind(enum.Enum):
+    """What a string in the request is to the model, and so what the function does with it."""
+
+    PROSE = "prose"  # read by the model: screened, redacted, counted, logged (GENAI_LOG_PROMPTS)
+    NAME = "name"  # read by the model, form fixed: screened, counted, logged; PII here cannot be redacted
+    JSON = "json"  # free-form JSON the model reads (a schema): one text, its JSON; redacted, then re-read
+    UNREAD = "unread"  # caller text the model never reads (metadata): capped, never screened or logged
+    ID = "id"  # an identifier, checked by pattern or allow-list: not text
+
+
+READ = (Kind.PROSE, Kind.NAME, Kind.JSON)
+M = TypeVar("M", bound=BaseModel)
+
+
+def rule(doc: str, must: str | None = None, default: Any = None, **constraints: Any) -> Any:
+    """An optional field's one-line doc (the docs table) and what a value must be (its error
+    message; `{name}` is filled from the operator's limits, see request.py)."""
+    extra = {"must": must} if must else None
+    return Field(default, description=doc, json_schema_extra=extra, **constraints)
+
+
+def required(doc: str, must: str | None = None, **constraints: Any) -> Any:
+    """A field every value of its type must have."""
+    return rule(doc, must, default=PydanticUndefined, **constraints)
+
+
+def contract_error(message: str) -> PydanticCustomError:
+    """A rule across fields, with its message for the caller (never holding the caller's text)."""
+    return PydanticCustomError("contract", message)
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False, populate_by_name=False)
+
+
+Prose = Annotated[str, Kind.PROSE, Field(min_length=1, pattern=r"\S")]
+JsonObject = Annotated[dict[str, Any], Kind.JSON]
+
+
+class InputText(_Strict):
+    """A text part, as callers send it."""
+
+    type: Literal["input_text"] = required("input_text")
+    text: Prose = required("the text", must="a non-empty string")
+
+
+class OutputText(_Strict):
+    """A text part of an earlier answer, as callers replay it."""
+
+    type: Literal["output_text"] = required("output_text")
+    text: Prose = required("the text", must="a non-empty string")
+
+
+Part = Annotated[Union[InputText, OutputText], Field(discriminator="type")]
+
+
+def _text_or_list(value: Any) -> str | None:
+    return "text" if isinstance(value, str) else "list" if isinstance(value, list) else None
+
+
+class Message(_Strict):
+    """One message of a conversation."""
+
+    type: Literal["message"] = rule("message (may be left out)", default="message")
+    role: Literal["user", "assistant", "system", "developer"] = required("who said it")
+    content: Annotated[
+        Union[Annotated[Prose, Tag("text")], Annotated[list[Part], Tag("list"), Field(min_length=1)]],
+        Discriminator(_text_or_list),
+    ] = required("a string, or a non-empty list of text parts",
+                 must="a non-empty string or a non-empty list of text parts")
+
+
+class JsonSchemaFormat(_Strict):
+    """Structured output: the answer is JSON that conforms to `schema`."""
+
+    type: Literal["json_schema"] = required("json_schema")
+    name: Annotated[str, Kind.NAME] = required("the format's name", must="1 to 64 letters, digits, _ or -",
+                                               pattern=_FORMAT_NAME)
+    schema_: JsonObject = required(f"a JSON schema, at most {MAX_SCHEMA_CHARS} characters as JSON",
+                                   must="a JSON schema object", alias="schema")
+    description: Prose | None = rule("what the format is for", must="a non-empty string")
+    strict: bool | None = rule("strict schema adherence", must="true or false")
+
+    @field_validator("schema_")
+    @classmethod
+    def _schema_size(cls, schema: dict[str, Any]) -> dict[str, Any]:
+        if len(_json_text(schema)) > MAX_SCHEMA_CHARS:
+            raise contract_error(f"is over {MAX_SCHEMA_CHARS} characters as JSON")
+        return schema
+
+
+class PlainFormat(_Strict):
+    """Free text, or any JSON object."""
+
+    type: Literal["text", "json_object"] = required("text or json_object")
+
+
+Format = Annotated[Union[PlainFormat, JsonSchemaFormat], Field(discriminator="type")]
+
+
+class TextConfig(_Strict):
+    """How the answer's text is shaped."""
+
+    format: Format | None = rule("text, json_object or json_schema")
+    verbosity: Literal["low", "medium", "high"] | None = rule("how long the answer is")
+
+
+class ReasoningConfig(_Strict):
+    """Reasoning models only."""
+
+    effort: Literal["none", "minimal", "low", "medium", "high", "xhigh"] | None = rule("how hard to think")
+    summary: Literal["auto", "concise", "detailed"] | None = rule("a summary of the reasoning")
+
+
+Metadata = Annotated[
+    dict[Annotated[str, Field(max_length=64)], Annotated[str, Field(max_length=512)]], Kind.UNREAD, Field(max_length=16)
+]
+
+
+class Request(_Strict):
+    """What a caller sends, on both routes."""
+
+    prompt: Prose | None = rule("the prompt (or `input`)", must="a non-empty string")
+    input: Annotated[
+        Union[Annotated[Prose, Tag("text")], Annotated[list[Message], Tag("list"), Field(min_length=1)]],
+        Discriminator(_text_or_list),
+    ] | None = rule("Responses-style: a string or a non-empty list of messages (or `prompt`)",
+                    must="a non-empty string or a non-empty list of messages")
+    instructions: Prose | None = rule("a system prompt", must="a non-empty string")
+    model: Annotated[str, Kind.ID] | None = rule("a model in GENAI_ALLOWED_MODELS; default GENAI_MODEL",
+                                                  must="one of: {allowed_models}")
+    max_output_tokens: int | None = rule("at most GENAI_MAX_OUTPUT_TOKENS, the default",
+                                         must="a whole number from 1 to {max_output_tokens}", ge=1)
+    temperature: float | None = rule("0 to 2", must="a number from 0 to 2", ge=0, le=2)
+    top_p: float | None = rule("0 to 1", must="a number from 0 to 1", ge=0, le=1)
+    text: TextConfig | None = rule("the answer's format and verbosity", must="an object with format and/or verbosity")
+    metadata: Metadata | None = rule("stored with the response, never read by the model nor logged",
+                                     must="an object of at most 16 string pairs, keys of at most 64 characters "
+                                          "and values of at most 512")
+    reasoning: ReasoningConfig | None = rule("effort and summary", must="an object with effort and/or summary")
+    store: bool | None = rule("keep the response (GENAI_ALLOW_STORED_RESPONSES)", must="true or false")
+    previous_response_id: Annotated[str, Kind.ID] | None = rule(
+        "continue a stored response (GENAI_ALLOW_STORED_RESPONSES)", must="a response id",
+        min_length=1, max_length=MAX_ID_CHARS, pattern=r"^[A-Za-z0-9_.:-]+$")
+    stream: Literal[False] | None = rule("not offered", must="false: streaming is not offered by this function")
+    tools: Annotated[list[Any], Kind.JSON, Field(max_length=0)] | None = rule(
+        "not offered", must="empty: tools are not offered by this function")
+    background: Literal[False] | None = rule(
+        "not offered", must="false: background responses are not offered by this function")
+
+    @model_validator(mode="after")
+    def _one_input(self) -> Request:
+        if self.prompt is not None and self.input is not None:
+            raise contract_error("send either prompt or input, not both")
+        if self.prompt is None and self.input is None:
+            raise contract_error("prompt is required (or input, Responses-style)")
+        return self
+
+    def arguments(self) -> dict[str, Any]:
+        """The keyword arguments for `responses.create`: what was asked for, `prompt` as `input`.
+        A field at its off value (false, empty, null) was not asked for and is not sent."""
+        arguments = self.model_dump(by_alias=True, exclude_none=True, exclude_unset=True, exclude=_OFF_ONLY)
+        if "prompt" in arguments:
+            arguments["input"] = arguments.pop("prompt")
+        return arguments
+
+
+_OFF_ONLY = {"stream", "tools", "background"}
+
+
+@dataclass(frozen=True)
+class Text:
+    """One text the model reads: where it is in the request, and what it says."""
+
+    at: str
+    text: str
+    kind: Kind
+
+
+def texts(request: BaseModel) -> list[Text]:
+    """Every text the model reads, in request order: the one list the input cap, guardrails,
+    redaction, prompt logging and the local endpoint use."""
+    found: list[Text] = []
+
+    def keep(text: Text) -> str:
+        found.append(text)
+        return text.text
+
+    _walk(request, type(request), (), "", keep)
+    return found
+
+
+def with_texts(request: M, replacements: list[str]) -> M:
+    """`request` with each text (in `texts` order) replaced; a JSON text must still be a JSON object
+    with the same keys, else ValueError (the caller cannot be given a schema it did not send)."""
+    supply = iter(replacements)
+    return _walk(request, type(request), (), "", lambda _: next(supply))
+
+
+def locate(loc: tuple[int | str, ...], root: type[BaseModel] | None = None) -> tuple[str, FieldInfo | None, Any]:
+    """A location in a request (pydantic's `loc`, or the keys and indices of the raw JSON) as the
+    caller reads it, e.g. `input[0].content[1].text`, and the declared field it ends in (for its
+    `must` message). Field names and indices only: it stops before anything the caller named (a
+    metadata key, a schema property, an unknown field), so it never echoes caller text. Also
+    returns the type reached (a model, for the fields it allows)."""
+    path, found = "", None
+    annotation: Any = root or Request
+    parts = list(loc)
+    while parts:
+        annotation, _ = _unwrap(annotation, ())
+        part = parts[0]
+        if _is_union(annotation):
+            annotation, was_tag = _member(get_args(annotation), part)
+            if annotation is None:
+                break
+            if was_tag:
+                parts.pop(0)
+            continue
+        if _is_model(annotation) and isinstance(part, str):
+            field = _field(annotation, part)
+            if field is None:
+                break
+            path, found, annotation = f"{path}.{part}" if path else part, field, field.annotation
+            annotation = Annotated[(annotation, *field.metadata)] if field.metadata else annotation
+        elif get_origin(annotation) is list and isinstance(part, int):
+            path, annotation = f"{path}[{part}]", get_args(annotation)[0]
+        else:
+            break
+        parts.pop(0)
+    return path, found, _unwrap(annotation, ())[0]
+
+
+def models(root: type[BaseModel] = Request) -> list[type[BaseModel]]:
+    """Every model class the contract is made of, root first (the docs' tables, the tests)."""
+    seen: list[type[BaseModel]] = []
+
+    def visit(annotation: Any) -> None:
+        if _is_model(annotation):
+            if annotation not in seen:
+                seen.append(annotation)
+                for field in annotation.model_fields.values():
+                    visit(field.annotation)
+            return
+        for arg in get_args(annotation):
+            visit(arg)
+
+    visit(root)
+    return seen
+
+
+def leaves(annotation: Any, metadata: tuple[Any, ...] = ()) -> Iterator[tuple[Any, Kind | None]]:
+    """The non-model types a field can hold (str, dict, int, Literal...) with the Kind declared for each."""
+    annotation, metadata = _unwrap(annotation, metadata)
+    origin = get_origin(annotation)
+    if _is_union(annotation):
+        for member in get_args(annotation):
+            yield from leaves(member, metadata)
+    elif origin in (list, dict):
+        args = get_args(annotation)
+        if origin is dict and _kind(metadata) is not None:
+            yield annotation, _kind(metadata)
+            return
+        inherited = (_kind(metadata),) if _kind(metadata) else ()
+        for arg in args[1:] if origin is dict else args:
+            yield from leaves(arg, inherited)
+    elif not _is_model(annotation):
+        yield annotation, _kind(metadata)
+
+
+# --- the walk -------------------------------------------------------------------------------------
+
+def _walk(value: Any, annotation: Any, metadata: tuple[Any, ...], at: str, visit: Callable[[Text], str]) -> Any:
+    """Rebuild `value`, passing each text the model reads through `visit`. Strings without a
+    declared Kind count as prose: a field nobody classified is screened, not skipped."""
+    if value is None:
+        return None
+    annotation, metadata = _unwrap(annotation, metadata)
+    if _is_union(annotation):
+        annotation, metadata = _member_for(get_args(annotation), value, metadata)
+    kind = _kind(metadata)
+    if kind in (Kind.ID, Kind.UNREAD) or get_origin(annotation) is Literal:
+        return value
+    if isinstance(value, str):
+        return visit(Text(at, value, kind or Kind.PROSE))
+    if isinstance(value, dict):
+        return _from_json(visit(Text(at, _json_text(value), Kind.JSON)), value)
+    if isinstance(value, list):  # items inherit the list's Kind
+        item = get_args(annotation)[0] if get_args(annotation) else Any
+        inherited = (kind,) if kind else ()
+        return [_walk(v, item, inherited, f"{at}[{i}]", visit) for i, v in enumerate(value)]
+    if isinstance(value, BaseModel):
+        changed = {}
+        for name, field in type(value).model_fields.items():
+            item = getattr(value, name)
+            label = field.alias or name
+            new = _walk(item, field.annotation, tuple(field.metadata), f"{at}.{label}" if at else label, visit)
+            if new is not item:
+                changed[name] = new
+        return value.model_copy(update=changed) if changed else value
+    return value
+
+
+def _json_text(value: dict[str, Any]) -> str:
+    return json.dumps(value, ensure_ascii=False)
+
+
+def _from_json(text: str, original: dict[str, Any]) -> dict[str, Any]:
+    if text == _json_text(original):
+        return original
+    value = json.loads(text, object_pairs_hook=_unique)
+    if not isinstance(value, dict) or value.keys() != original.keys():
+        raise ValueError("the JSON text no longer has the same shape")
+    return value
+
+
+def _unique(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    result = dict(pairs)
+    if len(result) != len(pairs):
+        raise ValueError("a key repeats")
+    return result
+
+
+# --- reading the declaration ----------------------------------------------------------------------
+
+def _unwrap(annotation: Any, metadata: tuple[Any, ...]) -> tuple[Any, tuple[Any, ...]]:
+    """Strip Annotated (keeping its metadata) and a union with None (an optional field)."""
+    while True:
+        if get_origin(annotation) is Annotated:
+            args = get_args(annotation)
+            annotation, metadata = args[0], (*metadata, *args[1:])
+        elif _is_union(annotation) and type(None) in get_args(annotation):
+            rest = tuple(a for a in get_args(annotation) if a is not type(None))
+            annotation = rest[0] if len(rest) == 1 else Union[rest]  # noqa: UP007 (a runtime Union)
+        else:
+            return annotation, metadata
+
+
+def _is_union(annotation: Any) -> bool:
+    return get_origin(annotation) in (Union, types.UnionType)
+
+
+def _kind(metadata: tuple[Any, ...]) -> Kind | None:
+    return next((m for m in metadata if isinstance(m, Kind)), None)
+
+
+def _tag(annotation: Any) -> str | None:
+    """A union member's tag: its Tag(...) or, for a model, the value of its `type` Literal."""
+    if get_origin(annotation) is Annotated:
+        tag = next((m.tag for m in get_args(annotation)[1:] if isinstance(m, Tag)), None)
+        if tag is not None:
+            return tag
+    bare, _ = _unwrap(annotation, ())
+    if _is_model(bare) and "type" in bare.model_fields:
+        literal = bare.model_fields["type"].annotation
+        return "|".join(get_args(literal)) if get_origin(literal) is Literal else None
+    return None
+
+
+def _member(members: tuple[Any, ...], part: int | str) -> tuple[Any, bool]:
+    """The union member a location's next part selects, and whether that part was its tag."""
+    for member in members:
+        tag = _tag(member)
+        if isinstance(part, str) and tag is not None and part in tag.split("|"):
+            return member, True
+    for member in members:
+        bare, _ = _unwrap(member, ())
+        if isinstance(part, int) and get_origin(bare) is list:
+            return member, False
+        if isinstance(part, str) and _is_model(bare) and _field(bare, part) is not None:
+            return member, False
+    return None, False
+
+
+def _member_for(members: tuple[Any, ...], value: Any, metadata: tuple[Any, ...]) -> tuple[Any, tuple[Any, ...]]:
+    """The union member that holds `value` (validated already, so one fits)."""
+    for member in members:
+        bare, extra = _unwrap(member, metadata)
+        if _is_model(bare):
+            if isinstance(value, bare):
+                return bare, extra
+        elif get_origin(bare) is list and isinstance(value, list):
+            return bare, extra
+        elif get_origin(bare) is dict and isinstance(value, dict):
+            return bare, extra
+        elif bare is str and isinstance(value, str):
+            return bare, extra
+    return Any, metadata
+
+
+def _is_model(annotation: Any) -> bool:
+    return isinstance(annotation, type) and issubclass(annotation, BaseModel)
+
+
+def _field(model: type[BaseModel], name: str) -> FieldInfo | None:
+    """A field by the name callers use (its alias, if it has one)."""
+    return next((f for n, f in model.model_fields.items() if (f.alias or n) == name), None)

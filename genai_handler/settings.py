@@ -1,17 +1,20 @@
-"""Every setting's name and default, in one place, read and validated once per container.
+"""Every setting of the function, each declared once: its variable, type, default, rule and doc line.
 
-Function config reaches the function as environment variables (`fn config function ...`).
-An explicit argument beats the environment: `Settings(project_ocid=..., region=...)` for code,
-`Settings.from_env()` for the function. Stdlib only: the deploy tooling imports it too.
+`ENV`, `Settings.from_env` and the table in docs/settings.md are all derived from the declarations
+(`python -m genai_handler.settings --write` rewrites the table). Stdlib only: the deploy tooling imports it.
 """
 
 from __future__ import annotations
 
+import argparse
 import math
 import os
 import re
-from collections.abc import Mapping
-from dataclasses import dataclass, field, fields
+import sys
+from collections.abc import Callable, Mapping
+from dataclasses import Field, dataclass, field, fields
+from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 from .errors import MisconfiguredError
@@ -83,51 +86,17 @@ _LOOPBACK = ("127.0.0.1", "localhost", "::1")
 _URL_CHARS = re.compile(r"[!-~]+")
 
 DEFAULT_MODEL = "xai.grok-4-1-fast-reasoning"  # the one place the default model is named
+# OCI Functions' invoke payload limit (docs.oracle.com/iaas/Content/Functions/Tasks/functionsinvoking.htm).
+MAX_INVOKE_PAYLOAD_BYTES = 6 * 1024 * 1024
 GUARDRAIL_MODES = ("off", "inform", "block")
 GUARDRAIL_CHECKS = ("content_moderation", "prompt_injection", "pii")
 PII_ACTIONS = ("block", "redact")
 # PII types by the labels OCI names (release note "OCI Generative AI Now Supports AI Guardrails for
 # On-Demand Mode": PERSON, EMAIL, TELEPHONE_NUMBER "and more"). PERSON is left out of the default:
 # blocking every name would refuse ordinary prompts ("a letter to Ada Lovelace").
-DEFAULT_PII_TYPES = "EMAIL,TELEPHONE_NUMBER"
+DEFAULT_PII_TYPES = ("EMAIL", "TELEPHONE_NUMBER")
 _PII_TYPE = re.compile(r"[A-Z][A-Z0-9_]{0,63}")
-
-# setting name -> (field, default as the operator would write it)
-ENV = {
-    "GENAI_PROJECT_OCID": ("project_ocid", ""),
-    "GENAI_REGION": ("region", ""),
-    "GENAI_BASE_URL": ("base_url", ""),
-    "GENAI_MODEL": ("model", DEFAULT_MODEL),
-    "GENAI_ALLOWED_MODELS": ("allowed_models", ""),
-    "GENAI_AUTH": ("auth", "resource_principal"),
-    "GENAI_COMPARTMENT_OCID": ("compartment_ocid", ""),
-    "GENAI_MAX_BODY_BYTES": ("max_body_bytes", "1048576"),
-    "GENAI_MAX_INPUT_CHARS": ("max_input_chars", "32000"),
-    "GENAI_MAX_OUTPUT_TOKENS": ("max_output_tokens", "2048"),
-    "GENAI_MAX_RETRIES": ("max_retries", "2"),
-    "GENAI_KEEPALIVE_SECONDS": ("keepalive_s", "120"),
-    "GENAI_LOG_PROMPTS": ("log_prompts", "false"),
-    "GENAI_ALLOW_STORED_RESPONSES": ("allow_stored_responses", "false"),
-    "GENAI_API_KEY": ("api_key", ""),
-    "GENAI_OCI_CONFIG_FILE": ("oci_config_file", "~/.oci/config"),
-    "GENAI_OCI_PROFILE": ("oci_profile", "DEFAULT"),
-    "GENAI_GUARDRAILS": ("guardrails", "off"),
-    "GENAI_GUARDRAILS_CHECKS": ("guardrail_checks", ",".join(GUARDRAIL_CHECKS)),
-    "GENAI_PII_ACTION": ("pii_action", "block"),
-    "GENAI_PII_TYPES": ("pii_types", DEFAULT_PII_TYPES),
-    "GENAI_GUARDRAILS_CONTENT_THRESHOLD": ("content_threshold", "0.5"),
-    "GENAI_GUARDRAILS_INJECTION_THRESHOLD": ("injection_threshold", "0.5"),
-    "GENAI_GUARDRAILS_PII_THRESHOLD": ("pii_threshold", "0.5"),
-}
-_THRESHOLDS = ("content_threshold", "injection_threshold", "pii_threshold")
-_LISTS = ("allowed_models", "guardrail_checks", "pii_types")
-_INT_LIMITS = {
-    "max_body_bytes": (1024, 6 * 1024 * 1024),  # OCI Functions' invoke payload limit
-    "max_input_chars": (1, 6 * 1024 * 1024),
-    "max_output_tokens": (1, 1_000_000),
-    "max_retries": (0, 10),
-    "keepalive_s": (0, 3600),
-}
+_DECLARED = "genai_handler.setting"  # the field metadata key of a declaration
 
 
 def ocid_pattern(*types: str) -> re.Pattern[str]:
@@ -143,96 +112,303 @@ class SettingError(MisconfiguredError):
         self.setting = setting
 
 
-def _setting_name(field_name: str) -> str:
-    return next(name for name, (f, _) in ENV.items() if f == field_name)
+# --- kinds: how a type of setting is read from text, checked and shown ----------------------
+
+
+class Refused(ValueError):
+    """Why a value is refused, worded to follow the variable's name: Declaration.read adds the name."""
+
+
+class Text:
+    """Free text; the base of every kind. `parse` reads the operator's text, `tidy` checks any value
+    (from text or from code) and returns the one kept; both raise Refused."""
+
+    def __init__(self, *, required: str = "") -> None:
+        self.required = required  # why an empty value is refused ("must not be empty"), or "" if it may be
+
+    def parse(self, raw: str) -> Any:
+        return raw
+
+    def tidy(self, value: Any) -> Any:
+        if self.required and not value:
+            raise Refused(self.required)
+        return value
+
+    def text(self, value: Any) -> str:
+        return str(value)
+
+
+class Choice(Text):
+    def __init__(self, options: tuple[str, ...], *, fold: bool = False) -> None:
+        super().__init__()
+        self.options, self.fold = options, fold  # fold: read case-insensitively
+
+    def parse(self, raw: str) -> Any:
+        return raw.lower() if self.fold else raw
+
+    def tidy(self, value: Any) -> Any:
+        if value not in self.options:
+            raise Refused(f"must be one of {', '.join(self.options)}")
+        return value
+
+
+class Whole(Text):
+    def __init__(self, low: int, high: int) -> None:
+        super().__init__()
+        self.low, self.high = low, high
+
+    def parse(self, raw: str) -> Any:
+        if not (raw.isascii() and raw.isdigit()):  # str.isdigit alone accepts "²", which int() refuses
+            raise self._refused()
+        return int(raw)
+
+    def tidy(self, value: Any) -> Any:
+        if isinstance(value, bool) or not isinstance(value, int) or not self.low <= value <= self.high:
+            raise self._refused()
+        return value
+
+    def _refused(self) -> Refused:
+        return Refused(f"must be a whole number from {self.low} to {self.high}")
+
+
+class Fraction(Text):
+    def parse(self, raw: str) -> Any:
+        try:
+            return float(raw)
+        except ValueError:
+            return math.nan  # refused by tidy, as NaN is
+
+    def tidy(self, value: Any) -> Any:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
+            raise Refused("must be a number from 0 to 1")
+        return value
+
+
+class Flag(Text):
+    def parse(self, raw: str) -> Any:
+        if raw.lower() not in _TRUE + _FALSE:
+            raise Refused("must be true or false")
+        return raw.lower() in _TRUE
+
+    def text(self, value: Any) -> str:
+        return "true" if value else "false"
+
+
+class Names(Text):
+    """A comma list, kept once each in the order given; with a `rule`, required and checked."""
+
+    def __init__(self, rule: str = "", *, allowed: tuple[str, ...] = (), pattern: re.Pattern[str] | None = None):
+        super().__init__()
+        self.rule, self.allowed, self.pattern = rule, allowed, pattern
+
+    def parse(self, raw: str) -> Any:
+        return tuple(name.strip() for name in raw.split(",") if name.strip())
+
+    def tidy(self, value: Any) -> Any:
+        names = tuple(dict.fromkeys(value))
+        unknown = set(names) - set(self.allowed) if self.allowed else set()
+        malformed = [name for name in names if self.pattern and not self.pattern.fullmatch(name)]
+        if self.rule and (not names or unknown or malformed):
+            raise Refused(f"must be a comma list of {self.rule}")
+        return names
+
+    def text(self, value: Any) -> str:
+        return ",".join(value)
+
+
+class Ocid(Text):
+    """An OCID of one of these resource types ("Using a Project" shows ocid1.generativeaiproject.oc1...)."""
+
+    def __init__(self, *types: str, required: str = "") -> None:
+        super().__init__(required=required)
+        self.types = types
+
+    def tidy(self, value: Any) -> Any:
+        if not super().tidy(value):
+            return value
+        if not OCID_PATTERN.fullmatch(value):
+            raise Refused("is not an OCID (expected ocid1.<type>.<realm>.[region].<unique id>)")
+        kind = value.split(".")[1]
+        if kind not in self.types:
+            raise Refused(f"is the OCID of a {kind}, expected {' or '.join(f'ocid1.{t}...' for t in self.types)}")
+        return value
+
+
+class Region(Text):
+    """A region name or short key, expanded; checked only where it is used (_check_together)."""
+
+    def tidy(self, value: Any) -> Any:
+        return REGION_KEYS.get(value.lower(), value.lower())
+
+
+class Url(Text):
+    """An endpoint URL without trailing slashes (the SDK appends `/responses`).
+
+    Everything the client would misuse is refused here, once: a query or fragment would corrupt
+    every request path, user info would be sent nowhere useful, and a bad port fails only at run time.
+    """
+
+    def tidy(self, value: Any) -> Any:
+        if not value:
+            return value
+        if not _URL_CHARS.fullmatch(value):
+            raise Refused("must be a URL in printable ASCII, without spaces")
+        bad_port = Refused("has an invalid host or port (a port is 1 to 65535)")
+        try:
+            parts = urlsplit(value)
+            port = parts.port  # ValueError unless a number from 0 to 65535
+        except ValueError:
+            raise bad_port from None
+        if "?" in value or "#" in value or "@" in parts.netloc:
+            raise Refused("must not have a query, fragment or user info")
+        if port == 0 or parts.netloc.endswith(":"):
+            raise bad_port
+        if not (parts.scheme == "https" and parts.hostname) and not (
+                parts.scheme == "http" and parts.hostname in _LOOPBACK):
+            # http only to the local endpoint: signed requests never cross a network in clear text
+            raise Refused("must be an https URL (http only for 127.0.0.1/localhost)")
+        return value.rstrip("/")
+
+
+# --- the declarations -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Declaration:
+    """One setting as the operator sees it: the variable, its kind, its default as written, its doc line."""
+
+    env: str
+    kind: Text
+    default: str
+    shown: str  # the default in docs/settings.md
+    doc: str
+
+    def parse(self, raw: str) -> Any:
+        return self._named(self.kind.parse, raw)
+
+    def tidy(self, value: Any) -> Any:
+        return self._named(self.kind.tidy, value)
+
+    def _named(self, step: Callable[[Any], Any], value: Any) -> Any:
+        try:
+            return step(value)
+        except Refused as refused:
+            raise SettingError(self.env, f"{self.env} {refused}") from None
+
+
+def setting(env: str, default: Any, doc: str, kind: Text | None = None, *, shown: str = "", **options: Any) -> Any:
+    """A dataclass field declaring one setting; `options` go to `dataclasses.field` (repr=False for secrets).
+
+    A default of `...` makes the field required in code, and "" from the environment."""
+    kind = kind or Text()
+    text = "" if default is ... else kind.text(default)
+    declaration = Declaration(env, kind, text, shown or f"`{text}`", doc)
+    if default is ...:
+        return field(metadata={_DECLARED: declaration}, **options)
+    return field(default=default, metadata={_DECLARED: declaration}, **options)
+
+
+def declared(cls: type[Settings] | Settings) -> list[tuple[Field[Any], Declaration]]:
+    """Each field of `cls` with its declaration, in declaration order (the order of the docs table)."""
+    return [(f, f.metadata[_DECLARED]) for f in fields(cls)]
 
 
 @dataclass(frozen=True)
 class Settings:
-    """The function's configuration; see docs/settings.md for each one's meaning."""
+    """The function's configuration; hashable, so it keys the client cache."""
 
-    project_ocid: str
-    region: str = ""
-    base_url: str = ""
-    model: str = DEFAULT_MODEL
-    allowed_models: tuple[str, ...] = ()
-    auth: str = "resource_principal"
-    compartment_ocid: str = ""
-    max_body_bytes: int = 1024 * 1024
-    max_input_chars: int = 32000
-    max_output_tokens: int = 2048
-    max_retries: int = 2
-    keepalive_s: int = 120
-    log_prompts: bool = False
-    allow_stored_responses: bool = False
-    api_key: str = field(default="", repr=False)
-    oci_config_file: str = "~/.oci/config"
-    oci_profile: str = "DEFAULT"
-    guardrails: str = "off"
-    guardrail_checks: tuple[str, ...] = GUARDRAIL_CHECKS
-    pii_action: str = "block"
-    pii_types: tuple[str, ...] = tuple(DEFAULT_PII_TYPES.split(","))
-    content_threshold: float = 0.5
-    injection_threshold: float = 0.5
-    pii_threshold: float = 0.5
+    project_ocid: str = setting(
+        "GENAI_PROJECT_OCID", ..., "The Generative AI project, sent as the OpenAI `project` (`OpenAI-Project` "
+        "header). Must be a project's OCID (`ocid1.generativeaiproject...`); an OCID of another type is refused, "
+        "naming the type it is.",
+        Ocid("generativeaiproject", required="is required: the OCID of your Generative AI project"), shown="(required)")
+    region: str = setting(
+        "GENAI_REGION", "", "Region of the endpoint `https://inference.generativeai.<region>.oci.<realm "
+        "domain>/openai/v1`: `oraclecloud.com` in the commercial realm, the realm's own domain elsewhere (e.g. "
+        "`oraclegovcloud.com` for `us-gov-ashburn-1`). A region name (`ap-sydney-1`) or any short key the oci SDK "
+        "knows (`syd`). A bad value taken from the function's region is reported as "
+        "`OCI_RESOURCE_PRINCIPAL_REGION`. Not used, nor checked, when `GENAI_BASE_URL` is set.",
+        Region(), shown="the function's region (`OCI_RESOURCE_PRINCIPAL_REGION`)")
+    # The operator's override; `base_url` reads the endpoint, computed (see _Endpoint below).
+    base_url: str = setting(
+        "GENAI_BASE_URL", "", "Override of the endpoint (private endpoints, the local endpoint). https only, "
+        "except loopback. Trailing slashes are dropped. Refused, with a message naming `GENAI_BASE_URL`: a query, "
+        "fragment or user info, spaces or non-ASCII characters, a port that is not 1 to 65535.",
+        Url(), shown="derived from the region")
+    model: str = setting("GENAI_MODEL", DEFAULT_MODEL, "Model used when a request names none.",
+                         Text(required="must not be empty"), shown=f"`{DEFAULT_MODEL}` (`settings.DEFAULT_MODEL`)")
+    allowed_models: tuple[str, ...] = setting(
+        "GENAI_ALLOWED_MODELS", (), "Comma-separated models callers may ask for. Must include `GENAI_MODEL` (the "
+        "error names `GENAI_MODEL`).", Names(), shown="only `GENAI_MODEL`")
+    auth: str = setting(
+        "GENAI_AUTH", "resource_principal", "`resource_principal`, `instance_principal`, `user_principal`, "
+        "`session` (laptop, after `oci session authenticate`), or `api_key` (an OCI Generative AI API key in "
+        "`GENAI_API_KEY`, sent as a Bearer token; early development only). `instance_principal`, `user_principal` "
+        "and `session` need the oci SDK: `.venv/bin/pip install -r requirements-oci.txt` (`make test` installs it "
+        "too); it is not in the function image.", Choice(AUTH_MODES))
+    compartment_ocid: str = setting(
+        "GENAI_COMPARTMENT_OCID", "", "Sent as `opc-compartment-id` when set. A compartment or tenancy OCID. With "
+        "guardrails on, the compartment ApplyGuardrails runs in (default: the function's own, from its resource "
+        "principal token; required with any other `GENAI_AUTH`).", Ocid("compartment", "tenancy"), shown="unset")
+    max_body_bytes: int = setting("GENAI_MAX_BODY_BYTES", 1024 * 1024, "Larger bodies get 413.",
+                                  Whole(1024, MAX_INVOKE_PAYLOAD_BYTES))
+    max_input_chars: int = setting(
+        "GENAI_MAX_INPUT_CHARS", 32000, "Cap on the characters of every text the model reads (prompt or messages, "
+        "instructions, the output format's name, description and schema).", Whole(1, MAX_INVOKE_PAYLOAD_BYTES))
+    max_output_tokens: int = setting(
+        "GENAI_MAX_OUTPUT_TOKENS", 2048, "Cap and default for `max_output_tokens`: the cost ceiling of one call.",
+        Whole(1, 1_000_000))
+    max_retries: int = setting(
+        "GENAI_MAX_RETRIES", 2, "Retries of 408, 409, 429, 5xx, failed answers and connection failures (connect "
+        "timeouts included), only while the deadline allows; OCI's 500 for a model not deployed in the region is "
+        "not retried (see [contracts.md](contracts.md#deadline-and-retries)).", Whole(0, 10))
+    keepalive_s: int = setting("GENAI_KEEPALIVE_SECONDS", 120, "How long an idle upstream connection is kept for "
+                               "the next invocation.", Whole(0, 3600))
+    log_prompts: bool = setting("GENAI_LOG_PROMPTS", False, "Log what was sent to the model (after redaction) and "
+                                "the answer in the invocation's log line.", Flag())
+    allow_stored_responses: bool = setting(
+        "GENAI_ALLOW_STORED_RESPONSES", False, "Allow `store` and `previous_response_id` (see [the threat "
+        "model](security.md#what-is-stored): every caller shares the function's identity).", Flag())
+    api_key: str = setting("GENAI_API_KEY", "", "Only for `GENAI_AUTH=api_key`.", shown="unset", repr=False)
+    guardrails: str = setting(
+        "GENAI_GUARDRAILS", "off", "`off`, `inform` or `block`: screen every request with OCI's ApplyGuardrails "
+        "before the model ([guardrails.md](guardrails.md)).", Choice(GUARDRAIL_MODES, fold=True))
+    guardrail_checks: tuple[str, ...] = setting(
+        "GENAI_GUARDRAILS_CHECKS", GUARDRAIL_CHECKS, "Which checks to ask for.",
+        Names(", ".join(GUARDRAIL_CHECKS), allowed=GUARDRAIL_CHECKS))
+    pii_action: str = setting(
+        "GENAI_PII_ACTION", "block", "`block` (PII is a check that fires) or `redact` (each span replaced by "
+        "`[LABEL]` before the model sees it, in both modes).", Choice(PII_ACTIONS, fold=True))
+    pii_types: tuple[str, ...] = setting(
+        "GENAI_PII_TYPES", DEFAULT_PII_TYPES, "OCI PII labels to detect (e.g. add `PERSON`; left out by default so "
+        "ordinary names don't fire).", Names("OCI PII labels such as EMAIL", pattern=_PII_TYPE))
+    content_threshold: float = setting(
+        "GENAI_GUARDRAILS_CONTENT_THRESHOLD", 0.5, "A content moderation category at or over it fires. OCI scores "
+        "these 0.0 or 1.0, so 0.5 means \"flagged\".", Fraction())
+    injection_threshold: float = setting(
+        "GENAI_GUARDRAILS_INJECTION_THRESHOLD", 0.5, "The prompt injection score at or over it fires (OCI: "
+        "typically 0.0 or 1.0; 0.5 is the midpoint).", Fraction())
+    pii_threshold: float = setting(
+        "GENAI_GUARDRAILS_PII_THRESHOLD", 0.5, "PII findings whose confidence is at or over it count: more likely "
+        "than not. Raise it for fewer false positives.", Fraction())
+    oci_config_file: str = setting("GENAI_OCI_CONFIG_FILE", "~/.oci/config",
+                                   "The oci config file, for `user_principal` and `session`.")
+    oci_profile: str = setting("GENAI_OCI_PROFILE", "DEFAULT", "The profile of `GENAI_OCI_CONFIG_FILE` to use.")
 
     def __post_init__(self) -> None:
-        if not self.project_ocid:
-            raise SettingError("GENAI_PROJECT_OCID", "GENAI_PROJECT_OCID is required: the OCID of your Generative AI project")
-        for name, types in _OCID_TYPES.items():
-            _check_ocid(_setting_name(name), getattr(self, name), types)
-        for name, (low, high) in _INT_LIMITS.items():
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-                raise SettingError(_setting_name(name), f"{_setting_name(name)} must be a whole number from {low} to {high}")
-        if self.auth not in AUTH_MODES:
-            raise SettingError("GENAI_AUTH", f"GENAI_AUTH must be one of {', '.join(AUTH_MODES)}")
-        if self.auth == "api_key" and not self.api_key:
-            raise SettingError("GENAI_API_KEY", "GENAI_API_KEY is required when GENAI_AUTH is api_key")
-        if not self.model:
-            raise SettingError("GENAI_MODEL", "GENAI_MODEL must not be empty")
-        object.__setattr__(self, "allowed_models", tuple(self.allowed_models) or (self.model,))
-        if self.model not in self.allowed_models:
-            raise SettingError("GENAI_MODEL", "GENAI_MODEL must be one of GENAI_ALLOWED_MODELS")
-        self._check_guardrails()
-        if self.base_url:  # the region is unused then: a value no table knows must not stop the function
-            object.__setattr__(self, "base_url", _check_base_url(self.base_url))
-            object.__setattr__(self, "region", REGION_KEYS.get(self.region.lower(), self.region.lower()))
-            return
-        region = _region_name(self.region, "GENAI_REGION")
-        if not region:
-            raise SettingError("GENAI_REGION", "GENAI_REGION is required outside OCI Functions (or set GENAI_BASE_URL)")
-        object.__setattr__(self, "region", region)
-        domain = _DOMAIN_OF.get(region, "oraclecloud.com")
-        object.__setattr__(self, "base_url", f"https://inference.generativeai.{region}.oci.{domain}/openai/v1")
+        """The one tidy-values step: each value checked by its own declaration, then the rules between
+        settings. A field is rewritten only with its own value tidied, never with a derived one."""
+        given = vars(self)  # holds the operator's base_url: the descriptor stores it here
+        values = {f.name: d.tidy(given[f.name]) for f, d in declared(self)}
+        values["allowed_models"] = values["allowed_models"] or (values["model"],)  # documented: only GENAI_MODEL
+        _check_together(values)
+        for name, value in values.items():
+            if value is not given[name]:
+                object.__setattr__(self, name, value)
 
     @property
     def guardrails_on(self) -> bool:
         return self.guardrails != "off"
-
-    def _check_guardrails(self) -> None:
-        """Every guardrail setting is checked even when off, so turning them on cannot surface an old typo."""
-        if self.guardrails not in GUARDRAIL_MODES:
-            raise SettingError("GENAI_GUARDRAILS", f"GENAI_GUARDRAILS must be one of {', '.join(GUARDRAIL_MODES)}")
-        checks = tuple(dict.fromkeys(self.guardrail_checks))
-        if not checks or set(checks) - set(GUARDRAIL_CHECKS):
-            raise SettingError("GENAI_GUARDRAILS_CHECKS",
-                               f"GENAI_GUARDRAILS_CHECKS must be a comma list of {', '.join(GUARDRAIL_CHECKS)}")
-        object.__setattr__(self, "guardrail_checks", checks)
-        if self.pii_action not in PII_ACTIONS:
-            raise SettingError("GENAI_PII_ACTION", f"GENAI_PII_ACTION must be one of {', '.join(PII_ACTIONS)}")
-        types = tuple(dict.fromkeys(self.pii_types))
-        if not types or not all(_PII_TYPE.fullmatch(t) for t in types):
-            raise SettingError("GENAI_PII_TYPES", "GENAI_PII_TYPES must be a comma list of OCI PII labels such as EMAIL")
-        object.__setattr__(self, "pii_types", types)
-        for name in _THRESHOLDS:
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
-                raise SettingError(_setting_name(name), f"{_setting_name(name)} must be a number from 0 to 1")
-        if self.guardrails_on and not self.compartment_ocid and self.auth != "resource_principal":
-            # A resource principal's token names its compartment (res_compartment); no other principal's does.
-            raise SettingError("GENAI_COMPARTMENT_OCID", "GENAI_COMPARTMENT_OCID is required when GENAI_GUARDRAILS is on "
-                               "outside OCI Functions: ApplyGuardrails runs in a compartment")
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: object) -> Settings:
@@ -242,15 +418,60 @@ class Settings:
         error about it names that variable: the user never set GENAI_REGION.
         """
         env = os.environ if environ is None else environ
-        values: dict[str, object] = {}
-        for name, (field_name, default) in ENV.items():
-            raw = env.get(name, default).strip()
-            values[field_name] = _parse(name, field_name, raw)
-        known = {f.name for f in fields(cls)}
-        values.update({k: v for k, v in overrides.items() if k in known})
+        values = {f.name: d.parse(env.get(d.env, d.default).strip()) for f, d in declared(cls)}
+        values.update({name: value for name, value in overrides.items() if name in values})
         if not values["region"] and not values["base_url"]:
-            values["region"] = _region_name(env.get("OCI_RESOURCE_PRINCIPAL_REGION", "").strip(), "OCI_RESOURCE_PRINCIPAL_REGION")
-        return cls(**values)  # type: ignore[arg-type]
+            values["region"] = _region_name(env.get("OCI_RESOURCE_PRINCIPAL_REGION", "").strip(),
+                                            "OCI_RESOURCE_PRINCIPAL_REGION")
+        return cls(**values)
+
+
+class _Endpoint:
+    """`Settings.base_url`: GENAI_BASE_URL when set, else the region's endpoint, computed on each read.
+
+    The operator's value stays in the instance's __dict__, so the derived URL is never written into it.
+    Installed after the dataclass is built: as a class attribute in the body it would be taken for the default.
+    """
+
+    def __get__(self, settings: Settings | None, owner: type | None = None) -> Any:
+        if settings is None:
+            return self
+        override: str = vars(settings)["base_url"]
+        return override or _regional_endpoint(settings.region)
+
+    def __set__(self, settings: Settings, value: str) -> None:
+        vars(settings)["base_url"] = value  # only the dataclass's __init__ and __post_init__ get here: it is frozen
+
+
+setattr(Settings, "base_url", _Endpoint())  # noqa: B010  (an assignment would tell mypy the field changed type)
+
+
+def env_names(cls: type[Settings] = Settings) -> dict[str, tuple[str, str]]:
+    """Each variable's field and default, from the declarations (`ENV` for Settings itself)."""
+    return {d.env: (f.name, d.default) for f, d in declared(cls)}
+
+
+ENV = env_names()  # variable -> (field, default as the operator would write it)
+
+
+def _check_together(values: dict[str, Any]) -> None:
+    """The rules that read more than one setting; each names the variable to change."""
+    if values["auth"] == "api_key" and not values["api_key"]:
+        raise SettingError("GENAI_API_KEY", "GENAI_API_KEY is required when GENAI_AUTH is api_key")
+    if values["model"] not in values["allowed_models"]:
+        raise SettingError("GENAI_MODEL", "GENAI_MODEL must be one of GENAI_ALLOWED_MODELS")
+    if values["guardrails"] != "off" and not values["compartment_ocid"] and values["auth"] != "resource_principal":
+        # A resource principal's token names its compartment (res_compartment); no other principal's does.
+        raise SettingError("GENAI_COMPARTMENT_OCID", "GENAI_COMPARTMENT_OCID is required when GENAI_GUARDRAILS is "
+                           "on outside OCI Functions: ApplyGuardrails runs in a compartment")
+    if values["base_url"]:  # the region is unused then: a value no table knows must not stop the function
+        return
+    if not _region_name(values["region"], "GENAI_REGION"):
+        raise SettingError("GENAI_REGION", "GENAI_REGION is required outside OCI Functions (or set GENAI_BASE_URL)")
+
+
+def _regional_endpoint(region: str) -> str:
+    return f"https://inference.generativeai.{region}.oci.{_DOMAIN_OF.get(region, 'oraclecloud.com')}/openai/v1"
 
 
 def _region_name(value: str, source: str) -> str:
@@ -266,61 +487,34 @@ def _region_name(value: str, source: str) -> str:
     return region
 
 
-def _check_ocid(setting: str, value: str, types: tuple[str, ...]) -> None:
-    if not value:
-        return
-    if not OCID_PATTERN.fullmatch(value):
-        raise SettingError(setting, f"{setting} is not an OCID (expected ocid1.<type>.<realm>.[region].<unique id>)")
-    kind = value.split(".")[1]
-    if kind not in types:
-        expected = " or ".join(f"ocid1.{t}..." for t in types)
-        raise SettingError(setting, f"{setting} is the OCID of a {kind}, expected {expected}")
+# --- docs/settings.md's table ---------------------------------------------------------------
+
+PAGE = Path(__file__).resolve().parent.parent / "docs" / "settings.md"
+BEGIN = "<!-- settings-table: begin (.venv/bin/python -m genai_handler.settings --write) -->"
+END = "<!-- settings-table: end -->"
 
 
-def _parse(name: str, field_name: str, raw: str) -> object:
-    if field_name in _INT_LIMITS:
-        if not (raw.isascii() and raw.isdigit()):  # str.isdigit alone accepts "²", which int() refuses
-            low, high = _INT_LIMITS[field_name]
-            raise SettingError(name, f"{name} must be a whole number from {low} to {high}")
-        return int(raw)
-    if field_name in ("log_prompts", "allow_stored_responses"):
-        if raw.lower() not in _TRUE + _FALSE:
-            raise SettingError(name, f"{name} must be true or false")
-        return raw.lower() in _TRUE
-    if field_name in _LISTS:
-        return tuple(m.strip() for m in raw.split(",") if m.strip())
-    if field_name in _THRESHOLDS:
-        try:
-            value = float(raw)
-        except ValueError:
-            value = math.nan
-        if not 0.0 <= value <= 1.0:  # NaN fails too
-            raise SettingError(name, f"{name} must be a number from 0 to 1")
-        return value
-    if field_name in ("guardrails", "pii_action"):
-        return raw.lower()
-    return raw
+def docs_table(cls: type[Settings] = Settings) -> str:
+    rows = [f"| `{d.env}` | {d.shown} | {d.doc} |" for _, d in declared(cls)]
+    return "\n".join(["| Setting | Default | Meaning |", "| --- | --- | --- |", *rows])
 
 
-def _check_base_url(url: str) -> str:
-    """The URL without trailing slashes (the SDK appends `/responses`), or SettingError.
+def page_with_table(page: str) -> str:
+    """`page` with the text between the markers replaced by the table written from the declarations."""
+    head, rest = page.split(BEGIN, 1)
+    _, tail = rest.split(END, 1)
+    return f"{head}{BEGIN}\n{docs_table()}\n{END}{tail}"
 
-    Everything the client would misuse is refused here, once: a query or fragment would corrupt
-    every request path, user info would be sent nowhere useful, and a bad port fails only at run time.
-    """
-    if not _URL_CHARS.fullmatch(url):
-        raise SettingError("GENAI_BASE_URL", "GENAI_BASE_URL must be a URL in printable ASCII, without spaces")
-    bad_port = SettingError("GENAI_BASE_URL", "GENAI_BASE_URL has an invalid host or port (a port is 1 to 65535)")
-    try:
-        parts = urlsplit(url)
-        port = parts.port  # ValueError unless a number from 0 to 65535
-    except ValueError:
-        raise bad_port from None
-    if "?" in url or "#" in url or "@" in parts.netloc:
-        raise SettingError("GENAI_BASE_URL", "GENAI_BASE_URL must not have a query, fragment or user info")
-    if port == 0 or parts.netloc.endswith(":"):
-        raise bad_port
-    if not (parts.scheme == "https" and parts.hostname) and not (parts.scheme == "http" and parts.hostname in _LOOPBACK):
-        # http only to the local endpoint: signed requests never cross a network in clear text
-        raise SettingError("GENAI_BASE_URL", "GENAI_BASE_URL must be an https URL (http only for 127.0.0.1/localhost)")
-    return url.rstrip("/")
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Print docs/settings.md's table, or --write it into the page.")
+    parser.add_argument("--write", action="store_true", help=f"replace the table in {PAGE}")
+    if parser.parse_args(argv).write:
+        PAGE.write_text(page_with_table(PAGE.read_text(encoding="utf-8")), encoding="utf-8")
+    else:
+        print(docs_table())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

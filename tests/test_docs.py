@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from genai_handler import errors
+from genai_handler import errors, settings
 from genai_handler.settings import DEFAULT_MODEL, ENV
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -125,6 +125,14 @@ def test_every_documented_setting_exists() -> None:
     named = {name for page in PAGES for name in re.findall(r"\bGENAI_[A-Z0-9_]*[A-Z0-9]", _text(page))}
     unknown = named - set(ENV)
     assert not unknown, f"documented but not in settings.ENV: {sorted(unknown)}"
+
+
+def test_the_settings_page_holds_the_table_written_from_the_declarations() -> None:
+    page = _text(settings.PAGE)
+    assert settings.page_with_table(page) == page, (
+        "docs/settings.md's table differs from genai_handler/settings.py: "
+        "run .venv/bin/python -m genai_handler.settings --write"
+    )
 
 
 def test_a_redeploy_cannot_undo_what_fn_config_set() -> None:

@@ -2,14 +2,23 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from genai_handler.errors import MisconfiguredError
-from genai_handler.settings import DEFAULT_MODEL, Settings, SettingError
+from genai_handler.settings import (
+    DEFAULT_MODEL,
+    ENV,
+    MAX_INVOKE_PAYLOAD_BYTES,
+    SettingError,
+    Settings,
+    docs_table,
+    env_names,
+    setting,
+)
 
 PROJECT = "ocid1.generativeaiproject.oc1.us-chicago-1.amaaaaaaexample"
 
@@ -244,3 +253,38 @@ def test_any_base_url_is_accepted_whole_or_refused_by_name(url: str) -> None:
         parts = urlsplit(settings.base_url)
         assert parts.hostname and not (parts.query or parts.fragment or parts.username) and parts.port != 0
         assert not settings.base_url.endswith("/")
+
+
+# --- one declaration per setting: ENV, the parser and the docs table derive from it ---------
+
+
+def test_given_a_setting_declared_once_when_read_then_env_the_parser_and_the_table_know_it() -> None:
+    # given one declaration, and nothing else written for it
+    @dataclass(frozen=True)
+    class Extended(Settings):
+        system_prompt: str = setting("GENAI_SYSTEM_PROMPT", "", "Instructions sent before every prompt.")
+
+    # when / then: the environment table, the parser and the docs table all have it
+    assert env_names(Extended)["GENAI_SYSTEM_PROMPT"] == ("system_prompt", "")
+    env = {"GENAI_PROJECT_OCID": PROJECT, "GENAI_REGION": "us-chicago-1", "GENAI_SYSTEM_PROMPT": " Be brief. "}
+    assert Extended.from_env(env).system_prompt == "Be brief."
+    assert "| `GENAI_SYSTEM_PROMPT` | `` | Instructions sent before every prompt. |" in docs_table(Extended)
+
+
+def test_given_the_declarations_then_env_is_derived_from_them() -> None:
+    assert env_names(Settings) == ENV
+    assert ENV["GENAI_MAX_BODY_BYTES"] == ("max_body_bytes", "1048576")
+    assert ENV["GENAI_GUARDRAILS_CHECKS"] == ("guardrail_checks", "content_moderation,prompt_injection,pii")
+
+
+def test_given_a_region_when_built_then_the_endpoint_is_computed_and_not_written_into_the_base_url_input() -> None:
+    settings = Settings(project_ocid=PROJECT, region="ord")
+    assert settings.base_url == "https://inference.generativeai.us-chicago-1.oci.oraclecloud.com/openai/v1"
+    assert vars(settings)["base_url"] == ""  # the operator's GENAI_BASE_URL: still unset
+
+
+def test_given_the_payload_limit_then_it_is_oci_functions_6_mib_and_caps_the_body_setting() -> None:
+    assert MAX_INVOKE_PAYLOAD_BYTES == 6 * 1024 * 1024
+    assert Settings(project_ocid=PROJECT, region="ord", max_body_bytes=MAX_INVOKE_PAYLOAD_BYTES).max_body_bytes
+    with pytest.raises(SettingError, match="GENAI_MAX_BODY_BYTES must be a whole number from 1024 to 6291456"):
+        Settings(project_ocid=PROJECT, region="ord", max_body_bytes=MAX_INVOKE_PAYLOAD_BYTES + 1)

@@ -1,7 +1,9 @@
-"""One invocation, top to bottom: parse the body, call the model, shape the answer.
+"""One invocation, top to bottom: parse the body, screen it, call the model, shape the answer.
 
 Every failure becomes a documented status and JSON error (see errors.py); nothing escapes to
 the fdk, which would answer 502 with the exception's text.
+Names: `response` is what a server sent (the SDK's model), `answer` the caller's JSON, `reply` the fdk
+Response carrying it; a clock ending in `_mono` is time.monotonic(), in `_at` time.time().
 """
 
 from __future__ import annotations
@@ -9,10 +11,12 @@ from __future__ import annotations
 import io
 import json
 import time
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
-from fdk import context, response
+from fdk import context
+from fdk import response as fdk_response
 
 from . import logs
 from .contract import Request, texts
@@ -31,63 +35,84 @@ _BUG = "the function failed unexpectedly; see its logs by call id"
 _settings: Settings | MisconfiguredError | None = None
 
 
-def handle(ctx: context.InvokeContext, data: io.BytesIO | None = None) -> response.Response:
+@dataclass
+class _Call:
+    """What one invocation learns on its way, for its trace and its log line."""
+
+    start_mono: float
+    start_at: float
+    deadline_mono: float
+    openai_route: bool
+    trace: context.TracingContext | None
+    settings: Settings | None = None
+    model: str | None = None
+    sent: Request | None = None  # what reached the model: the only prompt ever logged
+    result: UpstreamResult | None = None
+    error: HandlerError | None = None
+    screened: dict[str, Any] = field(default_factory=dict)  # the guardrails' verdict for the log line
+    attempts: list[Attempt] = field(default_factory=list)
+
+    @property
+    def status(self) -> int:
+        return self.error.status if self.error else 200
+
+
+def handle(ctx: context.InvokeContext, data: io.BytesIO | None = None) -> fdk_response.Response:
     """The fdk entrypoint (func.py re-exports it as `handler`)."""
-    started = time.monotonic()
+    start_mono = time.monotonic()
     openai_route = False
     try:
         openai_route = _is_openai_route(ctx)
-        return _invoke(ctx, data, started, openai_route)
+        return _invoke(ctx, data, start_mono, openai_route)
     except Exception:  # a bug while logging, shaping or diagnosing: still the documented shape
         error = InternalError(_BUG)
     # logged outside the except, so a failing log handler cannot print the bug's traceback
     logs.invocation(call_id=ctx.CallID(), status=error.status, error_type=error.type, error=error.message,
-                    latency_ms=round((time.monotonic() - started) * 1000, 1))
+                    latency_ms=_ms_since(start_mono))
     return _reply(ctx, None, None, error, openai_route)
 
 
-def _invoke(ctx: context.InvokeContext, data: io.BytesIO | None, started: float, openai_route: bool) -> response.Response:
-    began = time.time()
-    deadline = started + _budget(ctx)
+def _invoke(
+    ctx: context.InvokeContext, data: io.BytesIO | None, start_mono: float, openai_route: bool
+) -> fdk_response.Response:
+    start_at, deadline_mono = time.time(), start_mono + _budget(ctx)
     body = data.getvalue() if data else b""
-    settings: Settings | None = None
-    request: Request | None = None
-    sent: Request | None = None  # what reached the model: the only prompt ever logged
-    result: UpstreamResult | None = None
-    answer: dict[str, Any] | None = None
-    error: HandlerError | None = None
     method = ctx.Method()  # None on a direct `fn invoke`; the caller's method via API Gateway
     if method is None and _is_doctor_request(body):
-        return _doctor(ctx, started)  # before the settings: it explains a misconfiguration too
-    trace = _trace_context(ctx)
-    attempts: list[Attempt] = []
-    screened: dict[str, Any] = {}  # the guardrails' verdict for the log line
+        return _doctor(ctx, start_mono)  # before the settings: it explains a misconfiguration too
+    call = _Call(start_mono, start_at, deadline_mono, openai_route, _trace_context(ctx))
+    answer = _answer(call, method, body)
+    reply = _reply(ctx, answer, call.result.request_id if call.result else None, call.error, openai_route)
+    traced = _report_trace(ctx, call.trace, call) if call.trace is not None else {}
+    _log(ctx, call, traced)
+    return reply
+
+
+def _answer(call: _Call, method: str | None, body: bytes) -> dict[str, Any] | None:
+    """Parse, screen, call the model, shape: the caller's answer, or None with `call.error` set."""
     try:
-        settings = load_settings()
+        settings = call.settings = load_settings()
         if method is not None and method.upper() != "POST":
             raise MethodNotAllowed("use POST with a JSON body")
         request = parse(body, settings)
+        call.model = request.model
         if settings.guardrails_on:
             from .guardrails import screen  # noqa: PLC0415  (off: never imported, nothing on the cold path)
 
-            request = screen(client_for(settings), settings, request, deadline, screened)
-        record = attempts.append if trace is not None else None
-        sent = request
-        result = create_response(client_for(settings), request.arguments(), deadline, settings.max_retries, record)
+            request = screen(client_for(settings), settings, request, call.deadline_mono, call.screened)
+        call.sent = request
+        record = call.attempts.append if call.trace is not None else None
+        call.result = create_response(
+            client_for(settings), request.arguments(), call.deadline_mono, settings.max_retries, record
+        )
         # The OpenAI route answers OCI's JSON as received: dumping the SDK's model of an output
         # item it does not know warns, with the answer's text in the warning.
-        answer = result.body if openai_route else shape(result)
+        return call.result.body if call.openai_route else shape(call.result)
     except HandlerError as exc:
-        error = exc
+        call.error = exc
     except Exception:  # a bug: answer in the documented shape; log nothing that could leak
-        error = InternalError(_BUG)
-    reply = _reply(ctx, answer, result.request_id if result else None, error, openai_route)
-    traced: dict[str, str] = {}
-    model = request.model if request else None
-    if trace is not None:
-        traced = _report_trace(ctx, trace, began, started, deadline, model, error, attempts)
-    _log(ctx, started, settings, model, sent, result, error, traced, screened)
-    return reply
+        call.error = InternalError(_BUG)
+    return None
 
 
 def load_settings() -> Settings:
@@ -106,14 +131,14 @@ def load_settings() -> Settings:
 
 def shape(result: UpstreamResult) -> dict[str, Any]:
     """The caller's answer; `output_text` is an SDK property, so it is added by hand."""
-    answer = result.response
+    response = result.response
     return {
-        "id": answer.id,
-        "model": answer.model,
-        "status": answer.status,
-        "output_text": answer.output_text,
-        "usage": answer.usage.model_dump() if answer.usage else None,
-        "incomplete_details": answer.incomplete_details.model_dump() if answer.incomplete_details else None,
+        "id": response.id,
+        "model": response.model,
+        "status": response.status,
+        "output_text": response.output_text,
+        "usage": response.usage.model_dump() if response.usage else None,
+        "incomplete_details": response.incomplete_details.model_dump() if response.incomplete_details else None,
         "request_id": result.request_id,
     }
 
@@ -124,13 +149,14 @@ def _reply(
     request_id: str | None,
     error: HandlerError | None,
     openai_route: bool,
-) -> response.Response:
+) -> fdk_response.Response:
     headers = {"content-type": "application/json"}
     if error is None and answer is not None:
         status, body = 200, answer
     else:
         error = error or InternalError("the function produced no answer")
-        status, body, request_id = error.status, error.to_openai_dict() if openai_route else error.to_dict(), error.request_id
+        status, request_id = error.status, error.request_id
+        body = error.to_openai_dict() if openai_route else error.to_dict()
         if error.retry_after is not None:
             headers["retry-after"] = str(error.retry_after)
         if isinstance(error, MethodNotAllowed):
@@ -139,7 +165,7 @@ def _reply(
         headers["opc-request-id"] = request_id
         if openai_route:
             headers["x-request-id"] = request_id  # what the OpenAI SDKs expose as `_request_id`
-    reply = response.Response(ctx, response_data=json.dumps(body), headers=headers, status_code=status)
+    reply = fdk_response.Response(ctx, response_data=json.dumps(body), headers=headers, status_code=status)
     # Through API Gateway the caller's status travels in Fn-Http-Status, set just above. The socket
     # answer stays 200 (the fdk sends 4xx and 500 as 200 anyway): the Fn agent takes a socket 502
     # or 504 for a failed or timed-out function and drops this JSON body.
@@ -157,7 +183,7 @@ def _is_doctor_request(body: bytes) -> bool:
     return body.strip() in (b'{"doctor": true}', b'{"doctor":true}')
 
 
-def _doctor(ctx: context.InvokeContext, started: float) -> response.Response:
+def _doctor(ctx: context.InvokeContext, start_mono: float) -> fdk_response.Response:
     """Diagnosis on a direct, IAM-authorised `fn invoke` only: API Gateway calls never get here."""
     from .doctor import diagnose  # noqa: PLC0415  (rarely used; keep it off the cold-start path)
 
@@ -165,8 +191,8 @@ def _doctor(ctx: context.InvokeContext, started: float) -> response.Response:
     report = diagnose()
     failed = next((check["name"] for check in report["checks"] if not check["ok"]), None)
     logs.invocation(call_id=ctx.CallID(), doctor=True, status=200, failed_check=failed,
-                    latency_ms=round((time.monotonic() - started) * 1000, 1))
-    return response.Response(ctx, response_data=json.dumps(report), headers={"content-type": "application/json"})
+                    latency_ms=_ms_since(start_mono))
+    return fdk_response.Response(ctx, response_data=json.dumps(report), headers={"content-type": "application/json"})
 
 
 def _trace_context(ctx: context.InvokeContext) -> context.TracingContext | None:
@@ -177,26 +203,17 @@ def _trace_context(ctx: context.InvokeContext) -> context.TracingContext | None:
     return trace
 
 
-def _report_trace(
-    ctx: context.InvokeContext,
-    trace: context.TracingContext,
-    began: float,
-    started: float,
-    deadline: float,
-    model: str | None,
-    error: HandlerError | None,
-    attempts: list[Attempt],
-) -> dict[str, str]:
+def _report_trace(ctx: context.InvokeContext, trace: context.TracingContext, call: _Call) -> dict[str, str]:
     """Send the spans before answering (OCI may freeze the container right after), within a bound."""
     try:
         from . import tracing  # noqa: PLC0415  (only when tracing is on: off, the cold path never loads it)
 
         invocation = tracing.Invocation(
-            call_id=ctx.CallID(), started=began, duration_s=time.monotonic() - started,
-            status=error.status if error else 200, error_type=error.type if error else None, model=model,
-            attempts=attempts,
+            call_id=ctx.CallID(), start_at=call.start_at, duration_s=time.monotonic() - call.start_mono,
+            status=call.status, error_type=call.error.type if call.error else None, model=call.model,
+            attempts=call.attempts,
         )
-        return tracing.report(trace, invocation, bound_s=deadline - time.monotonic())
+        return tracing.report(trace, invocation, bound_s=call.deadline_mono - time.monotonic())
     except Exception:  # a trace that cannot be sent never fails the invocation
         return {"trace_report": "failed"}
 
@@ -213,33 +230,28 @@ def _budget(ctx: context.InvokeContext) -> float:
     return min(seconds, _MAX_BUDGET_S) - _DEADLINE_MARGIN_S
 
 
-def _log(
-    ctx: context.InvokeContext,
-    started: float,
-    settings: Settings | None,
-    model: str | None,
-    sent: Request | None,
-    result: UpstreamResult | None,
-    error: HandlerError | None,
-    traced: dict[str, str],
-    screened: dict[str, Any],
-) -> None:
-    prompts = settings is not None and settings.log_prompts
-    answer = result.response if result else None
+def _log(ctx: context.InvokeContext, call: _Call, traced: dict[str, str]) -> None:
+    prompts = call.settings is not None and call.settings.log_prompts
+    result, error = call.result, call.error
+    response = result.response if result else None
     logs.invocation(
         call_id=ctx.CallID(),
         **logs.caller_fields(ctx.HTTPHeaders().get(logs.CALLER_HEADER.lower())),  # gateway calls only
         **traced,
         request_id=result.request_id if result else error.request_id if error else None,
-        model=model,
-        status=error.status if error else 200,
+        model=call.model,
+        status=call.status,
         error_type=error.type if error else None,
         error=error.message if error else None,
-        latency_ms=round((time.monotonic() - started) * 1000, 1),
+        latency_ms=_ms_since(call.start_mono),
         upstream_ms=round(result.latency_ms, 1) if result else None,
         attempts=result.attempts if result else None,
-        guardrails=screened or None,
-        usage=usage_counts(answer),
-        prompt={text.at: text.text for text in texts(sent)} if prompts and sent else None,
-        output_text=answer.output_text if prompts and answer else None,
+        guardrails=call.screened or None,
+        usage=usage_counts(response),
+        prompt={text.at: text.text for text in texts(call.sent)} if prompts and call.sent else None,
+        output_text=response.output_text if prompts and response else None,
     )
+
+
+def _ms_since(start_mono: float) -> float:
+    return round((time.monotonic() - start_mono) * 1000, 1)

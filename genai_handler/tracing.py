@@ -46,10 +46,10 @@ _client_lock = threading.Lock()
 
 @dataclass(frozen=True)
 class Invocation:
-    """What the spans describe: one call's outcome and its upstream attempts (epoch seconds for `started`)."""
+    """What the spans describe: one call's outcome and its upstream attempts (`start_at`: time.time())."""
 
     call_id: str | None
-    started: float
+    start_at: float
     duration_s: float
     status: int
     error_type: str | None
@@ -86,11 +86,11 @@ def spans(trace: TracingContext, invocation: Invocation) -> list[dict[str, Any]]
     tags = {key: str(value) for key, value in trace.annotations().items() if value is not None}
     tags.update(_tags({"fn.call_id": invocation.call_id, "http.status_code": invocation.status,
                        "genai.model": invocation.model, "error": invocation.error_type}))
-    root = _span(trace_id, span_id, _span_id(ids.parent_span_id), "invoke", "SERVER", invocation.started,
+    root = _span(trace_id, span_id, _span_id(ids.parent_span_id), "invoke", "SERVER", invocation.start_at,
                  invocation.duration_s, service, tags)
     children = [
         {
-            **_span(trace_id, _new_id(), span_id, "responses.create", "CLIENT", attempt.started, attempt.duration_s,
+            **_span(trace_id, _new_id(), span_id, "responses.create", "CLIENT", attempt.start_at, attempt.duration_s,
                     service, _attempt_tags(attempt)),
             "remoteEndpoint": {"serviceName": _UPSTREAM_SERVICE},
         }
@@ -114,8 +114,8 @@ def send(url: str, found: list[dict[str, Any]], bound_s: float) -> str:
 
     def post() -> None:
         try:
-            answer = _http().post(url, content=payload, headers={"content-type": "application/json"})
-            outcome.append("sent" if answer.is_success else "rejected")
+            response = _http().post(url, content=payload, headers={"content-type": "application/json"})
+            outcome.append("sent" if response.is_success else "rejected")
         except Exception:
             outcome.append("failed")
         finally:
@@ -141,7 +141,7 @@ def _http() -> httpx2.Client:
 
 
 def _span(
-    trace_id: str, span_id: str, parent: str | None, name: str, kind: str, started: float, duration_s: float,
+    trace_id: str, span_id: str, parent: str | None, name: str, kind: str, start_at: float, duration_s: float,
     service: str, tags: dict[str, str],
 ) -> dict[str, Any]:
     """A Zipkin v2 span (zipkin-api zipkin2-api.yaml): times in microseconds since the epoch."""
@@ -150,7 +150,7 @@ def _span(
         "id": span_id,
         "name": name,
         "kind": kind,
-        "timestamp": int(started * 1_000_000),
+        "timestamp": int(start_at * 1_000_000),
         "duration": max(1, int(duration_s * 1_000_000)),
         "localEndpoint": {"serviceName": service},
         "tags": tags,

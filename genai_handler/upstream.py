@@ -6,10 +6,12 @@ invocation deadline, so this module retries 408, 409, 429, 5xx, failed answers a
 failures itself, and only while the deadline leaves room. Every socket operation (connect, TLS,
 each write and read) is bounded by the time left, so the deadline bounds the whole exchange:
 a route that drops packets or an answer trickling in a byte at a time ends at the deadline.
+Clocks: a name ending in `_mono` is time.monotonic(), in `_at` time.time(); `_s`/`_ms` are durations.
 """
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import email.utils
 import json
@@ -18,8 +20,8 @@ import random
 import re
 import threading
 import time
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
 from typing import Any
 
 import httpcore2
@@ -45,6 +47,7 @@ _MIN_ATTEMPT_S = 0.5  # not worth starting an attempt with less time than this
 _CONNECT_TIMEOUT_S = 5.0  # a reachable region connects in well under a second; a blackholed route never does
 _RETRY_AFTER_CAP_S = 300.0  # OCI Functions' longest synchronous call: no caller should be told to wait longer
 _RETRIED_STATUSES = (408, 409)  # like 5xx: the OpenAI SDK retries them too (openai _base_client._should_retry)
+_REQUEST_ID = "opc-request-id"
 # OCI's text for an unknown or undeployed model (local/oci_errors.json, model_not_found); only the
 # model id and region are taken from it, and only when they look like a model id and a region.
 _MODEL_NOT_FOUND = re.compile(
@@ -52,20 +55,35 @@ _MODEL_NOT_FOUND = re.compile(
     r"not found or not deployed in region (?P<region>[a-z]+(?:-[a-z]+)+-[0-9]+)"
 )
 _IDENTIFIER = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")  # ASCII only: str.isalnum() accepts "²"
+
+# Every message a failed exchange with OCI can give the caller (errors.py's classes carry the status).
+_UNREACHABLE = "could not reach OCI Generative AI"
+_MODEL_LATE = "the model did not answer before the invocation deadline"
+_OCI_LATE = "OCI Generative AI did not answer before the invocation deadline"
+_UNREADABLE = "OCI Generative AI sent an answer this function cannot read"
+_NO_ANSWER = "OCI Generative AI failed to produce an answer{code}; retry later"
+_THROTTLED = "OCI Generative AI is throttling requests; retry later"
+_FAILED = "OCI Generative AI failed ({described}); retry later"
+_REJECTED = "OCI Generative AI rejected the request ({described}{param})"
+_REJECTED_FIELDS = "OCI Generative AI rejected the request ({described}); check the model supports the fields sent"
+_NOT_IN_REGION = (
+    "model {model} is not available in OCI Generative AI region {region}: use a model "
+    "this region offers (GENAI_MODEL, GENAI_ALLOWED_MODELS) or another region"
+)
 _AUTH_HINT = (
     "OCI Generative AI refused the function's identity ({described}): check the dynamic group "
     "matches this function, the policy lets it use generative-ai-family in the project's compartment, "
     "GENAI_PROJECT_OCID and GENAI_REGION; new policies can take a few minutes to apply"
 )
 
-_deadline: contextvars.ContextVar[float] = contextvars.ContextVar("genai_deadline", default=math.inf)
+_deadline_mono: contextvars.ContextVar[float] = contextvars.ContextVar("genai_deadline", default=math.inf)
 _lock = threading.Lock()
 _clients: dict[Settings, openai.OpenAI] = {}
 
 
 @dataclass(frozen=True)
 class UpstreamResult:
-    """`body` is the answer's JSON as OCI sent it: the OpenAI-compatible route returns it as is."""
+    """`body` is the response's JSON as OCI sent it: the OpenAI-compatible route returns it as is."""
 
     response: Response
     body: dict[str, Any]
@@ -81,12 +99,34 @@ class Attempt:
 
     number: int
     model: str
-    started: float  # time.time()
+    start_at: float
     duration_s: float
     status: int | None
     request_id: str | None
     usage: dict[str, int] | None
     error_type: str | None
+
+
+class _Failure(Exception):
+    """A failed exchange with OCI: the caller's error, whether another attempt may help, the wait
+    OCI asked for (Retry-After) and the HTTP status, if one came. Never leaves this module."""
+
+    def __init__(
+        self, error: HandlerError, *, retry: bool = False, asked_s: float | None = None, status: int | None = None
+    ) -> None:
+        super().__init__(error.message)
+        self.error, self.retry, self.asked_s, self.status = error, retry, asked_s, status
+
+
+@dataclass(frozen=True)
+class _Outcome:
+    """How one attempt at the model ended: a readable response, a failure, or both (a 200 saying it failed)."""
+
+    status: int | None
+    request_id: str | None
+    response: Response | None = None
+    body: dict[str, Any] = field(default_factory=dict)
+    failure: _Failure | None = None
 
 
 def client_for(settings: Settings) -> openai.OpenAI:
@@ -135,71 +175,73 @@ def _build_client(settings: Settings) -> openai.OpenAI:
 def create_response(
     client: openai.OpenAI,
     arguments: dict[str, Any],
-    deadline: float,
+    deadline_mono: float,
     max_retries: int,
     record: Callable[[Attempt], None] | None = None,
 ) -> UpstreamResult:
-    """Call `responses.create` before `deadline` (time.monotonic()), retrying what is worth it.
+    """Call `responses.create` before `deadline_mono`, retrying what is worth it.
     `record` is told each attempt's outcome as it ends (the trace's child spans)."""
-    token = _deadline.set(deadline)
-    started = time.monotonic()
+    start_mono = time.monotonic()
+    with _deadline(deadline_mono):
+        for number in range(1, max_retries + 2):
+            outcome = _attempt(client, arguments, deadline_mono, number, record)
+            if outcome.failure is not None:
+                time.sleep(_pause_s(outcome.failure, number, max_retries, deadline_mono))
+            elif outcome.response is not None:
+                latency_ms = (time.monotonic() - start_mono) * 1000
+                return UpstreamResult(outcome.response, outcome.body, outcome.request_id, number, latency_ms)
+    raise AssertionError("unreachable")
+
+
+def _attempt(
+    client: openai.OpenAI,
+    arguments: dict[str, Any],
+    deadline_mono: float,
+    number: int,
+    record: Callable[[Attempt], None] | None,
+) -> _Outcome:
+    """One try at the model, told to `record` as it ends."""
+    timeout = _timeout(deadline_mono, _MODEL_LATE)
+    start_at, start_mono = time.time(), time.monotonic()
+    outcome = _ask_model(client, arguments, timeout)
+    if record is not None:
+        failure = outcome.failure.error if outcome.failure else None
+        record(Attempt(
+            number=number, model=str(arguments.get("model")), start_at=start_at,
+            duration_s=time.monotonic() - start_mono, status=outcome.status, request_id=outcome.request_id,
+            usage=usage_counts(outcome.response), error_type=failure.type if failure else None,
+        ))
+    return outcome
+
+
+def _ask_model(client: openai.OpenAI, arguments: dict[str, Any], timeout: httpx2.Timeout) -> _Outcome:
+    """One `responses.create`; every way it can end, as an outcome rather than an exception."""
     try:
-        for attempt in range(1, max_retries + 2):
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise UpstreamTimeout("the model did not answer before the invocation deadline")
-            timeout = httpx2.Timeout(remaining, connect=min(_CONNECT_TIMEOUT_S, remaining))
-            began, clock = time.time(), time.monotonic()
-            status: int | None = None
-            request_id: str | None = None
-            response: Response | None = None
-            body: dict[str, Any] = {}
-            failure: HandlerError | None
-            retryable, wait = True, None
-            try:
-                raw = client.responses.with_raw_response.create(**arguments, timeout=timeout)
-            except openai.APITimeoutError as exc:
-                if isinstance(exc.__cause__, httpx2.ConnectTimeout):
-                    failure = UpstreamError("could not reach OCI Generative AI")
-                else:
-                    failure, retryable = UpstreamTimeout("the model did not answer before the invocation deadline"), False
-            except openai.APIStatusError as exc:
-                status = exc.status_code
-                failure, retryable, wait = _status_failure(exc)
-            except openai.APIConnectionError:
-                failure = UpstreamError("could not reach OCI Generative AI")
-            else:
-                status = raw.http_response.status_code
-                request_id = raw.headers.get("opc-request-id")
-                try:
-                    response, body = _parse(raw)
-                    failure = _failed_answer(response, request_id)
-                except HandlerError as exc:
-                    failure, retryable = exc, False
-            if record is not None:
-                record(Attempt(
-                    number=attempt, model=str(arguments.get("model")), started=began,
-                    duration_s=time.monotonic() - clock, status=status,
-                    request_id=failure.request_id if failure else request_id,
-                    usage=usage_counts(response), error_type=failure.type if failure else None,
-                ))
-            if failure is None and response is not None:
-                latency_ms = (time.monotonic() - started) * 1000
-                return UpstreamResult(response, body, request_id, attempt, latency_ms)
-            assert failure is not None  # every attempt ends in an answer or a failure
-            if not retryable:
-                raise failure
-            asked = wait  # OCI's Retry-After, if it sent one
-            if wait is None:
-                wait = min(_BACKOFF_CAP_S, _BACKOFF_BASE_S * 2 ** (attempt - 1)) * random.uniform(0.5, 1.0)
-            if attempt > max_retries or time.monotonic() + wait + _MIN_ATTEMPT_S > deadline:
-                if isinstance(failure, RateLimited) or asked is not None:
-                    failure.retry_after = max(1, math.ceil(wait))
-                raise failure
-            time.sleep(wait)
-        raise AssertionError("unreachable")
-    finally:
-        _deadline.reset(token)
+        with _mapped(_MODEL_LATE):
+            raw = client.responses.with_raw_response.create(**arguments, timeout=timeout)
+    except _Failure as failure:
+        return _Outcome(failure.status, failure.error.request_id, failure=failure)
+    status, request_id = raw.http_response.status_code, raw.headers.get(_REQUEST_ID)
+    try:
+        response, body = _parse(raw, request_id)
+    except _Failure as failure:
+        return _Outcome(status, request_id, failure=failure)
+    return _Outcome(status, request_id, response, body, _reported_failure(response, request_id))
+
+
+def _pause_s(failure: _Failure, number: int, max_retries: int, deadline_mono: float) -> float:
+    """The wait before attempt `number + 1`; raises the failure's error when no attempt is worth it.
+    Given up on, the caller is told OCI's wait, or for throttling the backoff's."""
+    if not failure.retry:
+        raise failure.error
+    wait_s = failure.asked_s
+    if wait_s is None:
+        wait_s = min(_BACKOFF_CAP_S, _BACKOFF_BASE_S * 2 ** (number - 1)) * random.uniform(0.5, 1.0)
+    if number > max_retries or time.monotonic() + wait_s + _MIN_ATTEMPT_S > deadline_mono:
+        if isinstance(failure.error, RateLimited) or failure.asked_s is not None:
+            failure.error.retry_after = max(1, math.ceil(wait_s))
+        raise failure.error
+    return wait_s
 
 
 def usage_counts(response: Response | None) -> dict[str, int] | None:
@@ -208,39 +250,79 @@ def usage_counts(response: Response | None) -> dict[str, int] | None:
     return usage.model_dump(include={"input_tokens", "output_tokens", "total_tokens"}) if usage else None
 
 
-def post_oci(client: openai.OpenAI, url: str, body: dict[str, Any], deadline: float) -> tuple[Any, str | None]:
+def post_oci(client: openai.OpenAI, url: str, body: dict[str, Any], deadline_mono: float) -> tuple[Any, str | None]:
     """One signed JSON POST to another OCI Generative AI API (ApplyGuardrails) on the client's pooled
-    connections and signer, ended by `deadline`: (the answer's JSON, its opc-request-id). OCI's
+    connections and signer, ended by `deadline_mono`: (the response's JSON, its opc-request-id). OCI's
     errors map as for the model; one attempt, so the model keeps the rest of the deadline."""
-    token = _deadline.set(deadline)
-    try:
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            raise UpstreamTimeout("OCI Generative AI did not answer before the invocation deadline")
+    with _deadline(deadline_mono):
+        timeout = _timeout(deadline_mono, _OCI_LATE)
         headers = {"authorization": f"Bearer {client.api_key}"} if client.api_key != "not-used" else None
-        timeout = httpx2.Timeout(remaining, connect=min(_CONNECT_TIMEOUT_S, remaining))
         try:
-            response = client._client.post(url, json=body, headers=headers, timeout=timeout)  # noqa: SLF001
-        except httpx2.ConnectTimeout:
-            raise UpstreamError("could not reach OCI Generative AI") from None
-        except httpx2.TimeoutException:
-            raise UpstreamTimeout("OCI Generative AI did not answer before the invocation deadline") from None
-        except httpx2.HTTPError:
-            raise UpstreamError("could not reach OCI Generative AI") from None
-        request_id = response.headers.get("opc-request-id")
-        if response.status_code >= 400:
-            raise _status_failure(openai.APIStatusError("", response=response, body=None))[0]
-        try:
-            return response.json(), request_id
-        except ValueError:
-            raise UpstreamError("OCI Generative AI sent an answer this function cannot read", request_id=request_id) from None
+            with _mapped(_OCI_LATE):
+                response = client._client.post(url, json=body, headers=headers, timeout=timeout)  # noqa: SLF001
+            request_id = response.headers.get(_REQUEST_ID)
+            if response.status_code >= 400:
+                raise _status_failure(response)
+            return _json(response, request_id), request_id
+        except _Failure as failure:
+            raise failure.error from None
+
+
+@contextlib.contextmanager
+def _deadline(deadline_mono: float) -> Iterator[None]:
+    """Every socket operation inside ends by `deadline_mono` (see _bounded)."""
+    token = _deadline_mono.set(deadline_mono)
+    try:
+        yield
     finally:
-        _deadline.reset(token)
+        _deadline_mono.reset(token)
 
 
-def _parse(raw: Any) -> tuple[Response, dict[str, Any]]:
+def _timeout(deadline_mono: float, late: str) -> httpx2.Timeout:
+    """The SDK's timeout for one request: the time left, connecting within the connect timeout."""
+    remaining_s = deadline_mono - time.monotonic()
+    if remaining_s <= 0:
+        raise UpstreamTimeout(late)
+    return httpx2.Timeout(remaining_s, connect=min(_CONNECT_TIMEOUT_S, remaining_s))
+
+
+# What went wrong on the way to OCI -> (the error, whether to retry), first match wins: the order of
+# httpx's own map_exceptions. A connect timeout is unreachable (retried); any other timeout ends the
+# call (the deadline has passed); anything else the transport raises is unreachable (retried).
+_TRANSPORT: tuple[tuple[type[Exception], type[HandlerError], str | None, bool], ...] = (
+    (httpx2.ConnectTimeout, UpstreamError, _UNREACHABLE, True),
+    (httpx2.TimeoutException, UpstreamTimeout, None, False),
+    (openai.APITimeoutError, UpstreamTimeout, None, False),
+    (httpx2.HTTPError, UpstreamError, _UNREACHABLE, True),
+    (openai.APIConnectionError, UpstreamError, _UNREACHABLE, True),
+)
+
+
+@contextlib.contextmanager
+def _mapped(late: str) -> Iterator[None]:
+    """OCI's error answers and transport failures, from the SDK or from httpx2, as a _Failure;
+    `late` is the message for a deadline that passed. Anything else passes through."""
+    try:
+        yield
+    except openai.APIStatusError as exc:
+        raise _status_failure(exc.response) from None
+    except (openai.APIConnectionError, httpx2.HTTPError) as exc:
+        cause = exc.__cause__ if isinstance(exc, openai.APIConnectionError) else None
+        seen = cause if isinstance(cause, httpx2.HTTPError) else exc  # the SDK wraps httpx2's exceptions
+        _, error, message, retry = next(row for row in _TRANSPORT if isinstance(seen, row[0]))
+        raise _Failure(error(message or late), retry=retry) from None
+
+
+def _json(response: httpx2.Response, request_id: str | None) -> Any:
+    """The response's JSON; a body that is not JSON is an unreadable answer."""
+    try:
+        return response.json()
+    except ValueError:
+        raise _Failure(UpstreamError(_UNREADABLE, request_id=request_id)) from None
+
+
+def _parse(raw: Any, request_id: str | None) -> tuple[Response, dict[str, Any]]:
     """The SDK builds its models without validating them, so the fields read later are checked here."""
-    request_id = raw.headers.get("opc-request-id")
     try:
         body = json.loads(raw.http_response.content)
         response = raw.parse()
@@ -252,45 +334,44 @@ def _parse(raw: Any) -> tuple[Response, dict[str, Any]]:
             raise TypeError
         _ = response.output_text  # a wrong-shaped output fails here, not while shaping the reply
         return response, body
-    except HandlerError:
-        raise
     except Exception:
-        raise UpstreamError("OCI Generative AI sent an answer this function cannot read", request_id=request_id) from None
+        raise _Failure(UpstreamError(_UNREADABLE, request_id=request_id)) from None
 
 
-def _failed_answer(response: Response, request_id: str | None) -> UpstreamError | None:
-    """A 200 whose answer says it failed (`status: failed` or an `error`) is a retryable upstream failure."""
+def _reported_failure(response: Response, request_id: str | None) -> _Failure | None:
+    """A 200 whose response says it failed (`status: failed` or an `error`) is a retryable upstream failure."""
     if response.status != "failed" and response.error is None:
         return None
     code = getattr(response.error, "code", None)
     described = f" ({code})" if isinstance(code, str) and _IDENTIFIER.fullmatch(code) else ""
-    return UpstreamError(f"OCI Generative AI failed to produce an answer{described}; retry later", request_id=request_id)
+    return _Failure(UpstreamError(_NO_ANSWER.format(code=described), request_id=request_id), retry=True)
 
 
-def _status_failure(exc: openai.APIStatusError) -> tuple[HandlerError, bool, float | None]:
+def _status_failure(response: httpx2.Response) -> _Failure:
     """Map an OCI error answer to ours: the error, whether to retry, and the wait OCI asked for."""
-    status = exc.status_code
-    request_id = exc.response.headers.get("opc-request-id")
-    code = oci_error_code(exc.response)
+    status = response.status_code
+    request_id = response.headers.get(_REQUEST_ID)
+    code = oci_error_code(response)
     described = f"HTTP {status}{' ' + code if code and code != str(status) else ''}"
     if status == 429:
-        return RateLimited("OCI Generative AI is throttling requests; retry later", request_id=request_id), \
-            True, _retry_after(exc.response)
-    missing = _model_not_found(exc.response) if status == 500 else None
+        return _Failure(RateLimited(_THROTTLED, request_id=request_id), retry=True,
+                        asked_s=_retry_after(response), status=status)
+    missing = model_not_deployed(response) if status == 500 else None
     if missing is not None:
-        return UpstreamError(missing, request_id=request_id), False, None
+        message = _NOT_IN_REGION.format(model=missing[0], region=missing[1])
+        return _Failure(UpstreamError(message, request_id=request_id), status=status)
     if status >= 500 or status in _RETRIED_STATUSES:
-        return UpstreamError(f"OCI Generative AI failed ({described}); retry later", request_id=request_id), \
-            True, _retry_after(exc.response)
+        return _Failure(UpstreamError(_FAILED.format(described=described), request_id=request_id), retry=True,
+                        asked_s=_retry_after(response), status=status)
     if status in (401, 403, 404):
-        return UpstreamAuthError(_AUTH_HINT.format(described=described), request_id=request_id), False, None
-    param = _openai_error_field(exc.response, "param")
+        return _Failure(UpstreamAuthError(_AUTH_HINT.format(described=described), request_id=request_id),
+                        status=status)
     if code and code != str(status):
-        detail = f"{described}{', param ' + param if param else ''}"
-        message = f"OCI Generative AI rejected the request ({detail})"
+        param = _openai_error_field(response, "param")
+        message = _REJECTED.format(described=described, param=f", param {param}" if param else "")
     else:
-        message = f"OCI Generative AI rejected the request ({described}); check the model supports the fields sent"
-    return UpstreamRejected(message, request_id=request_id), False, None
+        message = _REJECTED_FIELDS.format(described=described)
+    return _Failure(UpstreamRejected(message, request_id=request_id), status=status)
 
 
 def oci_error_code(response: httpx2.Response) -> str:
@@ -332,15 +413,6 @@ def model_not_deployed(response: httpx2.Response) -> tuple[str, str] | None:
     return (found["model"], found["region"]) if found else None
 
 
-def _model_not_found(response: httpx2.Response) -> str | None:
-    """The caller's message for OCI's model-not-found answer, else None."""
-    missing = model_not_deployed(response)
-    if missing is None:
-        return None
-    return (f"model {missing[0]} is not available in OCI Generative AI region {missing[1]}: use a model "
-            "this region offers (GENAI_MODEL, GENAI_ALLOWED_MODELS) or another region")
-
-
 def _retry_after(response: httpx2.Response) -> float | None:
     """Seconds or an HTTP date (RFC 9110), capped; anything else is ignored."""
     value = response.headers.get("retry-after", "").strip()
@@ -355,10 +427,10 @@ def _retry_after(response: httpx2.Response) -> float | None:
 
 def _bounded(timeout: float | None, error: type[Exception]) -> float | None:
     """The socket timeout for one operation: never past the invocation deadline."""
-    deadline = _deadline.get()
-    if not math.isfinite(deadline):
+    deadline_mono = _deadline_mono.get()
+    if not math.isfinite(deadline_mono):
         return timeout
-    remaining = deadline - time.monotonic()
+    remaining = deadline_mono - time.monotonic()
     if remaining <= 0:
         raise error("invocation deadline passed")
     return remaining if timeout is None else min(timeout, remaining)
@@ -380,8 +452,11 @@ class _DeadlineStream(httpcore2.NetworkStream):
     def close(self) -> None:
         self._inner.close()
 
-    def start_tls(self, ssl_context: Any, server_hostname: str | None = None, timeout: float | None = None) -> httpcore2.NetworkStream:
-        return _DeadlineStream(self._inner.start_tls(ssl_context, server_hostname, _bounded(timeout, httpcore2.ConnectTimeout)))
+    def start_tls(
+        self, ssl_context: Any, server_hostname: str | None = None, timeout: float | None = None
+    ) -> httpcore2.NetworkStream:
+        bounded = _bounded(timeout, httpcore2.ConnectTimeout)
+        return _DeadlineStream(self._inner.start_tls(ssl_context, server_hostname, bounded))
 
     def get_extra_info(self, info: str) -> Any:
         return self._inner.get_extra_info(info)

@@ -108,7 +108,7 @@ ATTEMPTS = [
 
 def _report(url: str, bound_s: float = 5.0, trace: Any = None, **overrides: Any) -> dict[str, str]:
     arguments: dict[str, Any] = {
-        "call_id": "call-1", "started": time.time() - 2.5, "duration_s": 2.5, "status": 200, "error_type": None,
+        "call_id": "call-1", "start_at": time.time() - 2.5, "duration_s": 2.5, "status": 200, "error_type": None,
         "model": DEFAULT_MODEL, "attempts": ATTEMPTS, **overrides,
     }
     return tracing.report(trace or _context(url), tracing.Invocation(**arguments), bound_s=bound_s)

@@ -11,10 +11,10 @@ import pytest
 
 from genai_handler import upstream as upstream_module
 from genai_handler.errors import RateLimited, UpstreamAuthError, UpstreamError, UpstreamRejected, UpstreamTimeout
-from genai_handler.local.endpoint import Fault, LocalEndpoint, blackhole
+from genai_handler.local.endpoint import GUARDRAILS_PATH, Fault, LocalEndpoint, blackhole
 from genai_handler.local.identity import LocalIdentity
 from genai_handler.settings import DEFAULT_MODEL, Settings
-from genai_handler.upstream import Attempt, _build_client, client_for, create_response, oci_error_code
+from genai_handler.upstream import Attempt, _build_client, client_for, create_response, oci_error_code, post_oci
 
 from .conftest import PROJECT_OCID
 
@@ -343,7 +343,7 @@ def test_each_attempt_is_recorded_with_its_status_request_id_and_usage(settings:
     assert answered.request_id == result.request_id == upstream.requests[1].request_id
     assert answered.usage == result.response.usage.model_dump(include={"input_tokens", "output_tokens", "total_tokens"})
     assert failed.model == answered.model == DEFAULT_MODEL
-    assert failed.started <= answered.started and all(a.duration_s >= 0 for a in recorded)
+    assert failed.start_at <= answered.start_at and all(a.duration_s >= 0 for a in recorded)
     assert "hello" not in repr(recorded)
 
 
@@ -368,3 +368,53 @@ def test_an_answer_that_cannot_be_read_is_recorded_and_not_retried(settings: Set
     client.close()
     [attempt] = recorded
     assert (attempt.status, attempt.error_type, attempt.request_id) == (200, "upstream_error", upstream.requests[0].request_id)
+
+
+def _origin(base_url: str) -> str:
+    return "/".join(base_url.split("/", 3)[:3])
+
+
+@pytest.mark.parametrize(
+    ("fault", "error", "message"),
+    [
+        (Fault("non_json", path=GUARDRAILS_PATH), UpstreamError,
+         "OCI Generative AI sent an answer this function cannot read"),
+        (Fault("status", status=503, code="ServiceUnavailable", retry_after="5", path=GUARDRAILS_PATH), UpstreamError,
+         "OCI Generative AI failed (HTTP 503 ServiceUnavailable); retry later"),
+        (Fault("status", status=429, code="TooManyRequests", retry_after="5", path=GUARDRAILS_PATH), RateLimited,
+         "OCI Generative AI is throttling requests; retry later"),
+        (Fault("status", status=400, code="InvalidParameter", path=GUARDRAILS_PATH), UpstreamRejected,
+         "OCI Generative AI rejected the request (HTTP 400 InvalidParameter)"),
+    ],
+    ids=["non_json", "503", "429", "400"],
+)
+def test_given_another_oci_api_fails_when_posted_to_then_its_error_is_the_model_s_without_a_retry(
+    settings: Settings, upstream: LocalEndpoint, fault: Fault, error: type, message: str
+) -> None:
+    # given ApplyGuardrails answers as the model route would fail
+    upstream.inject(fault)
+    client = _build_client(settings)
+    # when post_oci calls it, then one attempt, and the model's error and message for that failure
+    with pytest.raises(error) as caught:
+        post_oci(client, _origin(upstream.base_url) + GUARDRAILS_PATH, {}, time.monotonic() + 10)
+    client.close()
+    assert caught.value.message == message and caught.value.retry_after is None
+    assert caught.value.request_id == upstream.requests[-1].request_id and len(upstream.requests) == 1
+
+
+def test_given_oci_unreachable_when_the_model_or_another_api_is_called_then_the_same_error(rp_env: None) -> None:
+    client = _build_client(Settings(project_ocid=PROJECT_OCID, base_url="http://127.0.0.1:9/openai/v1"))
+    with pytest.raises(UpstreamError) as model:
+        create_response(client, ARGS, time.monotonic() + 5, 0)
+    with pytest.raises(UpstreamError) as other:
+        post_oci(client, "http://127.0.0.1:9" + GUARDRAILS_PATH, {}, time.monotonic() + 5)
+    assert model.value.message == other.value.message == "could not reach OCI Generative AI"
+
+
+def test_given_no_time_left_when_another_oci_api_is_called_then_a_timeout_naming_oci_and_no_request(
+    settings: Settings, upstream: LocalEndpoint
+) -> None:
+    with pytest.raises(UpstreamTimeout) as caught:
+        post_oci(_build_client(settings), _origin(upstream.base_url) + GUARDRAILS_PATH, {}, time.monotonic() - 1)
+    assert caught.value.message == "OCI Generative AI did not answer before the invocation deadline"
+    assert caught.value.status == 504 and upstream.requests == []

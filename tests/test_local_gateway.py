@@ -29,6 +29,7 @@ from genai_handler.local.gateway import (
     LocalGateway,
     function_settings,
     function_timeout,
+    main,
     parse_dotenv,
     read_dotenv,
     routes,
@@ -42,6 +43,22 @@ from .test_local_agent import SLEEPY_FUNCTION
 
 TOKEN = "local-gateway-test-token"
 MAX_BODY_BYTES = 6 * 1024 * 1024  # OCI Functions' invoke payload limit
+APP_ORIGIN = "http://localhost:3000"  # the browser app a developer allows with LOCAL_GATEWAY_ALLOWED_ORIGIN
+DEPLOYED_CORS = json.loads((REPO_ROOT / "policies" / "apigateway-deployment.json").read_text())["requestPolicies"][
+    "cors"
+]
+# Answers every call and appends a line per call to $CALLS_FILE: proof of whether it was invoked.
+TALLY_FUNCTION = """\
+import os
+
+from fdk import response
+
+
+def handler(ctx, data=None):
+    with open(os.environ["CALLS_FILE"], "a") as calls:
+        calls.write("call\\n")
+    return response.Response(ctx, response_data="counted", headers={"Content-Type": "text/plain"})
+"""
 
 
 @pytest.fixture(scope="module")
@@ -54,7 +71,10 @@ def gateway(
     identity: LocalIdentity, endpoint: LocalEndpoint, console: io.StringIO, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[LocalGateway]:
     log = open(tmp_path_factory.mktemp("gw") / "function.log", "ab")  # noqa: SIM115
-    with LocalGateway(function_env(identity, endpoint), token=TOKEN, timeout_s=4, function_log=log, console=console) as gw:
+    env = function_env(identity, endpoint)
+    with LocalGateway(
+        env, token=TOKEN, allowed_origin=APP_ORIGIN, timeout_s=4, function_log=log, console=console
+    ) as gw:
         yield gw
     log.close()
 
@@ -73,9 +93,14 @@ def _gateway_error(answer: httpx2.Response, status: int) -> dict:
     return body
 
 
+def _own_host(gateway: LocalGateway) -> str:
+    """The Host header a browser or curl sends for the gateway's URL."""
+    return gateway.url.removeprefix("http://")
+
+
 def _raw_exchange(gateway: LocalGateway, request: bytes) -> tuple[int, bytes]:
     """Send bytes as they are and read until the gateway closes the connection (a hang fails)."""
-    host, port = gateway.url.removeprefix("http://").split(":")
+    host, port = _own_host(gateway).split(":")
     with socket.create_connection((host, int(port)), timeout=10) as sock:
         sock.sendall(request)
         received = b""
@@ -180,6 +205,227 @@ def test_unrouted_paths_get_404_json(client: httpx2.Client, upstream: LocalEndpo
     _gateway_error(client.post(path, json={"prompt": "where?"}), 404)
 
 
+@pytest.fixture(scope="module")
+def tally(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[LocalGateway, Path]]:
+    """`make serve`'s default (no token) in front of a function that records each call it gets."""
+    folder = tmp_path_factory.mktemp("tally")
+    (folder / "func.py").write_text(TALLY_FUNCTION)
+    calls = folder / "calls"
+    calls.touch()
+    env = {"CALLS_FILE": str(calls)}
+    with LocalGateway(env, function_dir=folder, allowed_origin=APP_ORIGIN, console=io.StringIO(),
+                      function_log=subprocess.DEVNULL) as gw:  # type: ignore[arg-type]
+        yield gw, calls
+
+
+def _calls(calls: Path) -> int:
+    return len(calls.read_text().splitlines())
+
+
+def _port(gateway: LocalGateway) -> str:
+    return gateway.url.rpartition(":")[2]
+
+
+@pytest.mark.parametrize(
+    "host",
+    [
+        "rebind.evil.example:{port}",
+        "127.0.0.1.evil.example:{port}",
+        "127.0.0.1:1",
+        "localhost:{port}0",
+        "127.0.0.1",
+        "localhost",
+        "[::1]:{port}",  # loopback, but not where the gateway listens
+        "localhost.:{port}",
+        "",
+    ],
+    ids=["rebinding", "look-alike", "other-port", "longer-port", "no-port", "localhost-no-port", "ipv6", "dot",
+         "empty"],
+)
+def test_given_a_foreign_host_when_a_browser_posts_then_421_and_the_function_is_not_invoked(
+    tally: tuple[LocalGateway, Path], host: str
+) -> None:
+    gateway, calls = tally
+    before = _calls(calls)
+    # when a page posts with a Host that is not the gateway's own address (DNS rebinding, say)
+    answer = httpx2.post(f"{gateway.url}/genai/chat", content=b'{"prompt": "spend"}',
+                         headers={"Host": host.format(port=_port(gateway)), "Content-Type": "text/plain"})
+    # then the gateway refuses it itself, without echoing the Host, and the function never sees it
+    body = _gateway_error(answer, 421)
+    assert "evil" not in answer.text and "Host" in body["message"]
+    assert _calls(calls) == before
+
+
+def test_the_rebinding_attack_with_the_right_token_spends_no_upstream_call(
+    gateway: LocalGateway, upstream: LocalEndpoint
+) -> None:
+    answer = httpx2.post(f"{gateway.url}/genai/chat", json={"prompt": "spend"},
+                         headers={"Host": f"rebind.evil.example:{_port(gateway)}", "Authorization": f"Bearer {TOKEN}"})
+    _gateway_error(answer, 421)
+    assert upstream.requests == []
+
+
+@pytest.mark.parametrize(
+    "hosts", [[], ["{own}", "{own}"], ["{own}", "rebind.evil.example"]], ids=["none", "twice", "two-different"]
+)
+@pytest.mark.parametrize("version", ["HTTP/1.1", "HTTP/1.0"])
+def test_a_request_without_exactly_one_host_gets_400_and_the_function_is_not_invoked(
+    tally: tuple[LocalGateway, Path], hosts: list[str], version: str
+) -> None:
+    gateway, calls = tally
+    before = _calls(calls)
+    lines = "".join(f"Host: {host.format(own=_own_host(gateway))}\r\n" for host in hosts)
+    request = f"POST /genai/chat {version}\r\n{lines}Content-Length: 2\r\n\r\n{{}}"
+    status, body = _raw_exchange(gateway, request.encode())
+    error = json.loads(body)
+    assert status == 400 and error["code"] == 400 and "Host" in error["message"] and "evil" not in error["message"]
+    assert _calls(calls) == before
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1:{port}", "localhost:{port}", "LocalHost:{port}"])
+def test_the_gateways_own_address_in_the_forms_clients_send_is_answered(
+    tally: tuple[LocalGateway, Path], host: str
+) -> None:
+    gateway, calls = tally
+    before = _calls(calls)
+    answer = httpx2.post(f"{gateway.url}/genai/chat", content=b"hi", headers={"Host": host.format(port=_port(gateway))})
+    assert answer.status_code == 200 and answer.text == "counted"
+    assert _calls(calls) == before + 1
+
+
+@pytest.mark.parametrize(
+    "origin",
+    ["https://evil.example", "null", "http://127.0.0.1:1", "http://localhost:3001", "https://localhost:3000",
+     "http://localhost:3000.evil.example", f"{APP_ORIGIN}, https://evil.example"],
+    ids=["evil", "null", "other-port", "next-port", "https", "suffix", "list"],
+)
+def test_given_a_foreign_origin_when_a_text_plain_post_arrives_then_403_and_the_function_is_not_invoked(
+    tally: tuple[LocalGateway, Path], origin: str
+) -> None:
+    gateway, calls = tally
+    before = _calls(calls)
+    # when a web page posts a "simple" request, which a browser sends without a CORS preflight
+    answer = httpx2.post(f"{gateway.url}/genai/chat", content=b'{"prompt": "spend"}',
+                         headers={"Origin": origin, "Content-Type": "text/plain"})
+    # then the gateway refuses it, names the setting that would allow an origin, and grants no CORS
+    body = _gateway_error(answer, 403)
+    assert "LOCAL_GATEWAY_ALLOWED_ORIGIN" in body["message"] and "evil" not in answer.text
+    assert "access-control-allow-origin" not in answer.headers
+    assert _calls(calls) == before
+
+
+def test_a_foreign_origin_is_refused_before_the_token_is_checked(
+    gateway: LocalGateway, upstream: LocalEndpoint
+) -> None:
+    answer = httpx2.post(f"{gateway.url}/genai/chat", json={"prompt": "spend"},
+                         headers={"Origin": "https://evil.example", "Authorization": f"Bearer {TOKEN}"})
+    _gateway_error(answer, 403)
+    assert upstream.requests == []
+
+
+def test_a_foreign_origins_preflight_gets_403(tally: tuple[LocalGateway, Path]) -> None:
+    gateway, calls = tally
+    before = _calls(calls)
+    answer = httpx2.options(f"{gateway.url}/genai/chat",
+                            headers={"Origin": "https://evil.example", "Access-Control-Request-Method": "POST"})
+    _gateway_error(answer, 403)
+    assert not [name for name in answer.headers if name.startswith("access-control-")]
+    assert _calls(calls) == before
+
+
+@pytest.mark.parametrize("origin", ["http://127.0.0.1:{port}", "http://localhost:{port}"])
+def test_the_gateways_own_origin_is_same_origin_and_answered(tally: tuple[LocalGateway, Path], origin: str) -> None:
+    gateway, calls = tally
+    before = _calls(calls)
+    answer = httpx2.post(f"{gateway.url}/genai/chat", content=b"hi",
+                         headers={"Origin": origin.format(port=_port(gateway))})
+    assert answer.status_code == 200 and _calls(calls) == before + 1
+
+
+def test_the_allowed_origins_preflight_gets_the_deployed_cors_policy_without_a_token(
+    gateway: LocalGateway, upstream: LocalEndpoint
+) -> None:
+    # given a gateway that requires a token and allows APP_ORIGIN; when the browser sends its preflight
+    # (which never carries credentials)
+    answer = httpx2.options(f"{gateway.url}/genai/chat", headers={
+        "Origin": APP_ORIGIN, "Access-Control-Request-Method": "POST",
+        "Access-Control-Request-Headers": "authorization,content-type",
+    })
+    # then the gateway answers it as the deployment's cors block says, and the function is not called
+    assert answer.status_code == 200 and answer.content == b""
+    assert answer.headers["access-control-allow-origin"] == APP_ORIGIN
+    assert answer.headers["access-control-allow-methods"] == ", ".join(DEPLOYED_CORS["allowedMethods"])
+    assert answer.headers["access-control-allow-headers"] == ", ".join(DEPLOYED_CORS["allowedHeaders"])
+    assert answer.headers["access-control-max-age"] == str(DEPLOYED_CORS["maxAgeInSeconds"])
+    assert DEPLOYED_CORS["isAllowCredentialsEnabled"] is False
+    assert "access-control-allow-credentials" not in answer.headers
+    assert upstream.requests == []
+
+
+def test_the_allowed_origins_post_gets_the_cors_response_headers(
+    client: httpx2.Client, upstream: LocalEndpoint
+) -> None:
+    answer = client.post("/genai/chat", json={"prompt": "from the app"}, headers={"Origin": APP_ORIGIN})
+    assert answer.status_code == 200 and answer.json()["output_text"] == "Local answer to: from the app"
+    assert answer.headers["access-control-allow-origin"] == APP_ORIGIN
+    assert answer.headers["access-control-expose-headers"] == ", ".join(DEPLOYED_CORS["exposedHeaders"])
+    assert "access-control-allow-credentials" not in answer.headers
+
+
+def test_requests_without_an_origin_get_no_cors_headers(client: httpx2.Client, upstream: LocalEndpoint) -> None:
+    answer = client.post("/genai/chat", json={"prompt": "curl"})
+    assert answer.status_code == 200
+    assert not [name for name in answer.headers if name.startswith("access-control-")]
+
+
+REAL_OCI_SETTINGS = [
+    {"GENAI_AUTH": "session"},
+    {"GENAI_AUTH": "api_key", "GENAI_API_KEY": "sk-not-a-real-key"},
+    {"GENAI_PROJECT_OCID": "ocid1.generativeaiproject.oc1.us-chicago-1.x", "GENAI_REGION": "us-chicago-1"},
+]
+
+
+def _children() -> set[int]:
+    return {child.pid for child in psutil.Process().children(recursive=True)}
+
+
+@pytest.mark.parametrize("settings", REAL_OCI_SETTINGS, ids=["session", "api-key", "project-and-region"])
+@pytest.mark.parametrize("where", ["environment", "dotenv"])
+def test_given_real_oci_and_no_token_when_make_serve_starts_then_exit_2_and_nothing_is_started(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], settings: dict[str, str], where: str
+) -> None:
+    dotenv = tmp_path / ".env"
+    environ = settings if where == "environment" else {}
+    if where == "dotenv":
+        dotenv.write_text("".join(f"{key}={value}\n" for key, value in settings.items()))
+    before = _children()
+    status = main(["--port", "0"], environ=environ, dotenv_path=dotenv)
+    [line] = capsys.readouterr().err.splitlines()
+    assert status == 2
+    assert "LOCAL_GATEWAY_TOKEN=$(python3 -c 'import secrets; print(secrets.token_hex(16))') make serve" in line
+    assert "sk-not-a-real-key" not in line and _children() == before
+
+
+@pytest.mark.parametrize(
+    "origin",
+    ["*", "localhost:3000", "http://localhost:3000/", "https://app.example.com/path", "ftp://app.example.com",
+     f"{APP_ORIGIN} https://evil.example", "http://"],
+)
+@pytest.mark.parametrize("where", ["environment", "dotenv"])
+def test_an_allowed_origin_that_is_not_one_origin_is_one_line_and_exit_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], origin: str, where: str
+) -> None:
+    dotenv = tmp_path / ".env"
+    environ = {"LOCAL_GATEWAY_ALLOWED_ORIGIN": origin} if where == "environment" else {}
+    if where == "dotenv":
+        dotenv.write_text(f"LOCAL_GATEWAY_ALLOWED_ORIGIN='{origin}'\n")
+    before = _children()
+    status = main(["--port", "0"], environ=environ, dotenv_path=dotenv)
+    [line] = capsys.readouterr().err.splitlines()
+    assert status == 2 and line.startswith("LOCAL_GATEWAY_ALLOWED_ORIGIN") and "scheme://host[:port]" in line
+    assert _children() == before
+
+
 def test_a_function_killed_between_calls_is_restarted(
     gateway: LocalGateway, client: httpx2.Client, upstream: LocalEndpoint, console: io.StringIO
 ) -> None:
@@ -249,7 +495,8 @@ def test_a_chunked_body_is_accepted_as_api_gateway_accepts_it(client: httpx2.Cli
 
 def test_a_chunked_body_over_the_payload_limit_gets_413(gateway: LocalGateway, upstream: LocalEndpoint) -> None:
     request = (
-        f"POST /genai/chat HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKEN}\r\nTransfer-Encoding: chunked\r\n\r\n"
+        f"POST /genai/chat HTTP/1.1\r\nHost: {_own_host(gateway)}\r\nAuthorization: Bearer {TOKEN}\r\n"
+        "Transfer-Encoding: chunked\r\n\r\n"
         f"{MAX_BODY_BYTES + 1:x}\r\n"
     ).encode()
     status, body = _raw_exchange(gateway, request)
@@ -273,7 +520,10 @@ def test_a_chunked_body_over_the_payload_limit_gets_413(gateway: LocalGateway, u
 def test_a_body_whose_length_cannot_be_trusted_gets_400_and_the_connection_is_closed(
     gateway: LocalGateway, upstream: LocalEndpoint, framing: str
 ) -> None:
-    request = f"POST /genai/chat HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKEN}\r\n{framing}\r\n\r\n{{}}"
+    request = (
+        f"POST /genai/chat HTTP/1.1\r\nHost: {_own_host(gateway)}\r\nAuthorization: Bearer {TOKEN}\r\n"
+        f"{framing}\r\n\r\n{{}}"
+    )
     status, body = _raw_exchange(gateway, request.encode("latin-1"))
     assert status == 400
     error = json.loads(body)
@@ -284,7 +534,8 @@ def test_a_body_whose_length_cannot_be_trusted_gets_400_and_the_connection_is_cl
 def test_repeating_the_same_content_length_is_accepted(gateway: LocalGateway, upstream: LocalEndpoint) -> None:
     body = b'{"prompt": "same"}'
     request = (
-        f"POST /genai/chat HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKEN}\r\nConnection: close\r\n"
+        f"POST /genai/chat HTTP/1.1\r\nHost: {_own_host(gateway)}\r\nAuthorization: Bearer {TOKEN}\r\n"
+        "Connection: close\r\n"
         f"Content-Length: {len(body)}\r\nContent-Length: {len(body)}\r\n\r\n"
     ).encode() + body
     status, answer = _raw_exchange(gateway, request)
@@ -394,21 +645,26 @@ def test_without_real_settings_the_local_endpoint_and_identity_are_used(tmp_path
 
 
 @contextmanager
-def _make_serve(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], int, list[psutil.Process], str]]:
+def _make_serve(
+    tmp_path: Path, settings: dict[str, str] | None = None
+) -> Iterator[tuple[subprocess.Popen[str], int, list[psutil.Process], str]]:
     """`python -m genai_handler.local.gateway` as `make serve` runs it: the process, its port,
-    its function process(es) and its banner."""
+    its function process(es) and its banner (up to its last line)."""
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     env = {k: v for k, v in os.environ.items() if not k.startswith("GENAI_")}
     env.update({"PORT": "1", "LOCAL_GATEWAY_TOKEN": TOKEN, "PYTHONPATH": str(REPO_ROOT), "PYTHONUNBUFFERED": "1"})
+    env.update(settings or {})
     serve = subprocess.Popen(
         [sys.executable, "-m", "genai_handler.local.gateway", "--port", str(port)],  # --port wins over PORT
         cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )
     try:
         assert serve.stdout is not None
-        banner = "".join(serve.stdout.readline() for _ in range(4))
+        banner = ""
+        while not banner.endswith("Ctrl-C to stop.\n") and (line := serve.stdout.readline()):
+            banner += line
         children = psutil.Process(serve.pid).children(recursive=True)
         assert children, banner  # func.py under the fdk
         yield serve, port, children, banner
@@ -421,6 +677,7 @@ def _make_serve(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], int, li
 def test_make_serve_answers_on_port_and_stops_its_function_on_sigterm(tmp_path: Path) -> None:
     with _make_serve(tmp_path) as (serve, port, children, banner):
         assert f"http://127.0.0.1:{port}" in banner and "local endpoint" in banner
+        assert f"Host: 127.0.0.1:{port} or localhost:{port} only" in banner and "LOCAL_GATEWAY_ALLOWED_ORIGIN" in banner
         answer = httpx2.post(f"http://127.0.0.1:{port}/genai/chat", json={"prompt": "served"},
                              headers={"Authorization": f"Bearer {TOKEN}"}, timeout=30)
         assert answer.status_code == 200 and answer.json()["output_text"] == "Local answer to: served"
@@ -430,6 +687,16 @@ def test_make_serve_answers_on_port_and_stops_its_function_on_sigterm(tmp_path: 
         assert "POST /genai/chat 200" in output and TOKEN not in banner + output
         _, alive = psutil.wait_procs(children, timeout=5)
         assert alive == []
+
+
+def test_with_real_oci_settings_and_a_token_make_serve_starts(tmp_path: Path) -> None:
+    # given real-OCI settings and LOCAL_GATEWAY_TOKEN (no call is made: the test sends nothing)
+    settings = {"GENAI_AUTH": "session", "GENAI_REGION": "us-chicago-1", "HOME": str(tmp_path)}
+    with _make_serve(tmp_path, settings) as (serve, _, _children, banner):
+        assert "OCI Generative AI in us-chicago-1 (GENAI_AUTH=session)" in banner
+        assert 'Authorization: Bearer $LOCAL_GATEWAY_TOKEN' in banner and TOKEN not in banner
+        serve.send_signal(signal.SIGTERM)
+        assert serve.wait(timeout=15) == 0
 
 
 @pytest.mark.parametrize("stop", [signal.SIGHUP, signal.SIGKILL], ids=["terminal-closed", "killed"])

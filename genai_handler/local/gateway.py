@@ -12,7 +12,12 @@ deployed gateway takes it from the JWT subject, this one from LOCAL_GATEWAY_SUBJ
 Where the function's calls go: the local signature-checking endpoint by default (no cloud
 account); real OCI Generative AI when GENAI_AUTH is session, user_principal or api_key, or when
 GENAI_PROJECT_OCID and GENAI_REGION are set, in the environment or in a `.env` file at the repo root.
-`make run` makes the same choice, with the same settings (upstream()).
+`make run` makes the same choice, with the same settings (upstream()). Calls to real OCI are paid
+as the developer's own identity, so then it refuses to start without LOCAL_GATEWAY_TOKEN.
+
+Web pages cannot drive it: it answers only a Host naming its own loopback address (DNS rebinding
+names another) and refuses a browser Origin other than its own, unless LOCAL_GATEWAY_ALLOWED_ORIGIN
+allows that one origin, for which it then answers CORS as the deployment's `cors` block says.
 """
 
 from __future__ import annotations
@@ -34,16 +39,22 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from email.message import Message
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from ipaddress import ip_address
 from pathlib import Path
 from typing import IO, Any, BinaryIO
 
 from ..logs import CALLER_HEADER
-from .agent import PATH_PREFIX, REPO_ROOT, FunctionProcess, routes
+from ..policies import _ORIGIN  # the deploy kit's rule for CORS_ALLOWED_ORIGIN, applied here to the local one
+from .agent import DEPLOYMENT_SPEC, PATH_PREFIX, REPO_ROOT, FunctionProcess, routes
 from .endpoint import LocalEndpoint
 from .identity import LocalIdentity
 
 DEFAULT_PORT = 8080
 DEFAULT_SUBJECT = "local-user"  # the caller header's value unless LOCAL_GATEWAY_SUBJECT is set
+TOKEN_SETTING = "LOCAL_GATEWAY_TOKEN"  # noqa: S105  (the setting's name, not a secret)
+SUBJECT_SETTING = "LOCAL_GATEWAY_SUBJECT"
+ORIGIN_SETTING = "LOCAL_GATEWAY_ALLOWED_ORIGIN"
+_MAKE_A_TOKEN = f"{TOKEN_SETTING}=$(python3 -c 'import secrets; print(secrets.token_hex(16))') make serve"
 DOTENV = REPO_ROOT / ".env"
 LOCAL_PROJECT_OCID = "ocid1.generativeaiproject.oc1.us-chicago-1.aaaalocalproject"
 _DEFAULT_TIMEOUT_S = 30.0  # OCI Functions' default when func.yaml sets none
@@ -210,6 +221,60 @@ def upstream(environ: Mapping[str, str] | None = None, dotenv_path: Path = DOTEN
         yield env, f"the local endpoint {endpoint.base_url} (no cloud account)"
 
 
+def parse_origin(text: str) -> str:
+    """The one browser origin LOCAL_GATEWAY_ALLOWED_ORIGIN may allow, by the deploy kit's rule for the
+    deployed CORS_ALLOWED_ORIGIN; lower case, as a browser serialises it. ValueError otherwise."""
+    if text.strip() == "*":
+        raise ValueError("'*' would let every web page call it; give one origin, scheme://host[:port]")
+    if not _ORIGIN.fullmatch(text):
+        raise ValueError(f"one origin is scheme://host[:port], e.g. http://localhost:3000, not {text!r}")
+    return text.lower()
+
+
+@dataclass(frozen=True)
+class CorsPolicy:
+    """The deployment's `cors` request policy for one origin, as API Gateway sends it; each field's
+    header is named by oci.apigateway.models.CorsPolicy's documentation."""
+
+    origin: str
+    methods: tuple[str, ...]
+    headers: tuple[str, ...]
+    exposed: tuple[str, ...]
+    max_age_s: int
+    credentials: bool
+
+    @classmethod
+    def deployed(cls, origin: str, spec_path: Path = DEPLOYMENT_SPEC) -> CorsPolicy:
+        """Read from the deployment specification, so local and cloud CORS never drift."""
+        cors = json.loads(spec_path.read_text(encoding="utf-8"))["requestPolicies"]["cors"]
+        return cls(origin, tuple(cors["allowedMethods"]), tuple(cors["allowedHeaders"]), tuple(cors["exposedHeaders"]),
+                   int(cors["maxAgeInSeconds"]), bool(cors["isAllowCredentialsEnabled"]))
+
+    def response_headers(self) -> dict[str, str]:
+        headers = {"Access-Control-Allow-Origin": self.origin, "Access-Control-Expose-Headers": ", ".join(self.exposed)}
+        return {**headers, "Access-Control-Allow-Credentials": "true"} if self.credentials else headers
+
+    def preflight_headers(self) -> dict[str, str]:
+        return {
+            **self.response_headers(),
+            "Access-Control-Allow-Methods": ", ".join(self.methods),
+            "Access-Control-Allow-Headers": ", ".join(self.headers),
+            "Access-Control-Max-Age": str(self.max_age_s),
+        }
+
+
+def own_hosts(host: str, port: int) -> tuple[str, ...]:
+    """The Host values that name a gateway listening on host:port, as a browser or curl sends them:
+    the address, and `localhost` when the address is loopback; without the port when it is 80."""
+    names = [f"[{host}]" if ":" in host else host]
+    try:
+        if ip_address(host).is_loopback:
+            names.append("localhost")
+    except ValueError:
+        pass
+    return tuple(f"{name}:{port}" for name in names) + (tuple(names) if port == 80 else ())
+
+
 class LocalGateway:
     """HTTP on 127.0.0.1 in front of func.py under the fdk, restarted if it dies.
 
@@ -224,6 +289,7 @@ class LocalGateway:
         host: str = "127.0.0.1",
         token: str | None = None,
         subject: str = DEFAULT_SUBJECT,
+        allowed_origin: str | None = None,
         timeout_s: float | None = None,
         function_dir: Path = REPO_ROOT,
         python: str = sys.executable,
@@ -235,6 +301,7 @@ class LocalGateway:
         self._port = port
         self._token = token or None
         self.subject = subject
+        self._cors = CorsPolicy.deployed(parse_origin(allowed_origin)) if allowed_origin else None
         self._function_dir = Path(function_dir)
         self.timeout_s = timeout_s if timeout_s is not None else function_timeout(self._function_dir / "func.yaml")
         self._python = python
@@ -249,6 +316,41 @@ class LocalGateway:
     @property
     def url(self) -> str:
         return f"http://{self._host}:{self._port}"
+
+    @property
+    def hosts(self) -> tuple[str, ...]:
+        """The only Host values answered: the gateway's own address (its port is known once started)."""
+        return own_hosts(self._host, self._port)
+
+    @property
+    def allowed_origin(self) -> str | None:
+        return self._cors.origin if self._cors else None
+
+    def admit(self, headers: list[tuple[str, str]]) -> _Answer | None:
+        """The refusal for a request a web page could have sent, decided before its body is read;
+        None if it may go on. Messages never echo the caller's Host or Origin."""
+        hosts = [value.strip().lower() for name, value in headers if name.lower() == "host"]
+        if len(hosts) != 1:  # RFC 9112 section 3.2: a server MUST answer 400
+            return _gateway_error(400, "Bad Request: a request needs exactly one Host header")
+        if hosts[0] not in self.hosts:
+            # 421 Misdirected Request (RFC 9110 section 15.5.20): the request names another authority,
+            # as DNS rebinding does; 403 stays the Origin rule's, so the two refusals are told apart.
+            return _gateway_error(421, f"Misdirected Request: Host must be {' or '.join(self.hosts)}")
+        origins = [value.strip().lower() for name, value in headers if name.lower() == "origin"]
+        if origins and not (len(origins) == 1 and self._origin_allowed(origins[0])):
+            return _gateway_error(403, f"Forbidden: other web pages may not call; {ORIGIN_SETTING} allows one origin")
+        return None
+
+    def _origin_allowed(self, origin: str) -> bool:
+        """Its own origin (same-origin), or the one LOCAL_GATEWAY_ALLOWED_ORIGIN allows."""
+        return origin == self.allowed_origin or origin in {f"http://{host}" for host in self.hosts}
+
+    def _cross_origin(self, headers: list[tuple[str, str]]) -> CorsPolicy | None:
+        """The CORS policy when the (admitted) request comes from the allowed browser origin."""
+        origin = _header(headers, "origin")
+        if self._cors is None or origin is None or origin.strip().lower() != self._cors.origin:
+            return None
+        return self._cors
 
     def start(self) -> LocalGateway:
         self.function = self._new_function()
@@ -298,10 +400,20 @@ class LocalGateway:
         print(line, file=self._console, flush=True)
 
     def handle(self, method: str, target: str, headers: list[tuple[str, str]], body: bytes, client: str) -> _Answer:
-        """One caller request, answered as API Gateway would."""
+        """One admitted caller request, answered as API Gateway would."""
         path = target.partition("?")[0].rstrip("/") or "/"
         if path not in self.routes:
             return _gateway_error(404, "Not Found")
+        cors = self._cross_origin(headers)
+        if cors is None:
+            return self._invoke(method, target, headers, body, client)
+        if method == "OPTIONS" and _header(headers, "access-control-request-method") is not None:
+            return _Answer(200, cors.preflight_headers(), b"")  # a preflight never carries the token
+        answer = self._invoke(method, target, headers, body, client)
+        answer.headers.update(cors.response_headers())
+        return answer
+
+    def _invoke(self, method: str, target: str, headers: list[tuple[str, str]], body: bytes, client: str) -> _Answer:
         if self._token is not None and not _bearer_matches(headers, self._token):
             return _gateway_error(401, "Unauthorized", {"WWW-Authenticate": "Bearer"})
         forwarded = _forwarded_headers(headers, client)
@@ -344,6 +456,10 @@ def _gateway_error(status: int, message: str, headers: dict[str, str] | None = N
     """An error the gateway makes itself, in OCI API Gateway's shape: {"code", "message"}."""
     body = json.dumps({"code": status, "message": message}).encode()
     return _Answer(status, {"Content-Type": "application/json", **(headers or {})}, body)
+
+
+def _header(headers: list[tuple[str, str]], name: str) -> str | None:
+    return next((value for key, value in headers if key.lower() == name), None)
 
 
 def _bearer_matches(headers: list[tuple[str, str]], token: str) -> bool:
@@ -461,13 +577,18 @@ class _Handler(BaseHTTPRequestHandler):
     def do_POST(self) -> None:
         started = time.monotonic()
         gateway = self.server.gateway
-        try:
-            body = _read_body(self.headers, self.rfile)
-        except _Refusal as refusal:
-            answer = refusal.answer
-            self.close_connection = True  # what is left of the body would be taken for the next request
+        headers = list(self.headers.items())
+        answer = gateway.admit(headers)
+        if answer is not None:
+            self.close_connection = True  # its body is left unread: it would be taken for the next request
         else:
-            answer = gateway.handle(self.command, self.path, list(self.headers.items()), body, self.client_address[0])
+            try:
+                body = _read_body(self.headers, self.rfile)
+            except _Refusal as refusal:
+                answer = refusal.answer
+                self.close_connection = True  # what is left of the body would be taken for the next request
+            else:
+                answer = gateway.handle(self.command, self.path, headers, body, self.client_address[0])
         # the console line first: a caller that has its answer finds the line already there
         gateway.log(self.command, self.path, answer.status, started, answer.headers.get("Opc-Request-Id"))
         self.send_response(answer.status)
@@ -497,35 +618,78 @@ def _port_argument(text: str) -> int:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
-def main(argv: list[str] | None = None) -> int:
+@dataclass(frozen=True)
+class ServeSettings:
+    """`make serve`'s own settings (LOCAL_GATEWAY_*), read like the function's: the environment over .env."""
+
+    token: str | None
+    subject: str
+    origin: str | None
+
+    @classmethod
+    def read(cls, environ: Mapping[str, str], dotenv: Mapping[str, str]) -> ServeSettings:
+        """ValueError with one line saying what to fix when `make serve` must not start with them."""
+        def setting(name: str) -> str | None:
+            value = environ.get(name) or dotenv.get(name) or ""
+            return value if value.strip() else None
+
+        token, origin = setting(TOKEN_SETTING), setting(ORIGIN_SETTING)
+        if origin is not None:
+            try:
+                origin = parse_origin(origin)
+            except ValueError as exc:
+                raise ValueError(f"{ORIGIN_SETTING}: {exc}") from None
+        if token is None and real_oci_settings(environ, dotenv) is not None:
+            raise ValueError(f"{TOKEN_SETTING} is required when make serve calls real OCI Generative AI (else any "
+                             f"program on this machine could call it as your OCI identity): {_MAKE_A_TOKEN}")
+        return cls(token, setting(SUBJECT_SETTING) or DEFAULT_SUBJECT, origin)
+
+
+def _banner(gateway: LocalGateway, where: str, token: str | None) -> None:
+    auth = f' -H "Authorization: Bearer ${TOKEN_SETTING}"' if token else ""
+    allowed = gateway.allowed_origin
+    origins = f"its own and {allowed} ({ORIGIN_SETTING})" if allowed else f"its own ({ORIGIN_SETTING} adds one)"
+    for line in (
+        f"Local API Gateway on {gateway.url}: {', '.join('POST ' + r for r in gateway.routes)}",
+        f"  → func.py under the fdk (timeout {gateway.timeout_s:.0f} s) → {where}",
+        f"  {CALLER_HEADER}: {gateway.subject} ({SUBJECT_SETTING}), as the JWT subject when deployed",
+        f"  Host: {' or '.join(gateway.hosts)} only; browser Origin: {origins}",
+        f"  try: curl -sS {gateway.url}{PATH_PREFIX}/chat{auth} -d '{{\"prompt\": \"Hello\"}}'",
+        "Ctrl-C to stop.",
+    ):
+        print(line, file=sys.stderr, flush=True)
+
+
+def main(argv: list[str] | None = None, environ: Mapping[str, str] | None = None, dotenv_path: Path = DOTENV) -> int:
+    """`make serve`; environ and dotenv_path stand in for os.environ and the repo's .env."""
+    environ = os.environ if environ is None else environ
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--port", type=_port_argument, default=None, help=f"port on 127.0.0.1 (default: $PORT or {DEFAULT_PORT})")
     args = parser.parse_args(argv)
     port = args.port
     if port is None:
         try:
-            port = parse_port(os.environ.get("PORT") or str(DEFAULT_PORT))
+            port = parse_port(environ.get("PORT") or str(DEFAULT_PORT))
         except ValueError as exc:
             print(f"PORT: {exc}", file=sys.stderr)
             return 2
-    dotenv = read_dotenv()
-    token = os.environ.get("LOCAL_GATEWAY_TOKEN") or dotenv.get("LOCAL_GATEWAY_TOKEN")
-    subject = os.environ.get("LOCAL_GATEWAY_SUBJECT") or dotenv.get("LOCAL_GATEWAY_SUBJECT") or DEFAULT_SUBJECT
+    try:
+        serve = ServeSettings.read(environ, read_dotenv(dotenv_path))
+    except ValueError as exc:  # before anything is started
+        print(exc, file=sys.stderr)
+        return 2
     for stop in (signal.SIGTERM, signal.SIGHUP):  # unwind, so the function process is stopped too
         signal.signal(stop, lambda *_: sys.exit(0))
-    with upstream() as (env, where):
+    with upstream(environ, dotenv_path) as (env, where):
         try:
-            gateway = LocalGateway(env, port=port, token=token, subject=subject).start()
+            gateway = LocalGateway(
+                env, port=port, token=serve.token, subject=serve.subject, allowed_origin=serve.origin
+            ).start()
         except OSError as exc:
             print(f"cannot listen on 127.0.0.1:{port} ({exc.strerror}); set PORT or pass --port", file=sys.stderr)
             return 1
         try:
-            auth = ' -H "Authorization: Bearer $LOCAL_GATEWAY_TOKEN"' if token else ""
-            print(f"Local API Gateway on {gateway.url}: {', '.join('POST ' + r for r in gateway.routes)}", file=sys.stderr)
-            print(f"  → func.py under the fdk (timeout {gateway.timeout_s:.0f} s) → {where}", file=sys.stderr)
-            print(f"  {CALLER_HEADER}: {subject} (LOCAL_GATEWAY_SUBJECT), as the JWT subject when deployed", file=sys.stderr)
-            print(f"  try: curl -sS {gateway.url}{PATH_PREFIX}/chat{auth} -d '{{\"prompt\": \"Hello\"}}'", file=sys.stderr)
-            print("Ctrl-C to stop.", file=sys.stderr, flush=True)
+            _banner(gateway, where, serve.token)
             threading.Event().wait()
         except KeyboardInterrupt:
             pass

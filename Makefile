@@ -4,7 +4,6 @@
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
-PROMPT ?= Say hello from OCI Functions
 RUNTIME_STAMP := $(VENV)/.runtime-installed
 DEV_STAMP     := $(VENV)/.dev-installed
 PIP_INSTALL   := $(BIN)/python -m pip install --quiet --disable-pip-version-check
@@ -12,7 +11,7 @@ PIP_INSTALL   := $(BIN)/python -m pip install --quiet --disable-pip-version-chec
 SUPPORTED     := -c 'import sys; sys.exit(sys.version_info < (3, 11))'
 
 .DEFAULT_GOAL := help
-.PHONY: help run test bench serve doctor clean stack image
+.PHONY: help run test lint bench serve doctor clean stack image
 
 help:  ## list the targets
 	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/^([a-z]+):.*## /  make \1\t/'
@@ -34,11 +33,22 @@ $(DEV_STAMP): $(RUNTIME_STAMP) requirements-dev.txt
 	  || { rm -rf $(VENV); echo "make: installing requirements-dev.txt failed; removed $(VENV)" >&2; exit 1; }
 	@touch $@
 
+# PROMPT reaches run.py through the environment, as given: $(value) stops make expanding its $, and the
+# shell never sees it. Unset or empty, run.py sends its default prompt.
+run: export MAKE_RUN_PROMPT := $(value PROMPT)
 run: $(RUNTIME_STAMP)  ## one prompt through the function, locally, no cloud account
-	$(BIN)/python -m genai_handler.local.run --prompt "$(PROMPT)"
+	$(BIN)/python -m genai_handler.local.run
 
 test: $(DEV_STAMP)  ## unit and end-to-end tests under the real fdk
 	$(BIN)/pytest
+
+# Runs all three checks, so one pass shows every problem, and fails if any failed.
+lint: $(DEV_STAMP)  ## ruff (lint and format) and mypy, configured in pyproject.toml, as CI runs them
+	@status=0; \
+	  $(BIN)/ruff check . || status=1; \
+	  $(BIN)/ruff format --check . || status=1; \
+	  $(BIN)/mypy || status=1; \
+	  exit $$status
 
 serve: $(RUNTIME_STAMP)  ## the function behind a local API Gateway on 127.0.0.1:8080 (PORT=... to change)
 	$(BIN)/python -m genai_handler.local.gateway
@@ -55,5 +65,5 @@ stack:  ## the Resource Manager zip (dist/genai-stack.zip) for the one-step depl
 image:  ## fn build + docker push the function image, print its URL (REGION=... NAMESPACE=...)
 	$(PYTHON) -m genai_handler.local.stack image --region "$(REGION)" --namespace "$(NAMESPACE)"
 
-clean:  ## remove .venv and the test caches (the next make rebuilds .venv)
-	rm -rf $(VENV) .pytest_cache .hypothesis
+clean:  ## remove .venv and the test and lint caches (the next make rebuilds .venv)
+	rm -rf $(VENV) .pytest_cache .hypothesis .mypy_cache .ruff_cache

@@ -1,12 +1,13 @@
-"""The Makefile's install steps, run for real on a copy of it with real interpreters.
+"""The Makefile, run for real: its install steps with real interpreters, `make run`'s PROMPT, `make lint`.
 
-Each test copies the Makefile into an empty folder with its own small requirements files, so a
+Each install test copies the Makefile into an empty folder with its own small requirements files, so a
 test builds a tiny .venv of its own (never the project's) and pip reads no index: a requirement
 that can't be met fails at once, offline.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -14,6 +15,8 @@ import sys
 from pathlib import Path
 
 import pytest
+
+from genai_handler.local.run import DEFAULT_PROMPT
 
 ROOT = Path(__file__).resolve().parents[1]
 PYTHON_3_10 = Path.home() / ".pyenv" / "versions" / "3.10.13" / "bin" / "python3.10"
@@ -36,15 +39,42 @@ def project(tmp_path: Path) -> Path:
 
 
 def make(project: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL", "PYTHON", "VIRTUAL_ENV")}
+    env = {
+        k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL", "PYTHON", "VIRTUAL_ENV")
+    }
     env.update(PIP_NO_INDEX="1", PIP_FIND_LINKS=str(project / "no-wheels"), PYTHONDONTWRITEBYTECODE="1")
-    return subprocess.run(["make", "--no-print-directory", *args], cwd=project, env=env, capture_output=True,
-                          text=True, timeout=300)
+    return subprocess.run(
+        ["make", "--no-print-directory", *args], cwd=project, env=env, capture_output=True, text=True, timeout=300
+    )
+
+
+# A .env at the repo root would choose where make run's calls go.
+no_dotenv = pytest.mark.skipif((ROOT / ".env").exists(), reason="a .env at the repo root chooses the upstream")
+
+
+def make_run(folder: Path, *args: str, environ: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """The real Makefile's `make run` with the real run module, on the interpreter running the tests (no install)."""
+    shutil.copy(ROOT / "Makefile", folder / "Makefile")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("GENAI_", "MAKE", "MFLAGS")) and k != "PROMPT"}
+    env.update(PYTHONPATH=str(ROOT), PYTHONDONTWRITEBYTECODE="1", **(environ or {}))
+    bin_dir = Path(sys.executable).parent
+    return subprocess.run(
+        ["make", "--no-print-directory", "-o", ".venv/.runtime-installed", "run", f"BIN={bin_dir}", *args],
+        cwd=folder,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 def venv_version(project: Path) -> str:
-    run = subprocess.run([str(project / ".venv" / "bin" / "python"), "-c", "import sys; print(sys.version_info[:2])"],
-                         capture_output=True, text=True, check=True)
+    run = subprocess.run(
+        [str(project / ".venv" / "bin" / "python"), "-c", "import sys; print(sys.version_info[:2])"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     return run.stdout.strip()
 
 
@@ -96,7 +126,7 @@ def test_a_venv_made_by_a_wrong_python_is_rebuilt(project: Path) -> None:
 def test_run_serve_and_doctor_install_only_requirements_txt_and_test_adds_the_dev_set(project: Path) -> None:
     # given dev requirements that cannot be installed
     # when the local commands run
-    for target, module in zip(("run", "serve", "doctor"), _MODULES):
+    for target, module in zip(("run", "serve", "doctor"), _MODULES, strict=True):
         result = make(project, target, f"PYTHON={sys.executable}")
         # then each runs without the dev requirements
         assert result.returncode == 0, (target, result.stderr)
@@ -128,7 +158,102 @@ def test_the_image_requirements_are_what_the_local_commands_import() -> None:
                     third_party.add(name)
     pinned = {
         line.split("==")[0].strip().lower().replace("-", "_")
-        for line in (ROOT / "requirements.txt").read_text().splitlines() if "==" in line and not line.startswith("#")
+        for line in (ROOT / "requirements.txt").read_text().splitlines()
+        if "==" in line and not line.startswith("#")
     }
     # oci and httpx are imported lazily, only for the principals and clients that need them
     assert third_party - {"oci", "httpx"} <= pinned, third_party - pinned
+
+
+# Everything a shell or make might take for its own: make's $ and $$, the shell's backticks, quotes, $(...),
+# ${...}, and a trailing backslash; %, #, a newline and non-ASCII.
+AWKWARD_PROMPT = "It costs $5 and `date`; $$HOME ${HOME} $(shell id) \"double\" 'single' 100% #hash\nline 2: é 中 🙂 \\"
+
+
+def _answered(done: subprocess.CompletedProcess[str]) -> str:
+    assert done.returncode == 0, done.stderr
+    answer = done.stdout[done.stdout.index("{\n") :]  # after the recipe make echoes
+    return json.loads(answer)["output_text"].removeprefix("Local answer to: ")
+
+
+@no_dotenv
+def test_given_an_awkward_prompt_on_the_command_line_when_make_run_then_the_function_gets_it_byte_for_byte(
+    tmp_path: Path,
+) -> None:
+    # when
+    done = make_run(tmp_path, f"PROMPT={AWKWARD_PROMPT}")
+    # then
+    assert _answered(done) == AWKWARD_PROMPT
+
+
+@no_dotenv
+def test_given_an_awkward_prompt_in_the_environment_when_make_run_then_the_function_gets_it_byte_for_byte(
+    tmp_path: Path,
+) -> None:
+    # given leading blanks too, which only the environment keeps (make trims them from command-line values)
+    prompt = "  \t" + AWKWARD_PROMPT
+    # when
+    done = make_run(tmp_path, environ={"PROMPT": prompt})
+    # then
+    assert _answered(done) == prompt
+
+
+@no_dotenv
+def test_given_no_prompt_when_make_run_then_the_default_prompt_is_sent(tmp_path: Path) -> None:
+    assert _answered(make_run(tmp_path)) == DEFAULT_PROMPT
+
+
+# A file with one of each: an unused import (F401), a noqa and a type: ignore that name no rule that fires (RUF100,
+# ignore-without-code), a line ruff format would change, and a wrong return type (mypy's return-value).
+_UNLINTED = '''"""A module with one problem for each check."""
+
+import os
+
+x = {'quoted': 1}  # noqa: T201
+
+
+def f(n: int) -> str:
+    return n  # type: ignore
+'''
+_LINTED = '''"""A module with no problem."""
+
+
+def f(n: int) -> str:
+    return str(n)
+'''
+
+
+def _lint(folder: Path, module: str) -> subprocess.CompletedProcess[str]:
+    """`make lint` with the project's Makefile and pyproject.toml over one module, with this venv's tools."""
+    for name in ("Makefile", "pyproject.toml"):
+        shutil.copy(ROOT / name, folder / name)
+    for path in ("genai_handler/__init__.py", "func.py", "bench/bench.py", "tests/__init__.py"):
+        (folder / path).parent.mkdir(parents=True, exist_ok=True)
+        (folder / path).write_text('"""Empty."""\n')
+    (folder / "genai_handler" / "module.py").write_text(module)
+    stamps = [arg for stamp in (".venv/.runtime-installed", ".venv/.dev-installed") for arg in ("-o", stamp)]
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MAKE", "MFLAGS"))}
+    return subprocess.run(
+        ["make", "--no-print-directory", *stamps, "lint", f"BIN={Path(sys.executable).parent}"],
+        cwd=folder,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def test_given_a_problem_for_each_check_when_make_lint_then_every_check_reports_and_it_fails(tmp_path: Path) -> None:
+    # when
+    done = _lint(tmp_path, _UNLINTED)
+    out = done.stdout + done.stderr
+    # then ruff check, ruff format and mypy each ran and said what is wrong
+    assert done.returncode != 0
+    assert "F401" in out and "RUF100" in out
+    assert "Would reformat: genai_handler/module.py" in out or "1 file would be reformatted" in out
+    assert "[ignore-without-code]" in out
+
+
+def test_given_clean_code_when_make_lint_then_it_passes(tmp_path: Path) -> None:
+    done = _lint(tmp_path, _LINTED)
+    assert done.returncode == 0, done.stdout + done.stderr

@@ -10,17 +10,24 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 
 from .agent import FunctionProcess, chat_route
 from .gateway import upstream
 
 DEFAULT_PROMPT = "Say hello from OCI Functions"
+# How `make run` hands over PROMPT: the environment carries any bytes that make and the shell would rewrite.
+PROMPT_ENV = "MAKE_RUN_PROMPT"
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--prompt", default=DEFAULT_PROMPT, help="the prompt to send")
+    parser.add_argument(
+        "--prompt",
+        default=os.environ.get(PROMPT_ENV),
+        help=f"the prompt to send (default: ${PROMPT_ENV}, else {DEFAULT_PROMPT!r})",
+    )
     args = parser.parse_args(argv)
     prompt = {"prompt": args.prompt or DEFAULT_PROMPT}
     route = chat_route()

@@ -28,7 +28,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -146,7 +146,7 @@ def importtime_offenders(stderr: str, top: int = 10) -> dict[str, list[tuple[str
     for line in stderr.splitlines():
         if not line.startswith("import time:") or "|" not in line:
             continue
-        self_us, _cumulative, name = (part.strip() for part in line[len("import time:"):].split("|"))
+        self_us, _cumulative, name = (part.strip() for part in line[len("import time:") :].split("|"))
         if not self_us.isdigit():
             continue  # the header line
         ms = int(self_us) / 1000
@@ -213,7 +213,17 @@ def payload_mb(runner: Runner, say: Callable[[str], None], *, no_deps: bool = Fa
     with tempfile.TemporaryDirectory(prefix="bench-payload-") as target:
         log = BENCH_DIR / "out" / f"pip-payload-{runner.name}.log"
         log.parent.mkdir(parents=True, exist_ok=True)
-        command = [str(runner.python), "-m", "pip", "install", "--quiet", "--target", target, "-r", str(runner.requirements)]
+        command = [
+            str(runner.python),
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--target",
+            target,
+            "-r",
+            str(runner.requirements),
+        ]
         command += ["--no-deps"] if no_deps else []
         _run_logged(command, log)
         kb = int(subprocess.run(["du", "-sk", target], capture_output=True, text=True, check=True).stdout.split()[0])
@@ -265,7 +275,9 @@ class Bench:
         from genai_handler.local.agent import FunctionProcess
 
         with open(self._log_path(runner), "ab") as log:
-            process = FunctionProcess(self.env(runner), function_dir=runner.function_dir, python=str(runner.python), log=log)
+            process = FunctionProcess(
+                self.env(runner), function_dir=runner.function_dir, python=str(runner.python), log=log
+            )
             try:
                 yield process
             finally:
@@ -295,7 +307,11 @@ class Bench:
             out = subprocess.run([str(runner.python), "-c", timed], env=env, check=True, capture_output=True, text=True)
             walls.append(float(out.stdout.strip().splitlines()[-1]))
         traced = subprocess.run(
-            [str(runner.python), "-X", "importtime", "-c", "import func"], env=env, check=True, capture_output=True, text=True
+            [str(runner.python), "-X", "importtime", "-c", "import func"],
+            env=env,
+            check=True,
+            capture_output=True,
+            text=True,
         )
         return {"wall_ms": walls, "median_ms": percentile(walls, 50), **importtime_offenders(traced.stderr)}
 
@@ -313,8 +329,12 @@ class Bench:
                     rss = _rss(process.pid)
                 if round_ > 0:
                     results[runner.name].append(
-                        {"total_ms": (done - started) * 1000, "fdk_ready_ms": (ready - started) * 1000,
-                         "first_call_ms": (done - ready) * 1000, "rss_mb": rss / MB}
+                        {
+                            "total_ms": (done - started) * 1000,
+                            "fdk_ready_ms": (ready - started) * 1000,
+                            "first_call_ms": (done - ready) * 1000,
+                            "rss_mb": rss / MB,
+                        }
                     )
             self.say(f"  cold start round {round_}/{self.plan.cold_rounds} done")
         return results
@@ -446,35 +466,97 @@ def build_rows(results: dict[str, Any]) -> list[Row]:
 
     plan = results["plan"]
     rows = [
-        Row("payload: pip install --target (MB)", get(this, "payload_mb"), get(base, "payload_mb"), None,
-            "≤0.25x", at_most(ratio(get(this, "payload_mb"), get(base, "payload_mb")), 0.25)),
-        Row("payload with Dockerfile.slim (--no-deps) (MB)", get(this, "payload_slim_mb"), get(base, "payload_mb"),
-            None, "", None),
-        Row("import func (ms, median)", get(this, "import", "median_ms"), get(base, "import", "median_ms"),
-            None, "", None),
-        Row("cold start: start → first 200 (ms, median)", get(this, "cold", "total_ms"),
-            get(base, "cold", "total_ms"), get(floor, "cold", "total_ms"), "≤0.8x",
-            at_most(ratio(get(this, "cold", "total_ms"), get(base, "cold", "total_ms")), 0.8), 0),
-        Row("  of which the first call (ms, median)", get(this, "cold", "first_call_ms"),
-            get(base, "cold", "first_call_ms"), get(floor, "cold", "first_call_ms"), "", None, 0),
+        Row(
+            "payload: pip install --target (MB)",
+            get(this, "payload_mb"),
+            get(base, "payload_mb"),
+            None,
+            "≤0.25x",
+            at_most(ratio(get(this, "payload_mb"), get(base, "payload_mb")), 0.25),
+        ),
+        Row(
+            "payload with Dockerfile.slim (--no-deps) (MB)",
+            get(this, "payload_slim_mb"),
+            get(base, "payload_mb"),
+            None,
+            "",
+            None,
+        ),
+        Row(
+            "import func (ms, median)",
+            get(this, "import", "median_ms"),
+            get(base, "import", "median_ms"),
+            None,
+            "",
+            None,
+        ),
+        Row(
+            "cold start: start → first 200 (ms, median)",
+            get(this, "cold", "total_ms"),
+            get(base, "cold", "total_ms"),
+            get(floor, "cold", "total_ms"),
+            "≤0.8x",
+            at_most(ratio(get(this, "cold", "total_ms"), get(base, "cold", "total_ms")), 0.8),
+            0,
+        ),
+        Row(
+            "  of which the first call (ms, median)",
+            get(this, "cold", "first_call_ms"),
+            get(base, "cold", "first_call_ms"),
+            get(floor, "cold", "first_call_ms"),
+            "",
+            None,
+            0,
+        ),
     ]
     p50, b50, f50 = get(this, "warm", "p50_ms"), get(base, "warm", "p50_ms"), get(floor, "warm", "p50_ms")
     p50_met = None if None in (p50, b50, f50) else (p50 <= b50 and p50 - f50 <= 1.0)  # type: ignore[operator]
     rows += [
         Row("warm latency p50 (ms)", p50, b50, f50, "≤1.0x and ≤ floor + 1 ms", p50_met, 2),
-        Row("warm latency p99 (ms)", get(this, "warm", "p99_ms"), get(base, "warm", "p99_ms"),
-            get(floor, "warm", "p99_ms"), "", None, 2),
-        Row(f"RSS after {plan['rss_mark']} calls (MB)", get(this, "warm", "rss_mb_at_mark"),
-            get(base, "warm", "rss_mb_at_mark"), get(floor, "warm", "rss_mb_at_mark"), "≤0.8x (shape: 128 MB)",
-            at_most(ratio(get(this, "warm", "rss_mb_at_mark"), get(base, "warm", "rss_mb_at_mark")), 0.8)),
-        Row(f"RSS growth, call {plan['rss_mark']} → {plan['warm_calls']} (MB)", get(this, "warm", "rss_growth_mb"),
-            get(base, "warm", "rss_growth_mb"), get(floor, "warm", "rss_growth_mb"), "≤1 MB (noise)",
-            at_most(get(this, "warm", "rss_growth_mb"), 1.0), 2),
-        Row(f"upstream connections, {2 * plan['conn_calls']} calls, {plan['pause_s']:g} s pause",
-            get(this, "connections", "connections"), get(base, "connections", "connections"),
-            get(floor, "connections", "connections"), "1", at_most(get(this, "connections", "connections"), 1), 0),
-        Row("log bytes per warm call", get(this, "warm", "log_bytes_per_call"),
-            get(base, "warm", "log_bytes_per_call"), get(floor, "warm", "log_bytes_per_call"), "", None, 0),
+        Row(
+            "warm latency p99 (ms)",
+            get(this, "warm", "p99_ms"),
+            get(base, "warm", "p99_ms"),
+            get(floor, "warm", "p99_ms"),
+            "",
+            None,
+            2,
+        ),
+        Row(
+            f"RSS after {plan['rss_mark']} calls (MB)",
+            get(this, "warm", "rss_mb_at_mark"),
+            get(base, "warm", "rss_mb_at_mark"),
+            get(floor, "warm", "rss_mb_at_mark"),
+            "≤0.8x (shape: 128 MB)",
+            at_most(ratio(get(this, "warm", "rss_mb_at_mark"), get(base, "warm", "rss_mb_at_mark")), 0.8),
+        ),
+        Row(
+            f"RSS growth, call {plan['rss_mark']} → {plan['warm_calls']} (MB)",
+            get(this, "warm", "rss_growth_mb"),
+            get(base, "warm", "rss_growth_mb"),
+            get(floor, "warm", "rss_growth_mb"),
+            "≤1 MB (noise)",
+            at_most(get(this, "warm", "rss_growth_mb"), 1.0),
+            2,
+        ),
+        Row(
+            f"upstream connections, {2 * plan['conn_calls']} calls, {plan['pause_s']:g} s pause",
+            get(this, "connections", "connections"),
+            get(base, "connections", "connections"),
+            get(floor, "connections", "connections"),
+            "1",
+            at_most(get(this, "connections", "connections"), 1),
+            0,
+        ),
+        Row(
+            "log bytes per warm call",
+            get(this, "warm", "log_bytes_per_call"),
+            get(base, "warm", "log_bytes_per_call"),
+            get(floor, "warm", "log_bytes_per_call"),
+            "",
+            None,
+            0,
+        ),
     ]
     guarded = results["runners"].get("guardrails", {})
 
@@ -484,17 +566,47 @@ def build_rows(results: dict[str, Any]) -> list[Row]:
 
     rows += [
         Row("GENAI_GUARDRAILS=block: warm latency p50 (ms)", get(guarded, "warm", "p50_ms"), None, None, "", None, 2),
-        Row("  guardrails' cost, warm p50 on − off (ms)", cost("warm", "p50_ms"), None, None, "one extra call", None, 2),
+        Row(
+            "  guardrails' cost, warm p50 on − off (ms)", cost("warm", "p50_ms"), None, None, "one extra call", None, 2
+        ),
         Row("  guardrails' cost, warm p99 on − off (ms)", cost("warm", "p99_ms"), None, None, "", None, 2),
         Row("  guardrails' cost, cold start on − off (ms)", cost("cold", "total_ms"), None, None, "", None, 0),
-        Row("  upstream connections with guardrails on", get(guarded, "connections", "connections"), None, None,
-            "1 (one pool)", at_most(get(guarded, "connections", "connections"), 1), 0),
-        Row("request contract: classes built at import (ms)", get(this, "micro", "contract_built_ms"), None, None,
-            "", None, 1),
-        Row("request contract: one request parsed and capped (µs, median)", get(this, "micro", "parse_us"), None,
-            None, "", None, 0),
-        Row("redaction: 4,500 PII findings after an emoji (ms)", get(this, "micro", "redact_4500_ms"), None, None,
-            "< 1000", at_most(get(this, "micro", "redact_4500_ms"), 1000.0), 0),
+        Row(
+            "  upstream connections with guardrails on",
+            get(guarded, "connections", "connections"),
+            None,
+            None,
+            "1 (one pool)",
+            at_most(get(guarded, "connections", "connections"), 1),
+            0,
+        ),
+        Row(
+            "request contract: classes built at import (ms)",
+            get(this, "micro", "contract_built_ms"),
+            None,
+            None,
+            "",
+            None,
+            1,
+        ),
+        Row(
+            "request contract: one request parsed and capped (µs, median)",
+            get(this, "micro", "parse_us"),
+            None,
+            None,
+            "",
+            None,
+            0,
+        ),
+        Row(
+            "redaction: 4,500 PII findings after an emoji (ms)",
+            get(this, "micro", "redact_4500_ms"),
+            None,
+            None,
+            "< 1000",
+            at_most(get(this, "micro", "redact_4500_ms"), 1000.0),
+            0,
+        ),
     ]
     return rows
 
@@ -506,10 +618,20 @@ def _summarise_cold(rounds: list[dict[str, float]]) -> dict[str, Any]:
 def runners(base_python: str) -> list[Runner]:
     this_venv = BENCH_DIR / ".venv-this"
     return [
-        Runner("baseline", BENCH_DIR / "baseline", BENCH_DIR / "baseline" / "requirements.txt", BENCH_DIR / ".venv-baseline"),
+        Runner(
+            "baseline",
+            BENCH_DIR / "baseline",
+            BENCH_DIR / "baseline" / "requirements.txt",
+            BENCH_DIR / ".venv-baseline",
+        ),
         Runner("this", REPO_ROOT, REPO_ROOT / "requirements.txt", this_venv),
-        Runner("floor", REPO_ROOT, REPO_ROOT / "requirements.txt", this_venv,
-               {"GENAI_AUTH": "api_key", "GENAI_API_KEY": "{api_key}"}),
+        Runner(
+            "floor",
+            REPO_ROOT,
+            REPO_ROOT / "requirements.txt",
+            this_venv,
+            {"GENAI_AUTH": "api_key", "GENAI_API_KEY": "{api_key}"},
+        ),
         Runner("guardrails", REPO_ROOT, REPO_ROOT / "requirements.txt", this_venv, {"GENAI_GUARDRAILS": "block"}),
     ]
 
@@ -561,7 +683,7 @@ def main(argv: list[str] | None = None) -> int:
                 figures[name]["connections"] = conns
 
     results = {
-        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": {"platform": platform.platform(), "cpu_count": os.cpu_count(), "python": platform.python_version()},
         "mode": "quick" if args.quick else "full",
         "plan": plan.__dict__,

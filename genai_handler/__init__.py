@@ -18,9 +18,20 @@ _EXPORTS = {
         ("OciInstancePrincipalAuth", "OciResourcePrincipalAuth", "OciSessionAuth", "OciUserPrincipalAuth"), "auth"
     ),
     **dict.fromkeys(
-        ("ContentBlocked", "HandlerError", "InternalError", "InvalidRequest", "MethodNotAllowed", "MisconfiguredError",
-         "PayloadTooLarge", "RateLimited", "UpstreamAuthError", "UpstreamError", "UpstreamRejected",
-         "UpstreamTimeout"),
+        (
+            "ContentBlocked",
+            "HandlerError",
+            "InternalError",
+            "InvalidRequest",
+            "MethodNotAllowed",
+            "MisconfiguredError",
+            "PayloadTooLarge",
+            "RateLimited",
+            "UpstreamAuthError",
+            "UpstreamError",
+            "UpstreamRejected",
+            "UpstreamTimeout",
+        ),
         "errors",
     ),
 }
@@ -48,8 +59,18 @@ __all__ = [
 if TYPE_CHECKING:
     from .auth import OciInstancePrincipalAuth, OciResourcePrincipalAuth, OciSessionAuth, OciUserPrincipalAuth
     from .errors import (
-        ContentBlocked, HandlerError, InternalError, InvalidRequest, MethodNotAllowed, MisconfiguredError, PayloadTooLarge,
-        RateLimited, UpstreamAuthError, UpstreamError, UpstreamRejected, UpstreamTimeout,
+        ContentBlocked,
+        HandlerError,
+        InternalError,
+        InvalidRequest,
+        MethodNotAllowed,
+        MisconfiguredError,
+        PayloadTooLarge,
+        RateLimited,
+        UpstreamAuthError,
+        UpstreamError,
+        UpstreamRejected,
+        UpstreamTimeout,
     )
     from .handler import handle
     from .settings import Settings

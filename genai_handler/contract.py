@@ -77,7 +77,7 @@ class OutputText(_Strict):
     text: Prose = required("the text", must="a non-empty string")
 
 
-Part = Annotated[Union[InputText, OutputText], Field(discriminator="type")]
+Part = Annotated[InputText | OutputText, Field(discriminator="type")]
 
 
 def _text_or_list(value: Any) -> str | None:
@@ -90,20 +90,23 @@ class Message(_Strict):
     type: Literal["message"] = rule("message (may be left out)", default="message")
     role: Literal["user", "assistant", "system", "developer"] = required("who said it")
     content: Annotated[
-        Union[Annotated[Prose, Tag("text")], Annotated[list[Part], Tag("list"), Field(min_length=1)]],
+        Annotated[Prose, Tag("text")] | Annotated[list[Part], Tag("list"), Field(min_length=1)],
         Discriminator(_text_or_list),
-    ] = required("a string, or a non-empty list of text parts",
-                 must="a non-empty string or a non-empty list of text parts")
+    ] = required(
+        "a string, or a non-empty list of text parts", must="a non-empty string or a non-empty list of text parts"
+    )
 
 
 class JsonSchemaFormat(_Strict):
     """Structured output: the answer is JSON that conforms to `schema`."""
 
     type: Literal["json_schema"] = required("json_schema")
-    name: Annotated[str, Kind.NAME] = required("the format's name", must="1 to 64 letters, digits, _ or -",
-                                               pattern=_FORMAT_NAME)
-    schema_: JsonObject = required(f"a JSON schema, at most {MAX_SCHEMA_CHARS} characters as JSON",
-                                   must="a JSON schema object", alias="schema")
+    name: Annotated[str, Kind.NAME] = required(
+        "the format's name", must="1 to 64 letters, digits, _ or -", pattern=_FORMAT_NAME
+    )
+    schema_: JsonObject = required(
+        f"a JSON schema, at most {MAX_SCHEMA_CHARS} characters as JSON", must="a JSON schema object", alias="schema"
+    )
     description: Prose | None = rule("what the format is for", must="a non-empty string")
     strict: bool | None = rule("strict schema adherence", must="true or false")
 
@@ -121,7 +124,7 @@ class PlainFormat(_Strict):
     type: Literal["text", "json_object"] = required("text or json_object")
 
 
-Format = Annotated[Union[PlainFormat, JsonSchemaFormat], Field(discriminator="type")]
+Format = Annotated[PlainFormat | JsonSchemaFormat, Field(discriminator="type")]
 
 
 class TextConfig(_Strict):
@@ -147,32 +150,46 @@ class Request(_Strict):
     """What a caller sends, on both routes."""
 
     prompt: Prose | None = rule("the prompt (or `input`)", must="a non-empty string")
-    input: Annotated[
-        Union[Annotated[Prose, Tag("text")], Annotated[list[Message], Tag("list"), Field(min_length=1)]],
-        Discriminator(_text_or_list),
-    ] | None = rule("Responses-style: a string or a non-empty list of messages (or `prompt`)",
-                    must="a non-empty string or a non-empty list of messages")
+    input: (
+        Annotated[
+            Annotated[Prose, Tag("text")] | Annotated[list[Message], Tag("list"), Field(min_length=1)],
+            Discriminator(_text_or_list),
+        ]
+        | None
+    ) = rule(
+        "Responses-style: a string or a non-empty list of messages (or `prompt`)",
+        must="a non-empty string or a non-empty list of messages",
+    )
     instructions: Prose | None = rule("a system prompt", must="a non-empty string")
-    model: Annotated[str, Kind.ID] | None = rule("a model in GENAI_ALLOWED_MODELS; default GENAI_MODEL",
-                                                  must="one of: {allowed_models}")
-    max_output_tokens: int | None = rule("at most GENAI_MAX_OUTPUT_TOKENS, the default",
-                                         must="a whole number from 1 to {max_output_tokens}", ge=1)
+    model: Annotated[str, Kind.ID] | None = rule(
+        "a model in GENAI_ALLOWED_MODELS; default GENAI_MODEL", must="one of: {allowed_models}"
+    )
+    max_output_tokens: int | None = rule(
+        "at most GENAI_MAX_OUTPUT_TOKENS, the default", must="a whole number from 1 to {max_output_tokens}", ge=1
+    )
     temperature: float | None = rule("0 to 2", must="a number from 0 to 2", ge=0, le=2)
     top_p: float | None = rule("0 to 1", must="a number from 0 to 1", ge=0, le=1)
     text: TextConfig | None = rule("the answer's format and verbosity", must="an object with format and/or verbosity")
-    metadata: Metadata | None = rule("stored with the response, never read by the model nor logged",
-                                     must="an object of at most 16 string pairs, keys of at most 64 characters "
-                                          "and values of at most 512")
+    metadata: Metadata | None = rule(
+        "stored with the response, never read by the model nor logged",
+        must="an object of at most 16 string pairs, keys of at most 64 characters and values of at most 512",
+    )
     reasoning: ReasoningConfig | None = rule("effort and summary", must="an object with effort and/or summary")
     store: bool | None = rule("keep the response (GENAI_ALLOW_STORED_RESPONSES)", must="true or false")
     previous_response_id: Annotated[str, Kind.ID] | None = rule(
-        "continue a stored response (GENAI_ALLOW_STORED_RESPONSES)", must="a response id",
-        min_length=1, max_length=MAX_ID_CHARS, pattern=r"^[A-Za-z0-9_.:-]+$")
+        "continue a stored response (GENAI_ALLOW_STORED_RESPONSES)",
+        must="a response id",
+        min_length=1,
+        max_length=MAX_ID_CHARS,
+        pattern=r"^[A-Za-z0-9_.:-]+$",
+    )
     stream: Literal[False] | None = rule("not offered", must="false: streaming is not offered by this function")
     tools: Annotated[list[Any], Kind.JSON, Field(max_length=0)] | None = rule(
-        "not offered", must="empty: tools are not offered by this function")
+        "not offered", must="empty: tools are not offered by this function"
+    )
     background: Literal[False] | None = rule(
-        "not offered", must="false: background responses are not offered by this function")
+        "not offered", must="false: background responses are not offered by this function"
+    )
 
     @model_validator(mode="after")
     def _one_input(self) -> Request:
@@ -295,6 +312,7 @@ def leaves(annotation: Any, metadata: tuple[Any, ...] = ()) -> Iterator[tuple[An
 
 # --- the walk -------------------------------------------------------------------------------------
 
+
 def _walk(value: Any, annotation: Any, metadata: tuple[Any, ...], at: str, visit: Callable[[Text], str]) -> Any:
     """Rebuild `value`, passing each text the model reads through `visit`. Strings without a
     declared Kind count as prose: a field nobody classified is screened, not skipped."""
@@ -347,6 +365,7 @@ def _unique(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 
 
 # --- reading the declaration ----------------------------------------------------------------------
+
 
 def _unwrap(annotation: Any, metadata: tuple[Any, ...]) -> tuple[Any, tuple[Any, ...]]:
     """Strip Annotated (keeping its metadata) and a union with None (an optional field)."""
@@ -404,11 +423,7 @@ def _member_for(members: tuple[Any, ...], value: Any, metadata: tuple[Any, ...])
         if _is_model(bare):
             if isinstance(value, bare):
                 return bare, extra
-        elif get_origin(bare) is list and isinstance(value, list):
-            return bare, extra
-        elif get_origin(bare) is dict and isinstance(value, dict):
-            return bare, extra
-        elif bare is str and isinstance(value, str):
+        elif (get_origin(bare) is list and isinstance(value, list)) or (get_origin(bare) is dict and isinstance(value, dict)) or (bare is str and isinstance(value, str)):
             return bare, extra
     return Any, metadata
 

@@ -30,7 +30,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from .errors import MisconfiguredError
-from .settings import Settings, SettingError
+from .settings import SettingError, Settings
 
 _CONNECT_TIMEOUT_S = 5.0
 _CALL_TIMEOUT_S = 15.0
@@ -145,15 +145,23 @@ def _check_reachable(settings: Settings, check: Any) -> bool:
     try:
         socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except socket.gaierror:
-        return check(name, False, f"DNS cannot resolve {host}",
-                     f"check GENAI_REGION (a region name such as us-chicago-1) or GENAI_BASE_URL; {_FIX_NETWORK}")
+        return check(
+            name,
+            False,
+            f"DNS cannot resolve {host}",
+            f"check GENAI_REGION (a region name such as us-chicago-1) or GENAI_BASE_URL; {_FIX_NETWORK}",
+        )
     try:
         with socket.create_connection((host, port), timeout=_CONNECT_TIMEOUT_S) as sock:
             if url.scheme == "https":
                 ssl.create_default_context().wrap_socket(sock, server_hostname=host).close()
     except ssl.SSLError as exc:
-        return check(name, False, f"TLS with {host} failed ({exc.reason or type(exc).__name__})",
-                     "behind a TLS-inspecting proxy, point SSL_CERT_FILE at its CA bundle")
+        return check(
+            name,
+            False,
+            f"TLS with {host} failed ({exc.reason or type(exc).__name__})",
+            "behind a TLS-inspecting proxy, point SSL_CERT_FILE at its CA bundle",
+        )
     except OSError as exc:
         reason = "timed out" if isinstance(exc, TimeoutError) else exc.strerror or type(exc).__name__
         return check(name, False, f"cannot connect to {host}:{port} ({reason})", _FIX_NETWORK)
@@ -189,11 +197,20 @@ def _check_call(settings: Settings, check: Any) -> bool:
         return check(name, True, f"signed call accepted ({seen}); {settings.model} answered")
     if missing is not None:  # OCI's 500 for a model the region does not serve: retrying never helps
         model, region = missing
-        return check(name, False, f"model {model} is not available in OCI Generative AI region {region} ({seen})",
-                     _model_fix(offered))
+        return check(
+            name,
+            False,
+            f"model {model} is not available in OCI Generative AI region {region} ({seen})",
+            _model_fix(offered),
+        )
     if status == 400:
-        return check(name, False, f"OCI refused the call to model {settings.model} ({seen}): the model may not be "
-                     "offered here, or may not accept the function's fields", _model_fix(offered))
+        return check(
+            name,
+            False,
+            f"OCI refused the call to model {settings.model} ({seen}): the model may not be "
+            "offered here, or may not accept the function's fields",
+            _model_fix(offered),
+        )
     if status == 401:
         skew = _clock_skew(response)
         detail = f"OCI did not accept the credentials ({seen})"
@@ -203,12 +220,22 @@ def _check_call(settings: Settings, check: Any) -> bool:
     if status in (403, 404):
         return check(name, False, f"IAM refused this principal, or the project or region is wrong ({seen})", _FIX_IAM)
     if status == 429:
-        return check(name, False, f"throttled ({seen})", "retry in a minute; ask for a higher service limit if it persists")
+        return check(
+            name, False, f"throttled ({seen})", "retry in a minute; ask for a higher service limit if it persists"
+        )
     if status >= 500:
-        return check(name, False, f"OCI Generative AI failed ({seen}): a service-side error, not this setup",
-                     "retry later; if it persists, open a service request quoting the opc-request-id")
-    return check(name, False, f"unexpected answer ({seen})",
-                 "retry later; if it persists, open a service request quoting the opc-request-id")
+        return check(
+            name,
+            False,
+            f"OCI Generative AI failed ({seen}): a service-side error, not this setup",
+            "retry later; if it persists, open a service request quoting the opc-request-id",
+        )
+    return check(
+        name,
+        False,
+        f"unexpected answer ({seen})",
+        "retry later; if it persists, open a service request quoting the opc-request-id",
+    )
 
 
 def _check_guardrails(settings: Settings, check: Any) -> bool:
@@ -228,12 +255,16 @@ def _check_guardrails(settings: Settings, check: Any) -> bool:
         seen = f"{exc.type}, opc-request-id {exc.request_id or '-'}"
         fix = {
             "upstream_auth": f"the policy must let this principal use generative-ai-family in the compartment "
-                             f"ApplyGuardrails runs in (GENAI_COMPARTMENT_OCID, else the function's own); {_FIX_IAM}",
+            f"ApplyGuardrails runs in (GENAI_COMPARTMENT_OCID, else the function's own); {_FIX_IAM}",
             "timeout": _FIX_NETWORK,
         }.get(exc.type, "retry later; if it persists, open a service request quoting the opc-request-id")
         return check(name, False, f"ApplyGuardrails failed ({seen}): {exc.message}", fix)
-    return check(name, True, f"ApplyGuardrails answered in compartment {compartment} (opc-request-id {request_id or '-'}); "
-                 f"mode {settings.guardrails}, checks {', '.join(settings.guardrail_checks)}")
+    return check(
+        name,
+        True,
+        f"ApplyGuardrails answered in compartment {compartment} (opc-request-id {request_id or '-'}); "
+        f"mode {settings.guardrails}, checks {', '.join(settings.guardrail_checks)}",
+    )
 
 
 def _auth_fix(settings: Settings) -> str:
@@ -252,8 +283,10 @@ def _auth_fix(settings: Settings) -> str:
 def _model_fix(offered: Any) -> str:
     shown = ", ".join(sorted(offered)[:_SHOWN_MODELS])
     hint = f" (offered here: {shown}{', ...' if len(offered) > _SHOWN_MODELS else ''})" if shown else ""
-    return (f"set GENAI_MODEL (and GENAI_ALLOWED_MODELS) to a model this region offers{hint}, or GENAI_REGION "
-            "to a region that offers this model")
+    return (
+        f"set GENAI_MODEL (and GENAI_ALLOWED_MODELS) to a model this region offers{hint}, or GENAI_REGION "
+        "to a region that offers this model"
+    )
 
 
 def _model_ids(response: Any) -> set[str]:

@@ -36,7 +36,7 @@ import openai
 from .auth import _claims  # one JWT reader for the package
 from .contract import Kind, Request, Text, texts, with_texts
 from .errors import ContentBlocked, HandlerError, MisconfiguredError, UpstreamError, UpstreamTimeout
-from .settings import Settings, SettingError, ocid_pattern
+from .settings import SettingError, Settings, ocid_pattern
 from .upstream import post_oci
 
 PATH = "/20231130/actions/applyGuardrails"
@@ -62,8 +62,12 @@ class Verdict:
     latency_ms: float = 0.0
 
     def log_fields(self, mode: str) -> dict[str, Any]:
-        fields: dict[str, Any] = {"mode": mode, "fired": self.fired, "request_id": self.request_id,
-                                  "ms": round(self.latency_ms, 1)}
+        fields: dict[str, Any] = {
+            "mode": mode,
+            "fired": self.fired,
+            "request_id": self.request_id,
+            "ms": round(self.latency_ms, 1),
+        }
         if self.categories:
             fields["content_moderation"] = self.categories
         if self.injection is not None:
@@ -136,8 +140,9 @@ class _Clock:
 
     def check(self) -> None:
         if time.monotonic() >= self.deadline:
-            raise UpstreamTimeout("the request could not be screened before the invocation deadline",
-                                  request_id=self.request_id)
+            raise UpstreamTimeout(
+                "the request could not be screened before the invocation deadline", request_id=self.request_id
+            )
 
 
 def _redacted(request: Request, found: list[Text], joined: str, findings: list[_Finding], clock: _Clock) -> Request:
@@ -156,8 +161,10 @@ def _redacted(request: Request, found: list[Text], joined: str, findings: list[_
 
 
 def _unredactable(request_id: str | None) -> ContentBlocked:
-    return ContentBlocked("the request was blocked by guardrails: pii (personal data the function could not redact)",
-                          request_id=request_id)
+    return ContentBlocked(
+        "the request was blocked by guardrails: pii (personal data the function could not redact)",
+        request_id=request_id,
+    )
 
 
 def _url(settings: Settings) -> str:
@@ -178,8 +185,11 @@ def _compartment(client: openai.OpenAI, settings: Settings) -> str:
         key_id = credentials().key_id if credentials else ""
         claim = (_claims(key_id[3:]) or {}).get("res_compartment") if key_id.startswith("ST$") else None
         if not isinstance(claim, str) or not _COMPARTMENT.fullmatch(claim):
-            raise SettingError("GENAI_COMPARTMENT_OCID", "GENAI_COMPARTMENT_OCID is required for GENAI_GUARDRAILS: the "
-                               "function's identity names no compartment to run ApplyGuardrails in")
+            raise SettingError(
+                "GENAI_COMPARTMENT_OCID",
+                "GENAI_COMPARTMENT_OCID is required for GENAI_GUARDRAILS: the "
+                "function's identity names no compartment to run ApplyGuardrails in",
+            )
         found = _compartments[settings] = claim
     return found
 

@@ -12,7 +12,7 @@ import io
 import json
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from fdk import context
@@ -67,8 +67,13 @@ def handle(ctx: context.InvokeContext, data: io.BytesIO | None = None) -> fdk_re
     except Exception:  # a bug while logging, shaping or diagnosing: still the documented shape
         error = InternalError(_BUG)
     # logged outside the except, so a failing log handler cannot print the bug's traceback
-    logs.invocation(call_id=ctx.CallID(), status=error.status, error_type=error.type, error=error.message,
-                    latency_ms=_ms_since(start_mono))
+    logs.invocation(
+        call_id=ctx.CallID(),
+        status=error.status,
+        error_type=error.type,
+        error=error.message,
+        latency_ms=_ms_since(start_mono),
+    )
     return _reply(ctx, None, None, error, openai_route)
 
 
@@ -190,8 +195,9 @@ def _doctor(ctx: context.InvokeContext, start_mono: float) -> fdk_response.Respo
     logs.configure()
     report = diagnose()
     failed = next((check["name"] for check in report["checks"] if not check["ok"]), None)
-    logs.invocation(call_id=ctx.CallID(), doctor=True, status=200, failed_check=failed,
-                    latency_ms=_ms_since(start_mono))
+    logs.invocation(
+        call_id=ctx.CallID(), doctor=True, status=200, failed_check=failed, latency_ms=_ms_since(start_mono)
+    )
     return fdk_response.Response(ctx, response_data=json.dumps(report), headers={"content-type": "application/json"})
 
 
@@ -209,8 +215,12 @@ def _report_trace(ctx: context.InvokeContext, trace: context.TracingContext, cal
         from . import tracing  # noqa: PLC0415  (only when tracing is on: off, the cold path never loads it)
 
         invocation = tracing.Invocation(
-            call_id=ctx.CallID(), start_at=call.start_at, duration_s=time.monotonic() - call.start_mono,
-            status=call.status, error_type=call.error.type if call.error else None, model=call.model,
+            call_id=ctx.CallID(),
+            start_at=call.start_at,
+            duration_s=time.monotonic() - call.start_mono,
+            status=call.status,
+            error_type=call.error.type if call.error else None,
+            model=call.model,
             attempts=call.attempts,
         )
         return tracing.report(trace, invocation, bound_s=call.deadline_mono - time.monotonic())
@@ -223,8 +233,8 @@ def _budget(ctx: context.InvokeContext) -> float:
     try:
         deadline = datetime.fromisoformat(str(ctx.Deadline()).replace("Z", "+00:00"))
         if deadline.tzinfo is None:
-            deadline = deadline.replace(tzinfo=timezone.utc)
-        seconds = (deadline - datetime.now(timezone.utc)).total_seconds()
+            deadline = deadline.replace(tzinfo=UTC)
+        seconds = (deadline - datetime.now(UTC)).total_seconds()
     except (TypeError, ValueError, OverflowError):
         seconds = _DEFAULT_BUDGET_S
     return min(seconds, _MAX_BUDGET_S) - _DEADLINE_MARGIN_S

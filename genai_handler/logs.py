@@ -38,8 +38,12 @@ def configure() -> None:
 
 
 def _show_warning(
-    message: Warning | str, category: type[Warning], filename: str, lineno: int,
-    file: TextIO | None = None, line: str | None = None,
+    message: Warning | str,
+    category: type[Warning],
+    filename: str,
+    lineno: int,
+    file: TextIO | None = None,
+    line: str | None = None,
 ) -> None:
     """The warning's text may quote data, so only its category and origin are logged."""
     logger.warning(json.dumps({"warning": category.__name__, "where": f"{filename}:{lineno}"}))

@@ -21,9 +21,10 @@ import json
 import re
 import shlex
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import NoReturn, Sequence
+from typing import NoReturn
 
 from .settings import ocid_pattern
 
@@ -121,11 +122,13 @@ def render(
     fn_compartment = _check(compartment_ocid, _COMPARTMENT_OCID, "compartment OCID")
     gateway_compartment = _check(
         fn_compartment if gateway_compartment_ocid is None else gateway_compartment_ocid,
-        _COMPARTMENT_OCID, "gateway compartment OCID",
+        _COMPARTMENT_OCID,
+        "gateway compartment OCID",
     )
     genai_compartment = _check(
         fn_compartment if genai_compartment_ocid is None else genai_compartment_ocid,
-        _COMPARTMENT_OCID, "Generative AI compartment OCID",
+        _COMPARTMENT_OCID,
+        "Generative AI compartment OCID",
     )
     name = _check(dynamic_group, _NAME, "dynamic group name (letters, digits, . _ -; at most 90; starts with a letter)")
     values = {
@@ -156,7 +159,9 @@ def render(
     return Rendered(name, fill(rule, values), policies)
 
 
-def render_gateway_spec(function_ocid: str, issuer: str, audience: str, jwks_uri: str, cors_allowed_origin: str) -> dict:
+def render_gateway_spec(
+    function_ocid: str, issuer: str, audience: str, jwks_uri: str, cors_allowed_origin: str
+) -> dict:
     """Values go in as JSON strings, so json.dumps quotes them; then re-parse to prove the result."""
     values = {
         "FUNCTION_OCID": _check(function_ocid, _FUNCTION_OCID, "function OCID"),
@@ -211,9 +216,12 @@ def format_oci_cli(rendered: Rendered, tenancy_ocid: str | None) -> str:
         + f" --compartment-id {tenancy} "
         + shlex.join(
             [
-                "--name", rendered.dynamic_group_name,
-                "--description", "Functions that call OCI Generative AI",
-                "--matching-rule", rendered.matching_rule,
+                "--name",
+                rendered.dynamic_group_name,
+                "--description",
+                "Functions that call OCI Generative AI",
+                "--matching-rule",
+                rendered.matching_rule,
             ]
         )
     )
@@ -221,11 +229,18 @@ def format_oci_cli(rendered: Rendered, tenancy_ocid: str | None) -> str:
         commands.append(
             shlex.join(
                 [
-                    "oci", "iam", "policy", "create",
-                    "--compartment-id", policy.compartment_ocid,
-                    "--name", policy.name,
-                    "--description", policy.description,
-                    "--statements", json.dumps(policy.statements),
+                    "oci",
+                    "iam",
+                    "policy",
+                    "create",
+                    "--compartment-id",
+                    policy.compartment_ocid,
+                    "--name",
+                    policy.name,
+                    "--description",
+                    policy.description,
+                    "--statements",
+                    json.dumps(policy.statements),
                 ]
             )
         )
@@ -242,8 +257,12 @@ def _parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="python -m genai_handler.policies", description=__doc__.split("\n\n")[0])
     parser.add_argument("--compartment-ocid", help="compartment of the Functions application")
     parser.add_argument("--dynamic-group", help="name of the function's dynamic group")
-    parser.add_argument("--gateway-compartment-ocid", help="compartment of the API gateway (default: --compartment-ocid)")
-    parser.add_argument("--genai-compartment-ocid", help="compartment of the Generative AI project (default: --compartment-ocid)")
+    parser.add_argument(
+        "--gateway-compartment-ocid", help="compartment of the API gateway (default: --compartment-ocid)"
+    )
+    parser.add_argument(
+        "--genai-compartment-ocid", help="compartment of the Generative AI project (default: --compartment-ocid)"
+    )
     parser.add_argument("--function-ocid", help="pin the dynamic group to this function; the gateway spec's backend")
     parser.add_argument("--tenancy-ocid", help="tenancy for `oci iam dynamic-group create` (default: $TENANCY_OCID)")
     parser.add_argument("--format", choices=FORMATS, default="text")
@@ -260,7 +279,9 @@ def _output(args: argparse.Namespace) -> str:
         missing = [f"--{name.replace('_', '-')}" for name in required if getattr(args, name) is None]
         if missing:
             raise KitError(f"--format gateway-spec needs {', '.join(missing)}")
-        spec = render_gateway_spec(args.function_ocid, args.issuer, args.audience, args.jwks_uri, args.cors_allowed_origin)
+        spec = render_gateway_spec(
+            args.function_ocid, args.issuer, args.audience, args.jwks_uri, args.cors_allowed_origin
+        )
         return json.dumps(spec, indent=2)
     if args.compartment_ocid is None or args.dynamic_group is None:
         raise KitError("--compartment-ocid and --dynamic-group are required")

@@ -73,8 +73,10 @@ def with_caps(request: Request, settings: Settings) -> Request:
         raise InvalidRequest(f"max_output_tokens must be a whole number from 1 to {settings.max_output_tokens}")
     chars = sum(len(text.text) for text in texts(request))
     if chars > settings.max_input_chars:
-        raise InvalidRequest(f"the request's text is {chars} characters (prompt, instructions, format); "
-                             f"the limit is {settings.max_input_chars}")
+        raise InvalidRequest(
+            f"the request's text is {chars} characters (prompt, instructions, format); "
+            f"the limit is {settings.max_input_chars}"
+        )
     return request.model_copy(update={"model": model, "max_output_tokens": max_tokens, **_storage(request, settings)})
 
 

@@ -31,27 +31,91 @@ _REGION_PATTERN = re.compile(r"[a-z]+(-[a-z]+)+-[0-9]+")
 # SDK 2.189.0 (oci/regions_definitions.py REGIONS_SHORT_NAMES); this module must not import the SDK, and
 # tests/test_settings.py fails when the two differ.
 REGION_KEYS = {
-    "aga": "us-saltlake-2", "ahu": "me-abudhabi-3", "ams": "eu-amsterdam-1", "arn": "eu-stockholm-1",
-    "auh": "me-abudhabi-1", "avf": "eu-crissier-1", "avz": "eu-dcc-zurich-1", "beg": "eu-jovanovac-1",
-    "bgy": "eu-dcc-milan-1", "bno": "ap-chuncheon-2", "bog": "sa-bogota-1", "bom": "ap-mumbai-1",
-    "brs": "uk-gov-cardiff-1", "cdg": "eu-paris-1", "cwl": "uk-cardiff-1", "dac": "ap-dcc-gazipur-1",
-    "dln": "ap-suwon-1", "doh": "me-dcc-doha-1", "dtm": "eu-dcc-rating-2", "dtz": "ap-seoul-2",
-    "dus": "eu-dcc-rating-1", "dxb": "me-dubai-1", "ebb": "us-somerset-1", "ebl": "us-thames-1",
-    "fra": "eu-frankfurt-1", "gru": "sa-saopaulo-1", "hnw": "sa-riodejaneiro-1", "hsg": "ap-batam-1",
-    "hyd": "ap-hyderabad-1", "iad": "us-ashburn-1", "ibr": "me-ibri-1", "icn": "ap-seoul-1", "jbp": "ap-kulai-2",
-    "jed": "me-jeddah-1", "jnb": "af-johannesburg-1", "jsk": "eu-budapest-1", "kix": "ap-osaka-1",
-    "lej": "af-casablanca-1", "lfi": "us-langley-1", "lhr": "uk-london-1", "lin": "eu-milan-1",
-    "ltn": "uk-gov-london-1", "luf": "us-luke-1", "mad": "eu-madrid-1", "mct": "me-dcc-muscat-1",
-    "mel": "ap-melbourne-1", "mrs": "eu-marseille-1", "mty": "mx-monterrey-1", "mtz": "il-jerusalem-1",
-    "mxp": "eu-dcc-milan-2", "nja": "ap-chiyoda-1", "nrq": "eu-turin-1", "nrt": "ap-tokyo-1", "onm": "ap-delhi-1",
-    "ord": "us-chicago-1", "orf": "eu-madrid-3", "ork": "eu-dcc-dublin-1", "pgc": "us-newark-1",
-    "phx": "us-phoenix-1", "pia": "us-gov-chicago-1", "qro": "mx-queretaro-1", "rba": "me-alain-1",
-    "ric": "us-gov-ashburn-1", "rkt": "me-abudhabi-2", "ruh": "me-riyadh-1", "scl": "sa-santiago-1",
-    "shj": "me-abudhabi-4", "sin": "ap-singapore-1", "sjc": "us-sanjose-1", "snn": "eu-dcc-dublin-2",
-    "str": "eu-frankfurt-2", "syd": "ap-sydney-1", "tus": "us-gov-phoenix-1", "ukb": "ap-ibaraki-1",
-    "vap": "sa-valparaiso-1", "vcp": "sa-vinhedo-1", "vll": "eu-madrid-2", "vve": "me-alrayyan-1",
-    "wga": "ap-dcc-canberra-1", "xsp": "ap-singapore-2", "yny": "ap-chuncheon-1", "yul": "ca-montreal-1",
-    "yxj": "us-ashburn-2", "yyz": "ca-toronto-1", "zrh": "eu-zurich-1",
+    "aga": "us-saltlake-2",
+    "ahu": "me-abudhabi-3",
+    "ams": "eu-amsterdam-1",
+    "arn": "eu-stockholm-1",
+    "auh": "me-abudhabi-1",
+    "avf": "eu-crissier-1",
+    "avz": "eu-dcc-zurich-1",
+    "beg": "eu-jovanovac-1",
+    "bgy": "eu-dcc-milan-1",
+    "bno": "ap-chuncheon-2",
+    "bog": "sa-bogota-1",
+    "bom": "ap-mumbai-1",
+    "brs": "uk-gov-cardiff-1",
+    "cdg": "eu-paris-1",
+    "cwl": "uk-cardiff-1",
+    "dac": "ap-dcc-gazipur-1",
+    "dln": "ap-suwon-1",
+    "doh": "me-dcc-doha-1",
+    "dtm": "eu-dcc-rating-2",
+    "dtz": "ap-seoul-2",
+    "dus": "eu-dcc-rating-1",
+    "dxb": "me-dubai-1",
+    "ebb": "us-somerset-1",
+    "ebl": "us-thames-1",
+    "fra": "eu-frankfurt-1",
+    "gru": "sa-saopaulo-1",
+    "hnw": "sa-riodejaneiro-1",
+    "hsg": "ap-batam-1",
+    "hyd": "ap-hyderabad-1",
+    "iad": "us-ashburn-1",
+    "ibr": "me-ibri-1",
+    "icn": "ap-seoul-1",
+    "jbp": "ap-kulai-2",
+    "jed": "me-jeddah-1",
+    "jnb": "af-johannesburg-1",
+    "jsk": "eu-budapest-1",
+    "kix": "ap-osaka-1",
+    "lej": "af-casablanca-1",
+    "lfi": "us-langley-1",
+    "lhr": "uk-london-1",
+    "lin": "eu-milan-1",
+    "ltn": "uk-gov-london-1",
+    "luf": "us-luke-1",
+    "mad": "eu-madrid-1",
+    "mct": "me-dcc-muscat-1",
+    "mel": "ap-melbourne-1",
+    "mrs": "eu-marseille-1",
+    "mty": "mx-monterrey-1",
+    "mtz": "il-jerusalem-1",
+    "mxp": "eu-dcc-milan-2",
+    "nja": "ap-chiyoda-1",
+    "nrq": "eu-turin-1",
+    "nrt": "ap-tokyo-1",
+    "onm": "ap-delhi-1",
+    "ord": "us-chicago-1",
+    "orf": "eu-madrid-3",
+    "ork": "eu-dcc-dublin-1",
+    "pgc": "us-newark-1",
+    "phx": "us-phoenix-1",
+    "pia": "us-gov-chicago-1",
+    "qro": "mx-queretaro-1",
+    "rba": "me-alain-1",
+    "ric": "us-gov-ashburn-1",
+    "rkt": "me-abudhabi-2",
+    "ruh": "me-riyadh-1",
+    "scl": "sa-santiago-1",
+    "shj": "me-abudhabi-4",
+    "sin": "ap-singapore-1",
+    "sjc": "us-sanjose-1",
+    "snn": "eu-dcc-dublin-2",
+    "str": "eu-frankfurt-2",
+    "syd": "ap-sydney-1",
+    "tus": "us-gov-phoenix-1",
+    "ukb": "ap-ibaraki-1",
+    "vap": "sa-valparaiso-1",
+    "vcp": "sa-vinhedo-1",
+    "vll": "eu-madrid-2",
+    "vve": "me-alrayyan-1",
+    "wga": "ap-dcc-canberra-1",
+    "xsp": "ap-singapore-2",
+    "yny": "ap-chuncheon-1",
+    "yul": "ca-montreal-1",
+    "yxj": "us-ashburn-2",
+    "yyz": "ca-toronto-1",
+    "zrh": "eu-zurich-1",
 }
 # Regions outside the commercial realm oc1 (oraclecloud.com), by their realm's domain: the oci SDK's
 # REGION_REALMS and REALMS, checked the same way. Endpoints are https://<service>.<region>.oci.<domain>.
@@ -59,7 +123,12 @@ _REALM_DOMAINS = {
     "oraclecloud.eu": ("eu-frankfurt-2", "eu-madrid-2"),
     "oraclecloud10.com": ("ap-dcc-canberra-1",),
     "oraclecloud14.com": (
-        "eu-dcc-dublin-1", "eu-dcc-dublin-2", "eu-dcc-milan-1", "eu-dcc-milan-2", "eu-dcc-rating-1", "eu-dcc-rating-2",
+        "eu-dcc-dublin-1",
+        "eu-dcc-dublin-2",
+        "eu-dcc-milan-1",
+        "eu-dcc-milan-2",
+        "eu-dcc-rating-1",
+        "eu-dcc-rating-2",
     ),
     "oraclecloud15.com": ("ap-dcc-gazipur-1",),
     "oraclecloud20.com": ("eu-jovanovac-1",),
@@ -75,7 +144,11 @@ _REALM_DOMAINS = {
     "oraclecloud8.com": ("ap-chiyoda-1", "ap-ibaraki-1"),
     "oraclecloud9.com": ("me-dcc-muscat-1", "me-ibri-1"),
     "oraclegovcloud.com": (
-        "us-gov-ashburn-1", "us-gov-chicago-1", "us-gov-phoenix-1", "us-langley-1", "us-luke-1",
+        "us-gov-ashburn-1",
+        "us-gov-chicago-1",
+        "us-gov-phoenix-1",
+        "us-langley-1",
+        "us-luke-1",
     ),
     "oraclegovcloud.uk": ("uk-gov-cardiff-1", "uk-gov-london-1"),
 }
@@ -264,7 +337,8 @@ class Url(Text):
         if port == 0 or parts.netloc.endswith(":"):
             raise bad_port
         if not (parts.scheme == "https" and parts.hostname) and not (
-                parts.scheme == "http" and parts.hostname in _LOOPBACK):
+            parts.scheme == "http" and parts.hostname in _LOOPBACK
+        ):
             # http only to the local endpoint: signed requests never cross a network in clear text
             raise Refused("must be an https URL (http only for 127.0.0.1/localhost)")
         return value.rstrip("/")
@@ -318,81 +392,160 @@ class Settings:
     """The function's configuration; hashable, so it keys the client cache."""
 
     project_ocid: str = setting(
-        "GENAI_PROJECT_OCID", ..., "The Generative AI project, sent as the OpenAI `project` (`OpenAI-Project` "
+        "GENAI_PROJECT_OCID",
+        ...,
+        "The Generative AI project, sent as the OpenAI `project` (`OpenAI-Project` "
         "header). Must be a project's OCID (`ocid1.generativeaiproject...`); an OCID of another type is refused, "
         "naming the type it is.",
-        Ocid("generativeaiproject", required="is required: the OCID of your Generative AI project"), shown="(required)")
+        Ocid("generativeaiproject", required="is required: the OCID of your Generative AI project"),
+        shown="(required)",
+    )
     region: str = setting(
-        "GENAI_REGION", "", "Region of the endpoint `https://inference.generativeai.<region>.oci.<realm "
+        "GENAI_REGION",
+        "",
+        "Region of the endpoint `https://inference.generativeai.<region>.oci.<realm "
         "domain>/openai/v1`: `oraclecloud.com` in the commercial realm, the realm's own domain elsewhere (e.g. "
         "`oraclegovcloud.com` for `us-gov-ashburn-1`). A region name (`ap-sydney-1`) or any short key the oci SDK "
         "knows (`syd`). A bad value taken from the function's region is reported as "
         "`OCI_RESOURCE_PRINCIPAL_REGION`. Not used, nor checked, when `GENAI_BASE_URL` is set.",
-        Region(), shown="the function's region (`OCI_RESOURCE_PRINCIPAL_REGION`)")
+        Region(),
+        shown="the function's region (`OCI_RESOURCE_PRINCIPAL_REGION`)",
+    )
     # The operator's override; `base_url` reads the endpoint, computed (see _Endpoint below).
     base_url: str = setting(
-        "GENAI_BASE_URL", "", "Override of the endpoint (private endpoints, the local endpoint). https only, "
+        "GENAI_BASE_URL",
+        "",
+        "Override of the endpoint (private endpoints, the local endpoint). https only, "
         "except loopback. Trailing slashes are dropped. Refused, with a message naming `GENAI_BASE_URL`: a query, "
         "fragment or user info, spaces or non-ASCII characters, a port that is not 1 to 65535.",
-        Url(), shown="derived from the region")
-    model: str = setting("GENAI_MODEL", DEFAULT_MODEL, "Model used when a request names none.",
-                         Text(required="must not be empty"), shown=f"`{DEFAULT_MODEL}` (`settings.DEFAULT_MODEL`)")
+        Url(),
+        shown="derived from the region",
+    )
+    model: str = setting(
+        "GENAI_MODEL",
+        DEFAULT_MODEL,
+        "Model used when a request names none.",
+        Text(required="must not be empty"),
+        shown=f"`{DEFAULT_MODEL}` (`settings.DEFAULT_MODEL`)",
+    )
     allowed_models: tuple[str, ...] = setting(
-        "GENAI_ALLOWED_MODELS", (), "Comma-separated models callers may ask for. Must include `GENAI_MODEL` (the "
-        "error names `GENAI_MODEL`).", Names(), shown="only `GENAI_MODEL`")
+        "GENAI_ALLOWED_MODELS",
+        (),
+        "Comma-separated models callers may ask for. Must include `GENAI_MODEL` (the error names `GENAI_MODEL`).",
+        Names(),
+        shown="only `GENAI_MODEL`",
+    )
     auth: str = setting(
-        "GENAI_AUTH", "resource_principal", "`resource_principal`, `instance_principal`, `user_principal`, "
+        "GENAI_AUTH",
+        "resource_principal",
+        "`resource_principal`, `instance_principal`, `user_principal`, "
         "`session` (laptop, after `oci session authenticate`), or `api_key` (an OCI Generative AI API key in "
         "`GENAI_API_KEY`, sent as a Bearer token; early development only). `instance_principal`, `user_principal` "
         "and `session` need the oci SDK: `.venv/bin/pip install -r requirements-oci.txt` (`make test` installs it "
-        "too); it is not in the function image.", Choice(AUTH_MODES))
+        "too); it is not in the function image.",
+        Choice(AUTH_MODES),
+    )
     compartment_ocid: str = setting(
-        "GENAI_COMPARTMENT_OCID", "", "Sent as `opc-compartment-id` when set. A compartment or tenancy OCID. With "
+        "GENAI_COMPARTMENT_OCID",
+        "",
+        "Sent as `opc-compartment-id` when set. A compartment or tenancy OCID. With "
         "guardrails on, the compartment ApplyGuardrails runs in (default: the function's own, from its resource "
-        "principal token; required with any other `GENAI_AUTH`).", Ocid("compartment", "tenancy"), shown="unset")
-    max_body_bytes: int = setting("GENAI_MAX_BODY_BYTES", 1024 * 1024, "Larger bodies get 413.",
-                                  Whole(1024, MAX_INVOKE_PAYLOAD_BYTES))
+        "principal token; required with any other `GENAI_AUTH`).",
+        Ocid("compartment", "tenancy"),
+        shown="unset",
+    )
+    max_body_bytes: int = setting(
+        "GENAI_MAX_BODY_BYTES", 1024 * 1024, "Larger bodies get 413.", Whole(1024, MAX_INVOKE_PAYLOAD_BYTES)
+    )
     max_input_chars: int = setting(
-        "GENAI_MAX_INPUT_CHARS", 32000, "Cap on the characters of every text the model reads (prompt or messages, "
-        "instructions, the output format's name, description and schema).", Whole(1, MAX_INVOKE_PAYLOAD_BYTES))
+        "GENAI_MAX_INPUT_CHARS",
+        32000,
+        "Cap on the characters of every text the model reads (prompt or messages, "
+        "instructions, the output format's name, description and schema).",
+        Whole(1, MAX_INVOKE_PAYLOAD_BYTES),
+    )
     max_output_tokens: int = setting(
-        "GENAI_MAX_OUTPUT_TOKENS", 2048, "Cap and default for `max_output_tokens`: the cost ceiling of one call.",
-        Whole(1, 1_000_000))
+        "GENAI_MAX_OUTPUT_TOKENS",
+        2048,
+        "Cap and default for `max_output_tokens`: the cost ceiling of one call.",
+        Whole(1, 1_000_000),
+    )
     max_retries: int = setting(
-        "GENAI_MAX_RETRIES", 2, "Retries of 408, 409, 429, 5xx, failed answers and connection failures (connect "
+        "GENAI_MAX_RETRIES",
+        2,
+        "Retries of 408, 409, 429, 5xx, failed answers and connection failures (connect "
         "timeouts included), only while the deadline allows; OCI's 500 for a model not deployed in the region is "
-        "not retried (see [contracts.md](contracts.md#deadline-and-retries)).", Whole(0, 10))
-    keepalive_s: int = setting("GENAI_KEEPALIVE_SECONDS", 120, "How long an idle upstream connection is kept for "
-                               "the next invocation.", Whole(0, 3600))
-    log_prompts: bool = setting("GENAI_LOG_PROMPTS", False, "Log what was sent to the model (after redaction) and "
-                                "the answer in the invocation's log line.", Flag())
+        "not retried (see [contracts.md](contracts.md#deadline-and-retries)).",
+        Whole(0, 10),
+    )
+    keepalive_s: int = setting(
+        "GENAI_KEEPALIVE_SECONDS",
+        120,
+        "How long an idle upstream connection is kept for the next invocation.",
+        Whole(0, 3600),
+    )
+    log_prompts: bool = setting(
+        "GENAI_LOG_PROMPTS",
+        False,
+        "Log what was sent to the model (after redaction) and the answer in the invocation's log line.",
+        Flag(),
+    )
     allow_stored_responses: bool = setting(
-        "GENAI_ALLOW_STORED_RESPONSES", False, "Allow `store` and `previous_response_id` (see [the threat "
-        "model](security.md#what-is-stored): every caller shares the function's identity).", Flag())
+        "GENAI_ALLOW_STORED_RESPONSES",
+        False,
+        "Allow `store` and `previous_response_id` (see [the threat "
+        "model](security.md#what-is-stored): every caller shares the function's identity).",
+        Flag(),
+    )
     api_key: str = setting("GENAI_API_KEY", "", "Only for `GENAI_AUTH=api_key`.", shown="unset", repr=False)
     guardrails: str = setting(
-        "GENAI_GUARDRAILS", "off", "`off`, `inform` or `block`: screen every request with OCI's ApplyGuardrails "
-        "before the model ([guardrails.md](guardrails.md)).", Choice(GUARDRAIL_MODES, fold=True))
+        "GENAI_GUARDRAILS",
+        "off",
+        "`off`, `inform` or `block`: screen every request with OCI's ApplyGuardrails "
+        "before the model ([guardrails.md](guardrails.md)).",
+        Choice(GUARDRAIL_MODES, fold=True),
+    )
     guardrail_checks: tuple[str, ...] = setting(
-        "GENAI_GUARDRAILS_CHECKS", GUARDRAIL_CHECKS, "Which checks to ask for.",
-        Names(", ".join(GUARDRAIL_CHECKS), allowed=GUARDRAIL_CHECKS))
+        "GENAI_GUARDRAILS_CHECKS",
+        GUARDRAIL_CHECKS,
+        "Which checks to ask for.",
+        Names(", ".join(GUARDRAIL_CHECKS), allowed=GUARDRAIL_CHECKS),
+    )
     pii_action: str = setting(
-        "GENAI_PII_ACTION", "block", "`block` (PII is a check that fires) or `redact` (each span replaced by "
-        "`[LABEL]` before the model sees it, in both modes).", Choice(PII_ACTIONS, fold=True))
+        "GENAI_PII_ACTION",
+        "block",
+        "`block` (PII is a check that fires) or `redact` (each span replaced by "
+        "`[LABEL]` before the model sees it, in both modes).",
+        Choice(PII_ACTIONS, fold=True),
+    )
     pii_types: tuple[str, ...] = setting(
-        "GENAI_PII_TYPES", DEFAULT_PII_TYPES, "OCI PII labels to detect (e.g. add `PERSON`; left out by default so "
-        "ordinary names don't fire).", Names("OCI PII labels such as EMAIL", pattern=_PII_TYPE))
+        "GENAI_PII_TYPES",
+        DEFAULT_PII_TYPES,
+        "OCI PII labels to detect (e.g. add `PERSON`; left out by default so ordinary names don't fire).",
+        Names("OCI PII labels such as EMAIL", pattern=_PII_TYPE),
+    )
     content_threshold: float = setting(
-        "GENAI_GUARDRAILS_CONTENT_THRESHOLD", 0.5, "A content moderation category at or over it fires. OCI scores "
-        "these 0.0 or 1.0, so 0.5 means \"flagged\".", Fraction())
+        "GENAI_GUARDRAILS_CONTENT_THRESHOLD",
+        0.5,
+        'A content moderation category at or over it fires. OCI scores these 0.0 or 1.0, so 0.5 means "flagged".',
+        Fraction(),
+    )
     injection_threshold: float = setting(
-        "GENAI_GUARDRAILS_INJECTION_THRESHOLD", 0.5, "The prompt injection score at or over it fires (OCI: "
-        "typically 0.0 or 1.0; 0.5 is the midpoint).", Fraction())
+        "GENAI_GUARDRAILS_INJECTION_THRESHOLD",
+        0.5,
+        "The prompt injection score at or over it fires (OCI: typically 0.0 or 1.0; 0.5 is the midpoint).",
+        Fraction(),
+    )
     pii_threshold: float = setting(
-        "GENAI_GUARDRAILS_PII_THRESHOLD", 0.5, "PII findings whose confidence is at or over it count: more likely "
-        "than not. Raise it for fewer false positives.", Fraction())
-    oci_config_file: str = setting("GENAI_OCI_CONFIG_FILE", "~/.oci/config",
-                                   "The oci config file, for `user_principal` and `session`.")
+        "GENAI_GUARDRAILS_PII_THRESHOLD",
+        0.5,
+        "PII findings whose confidence is at or over it count: more likely "
+        "than not. Raise it for fewer false positives.",
+        Fraction(),
+    )
+    oci_config_file: str = setting(
+        "GENAI_OCI_CONFIG_FILE", "~/.oci/config", "The oci config file, for `user_principal` and `session`."
+    )
     oci_profile: str = setting("GENAI_OCI_PROFILE", "DEFAULT", "The profile of `GENAI_OCI_CONFIG_FILE` to use.")
 
     def __post_init__(self) -> None:
@@ -421,8 +574,9 @@ class Settings:
         values = {f.name: d.parse(env.get(d.env, d.default).strip()) for f, d in declared(cls)}
         values.update({name: value for name, value in overrides.items() if name in values})
         if not values["region"] and not values["base_url"]:
-            values["region"] = _region_name(env.get("OCI_RESOURCE_PRINCIPAL_REGION", "").strip(),
-                                            "OCI_RESOURCE_PRINCIPAL_REGION")
+            values["region"] = _region_name(
+                env.get("OCI_RESOURCE_PRINCIPAL_REGION", "").strip(), "OCI_RESOURCE_PRINCIPAL_REGION"
+            )
         return cls(**values)
 
 
@@ -462,8 +616,11 @@ def _check_together(values: dict[str, Any]) -> None:
         raise SettingError("GENAI_MODEL", "GENAI_MODEL must be one of GENAI_ALLOWED_MODELS")
     if values["guardrails"] != "off" and not values["compartment_ocid"] and values["auth"] != "resource_principal":
         # A resource principal's token names its compartment (res_compartment); no other principal's does.
-        raise SettingError("GENAI_COMPARTMENT_OCID", "GENAI_COMPARTMENT_OCID is required when GENAI_GUARDRAILS is "
-                           "on outside OCI Functions: ApplyGuardrails runs in a compartment")
+        raise SettingError(
+            "GENAI_COMPARTMENT_OCID",
+            "GENAI_COMPARTMENT_OCID is required when GENAI_GUARDRAILS is "
+            "on outside OCI Functions: ApplyGuardrails runs in a compartment",
+        )
     if values["base_url"]:  # the region is unused then: a value no table knows must not stop the function
         return
     if not _region_name(values["region"], "GENAI_REGION"):

@@ -84,14 +84,40 @@ def spans(trace: TracingContext, invocation: Invocation) -> list[dict[str, Any]]
     span_id = _span_id(ids.span_id) or _new_id()
     service = trace.service_name()
     tags = {key: str(value) for key, value in trace.annotations().items() if value is not None}
-    tags.update(_tags({"fn.call_id": invocation.call_id, "http.status_code": invocation.status,
-                       "genai.model": invocation.model, "error": invocation.error_type}))
-    root = _span(trace_id, span_id, _span_id(ids.parent_span_id), "invoke", "SERVER", invocation.start_at,
-                 invocation.duration_s, service, tags)
+    tags.update(
+        _tags(
+            {
+                "fn.call_id": invocation.call_id,
+                "http.status_code": invocation.status,
+                "genai.model": invocation.model,
+                "error": invocation.error_type,
+            }
+        )
+    )
+    root = _span(
+        trace_id,
+        span_id,
+        _span_id(ids.parent_span_id),
+        "invoke",
+        "SERVER",
+        invocation.start_at,
+        invocation.duration_s,
+        service,
+        tags,
+    )
     children = [
         {
-            **_span(trace_id, _new_id(), span_id, "responses.create", "CLIENT", attempt.start_at, attempt.duration_s,
-                    service, _attempt_tags(attempt)),
+            **_span(
+                trace_id,
+                _new_id(),
+                span_id,
+                "responses.create",
+                "CLIENT",
+                attempt.start_at,
+                attempt.duration_s,
+                service,
+                _attempt_tags(attempt),
+            ),
             "remoteEndpoint": {"serviceName": _UPSTREAM_SERVICE},
         }
         for attempt in invocation.attempts
@@ -141,8 +167,15 @@ def _http() -> httpx2.Client:
 
 
 def _span(
-    trace_id: str, span_id: str, parent: str | None, name: str, kind: str, start_at: float, duration_s: float,
-    service: str, tags: dict[str, str],
+    trace_id: str,
+    span_id: str,
+    parent: str | None,
+    name: str,
+    kind: str,
+    start_at: float,
+    duration_s: float,
+    service: str,
+    tags: dict[str, str],
 ) -> dict[str, Any]:
     """A Zipkin v2 span (zipkin-api zipkin2-api.yaml): times in microseconds since the epoch."""
     span: dict[str, Any] = {
@@ -162,16 +195,18 @@ def _span(
 
 def _attempt_tags(attempt: Attempt) -> dict[str, str]:
     usage = attempt.usage or {}
-    return _tags({
-        "genai.model": attempt.model,
-        "genai.attempt": attempt.number,
-        "http.status_code": attempt.status,
-        "opc-request-id": attempt.request_id,
-        "genai.usage.input_tokens": usage.get("input_tokens"),
-        "genai.usage.output_tokens": usage.get("output_tokens"),
-        "genai.usage.total_tokens": usage.get("total_tokens"),
-        "error": attempt.error_type,
-    })
+    return _tags(
+        {
+            "genai.model": attempt.model,
+            "genai.attempt": attempt.number,
+            "http.status_code": attempt.status,
+            "opc-request-id": attempt.request_id,
+            "genai.usage.input_tokens": usage.get("input_tokens"),
+            "genai.usage.output_tokens": usage.get("output_tokens"),
+            "genai.usage.total_tokens": usage.get("total_tokens"),
+            "error": attempt.error_type,
+        }
+    )
 
 
 def _tags(values: dict[str, object]) -> dict[str, str]:

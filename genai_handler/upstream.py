@@ -206,11 +206,18 @@ def _attempt(
     outcome = _ask_model(client, arguments, timeout)
     if record is not None:
         failure = outcome.failure.error if outcome.failure else None
-        record(Attempt(
-            number=number, model=str(arguments.get("model")), start_at=start_at,
-            duration_s=time.monotonic() - start_mono, status=outcome.status, request_id=outcome.request_id,
-            usage=usage_counts(outcome.response), error_type=failure.type if failure else None,
-        ))
+        record(
+            Attempt(
+                number=number,
+                model=str(arguments.get("model")),
+                start_at=start_at,
+                duration_s=time.monotonic() - start_mono,
+                status=outcome.status,
+                request_id=outcome.request_id,
+                usage=usage_counts(outcome.response),
+                error_type=failure.type if failure else None,
+            )
+        )
     return outcome
 
 
@@ -354,18 +361,22 @@ def _status_failure(response: httpx2.Response) -> _Failure:
     code = oci_error_code(response)
     described = f"HTTP {status}{' ' + code if code and code != str(status) else ''}"
     if status == 429:
-        return _Failure(RateLimited(_THROTTLED, request_id=request_id), retry=True,
-                        asked_s=_retry_after(response), status=status)
+        return _Failure(
+            RateLimited(_THROTTLED, request_id=request_id), retry=True, asked_s=_retry_after(response), status=status
+        )
     missing = model_not_deployed(response) if status == 500 else None
     if missing is not None:
         message = _NOT_IN_REGION.format(model=missing[0], region=missing[1])
         return _Failure(UpstreamError(message, request_id=request_id), status=status)
     if status >= 500 or status in _RETRIED_STATUSES:
-        return _Failure(UpstreamError(_FAILED.format(described=described), request_id=request_id), retry=True,
-                        asked_s=_retry_after(response), status=status)
+        return _Failure(
+            UpstreamError(_FAILED.format(described=described), request_id=request_id),
+            retry=True,
+            asked_s=_retry_after(response),
+            status=status,
+        )
     if status in (401, 403, 404):
-        return _Failure(UpstreamAuthError(_AUTH_HINT.format(described=described), request_id=request_id),
-                        status=status)
+        return _Failure(UpstreamAuthError(_AUTH_HINT.format(described=described), request_id=request_id), status=status)
     if code and code != str(status):
         param = _openai_error_field(response, "param")
         message = _REJECTED.format(described=described, param=f", param {param}" if param else "")
@@ -467,7 +478,11 @@ class _DeadlineBackend(httpcore2.NetworkBackend):
         self._inner = httpcore2.SyncBackend()
 
     def connect_tcp(
-        self, host: str, port: int, timeout: float | None = None, local_address: str | None = None,
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,
+        local_address: str | None = None,
         socket_options: Iterable[Any] | None = None,
     ) -> httpcore2.NetworkStream:
         bounded = _bounded(timeout, httpcore2.ConnectTimeout)

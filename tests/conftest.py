@@ -69,7 +69,9 @@ def function(identity: LocalIdentity, endpoint: LocalEndpoint, function_log: Pat
 
 
 @pytest.fixture
-def misconfigured_function(identity: LocalIdentity, endpoint: LocalEndpoint, tmp_path: Path) -> Iterator[FunctionProcess]:
+def misconfigured_function(
+    identity: LocalIdentity, endpoint: LocalEndpoint, tmp_path: Path
+) -> Iterator[FunctionProcess]:
     """func.py under the fdk with GENAI_PROJECT_OCID missing; its log is tmp_path / "log"."""
     env = function_env(identity, endpoint)
     del env["GENAI_PROJECT_OCID"]

@@ -17,7 +17,6 @@ import oci
 import openai
 import pytest
 import requests
-from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 import genai_handler.auth
@@ -70,7 +69,9 @@ def test_user_principal_reproduces_the_published_get_vector(vector_profile: Path
 def test_user_principal_reproduces_the_published_post_vector(vector_profile: Path) -> None:
     auth = OciUserPrincipalAuth(config_file=str(vector_profile))
     request = httpx2.Request(
-        "POST", VECTOR["post"]["url"], content=VECTOR["post"]["body"].encode(),
+        "POST",
+        VECTOR["post"]["url"],
+        content=VECTOR["post"]["body"].encode(),
         headers={"date": DATE, "content-type": "application/json"},
     )
     signed = _signed(auth, request)
@@ -86,7 +87,11 @@ ODD_REQUESTS = [
     ("DELETE", "/openai/v1/responses/resp_123?force=true", b""),
     ("POST", "/openai/v1/responses", b'{"model": "m", "input": "hello"}'),
     ("POST", "/openai/v1/responses", b""),
-    ("POST", "/openai/v1/responses?api-version=1&b=%2F", "{\"input\": \"h\u00e9llo \u2713 \u4f60\u597d \U0001F600\"}".encode()),
+    (
+        "POST",
+        "/openai/v1/responses?api-version=1&b=%2F",
+        '{"input": "h\u00e9llo \u2713 \u4f60\u597d \U0001f600"}'.encode(),
+    ),
     ("PUT", "/openai/v1/files/f1", bytes(range(256))),
     ("PUT", "/openai/v1/files/f2", b""),
     ("PATCH", "/openai/v1/things/1?a=1&a=2", b'{"a": [1, 2, 3]}'),
@@ -168,7 +173,9 @@ def test_a_second_401_is_returned_not_retried_forever(rp_endpoint: LocalEndpoint
 def test_documented_legacy_httpx_client_works_with_the_openai_sdk(rp_endpoint: LocalEndpoint) -> None:
     # given the way Oracle's documentation wires it: OpenAI(http_client=httpx.Client(auth=...))
     client = openai.OpenAI(
-        api_key="not-used", base_url=rp_endpoint.base_url, project=PROJECT_OCID,
+        api_key="not-used",
+        base_url=rp_endpoint.base_url,
+        project=PROJECT_OCID,
         http_client=httpx.Client(auth=OciResourcePrincipalAuth()),
     )
     answer = client.responses.create(model=DEFAULT_MODEL, input="hi there")
@@ -179,7 +186,9 @@ def test_documented_legacy_httpx_client_works_with_the_openai_sdk(rp_endpoint: L
 
 def test_native_httpx2_client_signs_the_openai_sdk_requests(rp_endpoint: LocalEndpoint) -> None:
     client = openai.OpenAI(
-        api_key="not-used", base_url=rp_endpoint.base_url, project=PROJECT_OCID,
+        api_key="not-used",
+        base_url=rp_endpoint.base_url,
+        project=PROJECT_OCID,
         http_client=httpx2.Client(auth=OciResourcePrincipalAuth()),
     )
     assert client.responses.create(model=DEFAULT_MODEL, input="ok").status == "completed"
@@ -373,7 +382,8 @@ def test_with_no_previous_pair_a_read_between_the_two_replacements_waits_for_the
     credentials = OciResourcePrincipalAuth().credentials()
     later.join()
     assert (credentials.key_id, _public_n(credentials)) == (
-        f"ST${rp_identity.token}", rp_identity.private_key.public_key().public_numbers().n
+        f"ST${rp_identity.token}",
+        rp_identity.private_key.public_key().public_numbers().n,
     )
 
 
@@ -427,7 +437,8 @@ def test_after_a_401_the_previous_pair_is_not_reused(rp_identity: LocalIdentity,
     # then the retry waited for the new pair instead of resending the rejected one
     assert response.status_code == 200
     assert [(r.status, r.key_id) for r in rp_endpoint.requests[1:]] == [
-        (401, old_key_id), (200, f"ST${rp_identity.token}")
+        (401, old_key_id),
+        (200, f"ST${rp_identity.token}"),
     ]
 
 
@@ -529,8 +540,9 @@ def test_a_generator_body_is_sent_with_one_framing_header_and_a_valid_signature(
     # given a client posting a body it can only iterate (chunked framing by default)
     body, chunks = _generator_body()
     with client_class(auth=OciResourcePrincipalAuth()) as client:
-        response = client.post(f"{rp_endpoint.base_url}/responses", content=chunks,
-                               headers={"content-type": "application/json"})
+        response = client.post(
+            f"{rp_endpoint.base_url}/responses", content=chunks, headers={"content-type": "application/json"}
+        )
     # then it reaches the endpoint framed by Content-Length alone, and the signature verifies
     assert response.status_code == 200
     assert [r.status for r in rp_endpoint.requests] == [200]
@@ -548,8 +560,9 @@ def test_an_async_generator_body_is_sent_with_one_framing_header_and_a_valid_sig
 
     async def post() -> int:
         async with httpx2.AsyncClient(auth=OciResourcePrincipalAuth()) as client:
-            response = await client.post(f"{rp_endpoint.base_url}/responses", content=stream(),
-                                         headers={"content-type": "application/json"})
+            response = await client.post(
+                f"{rp_endpoint.base_url}/responses", content=stream(), headers={"content-type": "application/json"}
+            )
             return response.status_code
 
     assert asyncio.run(post()) == 200

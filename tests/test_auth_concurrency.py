@@ -166,7 +166,9 @@ def test_an_async_client_sharing_the_auth_retries_once_after_a_rotation(
 
     async def scenario() -> tuple[list[int], list[int], str]:
         limits = httpx2.Limits(max_connections=ASYNC_REQUESTS)
-        async with httpx2.AsyncClient(auth=auth, transport=_AsyncGatedTransport(gate), timeout=20, limits=limits) as client:
+        async with httpx2.AsyncClient(
+            auth=auth, transport=_AsyncGatedTransport(gate), timeout=20, limits=limits
+        ) as client:
             first = asyncio.gather(*(client.get(url, headers={"x-caller": f"a{i}"}) for i in range(ASYNC_REQUESTS)))
             # when all 50 are signed with the old credentials and held, and the identity rotates
             while gate.held < ASYNC_REQUESTS:
@@ -189,7 +191,9 @@ def test_an_async_client_sharing_the_auth_retries_once_after_a_rotation(
 
 
 def _run_while_one_request_is_slow(
-    auth: OciResourcePrincipalAuth, identity: LocalIdentity, endpoint: LocalEndpoint,
+    auth: OciResourcePrincipalAuth,
+    identity: LocalIdentity,
+    endpoint: LocalEndpoint,
     others: Callable[[httpx2.Client], None],
 ) -> tuple[float, bool]:
     """Start one request that OCI answers slowly; meanwhile the credentials rotate, so `others`
@@ -229,7 +233,9 @@ def test_a_slow_request_does_not_block_other_threads_from_signing(
     )
     # then eight other threads reload, sign and finish meanwhile: no lock is held across network I/O
     assert still_busy and elapsed < 1.5
-    assert {r.key_id for r in rp_endpoint.requests if r.headers["x-caller"].startswith("o")} == {f"ST${rp_identity.token}"}
+    assert {r.key_id for r in rp_endpoint.requests if r.headers["x-caller"].startswith("o")} == {
+        f"ST${rp_identity.token}"
+    }
 
 
 def test_a_slow_retry_after_a_401_does_not_hold_the_lock(

@@ -58,27 +58,36 @@ def test_given_rows_when_formatting_then_each_is_a_markdown_line_with_ratio_and_
 
 
 def test_given_importtime_output_when_summarised_then_self_times_add_up_per_package() -> None:
-    stderr = "\n".join([
-        "import time: self [us] | cumulative | imported package",
-        "import time:      1000 |       1000 |   openai.types",
-        "import time:      3000 |       4000 | openai",
-        "import time:       500 |        500 |   pydantic.main",
-        "some other stderr line",
-        "import time:      2000 |       2500 | func",
-    ])
+    stderr = "\n".join(
+        [
+            "import time: self [us] | cumulative | imported package",
+            "import time:      1000 |       1000 |   openai.types",
+            "import time:      3000 |       4000 | openai",
+            "import time:       500 |        500 |   pydantic.main",
+            "some other stderr line",
+            "import time:      2000 |       2500 | func",
+        ]
+    )
     summary = bench.importtime_offenders(stderr, top=2)
     assert summary["packages_ms"] == [("openai", 4.0), ("func", 2.0)]
     assert summary["modules_ms"] == [("openai", 3.0), ("func", 2.0)]
 
 
 def test_given_results_when_building_rows_then_goals_are_judged_from_the_figures() -> None:
-    def runner(payload: float, cold: float, p50: float, rss: float, growth: float, connections: int) -> dict[str, object]:
+    def runner(
+        payload: float, cold: float, p50: float, rss: float, growth: float, connections: int
+    ) -> dict[str, object]:
         return {
             "payload_mb": payload,
             "import": {"median_ms": 100.0},
             "cold": {"total_ms": cold, "first_call_ms": cold / 2},
-            "warm": {"p50_ms": p50, "p99_ms": p50 * 2, "rss_mb_at_mark": rss, "rss_growth_mb": growth,
-                     "log_bytes_per_call": 100.0},
+            "warm": {
+                "p50_ms": p50,
+                "p99_ms": p50 * 2,
+                "rss_mb_at_mark": rss,
+                "rss_growth_mb": growth,
+                "log_bytes_per_call": 100.0,
+            },
             "connections": {"connections": connections},
         }
 

@@ -40,8 +40,12 @@ class _Planted:
 def _schema(planted: _Planted) -> dict[str, Any]:
     """A JSON schema with a marker in every place one can hide: keys, descriptions, titles, enums."""
     key, text = (planted.add(Kind.JSON, _marker()) for _ in range(2))
-    return {"type": "object", "title": planted.add(Kind.JSON, _marker()), "description": text,
-            "properties": {key: {"type": "string", "enum": [planted.add(Kind.JSON, _marker())]}}}
+    return {
+        "type": "object",
+        "title": planted.add(Kind.JSON, _marker()),
+        "description": text,
+        "properties": {key: {"type": "string", "enum": [planted.add(Kind.JSON, _marker())]}},
+    }
 
 
 def _value(annotation: Any, metadata: tuple[Any, ...], planted: _Planted, plain: bool) -> Any:
@@ -50,7 +54,7 @@ def _value(annotation: Any, metadata: tuple[Any, ...], planted: _Planted, plain:
     annotation, metadata = contract._unwrap(annotation, metadata)
     kind = contract._kind(metadata)
     origin = get_origin(annotation)
-    if origin in (Union, getattr(__import__("types"), "UnionType")):
+    if origin in (Union, __import__("types").UnionType):
         members = [contract._unwrap(m, ())[0] for m in get_args(annotation)]
         chosen = next((m for m in get_args(annotation) if plain and contract._unwrap(m, ())[0] is str), None)
         if chosen is None:
@@ -89,8 +93,11 @@ def _richness(annotation: Any) -> int:
 
 
 def _model(model: type[BaseModel], planted: _Planted, plain: bool, skip: tuple[str, ...] = ()) -> dict[str, Any]:
-    return {field.alias or name: _value(field.annotation, tuple(field.metadata), planted, plain)
-            for name, field in model.model_fields.items() if name not in skip}
+    return {
+        field.alias or name: _value(field.annotation, tuple(field.metadata), planted, plain)
+        for name, field in model.model_fields.items()
+        if name not in skip
+    }
 
 
 def _requests() -> list[tuple[dict[str, Any], _Planted]]:
@@ -105,13 +112,20 @@ def _requests() -> list[tuple[dict[str, Any], _Planted]]:
 
 def _settings(body: dict[str, Any]) -> Settings:
     """Settings that allow whatever the generated request asks for (its model is a marker)."""
-    return Settings(project_ocid="ocid1.generativeaiproject.oc1.us-chicago-1.aaaa", region="us-chicago-1",
-                    allowed_models=(DEFAULT_MODEL, body["model"]), allow_stored_responses=True,
-                    max_output_tokens=1, max_input_chars=6 * 1024 * 1024)
+    return Settings(
+        project_ocid="ocid1.generativeaiproject.oc1.us-chicago-1.aaaa",
+        region="us-chicago-1",
+        allowed_models=(DEFAULT_MODEL, body["model"]),
+        allow_stored_responses=True,
+        max_output_tokens=1,
+        max_input_chars=6 * 1024 * 1024,
+    )
 
 
 @pytest.mark.parametrize("variant", ["prompt", "input"])
-def test_given_a_marker_in_every_string_when_walked_then_every_marker_the_model_receives_comes_out(variant: str) -> None:
+def test_given_a_marker_in_every_string_when_walked_then_every_marker_the_model_receives_comes_out(
+    variant: str,
+) -> None:
     body, planted = _requests()[0 if variant == "prompt" else 1]
     # given a request generated from the declaration, valid by the contract
     request = parse(json.dumps(body).encode(), _settings(body))
@@ -152,13 +166,24 @@ def test_given_an_undeclared_string_field_when_walked_then_it_is_read_as_prose()
 
 
 def test_texts_come_in_request_order_with_their_positions() -> None:
-    request = Request.model_validate({
-        "input": [{"role": "system", "content": "be brief"},
-                  {"role": "user", "content": [{"type": "input_text", "text": "a"}, {"type": "output_text", "text": "b"}]}],
-        "instructions": "in French",
-        "text": {"format": {"type": "json_schema", "name": "out", "description": "d", "schema": {"type": "object"}}},
-        "metadata": {"k": "v"}, "model": "m", "previous_response_id": "resp_1",
-    })
+    request = Request.model_validate(
+        {
+            "input": [
+                {"role": "system", "content": "be brief"},
+                {
+                    "role": "user",
+                    "content": [{"type": "input_text", "text": "a"}, {"type": "output_text", "text": "b"}],
+                },
+            ],
+            "instructions": "in French",
+            "text": {
+                "format": {"type": "json_schema", "name": "out", "description": "d", "schema": {"type": "object"}}
+            },
+            "metadata": {"k": "v"},
+            "model": "m",
+            "previous_response_id": "resp_1",
+        }
+    )
     assert [(t.at, t.text, t.kind) for t in texts(request)] == [
         ("input[0].content", "be brief", Kind.PROSE),
         ("input[1].content[0].text", "a", Kind.PROSE),
@@ -171,18 +196,25 @@ def test_texts_come_in_request_order_with_their_positions() -> None:
 
 
 def test_with_texts_writes_each_text_back_in_place_and_leaves_the_original_alone() -> None:
-    request = Request.model_validate({"prompt": "mail a@b.co", "text": {"format": {
-        "type": "json_schema", "name": "out", "schema": {"description": "for a@b.co"}}}})
+    request = Request.model_validate(
+        {
+            "prompt": "mail a@b.co",
+            "text": {"format": {"type": "json_schema", "name": "out", "schema": {"description": "for a@b.co"}}},
+        }
+    )
     redacted = with_texts(request, ["mail [EMAIL]", "out", '{"description": "for [EMAIL]"}'])
     assert redacted.arguments()["input"] == "mail [EMAIL]"
     assert redacted.arguments()["text"]["format"]["schema"] == {"description": "for [EMAIL]"}
     assert request.arguments()["input"] == "mail a@b.co"
 
 
-@pytest.mark.parametrize("broken", ['{"description": "x"', '["x"]', '{"other": "x"}', '{"description": "a", "description": "b"}'])
+@pytest.mark.parametrize(
+    "broken", ['{"description": "x"', '["x"]', '{"other": "x"}', '{"description": "a", "description": "b"}']
+)
 def test_a_json_text_that_no_longer_has_its_shape_cannot_be_written_back(broken: str) -> None:
-    request = Request.model_validate({"prompt": "p", "text": {"format": {
-        "type": "json_schema", "name": "out", "schema": {"description": "x"}}}})
+    request = Request.model_validate(
+        {"prompt": "p", "text": {"format": {"type": "json_schema", "name": "out", "schema": {"description": "x"}}}}
+    )
     with pytest.raises(ValueError):
         with_texts(request, ["p", "out", broken])
 
@@ -203,8 +235,12 @@ def test_a_position_names_fields_and_indices_never_what_the_caller_named(loc: tu
 
 def test_the_contract_is_strict_about_types() -> None:
     # JSON true is not 1, 1.5 is not a whole number, "1" is not a number
-    for body in ({"prompt": "a", "max_output_tokens": True}, {"prompt": "a", "max_output_tokens": 1.5},
-                 {"prompt": "a", "temperature": "1"}, {"prompt": 5}):
+    for body in (
+        {"prompt": "a", "max_output_tokens": True},
+        {"prompt": "a", "max_output_tokens": 1.5},
+        {"prompt": "a", "temperature": "1"},
+        {"prompt": 5},
+    ):
         with pytest.raises(Exception):
             Request.model_validate(body)
 

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import oci
 import pytest
@@ -192,9 +193,20 @@ def test_given_the_renderer_when_asked_for_the_spec_then_it_matches_the_template
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     # given
-    argv = ["--format", "gateway-spec", "--function-ocid", FUNCTION, "--issuer", SPEC_VALUES["ISSUER"],
-            "--audience", SPEC_VALUES["AUDIENCE"], "--jwks-uri", SPEC_VALUES["JWKS_URI"],
-            "--cors-allowed-origin", SPEC_VALUES["CORS_ALLOWED_ORIGIN"]]
+    argv = [
+        "--format",
+        "gateway-spec",
+        "--function-ocid",
+        FUNCTION,
+        "--issuer",
+        SPEC_VALUES["ISSUER"],
+        "--audience",
+        SPEC_VALUES["AUDIENCE"],
+        "--jwks-uri",
+        SPEC_VALUES["JWKS_URI"],
+        "--cors-allowed-origin",
+        SPEC_VALUES["CORS_ALLOWED_ORIGIN"],
+    ]
     # when
     assert policies.main(argv) == 0
     # then

@@ -27,9 +27,14 @@ OTHER_EXAMPLE_MODELS = {"openai.gpt-oss-120b"}
 _MODEL_ID = re.compile(r"\b(?:xai|openai|google|meta|cohere|mistralai)\.[a-z0-9][a-z0-9.]*-[a-z0-9.-]*[a-z0-9]")
 # Where a default model could be named besides settings.py.
 # The bench's own sources, not the virtualenvs `make bench` builds beside them (bench/.venv-*).
-BENCH_SOURCES = sorted(p for p in (ROOT / "bench").glob("**/*.py") if not p.relative_to(ROOT / "bench").parts[0].startswith("."))
+BENCH_SOURCES = sorted(
+    p for p in (ROOT / "bench").glob("**/*.py") if not p.relative_to(ROOT / "bench").parts[0].startswith(".")
+)
 DEFAULT_MODEL_FILES = [
-    *PAGES, ROOT / "func.yaml", ROOT / "bench" / "README.md", *BENCH_SOURCES,
+    *PAGES,
+    ROOT / "func.yaml",
+    ROOT / "bench" / "README.md",
+    *BENCH_SOURCES,
     *sorted((ROOT / "policies" / "terraform").glob("*.tf")),
     *sorted((ROOT / "policies" / "terraform").glob("*.example")),
 ]
@@ -190,9 +195,7 @@ def test_every_relative_link_resolves(page: Path) -> None:
             continue  # https:, mailto: ...
         file_part, _, anchor = target.partition("#")
         linked = (page.parent / file_part).resolve() if file_part else page
-        if not linked.exists():
-            broken.append(target)
-        elif anchor and linked.suffix == ".md" and anchor not in _anchors(_text(linked)):
+        if not linked.exists() or (anchor and linked.suffix == ".md" and anchor not in _anchors(_text(linked))):
             broken.append(target)
     assert not broken, f"{page.name}: {broken}"
 
@@ -227,14 +230,19 @@ def test_the_token_decoding_command_reads_a_real_jwt() -> None:
     def part(data: bytes) -> str:
         return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
 
-    claims = {"aud": "https://genai-api.example.com/", "iss": "https://identity.oraclecloud.com/", "sub": "\u00ff\u00fe>>>???", "x": "a"}
+    claims = {
+        "aud": "https://genai-api.example.com/",
+        "iss": "https://identity.oraclecloud.com/",
+        "sub": "\u00ff\u00fe>>>???",
+        "x": "a",
+    }
     payload = json.dumps(claims).encode()
     assert len(part(payload)) % 4 and re.search(r"[-_]", part(payload))
     header = part(json.dumps({"alg": "RS256"}).encode())
     token = f"{header}.{part(payload)}.{part(b'signature')}"
     # when the command the troubleshooting section gives is run on it
     deploy = _text(DOCS / "deploy.md")
-    section = deploy[deploy.index("## Decode a token"):]
+    section = deploy[deploy.index("## Decode a token") :]
     (command,) = [line for line in _code(section) if line.startswith("python3 -c")]
     code = re.fullmatch(r"python3 -c '(.*)' \"\$TOKEN\"", command.strip())
     assert code, command
@@ -264,7 +272,7 @@ def test_the_settings_page_and_terraform_state_the_default_model() -> None:
     (row,) = [line for line in table.splitlines() if line.startswith("| `GENAI_MODEL` |")]
     assert f"`{DEFAULT_MODEL}`" in row.split("|")[2]
     variables = _text(ROOT / "policies" / "terraform" / "variables.tf")
-    block = variables[variables.index('variable "genai_model"'):]
+    block = variables[variables.index('variable "genai_model"') :]
     block = block[: block.index("\n}") + 2]
     assert f"Function default: {DEFAULT_MODEL}." in block
     assert re.search(r"default\s*=\s*null", block), "Terraform leaves the default to the function"

@@ -167,7 +167,9 @@ def _value_problem(name: str, option: click.Option, value: str) -> str | None:
 
 
 def _take_options(
-    words: Sequence[str], options: dict[str, click.Option], keep_unknown: bool,
+    words: Sequence[str],
+    options: dict[str, click.Option],
+    keep_unknown: bool,
 ) -> tuple[list[str], set[str], list[str]]:
     """Consume the options `options` declares (and their values) as click's parser would.
     Returns what is left, the options seen (by their first name), and the problems found."""
@@ -239,7 +241,9 @@ def _pages() -> list[Path]:
 
 
 def _all_shown() -> list[Shown]:
-    return [s for page in _pages() for s in shown_commands(page.read_text(encoding="utf-8"), str(page.relative_to(ROOT)))]
+    return [
+        s for page in _pages() for s in shown_commands(page.read_text(encoding="utf-8"), str(page.relative_to(ROOT)))
+    ]
 
 
 # --- the checker is a real check ----------------------------------------------------------------
@@ -253,15 +257,24 @@ _GOOD = [
     "oci session authenticate --region us-chicago-1 --profile-name DEFAULT",
 ]
 _BAD = [
-    ("oci api-gateway deployment create --compartment-id c --gateway-id g --path-prefix /p "
-     "--specification file://s.json --wait-for-status SUCCEEDED", "no such option: --wait-for-status"),
+    (
+        "oci api-gateway deployment create --compartment-id c --gateway-id g --path-prefix /p "
+        "--specification file://s.json --wait-for-status SUCCEEDED",
+        "no such option: --wait-for-status",
+    ),
     ("oci api-gateway deployments create --compartment-id c", "has no command 'deployments'"),
-    ("oci api-gateway deployment create --gateway-id g --specification file://s.json",
-     "missing required option --compartment-id"),
-    ("oci api-gateway gateway create --compartment-id c --endpoint-type PUBLIC --subnet-id s --wait-for-state DONE",
-     "--wait-for-state 'DONE'"),
-    ("oci artifacts container repository create --compartment-id c --display-name r --is-public maybe",
-     "--is-public 'maybe'"),
+    (
+        "oci api-gateway deployment create --gateway-id g --specification file://s.json",
+        "missing required option --compartment-id",
+    ),
+    (
+        "oci api-gateway gateway create --compartment-id c --endpoint-type PUBLIC --subnet-id s --wait-for-state DONE",
+        "--wait-for-state 'DONE'",
+    ),
+    (
+        "oci artifacts container repository create --compartment-id c --display-name r --is-public maybe",
+        "--is-public 'maybe'",
+    ),
     ("oci api-gateway gateway --compartment-id c", "is a group, not a command"),
     ("oci os ns get extra", "unexpected arguments"),
     ("oci os ns get --query", "--query needs a value"),
@@ -299,28 +312,45 @@ def test_given_a_mention_in_prose_when_checked_then_only_path_and_options_must_b
 
 def test_given_markdown_when_read_then_blocks_continuations_substitutions_and_inline_code_are_found() -> None:
     # given
-    page = "\n".join([
-        "Run `oci os ns get` first; the `oci` CLI is configured.",
-        "",
-        "  ```sh",
-        "  export NS=$(oci os ns get --query data --raw-output)   # the namespace",
-        '  oci iam policy create --compartment-id "$C" \\',
-        "    --name n --description d \\",
-        "    --statements '[\"a; b\"]' && echo done",
-        "  fn invoke app oci",
-        "  ```",
-        "```text",
-        "oci not a command here",
-        "```",
-    ])
+    page = "\n".join(
+        [
+            "Run `oci os ns get` first; the `oci` CLI is configured.",
+            "",
+            "  ```sh",
+            "  export NS=$(oci os ns get --query data --raw-output)   # the namespace",
+            '  oci iam policy create --compartment-id "$C" \\',
+            "    --name n --description d \\",
+            "    --statements '[\"a; b\"]' && echo done",
+            "  fn invoke app oci",
+            "  ```",
+            "```text",
+            "oci not a command here",
+            "```",
+        ]
+    )
     # when
     found = shown_commands(page, "page.md")
     # then
     assert [(s.where, s.words, s.complete) for s in found] == [
         ("page.md:1", ("os", "ns", "get"), False),
         ("page.md:4", ("os", "ns", "get", "--query", "data", "--raw-output"), True),
-        ("page.md:5", ("iam", "policy", "create", "--compartment-id", "$C", "--name", "n", "--description", "d",
-                       "--statements", '["a; b"]'), True),
+        (
+            "page.md:5",
+            (
+                "iam",
+                "policy",
+                "create",
+                "--compartment-id",
+                "$C",
+                "--name",
+                "n",
+                "--description",
+                "d",
+                "--statements",
+                '["a; b"]',
+            ),
+            True,
+        ),
     ]
 
 
@@ -341,8 +371,9 @@ def test_given_the_docs_when_read_then_they_show_oci_commands_to_check() -> None
     found = _all_shown()
     # then: guards the extraction itself (a parser that found nothing would pass everything)
     assert sum(s.complete for s in found) >= 6
-    assert any(s.where.startswith("docs/deploy.md") and s.words[:3] == ("api-gateway", "deployment", "create")
-               for s in found)
+    assert any(
+        s.where.startswith("docs/deploy.md") and s.words[:3] == ("api-gateway", "deployment", "create") for s in found
+    )
 
 
 @pytest.mark.parametrize("shown", _all_shown(), ids=str)
@@ -356,21 +387,44 @@ def test_given_an_oci_command_in_the_docs_when_checked_then_oci_cli_accepts_it(s
 # --- the renderer's --format oci-cli output --------------------------------------------------------
 
 
-@pytest.mark.parametrize("tenancy", [["--tenancy-ocid", "ocid1.tenancy.oc1..aaaaaaaatenancy"], []], ids=["tenancy", "variable"])
-@pytest.mark.parametrize("pin", [[], ["--function-ocid", "ocid1.fnfunc.oc1.us-chicago-1.aaaaaaaafunction"]], ids=["compartment", "pinned"])
+@pytest.mark.parametrize(
+    "tenancy", [["--tenancy-ocid", "ocid1.tenancy.oc1..aaaaaaaatenancy"], []], ids=["tenancy", "variable"]
+)
+@pytest.mark.parametrize(
+    "pin", [[], ["--function-ocid", "ocid1.fnfunc.oc1.us-chicago-1.aaaaaaaafunction"]], ids=["compartment", "pinned"]
+)
 def test_given_the_renderer_when_it_prints_oci_cli_commands_then_oci_cli_accepts_each(
-    tenancy: list[str], pin: list[str], capsys: pytest.CaptureFixture[str],
+    tenancy: list[str],
+    pin: list[str],
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     # given
-    argv = ["--compartment-ocid", "ocid1.compartment.oc1..aaaaaaaafn", "--dynamic-group", "genai-functions",
-            "--gateway-compartment-ocid", "ocid1.compartment.oc1..aaaaaaaagw", *tenancy, *pin, "--format", "oci-cli"]
+    argv = [
+        "--compartment-ocid",
+        "ocid1.compartment.oc1..aaaaaaaafn",
+        "--dynamic-group",
+        "genai-functions",
+        "--gateway-compartment-ocid",
+        "ocid1.compartment.oc1..aaaaaaaagw",
+        *tenancy,
+        *pin,
+        "--format",
+        "oci-cli",
+    ]
     # when
     assert policies.main(argv) == 0
     lines = capsys.readouterr().out.splitlines()
-    shown = [Shown(f"line {n}", words, True) for n, line in enumerate(lines, 1)
-             for command in shell_commands(line) if (words := oci_words(command)) is not None]
+    shown = [
+        Shown(f"line {n}", words, True)
+        for n, line in enumerate(lines, 1)
+        for command in shell_commands(line)
+        if (words := oci_words(command)) is not None
+    ]
     # then: one dynamic group and two policies, each accepted as a complete command
-    assert [s.words[:3] for s in shown] == [("iam", "dynamic-group", "create"), ("iam", "policy", "create"),
-                                           ("iam", "policy", "create")]
+    assert [s.words[:3] for s in shown] == [
+        ("iam", "dynamic-group", "create"),
+        ("iam", "policy", "create"),
+        ("iam", "policy", "create"),
+    ]
     for command in shown:
         assert command_problems(command) == [], str(command)

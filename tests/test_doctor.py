@@ -21,7 +21,6 @@ from genai_handler.local.agent import REPO_ROOT, FunctionProcess
 from genai_handler.local.endpoint import Fault, LocalEndpoint, oci_errors
 from genai_handler.local.gateway import LocalGateway
 from genai_handler.local.identity import LocalIdentity, make_api_key_profile
-
 from genai_handler.settings import DEFAULT_MODEL
 
 from .conftest import PROJECT_OCID, function_env
@@ -108,10 +107,14 @@ def test_an_unknown_functions_region_blames_the_variable_it_came_from(monkeypatc
     # given OCI Functions' region key this version does not know, and no GENAI_REGION or GENAI_BASE_URL
     failed = _failed(diagnose(_settings(OCI_RESOURCE_PRINCIPAL_REGION="zzz")), "settings")
     # then it names where the value came from, and the setting that overrides it
-    assert failed["detail"].startswith("OCI_RESOURCE_PRINCIPAL_REGION ") and "genai GENAI_REGION <value>" in failed["fix"]
+    assert (
+        failed["detail"].startswith("OCI_RESOURCE_PRINCIPAL_REGION ") and "genai GENAI_REGION <value>" in failed["fix"]
+    )
 
 
-def test_an_unknown_functions_region_does_not_matter_with_a_base_url(principal: LocalIdentity, service: LocalEndpoint) -> None:
+def test_an_unknown_functions_region_does_not_matter_with_a_base_url(
+    principal: LocalIdentity, service: LocalEndpoint
+) -> None:
     # given OCI Functions hands over a key no table knows (here in the function's own environment too)
     report = diagnose(_settings(service, OCI_RESOURCE_PRINCIPAL_REGION="zzz"))
     # then nothing uses the region, so nothing fails because of it
@@ -135,8 +138,12 @@ def test_a_missing_key_file_is_a_credentials_failure(principal: LocalIdentity, s
 
 def test_an_unparseable_user_key_is_a_credentials_failure(tmp_path: Path, service: LocalEndpoint) -> None:
     config, profile, _, _ = make_api_key_profile(tmp_path / "oci")
-    (tmp_path / "oci" / "oci_api_key.pem").write_text("-----BEGIN PRIVATE KEY-----\nnot a key\n-----END PRIVATE KEY-----\n")
-    settings = _settings(service, GENAI_AUTH="user_principal", GENAI_OCI_CONFIG_FILE=str(config), GENAI_OCI_PROFILE=profile)
+    (tmp_path / "oci" / "oci_api_key.pem").write_text(
+        "-----BEGIN PRIVATE KEY-----\nnot a key\n-----END PRIVATE KEY-----\n"
+    )
+    settings = _settings(
+        service, GENAI_AUTH="user_principal", GENAI_OCI_CONFIG_FILE=str(config), GENAI_OCI_PROFILE=profile
+    )
     failed = _failed(diagnose(settings), "credentials", "not a key")
     assert "OCI credentials" in failed["detail"] and "user principal" in failed["detail"]
     assert "key_file" in failed["fix"] and f"[{profile}]" in failed["fix"]
@@ -156,7 +163,9 @@ def test_an_expired_resource_principal_token_is_reported(principal: LocalIdentit
     assert service.requests == []
 
 
-def test_an_expired_session_says_run_oci_session_refresh(tmp_path: Path, principal: LocalIdentity, service: LocalEndpoint) -> None:
+def test_an_expired_session_says_run_oci_session_refresh(
+    tmp_path: Path, principal: LocalIdentity, service: LocalEndpoint
+) -> None:
     # given an `oci session authenticate` profile whose token has expired
     config, profile, key, _ = make_api_key_profile(tmp_path / "oci", profile="SESSION")
     token = principal.issue_token(key.public_key(), lifetime_s=-10)
@@ -178,9 +187,13 @@ def test_a_token_from_a_foreign_issuer_is_a_401_with_its_causes(principal: Local
     assert "clock" in failed["fix"] and "expired" in failed["fix"]
 
 
-def test_an_unknown_api_key_fingerprint_is_a_401_naming_the_uploaded_key(tmp_path: Path, service: LocalEndpoint) -> None:
+def test_an_unknown_api_key_fingerprint_is_a_401_naming_the_uploaded_key(
+    tmp_path: Path, service: LocalEndpoint
+) -> None:
     config, profile, _, _ = make_api_key_profile(tmp_path / "oci")  # never registered with the endpoint
-    settings = _settings(service, GENAI_AUTH="user_principal", GENAI_OCI_CONFIG_FILE=str(config), GENAI_OCI_PROFILE=profile)
+    settings = _settings(
+        service, GENAI_AUTH="user_principal", GENAI_OCI_CONFIG_FILE=str(config), GENAI_OCI_PROFILE=profile
+    )
     failed = _failed(diagnose(settings), "call", _pem(tmp_path / "oci" / "oci_api_key.pem"))
     assert "401" in failed["detail"] and "uploaded to the user" in failed["fix"]
 
@@ -188,7 +201,9 @@ def test_an_unknown_api_key_fingerprint_is_a_401_naming_the_uploaded_key(tmp_pat
 def test_a_registered_api_key_profile_passes(tmp_path: Path, service: LocalEndpoint) -> None:
     config, profile, key, key_id = make_api_key_profile(tmp_path / "oci")
     service.register_key(key_id, key.public_key())
-    settings = _settings(service, GENAI_AUTH="user_principal", GENAI_OCI_CONFIG_FILE=str(config), GENAI_OCI_PROFILE=profile)
+    settings = _settings(
+        service, GENAI_AUTH="user_principal", GENAI_OCI_CONFIG_FILE=str(config), GENAI_OCI_PROFILE=profile
+    )
     report = diagnose(settings)
     assert report["ok"] is True and "key loads" in report["checks"][1]["detail"]
     _assert_no_secrets(report, _pem(tmp_path / "oci" / "oci_api_key.pem"))
@@ -204,7 +219,9 @@ def test_a_generative_ai_api_key_is_checked_without_showing_it(service: LocalEnd
     assert "401" in wrong["detail"] and "GENAI_API_KEY" in wrong["fix"]
 
 
-def test_a_wrong_project_is_a_404_pointing_at_iam_region_and_project(principal: LocalIdentity, service: LocalEndpoint) -> None:
+def test_a_wrong_project_is_a_404_pointing_at_iam_region_and_project(
+    principal: LocalIdentity, service: LocalEndpoint
+) -> None:
     wrong = PROJECT_OCID.replace("aaaalocalproject", "aaaaotherproject")
     failed = _failed(diagnose(_settings(service, GENAI_PROJECT_OCID=wrong)), "call", principal.token)
     assert "HTTP 404 NotAuthorizedOrNotFound" in failed["detail"]
@@ -214,8 +231,9 @@ def test_a_wrong_project_is_a_404_pointing_at_iam_region_and_project(principal: 
 
 def test_a_model_the_region_does_not_offer_is_named_with_what_it_offers(principal: LocalIdentity) -> None:
     # given a region that serves another model: OCI answers its 500 "not found or not deployed in region"
-    with LocalEndpoint(trusted_issuer=principal.issuer_public_key, project_ocid=PROJECT_OCID,
-                       models=("openai.gpt-oss-120b",)) as region:
+    with LocalEndpoint(
+        trusted_issuer=principal.issuer_public_key, project_ocid=PROJECT_OCID, models=("openai.gpt-oss-120b",)
+    ) as region:
         failed = _failed(diagnose(_settings(region)), "call", principal.token)
         probes = [r.path for r in region.requests]
     # then it says which model is missing where, and what the region offers
@@ -262,7 +280,9 @@ def test_a_refused_connection_is_an_endpoint_failure(principal: LocalIdentity) -
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]  # closed again: nothing listens there
-    failed = _failed(diagnose(_settings(GENAI_BASE_URL=f"http://127.0.0.1:{port}/openai/v1")), "endpoint", principal.token)
+    failed = _failed(
+        diagnose(_settings(GENAI_BASE_URL=f"http://127.0.0.1:{port}/openai/v1")), "endpoint", principal.token
+    )
     assert f"cannot connect to 127.0.0.1:{port}" in failed["detail"] and "refused" in failed["detail"]
     assert "service gateway" in failed["fix"]
 
@@ -273,22 +293,29 @@ def test_a_name_that_does_not_resolve_is_a_dns_failure(principal: LocalIdentity)
     assert "GENAI_REGION" in failed["fix"]
 
 
-def test_the_cli_prints_one_line_per_check_and_exits_1_on_failure(tmp_path: Path, service: LocalEndpoint, principal: LocalIdentity) -> None:
+def test_the_cli_prints_one_line_per_check_and_exits_1_on_failure(
+    tmp_path: Path, service: LocalEndpoint, principal: LocalIdentity
+) -> None:
     principal.rotate(lifetime_s=-10)
     env = {k: v for k, v in os.environ.items() if not k.startswith("GENAI_")}
     env.update(_settings(service), PYTHONPATH=str(REPO_ROOT))
-    human = subprocess.run([sys.executable, "-m", "genai_handler.doctor"], env=env, cwd=tmp_path, capture_output=True, text=True)
+    human = subprocess.run(
+        [sys.executable, "-m", "genai_handler.doctor"], env=env, cwd=tmp_path, capture_output=True, text=True
+    )
     assert human.returncode == 1
     lines = human.stdout.splitlines()
     assert lines[0].startswith("✓ settings:") and lines[1].startswith("✗ credentials:") and "token expired" in lines[1]
     assert lines[2].startswith("  fix: ") and principal.token not in human.stdout + human.stderr
     principal.rotate()
-    machine = subprocess.run([sys.executable, "-m", "genai_handler.doctor", "--json"], env=env, cwd=tmp_path,
-                             capture_output=True, text=True)
+    machine = subprocess.run(
+        [sys.executable, "-m", "genai_handler.doctor", "--json"], env=env, cwd=tmp_path, capture_output=True, text=True
+    )
     assert machine.returncode == 0 and json.loads(machine.stdout)["ok"] is True
 
 
-def test_a_direct_fn_invoke_runs_the_doctor_as_the_function(function: FunctionProcess, upstream: LocalEndpoint, identity: LocalIdentity) -> None:
+def test_a_direct_fn_invoke_runs_the_doctor_as_the_function(
+    function: FunctionProcess, upstream: LocalEndpoint, identity: LocalIdentity
+) -> None:
     # `fn invoke <app> genai` with {"doctor": true}: IAM-authorised, never through API Gateway
     answer = function.invoke({"doctor": True}, gateway=False)
     report = answer.json()
@@ -330,7 +357,9 @@ def laptop(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return dotenv
 
 
-def test_with_no_cloud_settings_make_doctor_checks_the_local_setup(laptop: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_with_no_cloud_settings_make_doctor_checks_the_local_setup(
+    laptop: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     # given a fresh clone: no account, nothing configured
     # when
     code = doctor.main([])
@@ -338,13 +367,19 @@ def test_with_no_cloud_settings_make_doctor_checks_the_local_setup(laptop: Path,
     lines = capsys.readouterr().out.splitlines()
     assert code == 0, lines
     assert lines[0].startswith("note: no cloud settings") and "local endpoint http://127.0.0.1:" in lines[0]
-    assert "GENAI_AUTH=session GENAI_PROJECT_OCID=" in lines[0] and "GENAI_REGION=" in lines[0] and "make doctor" in lines[0]
+    assert (
+        "GENAI_AUTH=session GENAI_PROJECT_OCID=" in lines[0]
+        and "GENAI_REGION=" in lines[0]
+        and "make doctor" in lines[0]
+    )
     assert [line.split(":")[0] for line in lines[1:5]] == [f"✓ {name}" for name in CHECKS]
     assert lines[-1] == "all checks passed"
     assert not [n for n in os.environ if n.startswith("OCI_RESOURCE_PRINCIPAL")]  # the local identity is gone again
 
 
-def test_one_cloud_setting_in_dotenv_means_diagnose_that_setup(laptop: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_one_cloud_setting_in_dotenv_means_diagnose_that_setup(
+    laptop: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     # given a half-configured .env: a project but no region
     laptop.write_text(f"GENAI_PROJECT_OCID={PROJECT_OCID}\n")
     # when
@@ -352,7 +387,9 @@ def test_one_cloud_setting_in_dotenv_means_diagnose_that_setup(laptop: Path, cap
     # then it diagnoses that setup (no local fallback) and names what is missing
     report = json.loads(capsys.readouterr().out)
     assert code == 1 and "note" not in report
-    assert "GENAI_REGION" in report["checks"][0]["detail"] and "genai GENAI_REGION <value>" in report["checks"][0]["fix"]
+    assert (
+        "GENAI_REGION" in report["checks"][0]["detail"] and "genai GENAI_REGION <value>" in report["checks"][0]["fix"]
+    )
 
 
 def test_with_guardrails_on_the_doctor_makes_the_functions_apply_guardrails_call(
@@ -362,11 +399,15 @@ def test_with_guardrails_on_the_doctor_makes_the_functions_apply_guardrails_call
     assert report["ok"] is True and [c["name"] for c in report["checks"]] == [*CHECKS, "guardrails"]
     guardrails = report["checks"][-1]
     assert service.requests[-1].path == "/20231130/actions/applyGuardrails" and service.requests[-1].status == 200
-    assert principal.compartment_ocid in guardrails["detail"] and service.requests[-1].request_id in guardrails["detail"]
+    assert (
+        principal.compartment_ocid in guardrails["detail"] and service.requests[-1].request_id in guardrails["detail"]
+    )
     _assert_no_secrets(report, principal.token, _pem(principal.key_path))
 
 
-def test_guardrails_refused_by_iam_name_the_policy_and_compartment(principal: LocalIdentity, service: LocalEndpoint) -> None:
+def test_guardrails_refused_by_iam_name_the_policy_and_compartment(
+    principal: LocalIdentity, service: LocalEndpoint
+) -> None:
     service.inject(Fault("oci_error", name="not_authorized_or_not_found", path="/actions/applyGuardrails"))
     report = diagnose(_settings(service, GENAI_GUARDRAILS="inform"))
     failed = report["checks"][-1]

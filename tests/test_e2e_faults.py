@@ -179,8 +179,14 @@ def test_faults_on_the_openai_route_keep_openai_error_shape_and_headers(
     answer, _ = _timed(function, path="/v1/responses")
     # then the error is OpenAI-shaped and carries what the SDK reads: Retry-After and x-request-id
     assert answer.http_status == 429
-    assert answer.json() == {"error": {"message": answer.json()["error"]["message"], "type": "rate_limited",
-                                       "param": None, "code": "rate_limited"}}
+    assert answer.json() == {
+        "error": {
+            "message": answer.json()["error"]["message"],
+            "type": "rate_limited",
+            "param": None,
+            "code": "rate_limited",
+        }
+    }
     assert answer.http_headers["retry-after"] == "90"
     assert answer.http_headers["x-request-id"] == upstream.requests[0].request_id
     _recovers(function, upstream)
@@ -211,7 +217,9 @@ def test_upstream_failures_reach_the_caller_with_the_socket_status_200(
         assert answer.http_status == status
 
 
-def test_a_blackholed_route_is_a_502_could_not_reach_before_the_deadline(identity: LocalIdentity, tmp_path: Path) -> None:
+def test_a_blackholed_route_is_a_502_could_not_reach_before_the_deadline(
+    identity: LocalIdentity, tmp_path: Path
+) -> None:
     # given a route that drops every connection attempt (no NAT or service gateway), 12 s to go
     with blackhole() as base_url:
         function = start_function(function_env(identity, LocalEndpoint(), GENAI_BASE_URL=base_url), tmp_path / "log")
@@ -305,8 +313,13 @@ def test_an_output_item_the_sdk_does_not_know_is_returned_intact_and_nothing_uns
 ) -> None:
     # given OCI's answer holds an output item type newer than the pinned SDK, quoting the answer
     item = {"type": "future_reasoning_trace", "id": "frt_1", "summary": "CANARY-ANSWER-r7u", "steps": [{"n": 1}]}
-    message = {"type": "message", "id": "msg_1", "status": "completed", "role": "assistant",
-               "content": [{"type": "output_text", "text": "CANARY-ANSWER-r7u", "annotations": []}]}
+    message = {
+        "type": "message",
+        "id": "msg_1",
+        "status": "completed",
+        "role": "assistant",
+        "content": [{"type": "output_text", "text": "CANARY-ANSWER-r7u", "annotations": []}],
+    }
     upstream.inject(Fault(kind="patched", fields={"output": [item, message]}))
     call_id = f"unknown-item-{time.monotonic_ns()}"
     # when a caller of the OpenAI-compatible route asks
@@ -321,11 +334,16 @@ def test_an_output_item_the_sdk_does_not_know_is_returned_intact_and_nothing_uns
 
 @pytest.mark.parametrize(
     "body",
-    [b'{"prompt": "a", "temperature": 1e400}', b'{"prompt": "a", "text": {"format": {"type": "json_schema", '
-     b'"name": "n", "schema": {"type": "number", "maximum": 1e400}}}}'],
+    [
+        b'{"prompt": "a", "temperature": 1e400}',
+        b'{"prompt": "a", "text": {"format": {"type": "json_schema", '
+        b'"name": "n", "schema": {"type": "number", "maximum": 1e400}}}}',
+    ],
     ids=["temperature", "schema"],
 )
-def test_a_number_too_large_for_a_float_is_a_400(function: FunctionProcess, upstream: LocalEndpoint, body: bytes) -> None:
+def test_a_number_too_large_for_a_float_is_a_400(
+    function: FunctionProcess, upstream: LocalEndpoint, body: bytes
+) -> None:
     answer = function.invoke(body)
     assert "number too large" in _error(answer, 400, "invalid_request")["message"]
     assert upstream.requests == []

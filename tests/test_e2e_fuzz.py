@@ -30,13 +30,13 @@ _FUZZ = settings(
     deadline=None,
     database=None,
     suppress_health_check=[
-        HealthCheck.function_scoped_fixture, HealthCheck.too_slow, HealthCheck.data_too_large,
+        HealthCheck.function_scoped_fixture,
+        HealthCheck.too_slow,
+        HealthCheck.data_too_large,
         HealthCheck.large_base_example,
     ],
 )
-_PYTHON_LEAKS = re.compile(
-    r"Traceback|File \"|site-packages|\b[A-Z][A-Za-z]*(Error|Exception)\b|Error: |<object at 0x"
-)
+_PYTHON_LEAKS = re.compile(r"Traceback|File \"|site-packages|\b[A-Z][A-Za-z]*(Error|Exception)\b|Error: |<object at 0x")
 
 
 def _openai_route(path: str) -> bool:
@@ -52,7 +52,12 @@ def _leaks(text: str, sent: bytes, identity: LocalIdentity) -> list[str]:
 
 
 def _check_answer(
-    answer: Invocation, sent: bytes, path: str, endpoint: LocalEndpoint, identity: LocalIdentity, function: FunctionProcess
+    answer: Invocation,
+    sent: bytes,
+    path: str,
+    endpoint: LocalEndpoint,
+    identity: LocalIdentity,
+    function: FunctionProcess,
 ) -> int:
     """The invariants every answer keeps; returns the caller's status."""
     assert answer.status == 200, f"the fdk answered {answer.status}: {answer.body[:300]!r}"
@@ -83,8 +88,12 @@ def _check_answer(
 
 
 def _send(
-    function: FunctionProcess, endpoint: LocalEndpoint, identity: LocalIdentity, body: bytes,
-    path: str = "/genai", method: str = "POST",
+    function: FunctionProcess,
+    endpoint: LocalEndpoint,
+    identity: LocalIdentity,
+    body: bytes,
+    path: str = "/genai",
+    method: str = "POST",
 ) -> int:
     endpoint.reset()
     answer = function.invoke(body, path=path, method=method)
@@ -96,28 +105,40 @@ def _send(
 _blank = st.sampled_from(["", " ", "\t\n", "\u3000", "\u00a0 \u2003"])
 _text = st.text(min_size=1, max_size=80).filter(str.strip)
 _leaf = (
-    st.none() | st.booleans() | st.integers(-(2**64), 2**64)
-    | st.floats(allow_nan=False, allow_infinity=False) | st.text(max_size=40)
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**64), 2**64)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=40)
 )
 json_values = st.recursive(
-    _leaf, lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=12), inner, max_size=4),
+    _leaf,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=12), inner, max_size=4),
     max_leaves=20,
 )
 _part = st.fixed_dictionaries({"type": st.sampled_from(["input_text", "output_text"]), "text": _text})
 _message = st.fixed_dictionaries(
-    {"role": st.sampled_from(["user", "assistant", "system", "developer"]),
-     "content": _text | st.lists(_part, min_size=1, max_size=3)},
+    {
+        "role": st.sampled_from(["user", "assistant", "system", "developer"]),
+        "content": _text | st.lists(_part, min_size=1, max_size=3),
+    },
     optional={"type": st.just("message")},
 )
 _schema = st.recursive(
     st.fixed_dictionaries({"type": st.sampled_from(["string", "number", "boolean"])}),
-    lambda inner: st.fixed_dictionaries({"type": st.just("object"), "properties": st.dictionaries(st.text(max_size=8), inner, max_size=3)}),
+    lambda inner: st.fixed_dictionaries(
+        {"type": st.just("object"), "properties": st.dictionaries(st.text(max_size=8), inner, max_size=3)}
+    ),
     max_leaves=6,
 )
 _format = st.one_of(
     st.fixed_dictionaries({"type": st.sampled_from(["text", "json_object"])}),
     st.fixed_dictionaries(
-        {"type": st.just("json_schema"), "name": st.from_regex(r"[A-Za-z0-9_-]{1,64}", fullmatch=True), "schema": _schema},
+        {
+            "type": st.just("json_schema"),
+            "name": st.from_regex(r"[A-Za-z0-9_-]{1,64}", fullmatch=True),
+            "schema": _schema,
+        },
         optional={"strict": st.booleans(), "description": _text},
     ),
 )
@@ -127,12 +148,17 @@ _OPTIONAL_VALID = {
     "max_output_tokens": st.integers(1, MAX_OUTPUT_TOKENS),
     "temperature": st.floats(0, 2) | st.integers(0, 2),
     "top_p": st.floats(0, 1) | st.integers(0, 1),
-    "text": st.fixed_dictionaries({}, optional={"format": _format, "verbosity": st.sampled_from(["low", "medium", "high"])}),
+    "text": st.fixed_dictionaries(
+        {}, optional={"format": _format, "verbosity": st.sampled_from(["low", "medium", "high"])}
+    ),
     "metadata": st.dictionaries(st.text(max_size=64), st.text(max_size=512), max_size=16),
-    "reasoning": st.fixed_dictionaries({}, optional={
-        "effort": st.sampled_from(["none", "minimal", "low", "medium", "high", "xhigh"]),
-        "summary": st.sampled_from(["auto", "concise", "detailed"]),
-    }),
+    "reasoning": st.fixed_dictionaries(
+        {},
+        optional={
+            "effort": st.sampled_from(["none", "minimal", "low", "medium", "high", "xhigh"]),
+            "summary": st.sampled_from(["auto", "concise", "detailed"]),
+        },
+    ),
     "store": st.just(False),
 }
 
@@ -154,10 +180,17 @@ _not_int = st.booleans() | st.floats(allow_nan=False) | st.text(max_size=5) | st
 _WRONG_VALUES: dict[str, st.SearchStrategy[Any]] = {
     "prompt": _not_str | _blank,
     "input": (
-        st.none() | st.booleans() | st.integers() | st.just([]) | st.just({}) | _blank
+        st.none()
+        | st.booleans()
+        | st.integers()
+        | st.just([])
+        | st.just({})
+        | _blank
         | st.lists(_not_str, min_size=1, max_size=2)
-        | st.just([{"role": "robot", "content": "x"}]) | st.just([{"role": "user", "content": " "}])
-        | st.just([{"role": "user", "content": []}]) | st.just([{"role": "user", "content": "x", "name": "n"}])
+        | st.just([{"role": "robot", "content": "x"}])
+        | st.just([{"role": "user", "content": " "}])
+        | st.just([{"role": "user", "content": []}])
+        | st.just([{"role": "user", "content": "x", "name": "n"}])
         | st.just([{"role": "user", "content": [{"type": "input_image", "image_url": "data:,"}]}])
         | st.just([{"role": "user", "content": [{"type": "input_text", "text": 1}]}])
         | st.just([{"type": "function_call_output", "role": "user", "content": "x"}])
@@ -168,20 +201,32 @@ _WRONG_VALUES: dict[str, st.SearchStrategy[Any]] = {
     "temperature": st.text(max_size=3) | st.booleans() | st.floats(max_value=-1e-9) | st.floats(min_value=2.000001),
     "top_p": st.text(max_size=3) | st.booleans() | st.floats(max_value=-1e-9) | st.floats(min_value=1.000001),
     "text": (
-        _not_str.filter(lambda v: v != {}) | st.text(max_size=3) | st.just({"colour": 1})
-        | st.just({"verbosity": "max"}) | st.just({"format": {"type": "xml"}}) | st.just({"format": "json"})
-        | st.just({"format": {"type": "json_schema"}}) | st.just({"format": {"type": "text", "name": "n"}})
+        _not_str.filter(lambda v: v != {})
+        | st.text(max_size=3)
+        | st.just({"colour": 1})
+        | st.just({"verbosity": "max"})
+        | st.just({"format": {"type": "xml"}})
+        | st.just({"format": "json"})
+        | st.just({"format": {"type": "json_schema"}})
+        | st.just({"format": {"type": "text", "name": "n"}})
         | st.just({"format": {"type": "json_schema", "name": "n", "schema": {}, "strict": "yes"}})
         | st.just({"format": {"type": "json_schema", "name": "not a name", "schema": {}}})
         | st.just({"format": {"type": "json_schema", "name": "n", "schema": {"description": "d" * 20_000}}})
     ),
     "metadata": (
-        st.text(max_size=3) | st.just([]) | st.integers()
+        st.text(max_size=3)
+        | st.just([])
+        | st.integers()
         | st.dictionaries(st.text(max_size=8), st.text(max_size=4), min_size=17, max_size=20)
-        | st.just({"k" * 65: "v"}) | st.just({"k": "v" * 513}) | st.dictionaries(st.text(max_size=4), _not_str, min_size=1, max_size=2)
+        | st.just({"k" * 65: "v"})
+        | st.just({"k": "v" * 513})
+        | st.dictionaries(st.text(max_size=4), _not_str, min_size=1, max_size=2)
     ),
     "reasoning": (
-        st.text(max_size=3) | st.just([]) | st.just({"effort": "extreme"}) | st.just({"summary": 1})
+        st.text(max_size=3)
+        | st.just([])
+        | st.just({"effort": "extreme"})
+        | st.just({"summary": 1})
         | st.just({"budget": 1})
     ),
     "store": st.just(True) | st.text(max_size=3) | st.integers(),
@@ -196,10 +241,26 @@ _WRONG_VALUES: dict[str, st.SearchStrategy[Any]] = {
 def invalid_bodies(draw: st.DrawFn) -> bytes:
     """A valid request broken in exactly one way the contract refuses."""
     request = draw(valid_requests())
-    how = draw(st.sampled_from([
-        "wrong_value", "unknown_field", "both", "neither", "huge_input", "huge_body", "too_deep", "very_deep",
-        "duplicate", "constant", "big_number", "big_number_anywhere", "not_object", "bad_utf8",
-    ]))
+    how = draw(
+        st.sampled_from(
+            [
+                "wrong_value",
+                "unknown_field",
+                "both",
+                "neither",
+                "huge_input",
+                "huge_body",
+                "too_deep",
+                "very_deep",
+                "duplicate",
+                "constant",
+                "big_number",
+                "big_number_anywhere",
+                "not_object",
+                "bad_utf8",
+            ]
+        )
+    )
     if how == "wrong_value":
         name = draw(st.sampled_from(sorted(_WRONG_VALUES)))
         request[name] = draw(_WRONG_VALUES[name])
@@ -216,7 +277,9 @@ def invalid_bodies(draw: st.DrawFn) -> bytes:
         request.pop("input", None)
     elif how == "huge_input":
         request.pop("input", None)
-        request["prompt"] = draw(st.sampled_from("xé😀\u4f60")) * draw(st.integers(MAX_INPUT_CHARS + 1, 3 * MAX_INPUT_CHARS))
+        request["prompt"] = draw(st.sampled_from("xé😀\u4f60")) * draw(
+            st.integers(MAX_INPUT_CHARS + 1, 3 * MAX_INPUT_CHARS)
+        )
     elif how == "huge_body":
         request["metadata"] = {"k": "v" * (MAX_BODY_BYTES + draw(st.integers(1, 4096)))}
     elif how == "too_deep":
@@ -252,7 +315,11 @@ def invalid_bodies(draw: st.DrawFn) -> bytes:
     else:
         text = json.dumps(request, ensure_ascii=False).encode()
         cut = draw(st.integers(0, len(text)))
-        return text[:cut] + draw(st.sampled_from([b"\xff", b"\xc3", b"\xed\xa0\x80", b"\xf8\x88\x80\x80\x80"])) + text[cut:]
+        return (
+            text[:cut]
+            + draw(st.sampled_from([b"\xff", b"\xc3", b"\xed\xa0\x80", b"\xf8\x88\x80\x80\x80"]))
+            + text[cut:]
+        )
     return json.dumps(request, ensure_ascii=draw(st.booleans())).encode()
 
 
@@ -262,8 +329,12 @@ def invalid_bodies(draw: st.DrawFn) -> bytes:
 @_FUZZ
 @given(request=valid_requests(), path=st.sampled_from(ROUTES), ascii_only=st.booleans())
 def test_any_valid_request_is_answered_200_with_one_upstream_call(
-    function: FunctionProcess, endpoint: LocalEndpoint, identity: LocalIdentity,
-    request: dict[str, Any], path: str, ascii_only: bool,
+    function: FunctionProcess,
+    endpoint: LocalEndpoint,
+    identity: LocalIdentity,
+    request: dict[str, Any],
+    path: str,
+    ascii_only: bool,
 ) -> None:
     body = json.dumps(request, ensure_ascii=ascii_only).encode()
     assert _send(function, endpoint, identity, body, path) == 200
@@ -295,7 +366,10 @@ def test_arbitrary_json_values_get_a_documented_answer(
 
 
 @settings(_FUZZ, max_examples=50)
-@given(method=st.sampled_from(["GET", "PUT", "DELETE", "PATCH", "OPTIONS", "HEAD", "get", "TRACE"]), body=st.binary(max_size=64))
+@given(
+    method=st.sampled_from(["GET", "PUT", "DELETE", "PATCH", "OPTIONS", "HEAD", "get", "TRACE"]),
+    body=st.binary(max_size=64),
+)
 def test_any_other_method_gets_405_and_never_reaches_oci(
     function: FunctionProcess, endpoint: LocalEndpoint, identity: LocalIdentity, method: str, body: bytes
 ) -> None:
@@ -313,6 +387,8 @@ _SURROGATE_PLACES = {
     "metadata_key": lambda s: {"prompt": "hi", "metadata": {s: "v"}},
     "schema_name": lambda s: {"prompt": "hi", "text": {"format": {"type": "json_schema", "name": s, "schema": {}}}},
 }
+
+
 @pytest.mark.parametrize("place", list(_SURROGATE_PLACES))
 @pytest.mark.parametrize("escape", ["\\ud800", "\\udfff", "\\udc00\\ud800", "a\\ud83d"])
 def test_a_lone_surrogate_is_refused_with_400_not_500(

@@ -54,16 +54,23 @@ def informing(identity: LocalIdentity, endpoint: LocalEndpoint, logs_dir: Path) 
 
 @pytest.fixture(scope="module")
 def logging_prompts(identity: LocalIdentity, endpoint: LocalEndpoint, logs_dir: Path) -> Iterator[FunctionProcess]:
-    process = _start(identity, endpoint, logs_dir / "prompts.log", GENAI_GUARDRAILS="block", GENAI_PII_ACTION="redact",
-                     GENAI_LOG_PROMPTS="true")
+    process = _start(
+        identity,
+        endpoint,
+        logs_dir / "prompts.log",
+        GENAI_GUARDRAILS="block",
+        GENAI_PII_ACTION="redact",
+        GENAI_LOG_PROMPTS="true",
+    )
     yield process
     process.stop()
 
 
 @pytest.fixture(scope="module")
 def redacting_informed(identity: LocalIdentity, endpoint: LocalEndpoint, logs_dir: Path) -> Iterator[FunctionProcess]:
-    process = _start(identity, endpoint, logs_dir / "inform-redact.log", GENAI_GUARDRAILS="inform",
-                     GENAI_PII_ACTION="redact")
+    process = _start(
+        identity, endpoint, logs_dir / "inform-redact.log", GENAI_GUARDRAILS="inform", GENAI_PII_ACTION="redact"
+    )
     yield process
     process.stop()
 
@@ -121,8 +128,14 @@ def test_a_clean_request_is_screened_once_then_answered(blocking: FunctionProces
 def test_on_the_openai_route_the_block_is_an_openai_error(blocking: FunctionProcess, upstream: LocalEndpoint) -> None:
     answer = blocking.invoke({"input": FLAGGED["prompt_injection"]}, path=OPENAI_ROUTE)
     assert answer.http_status == 400
-    assert answer.json() == {"error": {"message": "the request was blocked by guardrails: prompt_injection",
-                                       "type": "content_blocked", "param": None, "code": "content_blocked"}}
+    assert answer.json() == {
+        "error": {
+            "message": "the request was blocked by guardrails: prompt_injection",
+            "type": "content_blocked",
+            "param": None,
+            "code": "content_blocked",
+        }
+    }
 
 
 def test_inform_mode_answers_and_logs_the_verdict_without_the_text(
@@ -158,7 +171,10 @@ def test_given_flagged_text_only_in_the_output_format_when_blocking_then_the_mod
     answer = blocking.invoke({"prompt": "hello", "text": {"format": fmt}})
     # then it is blocked like the same text in the prompt
     assert answer.http_status == 400, answer.body
-    assert answer.json()["error"]["message"] == "the request was blocked by guardrails: content_moderation, prompt_injection"
+    assert (
+        answer.json()["error"]["message"]
+        == "the request was blocked by guardrails: content_moderation, prompt_injection"
+    )
     assert _paths(upstream) == [GUARDRAILS_PATH]
 
 
@@ -222,7 +238,10 @@ def test_inform_mode_fails_open_and_logs_the_skipped_check(
     assert answer.http_status == 200
     assert _paths(upstream) == [GUARDRAILS_PATH, "/openai/v1/responses"]
     assert _line(logs_dir / "inform.log", "inform-5xx")["guardrails"] == {
-        "mode": "inform", "skipped": "upstream_error", "request_id": upstream.requests[0].request_id}
+        "mode": "inform",
+        "skipped": "upstream_error",
+        "request_id": upstream.requests[0].request_id,
+    }
 
 
 def test_a_slow_service_in_block_mode_is_a_504_before_the_deadline(
@@ -256,7 +275,9 @@ def test_guardrails_off_import_nothing_new_on_the_cold_path(
     identity: LocalIdentity, upstream: LocalEndpoint, mode: str, loaded: bool
 ) -> None:
     env = {**os.environ, **function_env(identity, upstream, GENAI_GUARDRAILS=mode), "PYTHONPATH": str(REPO_ROOT)}
-    out = subprocess.run([sys.executable, "-c", _COLD_PATH], env=env, capture_output=True, text=True, timeout=60, check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", _COLD_PATH], env=env, capture_output=True, text=True, timeout=60, check=True
+    )
     result = json.loads(out.stdout.strip().splitlines()[-1])
     assert result["body"]["output_text"] == "Local answer to: hello"
     assert result["loaded"] is loaded

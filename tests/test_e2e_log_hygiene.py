@@ -78,8 +78,18 @@ def _secrets(identity: LocalIdentity, signatures: set[str]) -> list[str]:
     header, claims, signature = identity.token.split(".")
     pem_lines = [line for line in identity.key_path.read_text().splitlines() if not line.startswith("-----")]
     return [
-        identity.token, claims[:40], signature[:40], "ST$", "PRIVATE KEY", pem_lines[0], pem_lines[-1],
-        "Signature version", 'keyId="', CALLER_TOKEN, API_KEY, *signatures,
+        identity.token,
+        claims[:40],
+        signature[:40],
+        "ST$",
+        "PRIVATE KEY",
+        pem_lines[0],
+        pem_lines[-1],
+        "Signature version",
+        'keyId="',
+        CALLER_TOKEN,
+        API_KEY,
+        *signatures,
     ]
 
 
@@ -103,7 +113,9 @@ def _json_lines(log: str, call_ids: list[str]) -> dict[str, list[dict]]:
 
 
 @pytest.fixture(scope="module")
-def quiet(identity: LocalIdentity, endpoint: LocalEndpoint, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[FunctionProcess, Path]]:
+def quiet(
+    identity: LocalIdentity, endpoint: LocalEndpoint, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[FunctionProcess, Path]]:
     """The default: GENAI_LOG_PROMPTS unset, FDK_DEBUG unset, the SDK asked to log at debug."""
     path = tmp_path_factory.mktemp("quiet") / "function.log"
     function = start_function(function_env(identity, endpoint, **NOISY), path)
@@ -164,7 +176,11 @@ def test_broken_credentials_are_reported_without_their_content(
     # given the token and a damaged key passed as literal values, not file paths
     broken_pem = f"-----BEGIN PRIVATE KEY-----\n{'CANARYPEMBODY' * 5}\n-----END PRIVATE KEY-----\n"
     env = function_env(
-        identity, endpoint, OCI_RESOURCE_PRINCIPAL_RPST=identity.token, OCI_RESOURCE_PRINCIPAL_PRIVATE_PEM=broken_pem, **NOISY
+        identity,
+        endpoint,
+        OCI_RESOURCE_PRINCIPAL_RPST=identity.token,
+        OCI_RESOURCE_PRINCIPAL_PRIVATE_PEM=broken_pem,
+        **NOISY,
     )
     path = tmp_path / "function.log"
     function = start_function(env, path)
@@ -181,7 +197,9 @@ def test_broken_credentials_are_reported_without_their_content(
     assert "Traceback" not in log
 
 
-def test_an_invalid_setting_is_logged_without_the_prompt(identity: LocalIdentity, endpoint: LocalEndpoint, tmp_path: Path) -> None:
+def test_an_invalid_setting_is_logged_without_the_prompt(
+    identity: LocalIdentity, endpoint: LocalEndpoint, tmp_path: Path
+) -> None:
     path = tmp_path / "function.log"
     function = start_function(function_env(identity, endpoint, GENAI_MAX_RETRIES="lots", **NOISY), path)
     try:
@@ -246,15 +264,24 @@ def test_with_caller_tracing_and_guardrails_on_no_prompt_or_secret_reaches_the_l
     b3 = {"X-B3-TraceId": TRACE_ID, "X-B3-SpanId": PLATFORM_SPAN, "X-B3-Sampled": "1"}
     path = tmp_path / "function.log"
     with Collector() as collector:
-        env = function_env(identity, endpoint, OCI_TRACING_ENABLED="1", OCI_TRACE_COLLECTOR_URL=collector.url,
-                           GENAI_GUARDRAILS="inform", GENAI_COMPARTMENT_OCID=identity.compartment_ocid, **NOISY)
+        env = function_env(
+            identity,
+            endpoint,
+            OCI_TRACING_ENABLED="1",
+            OCI_TRACE_COLLECTOR_URL=collector.url,
+            GENAI_GUARDRAILS="inform",
+            GENAI_COMPARTMENT_OCID=identity.compartment_ocid,
+            **NOISY,
+        )
         function = start_function(env, path)
         try:
             endpoint.reset()
             caller = {"X-Genai-Caller": "ocid1.user.oc1..aaaalice", "Authorization": f"Bearer {CALLER_TOKEN}"}
             # when a flagged prompt and a clean one go through, and one attempt fails first
             for body in ({"prompt": flagged, "instructions": INSTRUCTIONS}, {"prompt": PROMPT}):
-                endpoint.inject(Fault(kind="status", status=503, code="ServiceUnavailable", path="/openai/v1/responses"))
+                endpoint.inject(
+                    Fault(kind="status", status=503, code="ServiceUnavailable", path="/openai/v1/responses")
+                )
                 answer = function.invoke(body, headers=caller, platform_headers=b3)
                 assert answer.http_status == 200, answer.body
             collector.arrived.wait(5)
@@ -266,7 +293,14 @@ def test_with_caller_tracing_and_guardrails_on_no_prompt_or_secret_reaches_the_l
     # then the log line names the caller, the verdicts and the trace, but no prompt, answer or secret
     assert "aaaalice" in log and '"guardrails"' in log and TRACE_ID in log
     for text, where in ((log, "the log"), (spans, "the spans")):
-        for canary in (PROMPT, INSTRUCTIONS, ANSWER, "ada@example.com", "BADWORD", DATA_KEY,
-                       *_secrets(identity, signatures)):
+        for canary in (
+            PROMPT,
+            INSTRUCTIONS,
+            ANSWER,
+            "ada@example.com",
+            "BADWORD",
+            DATA_KEY,
+            *_secrets(identity, signatures),
+        ):
             assert canary not in text, f"{canary[:30]!r} leaked into {where}"
     assert spans != "[]" and "Traceback" not in log

@@ -48,7 +48,9 @@ def test_every_recorded_oci_error_has_an_expected_mapping() -> None:
 
 
 @pytest.mark.parametrize("name", sorted(EXPECTED))
-def test_an_oci_error_reaches_the_caller_as_documented(function: FunctionProcess, upstream: LocalEndpoint, name: str) -> None:
+def test_an_oci_error_reaches_the_caller_as_documented(
+    function: FunctionProcess, upstream: LocalEndpoint, name: str
+) -> None:
     expected = EXPECTED[name]
     # given OCI answers every attempt with this real error body
     upstream.inject(*[Fault("oci_error", name=name)] * expected.sent)

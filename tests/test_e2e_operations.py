@@ -54,8 +54,9 @@ def _call(
     header a direct `fn invoke` carries), `caller` headers as Fn-Http-H-* on a gateway call.
     Returns the call id, the status the caller sees and the JSON body."""
     call_id = uuid.uuid4().hex
-    answer = function.invoke(body, gateway=gateway, headers=caller, platform_headers=platform,
-                             deadline_s=deadline_s, call_id=call_id)
+    answer = function.invoke(
+        body, gateway=gateway, headers=caller, platform_headers=platform, deadline_s=deadline_s, call_id=call_id
+    )
     return call_id, answer.http_status, answer.json()
 
 
@@ -63,8 +64,11 @@ def _log_line(path: Path, call_id: str) -> dict[str, Any]:
     """The invocation's one JSON log line, once the fdk's stderr has it."""
     until = time.monotonic() + 10
     while True:
-        lines = [json.loads(line) for line in path.read_text(encoding="utf-8", errors="replace").splitlines()
-                 if line.startswith("{") and call_id in line]
+        lines = [
+            json.loads(line)
+            for line in path.read_text(encoding="utf-8", errors="replace").splitlines()
+            if line.startswith("{") and call_id in line
+        ]
         lines = [line for line in lines if line.get("call_id") == call_id]
         if lines or time.monotonic() > until:
             assert len(lines) == 1, f"expected one log line for {call_id}, got {lines}"
@@ -88,7 +92,9 @@ def untraced(identity: LocalIdentity, endpoint: LocalEndpoint, quiet_log: Path) 
 # --- who called ----------------------------------------------------------------------------------
 
 
-def test_the_gateway_s_caller_header_reaches_the_log_line(untraced: FunctionProcess, upstream: LocalEndpoint, quiet_log: Path) -> None:
+def test_the_gateway_s_caller_header_reaches_the_log_line(
+    untraced: FunctionProcess, upstream: LocalEndpoint, quiet_log: Path
+) -> None:
     # given API Gateway set the caller header from the JWT subject, when it forwards a prompt
     call_id, status, _ = _call(untraced, {"prompt": PROMPT}, caller={CALLER_HEADER: "ocid1.user.oc1..aaaaalice"})
     # then the invocation's log line names the caller, and nothing of the prompt
@@ -105,7 +111,9 @@ def test_the_caller_header_through_function_process_reaches_the_log_line(
     assert _log_line(quiet_log, "ops-caller-agent")["caller"] == "alice@example.com"
 
 
-def test_a_direct_invoke_logs_no_caller_even_with_the_header(untraced: FunctionProcess, upstream: LocalEndpoint, quiet_log: Path) -> None:
+def test_a_direct_invoke_logs_no_caller_even_with_the_header(
+    untraced: FunctionProcess, upstream: LocalEndpoint, quiet_log: Path
+) -> None:
     # given a direct `fn invoke` (no Fn-Intent) that carries the header itself
     call_id, status, body = _call(untraced, {"prompt": "hi"}, platform={CALLER_HEADER: "mallory"}, gateway=False)
     # then it is answered, and no caller is logged: only the gateway sets one
@@ -114,12 +122,16 @@ def test_a_direct_invoke_logs_no_caller_even_with_the_header(untraced: FunctionP
     assert "caller" not in line and "mallory" not in json.dumps(line)
 
 
-def test_a_gateway_call_without_the_header_logs_no_caller(untraced: FunctionProcess, upstream: LocalEndpoint, quiet_log: Path) -> None:
+def test_a_gateway_call_without_the_header_logs_no_caller(
+    untraced: FunctionProcess, upstream: LocalEndpoint, quiet_log: Path
+) -> None:
     call_id, _, _ = _call(untraced, {"prompt": "hi"})
     assert "caller" not in _log_line(quiet_log, call_id)
 
 
-def test_a_hostile_caller_value_is_cut_escaped_and_flagged(untraced: FunctionProcess, upstream: LocalEndpoint, quiet_log: Path) -> None:
+def test_a_hostile_caller_value_is_cut_escaped_and_flagged(
+    untraced: FunctionProcess, upstream: LocalEndpoint, quiet_log: Path
+) -> None:
     # given a caller value in UTF-8 with a bidi override, a C1 control and 10 kB of padding
     # (the fdk's parser itself refuses C0 controls and DEL with a 400)
     hostile = ("eve\u202egnp.exe\u0085" + "x" * 10_000).encode()
@@ -138,8 +150,13 @@ def gateway_log(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _serve(identity: LocalIdentity, endpoint: LocalEndpoint, log: Path, **options: Any) -> LocalGateway:
-    return LocalGateway(function_env(identity, endpoint), timeout_s=20, function_log=open(log, "ab"),  # noqa: SIM115
-                        console=open(os.devnull, "w"), **options)  # noqa: SIM115
+    return LocalGateway(
+        function_env(identity, endpoint),
+        timeout_s=20,
+        function_log=open(log, "ab"),
+        console=open(os.devnull, "w"),
+        **options,
+    )
 
 
 def test_make_serve_sets_the_caller_and_overwrites_a_forged_one(
@@ -148,14 +165,17 @@ def test_make_serve_sets_the_caller_and_overwrites_a_forged_one(
     with _serve(identity, upstream, gateway_log) as gateway, httpx2.Client(base_url=gateway.url, timeout=30) as http:
         # when a caller sends no caller header, or forges one in any letter case
         plain = http.post(chat_route(), json={"prompt": "hi"})
-        forged = http.post(chat_route(), json={"prompt": "hi"},
-                           headers=[(CALLER_HEADER, "admin"), (CALLER_HEADER.lower(), "root")])
+        forged = http.post(
+            chat_route(), json={"prompt": "hi"}, headers=[(CALLER_HEADER, "admin"), (CALLER_HEADER.lower(), "root")]
+        )
     assert plain.status_code == forged.status_code == 200
     # then the function logs the gateway's subject both times, as `ifExists: OVERWRITE` does
     lines = [json.loads(line) for line in gateway_log.read_text(encoding="utf-8").splitlines() if line.startswith("{")]
     callers = [line.get("caller") for line in lines if "status" in line]
     assert callers == [DEFAULT_SUBJECT, DEFAULT_SUBJECT]
-    assert "admin" not in gateway_log.read_text(encoding="utf-8") and "root" not in gateway_log.read_text(encoding="utf-8")
+    assert "admin" not in gateway_log.read_text(encoding="utf-8") and "root" not in gateway_log.read_text(
+        encoding="utf-8"
+    )
 
 
 def test_make_serve_takes_the_subject_from_local_gateway_subject(
@@ -171,8 +191,9 @@ def test_make_serve_reads_local_gateway_subject_from_the_environment(tmp_path: P
     # given LOCAL_GATEWAY_SUBJECT in the environment, when `make serve`'s entrypoint starts
     env = {**os.environ, "LOCAL_GATEWAY_SUBJECT": "env-subject", "PORT": "0"}
     env = {k: v for k, v in env.items() if not k.startswith("GENAI_")}
-    server = subprocess.Popen([sys.executable, "-m", "genai_handler.local.gateway"], cwd=REPO_ROOT, env=env,
-                              stderr=subprocess.PIPE, text=True)
+    server = subprocess.Popen(
+        [sys.executable, "-m", "genai_handler.local.gateway"], cwd=REPO_ROOT, env=env, stderr=subprocess.PIPE, text=True
+    )
     try:
         banner = ""
         until = time.monotonic() + 60
@@ -196,7 +217,9 @@ def traced_log(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def traced(identity: LocalIdentity, endpoint: LocalEndpoint, collector: Collector, traced_log: Path) -> Iterator[FunctionProcess]:
+def traced(
+    identity: LocalIdentity, endpoint: LocalEndpoint, collector: Collector, traced_log: Path
+) -> Iterator[FunctionProcess]:
     """Tracing on, as OCI sets it when the application and the function have tracing enabled."""
     env = function_env(identity, endpoint, OCI_TRACING_ENABLED="1", OCI_TRACE_COLLECTOR_URL=collector.url)
     function = start_function(env, traced_log)
@@ -235,7 +258,9 @@ def test_spans_arrive_joined_to_the_platform_s_trace_with_a_child_per_attempt(
     assert line["trace_id"] == TRACE_ID and line["trace_report"] == "sent"
 
 
-def test_an_unsampled_call_sends_nothing(traced: FunctionProcess, upstream: LocalEndpoint, collector: Collector) -> None:
+def test_an_unsampled_call_sends_nothing(
+    traced: FunctionProcess, upstream: LocalEndpoint, collector: Collector
+) -> None:
     collector.reset()
     _, status, _ = _call(traced, {"prompt": "hi"}, platform={**B3, "X-B3-Sampled": "0"})
     assert status == 200
@@ -288,7 +313,9 @@ def test_a_slow_collector_never_holds_the_call_past_its_deadline(
     assert status == 200 and time.monotonic() - started < 3.0
 
 
-def test_tracing_off_sends_nothing(untraced: FunctionProcess, upstream: LocalEndpoint, collector: Collector, quiet_log: Path) -> None:
+def test_tracing_off_sends_nothing(
+    untraced: FunctionProcess, upstream: LocalEndpoint, collector: Collector, quiet_log: Path
+) -> None:
     # given tracing is not enabled, even with B3 headers on the call
     collector.reset()
     call_id, status, _ = _call(untraced, {"prompt": "hi"}, platform=B3)
@@ -315,13 +342,19 @@ def test_the_tracing_module_is_loaded_only_when_tracing_is_on(
     identity: LocalIdentity, upstream: LocalEndpoint, collector: Collector, enabled: str
 ) -> None:
     # given a fresh interpreter running a real invocation, tracing unset, off or on
-    env = {**os.environ, **function_env(identity, upstream), "PYTHONPATH": str(REPO_ROOT),
-           "OCI_TRACE_COLLECTOR_URL": collector.url}
+    env = {
+        **os.environ,
+        **function_env(identity, upstream),
+        "PYTHONPATH": str(REPO_ROOT),
+        "OCI_TRACE_COLLECTOR_URL": collector.url,
+    }
     env.pop("OCI_TRACING_ENABLED", None)
     if enabled:
         env["OCI_TRACING_ENABLED"] = enabled
     collector.reset()
-    ran = subprocess.run([sys.executable, "-c", _IMPORTED], env=env, capture_output=True, text=True, timeout=120, check=True)
+    ran = subprocess.run(
+        [sys.executable, "-c", _IMPORTED], env=env, capture_output=True, text=True, timeout=120, check=True
+    )
     result = json.loads(ran.stdout.splitlines()[-1])
     # then the call is answered, and only with tracing on was the module imported and anything sent
     assert result["status"] == "200"

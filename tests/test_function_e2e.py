@@ -61,7 +61,9 @@ def test_many_invocations_share_one_upstream_connection(function: FunctionProces
     assert len({r.connection_id for r in upstream.requests}) == 1
 
 
-def test_form_content_type_is_accepted_when_the_body_is_json(function: FunctionProcess, upstream: LocalEndpoint) -> None:
+def test_form_content_type_is_accepted_when_the_body_is_json(
+    function: FunctionProcess, upstream: LocalEndpoint
+) -> None:
     # curl -d sends application/x-www-form-urlencoded
     answer = function.invoke('{"prompt": "curl"}', headers={"Content-Type": "application/x-www-form-urlencoded"})
     assert answer.http_status == 200
@@ -100,13 +102,45 @@ BAD_BODIES = [
     ({"prompt": "a", "reasoning": {"effort": "extreme"}}, "reasoning.effort"),
     ({"prompt": "x" * 40000}, "limit is 32000"),
     # every text the model reads counts against the input cap, not only the prompt
-    ({"prompt": "hi", "text": {"format": {"type": "json_schema", "name": "n", "schema": {"type": "object"},
-                                          "description": "d" * 300_000}}}, "limit is 32000"),
-    ({"prompt": "hi", "text": {"format": {"type": "json_schema", "name": "n" * 200_000, "schema": {}}}}, "text.format.name"),
-    ({"prompt": "hi", "text": {"format": {"type": "json_schema", "name": "n",
-                                          "schema": {"description": "d" * 20_000}}}}, "text.format.schema is over"),
-    ({"prompt": "hi", "instructions": "i" * 16_000, "text": {"format": {
-        "type": "json_schema", "name": "n", "schema": {"type": "object", "description": "d" * 16_000}}}}, "limit is 32000"),
+    (
+        {
+            "prompt": "hi",
+            "text": {
+                "format": {
+                    "type": "json_schema",
+                    "name": "n",
+                    "schema": {"type": "object"},
+                    "description": "d" * 300_000,
+                }
+            },
+        },
+        "limit is 32000",
+    ),
+    (
+        {"prompt": "hi", "text": {"format": {"type": "json_schema", "name": "n" * 200_000, "schema": {}}}},
+        "text.format.name",
+    ),
+    (
+        {
+            "prompt": "hi",
+            "text": {"format": {"type": "json_schema", "name": "n", "schema": {"description": "d" * 20_000}}},
+        },
+        "text.format.schema is over",
+    ),
+    (
+        {
+            "prompt": "hi",
+            "instructions": "i" * 16_000,
+            "text": {
+                "format": {
+                    "type": "json_schema",
+                    "name": "n",
+                    "schema": {"type": "object", "description": "d" * 16_000},
+                }
+            },
+        },
+        "limit is 32000",
+    ),
 ]
 
 
@@ -131,7 +165,9 @@ def test_other_methods_get_405_with_allow_post(function: FunctionProcess, upstre
     assert answer.http_headers["allow"] == "POST"
 
 
-def test_throttling_with_a_long_retry_after_answers_429_at_once(function: FunctionProcess, upstream: LocalEndpoint) -> None:
+def test_throttling_with_a_long_retry_after_answers_429_at_once(
+    function: FunctionProcess, upstream: LocalEndpoint
+) -> None:
     upstream.inject(Fault(kind="status", status=429, code="TooManyRequests", retry_after="120"))
     started = time.monotonic()
     answer = function.invoke({"prompt": "busy?"}, deadline_s=30)
@@ -141,7 +177,9 @@ def test_throttling_with_a_long_retry_after_answers_429_at_once(function: Functi
     assert error["request_id"] == upstream.requests[-1].request_id
 
 
-def test_a_short_throttle_is_retried_and_the_caller_sees_200(function: FunctionProcess, upstream: LocalEndpoint) -> None:
+def test_a_short_throttle_is_retried_and_the_caller_sees_200(
+    function: FunctionProcess, upstream: LocalEndpoint
+) -> None:
     upstream.inject(Fault(kind="status", status=429, code="TooManyRequests", retry_after="1"))
     assert function.invoke({"prompt": "retry me"}).http_status == 200
     assert [r.status for r in upstream.requests] == [429, 200]
@@ -202,7 +240,9 @@ def test_every_invocation_logs_one_json_line_without_the_prompt(
     assert "secret plan" not in function_log.read_text()
 
 
-def test_missing_setting_is_a_500_misconfigured_naming_it(misconfigured_function: FunctionProcess, tmp_path: Path) -> None:
+def test_missing_setting_is_a_500_misconfigured_naming_it(
+    misconfigured_function: FunctionProcess, tmp_path: Path
+) -> None:
     answer = misconfigured_function.invoke({"prompt": "hello"})
     error = _error(answer, 500, "misconfigured")
     assert "GENAI_PROJECT_OCID" in error["message"]
@@ -238,4 +278,3 @@ def test_given_a_repeated_key_inside_metadata_then_the_message_names_the_positio
     assert error["message"] == "metadata: repeats a key"
     assert "4111" not in error["message"] and "4111" not in raw
     assert upstream.requests == []
-

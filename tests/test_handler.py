@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import io
 import json
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
 
 import pytest
@@ -13,7 +13,9 @@ from fdk.context import InvokeContext
 from genai_handler import handler, logs
 from genai_handler.settings import Settings
 
-SETTINGS = Settings(project_ocid="ocid1.generativeaiproject.oc1.us-chicago-1.aaaa", base_url="http://127.0.0.1:9/openai/v1")
+SETTINGS = Settings(
+    project_ocid="ocid1.generativeaiproject.oc1.us-chicago-1.aaaa", base_url="http://127.0.0.1:9/openai/v1"
+)
 
 
 def _status(reply) -> int:
@@ -26,8 +28,18 @@ def _ctx(deadline: str | None = None, method: str | None = "POST", url: str = "/
     headers = {"fn-call-id": "call-1"}
     if method is not None:
         headers.update({"fn-intent": "httprequest", "fn-http-method": method, "fn-http-request-url": url})
-    return InvokeContext("app", "app", "fn", "fn", "call-1", deadline=deadline, headers=headers,
-                         method=method, request_url=url if method else None, fn_format="http-stream")
+    return InvokeContext(
+        "app",
+        "app",
+        "fn",
+        "fn",
+        "call-1",
+        deadline=deadline,
+        headers=headers,
+        method=method,
+        request_url=url if method else None,
+        fn_format="http-stream",
+    )
 
 
 @pytest.fixture(autouse=True)
@@ -36,7 +48,7 @@ def settings(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_the_budget_is_the_time_to_fn_deadline_less_the_margin() -> None:
-    deadline = (datetime.now(timezone.utc) + timedelta(seconds=20)).isoformat().replace("+00:00", "Z")
+    deadline = (datetime.now(UTC) + timedelta(seconds=20)).isoformat().replace("+00:00", "Z")
     assert 18.5 < handler._budget(_ctx(deadline)) < 19.1
 
 
@@ -186,11 +198,25 @@ def test_a_trace_report_that_crashes_never_changes_the_answer(
 
 def test_the_caller_is_read_only_from_the_gateway_s_headers(capsys: pytest.CaptureFixture[str]) -> None:
     # given the same header as a gateway caller header, and as a plain header on a direct invoke
-    gateway = InvokeContext("app", "app", "fn", "fn", "call-1", headers={
-        "fn-intent": "httprequest", "fn-http-method": "POST", "fn-http-request-url": "/genai/chat",
-        "fn-http-h-x-genai-caller": "alice"}, method="POST", request_url="/genai/chat", fn_format="http-stream")
-    direct = InvokeContext("app", "app", "fn", "fn", "call-2", headers={"x-genai-caller": "mallory"},
-                           method=None, fn_format="http-stream")
+    gateway = InvokeContext(
+        "app",
+        "app",
+        "fn",
+        "fn",
+        "call-1",
+        headers={
+            "fn-intent": "httprequest",
+            "fn-http-method": "POST",
+            "fn-http-request-url": "/genai/chat",
+            "fn-http-h-x-genai-caller": "alice",
+        },
+        method="POST",
+        request_url="/genai/chat",
+        fn_format="http-stream",
+    )
+    direct = InvokeContext(
+        "app", "app", "fn", "fn", "call-2", headers={"x-genai-caller": "mallory"}, method=None, fn_format="http-stream"
+    )
     _capture_logs()
     for ctx in (gateway, direct):
         handler.handle(ctx, io.BytesIO(b'{"input": ""}'))

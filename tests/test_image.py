@@ -44,8 +44,12 @@ def _pinned() -> dict[str, str]:
 
 def _version_of(python: str) -> str | None:
     try:
-        run = subprocess.run([python, "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
-                             capture_output=True, text=True, timeout=30)
+        run = subprocess.run(
+            [python, "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
     except OSError:
         return None
     return run.stdout.strip() if run.returncode == 0 else None
@@ -64,9 +68,23 @@ def _install_image_packages(python: str, target: Path) -> Path:
     """/python as Dockerfile.slim builds it: requirements.txt with --no-deps, wheels only, by `python`'s
     own pip, so a pin without a wheel for that Python fails here rather than in `fn build`."""
     pip = subprocess.run(
-        [python, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--no-deps",
-         "--only-binary=:all:", "--target", str(target), "-r", str(ROOT / "requirements.txt")],
-        timeout=600, capture_output=True, text=True,
+        [
+            python,
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+            "--no-deps",
+            "--only-binary=:all:",
+            "--target",
+            str(target),
+            "-r",
+            str(ROOT / "requirements.txt"),
+        ],
+        timeout=600,
+        capture_output=True,
+        text=True,
     )
     if pip.returncode != 0:
         errors = [line for line in pip.stderr.splitlines() if "ERROR" in line] or pip.stderr.splitlines()[-5:]
@@ -84,8 +102,10 @@ def image_packages(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def image_python() -> str:
     python = _image_interpreter()
     if python is None:
-        pytest.skip(f"no Python {IMAGE_PYTHON} interpreter (python{IMAGE_PYTHON} on PATH or under ~/.pyenv/versions): "
-                    f"the run image's Python is not checked on this machine")
+        pytest.skip(
+            f"no Python {IMAGE_PYTHON} interpreter (python{IMAGE_PYTHON} on PATH or under ~/.pyenv/versions): "
+            f"the run image's Python is not checked on this machine"
+        )
     return python
 
 
@@ -108,7 +128,9 @@ def test_the_slim_package_set_answers_under_the_real_fdk(image_packages: Path, t
 
 
 def test_the_image_python_installs_the_pins_and_serves_an_invocation_under_the_real_fdk(
-    image_python: str, image_packages_for_image_python: Path, tmp_path: Path,
+    image_python: str,
+    image_packages_for_image_python: Path,
+    tmp_path: Path,
 ) -> None:
     # given requirements.txt installed for the image's Python (wheels only), as /python
     assert _version_of(image_python) == IMAGE_PYTHON
@@ -127,11 +149,17 @@ def test_a_real_invocation_imports_only_pinned_distributions(image_packages: Pat
     # given the function's environment, the local endpoint and the image's package layout
     identity = LocalIdentity(tmp_path)
     with LocalEndpoint(trusted_issuer=identity.issuer_public_key, project_ocid=PROJECT_OCID) as endpoint:
-        env = {**identity.env(), "GENAI_PROJECT_OCID": PROJECT_OCID, "GENAI_BASE_URL": endpoint.base_url,
-               "PYTHONPATH": f"{ROOT}:{image_packages}", "PATH": "/usr/bin:/bin"}
+        env = {
+            **identity.env(),
+            "GENAI_PROJECT_OCID": PROJECT_OCID,
+            "GENAI_BASE_URL": endpoint.base_url,
+            "PYTHONPATH": f"{ROOT}:{image_packages}",
+            "PATH": "/usr/bin:/bin",
+        }
         # when one invocation runs in a fresh interpreter without the dev environment
-        probe = subprocess.run([sys.executable, "-S", "-c", _PROBE], env=env, capture_output=True, text=True,
-                               timeout=120, check=True)
+        probe = subprocess.run(
+            [sys.executable, "-S", "-c", _PROBE], env=env, capture_output=True, text=True, timeout=120, check=True
+        )
     result = json.loads(probe.stdout.splitlines()[-1])
     assert result["status"] == 200, result["body"]
     used = {re.sub(r"[-_.]+", "-", d).lower() for d in result["distributions"]}

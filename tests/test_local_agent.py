@@ -152,4 +152,3 @@ def test_a_function_dies_with_a_parent_that_was_killed(tmp_path: Path) -> None:
         if parent.poll() is None:
             parent.kill()
             parent.wait()
-

@@ -309,8 +309,9 @@ def test_given_a_list_of_models_when_another_is_asked_then_model_not_found(endpo
     with LocalEndpoint(models=["openai.only-this"]) as only:
         only.register_bearer(BEARER)
         other = requests.post(f"{only.base_url}/responses", json=_ask(), headers=BEARER_HEADERS, timeout=5)
-        listed = requests.post(f"{only.base_url}/responses", json=_ask(model="openai.only-this"),
-                               headers=BEARER_HEADERS, timeout=5)
+        listed = requests.post(
+            f"{only.base_url}/responses", json=_ask(model="openai.only-this"), headers=BEARER_HEADERS, timeout=5
+        )
 
     assert (other.status_code, listed.status_code) == (500, 200)
     assert only.models == ("openai.only-this",)
@@ -516,13 +517,18 @@ def test_given_a_patched_fault_when_requested_then_the_answer_has_those_fields(e
 
 
 @pytest.mark.parametrize("kind", ["trickle_headers", "trickle_body"])
-def test_given_a_trickle_fault_when_requested_then_one_byte_arrives_at_a_time(endpoint: LocalEndpoint, kind: str) -> None:
+def test_given_a_trickle_fault_when_requested_then_one_byte_arrives_at_a_time(
+    endpoint: LocalEndpoint, kind: str
+) -> None:
     endpoint.inject(Fault(kind, delay_s=0.2))
 
     with socket.create_connection(("127.0.0.1", endpoint.port), timeout=5) as sock:
         request = json.dumps(_ask()).encode()
-        sock.sendall(f"POST /openai/v1/responses HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {BEARER}\r\n"
-                     f"Content-Length: {len(request)}\r\n\r\n".encode() + request)
+        sock.sendall(
+            f"POST /openai/v1/responses HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {BEARER}\r\n"
+            f"Content-Length: {len(request)}\r\n\r\n".encode()
+            + request
+        )
         started = time.monotonic()
         first = sock.recv(65536)
         if kind == "trickle_body":
@@ -631,7 +637,8 @@ def _details(content: str) -> Any:
         guardrail_configs=models.GuardrailConfigs(
             content_moderation_config=models.ContentModerationConfiguration(categories=["OVERALL", "BLOCKLIST"]),
             personally_identifiable_information_config=models.PersonallyIdentifiableInformationConfiguration(
-                types=["EMAIL", "TELEPHONE_NUMBER"]),
+                types=["EMAIL", "TELEPHONE_NUMBER"]
+            ),
             prompt_injection_config=models.PromptInjectionConfiguration(),
         ),
     )
@@ -649,10 +656,14 @@ def test_given_the_oci_sdk_when_it_applies_guardrails_then_its_signed_call_gets_
     scores = {c.name: c.score for c in result.results.content_moderation.categories}
     assert scores == {"OVERALL": 1.0, "BLOCKLIST": 0.0} and result.results.prompt_injection.score == 1.0
     email, phone = result.results.personally_identifiable_information
-    assert (email.label, email.text, phone.label, phone.text) == ("EMAIL", "ada@example.com", "TELEPHONE_NUMBER",
-                                                                  "+1 555 123 4567")
+    assert (email.label, email.text, phone.label, phone.text) == (
+        "EMAIL",
+        "ada@example.com",
+        "TELEPHONE_NUMBER",
+        "+1 555 123 4567",
+    )
     utf16 = content.encode("utf-16-le")
-    assert utf16[email.offset * 2:(email.offset + email.length) * 2].decode("utf-16-le") == "ada@example.com"
+    assert utf16[email.offset * 2 : (email.offset + email.length) * 2].decode("utf-16-le") == "ada@example.com"
     assert result.guardrail_version.version
     assert endpoint.requests[-1].path == "/20231130/actions/applyGuardrails" and endpoint.requests[-1].status == 200
 
@@ -681,7 +692,8 @@ def test_given_an_unsigned_guardrails_call_then_not_authenticated(endpoint: Loca
 
 def test_given_details_without_their_required_fields_then_invalid_parameter(endpoint: LocalEndpoint) -> None:
     with closing(_bearer_connection(endpoint)) as connection:
-        connection.request("POST", "/20231130/actions/applyGuardrails", body=b'{"input": {"type": "TEXT"}}',
-                           headers=BEARER_HEADERS)
+        connection.request(
+            "POST", "/20231130/actions/applyGuardrails", body=b'{"input": {"type": "TEXT"}}', headers=BEARER_HEADERS
+        )
         response = connection.getresponse()
         assert response.status == 400 and json.loads(response.read())["code"] == "InvalidParameter"

@@ -118,8 +118,9 @@ def test_a_prompt_gets_the_functions_answer_and_one_console_line(
     client: httpx2.Client, upstream: LocalEndpoint, console: io.StringIO
 ) -> None:
     # when a caller POSTs a prompt with curl's form content type
-    answer = client.post("/genai/chat", content=b'{"prompt": "Hello"}',
-                         headers={"Content-Type": "application/x-www-form-urlencoded"})
+    answer = client.post(
+        "/genai/chat", content=b'{"prompt": "Hello"}', headers={"Content-Type": "application/x-www-form-urlencoded"}
+    )
     # then the function's answer, headers and status come back as HTTP
     assert answer.status_code == 200 and answer.headers["content-type"] == "application/json"
     request_id = upstream.requests[-1].request_id
@@ -157,7 +158,9 @@ def test_refusals_pass_through_with_status_and_body(
     assert upstream.requests == []
 
 
-def test_other_methods_reach_the_function_and_get_405_with_allow(client: httpx2.Client, upstream: LocalEndpoint) -> None:
+def test_other_methods_reach_the_function_and_get_405_with_allow(
+    client: httpx2.Client, upstream: LocalEndpoint
+) -> None:
     answer = client.get("/genai/chat")
     assert answer.status_code == 405 and answer.headers["allow"] == "POST"
     assert answer.json()["error"]["type"] == "method_not_allowed"
@@ -186,7 +189,9 @@ def test_a_slow_model_passes_504_within_the_timeout(client: httpx2.Client, upstr
 
 
 @pytest.mark.parametrize(
-    "authorization", [None, "Bearer wrong-token", f"Basic {TOKEN}", f"Bearer {TOKEN}x"], ids=["none", "wrong", "basic", "longer"]
+    "authorization",
+    [None, "Bearer wrong-token", f"Basic {TOKEN}", f"Bearer {TOKEN}x"],
+    ids=["none", "wrong", "basic", "longer"],
 )
 def test_without_the_gateway_token_the_caller_gets_401_and_the_function_is_not_called(
     gateway: LocalGateway, upstream: LocalEndpoint, console: io.StringIO, authorization: str | None
@@ -213,8 +218,9 @@ def tally(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[LocalGatew
     calls = folder / "calls"
     calls.touch()
     env = {"CALLS_FILE": str(calls)}
-    with LocalGateway(env, function_dir=folder, allowed_origin=APP_ORIGIN, console=io.StringIO(),
-                      function_log=subprocess.DEVNULL) as gw:  # type: ignore[arg-type]
+    with LocalGateway(
+        env, function_dir=folder, allowed_origin=APP_ORIGIN, console=io.StringIO(), function_log=subprocess.DEVNULL
+    ) as gw:  # type: ignore[arg-type]
         yield gw, calls
 
 
@@ -239,8 +245,17 @@ def _port(gateway: LocalGateway) -> str:
         "localhost.:{port}",
         "",
     ],
-    ids=["rebinding", "look-alike", "other-port", "longer-port", "no-port", "localhost-no-port", "ipv6", "dot",
-         "empty"],
+    ids=[
+        "rebinding",
+        "look-alike",
+        "other-port",
+        "longer-port",
+        "no-port",
+        "localhost-no-port",
+        "ipv6",
+        "dot",
+        "empty",
+    ],
 )
 def test_given_a_foreign_host_when_a_browser_posts_then_421_and_the_function_is_not_invoked(
     tally: tuple[LocalGateway, Path], host: str
@@ -248,8 +263,11 @@ def test_given_a_foreign_host_when_a_browser_posts_then_421_and_the_function_is_
     gateway, calls = tally
     before = _calls(calls)
     # when a page posts with a Host that is not the gateway's own address (DNS rebinding, say)
-    answer = httpx2.post(f"{gateway.url}/genai/chat", content=b'{"prompt": "spend"}',
-                         headers={"Host": host.format(port=_port(gateway)), "Content-Type": "text/plain"})
+    answer = httpx2.post(
+        f"{gateway.url}/genai/chat",
+        content=b'{"prompt": "spend"}',
+        headers={"Host": host.format(port=_port(gateway)), "Content-Type": "text/plain"},
+    )
     # then the gateway refuses it itself, without echoing the Host, and the function never sees it
     body = _gateway_error(answer, 421)
     assert "evil" not in answer.text and "Host" in body["message"]
@@ -259,8 +277,11 @@ def test_given_a_foreign_host_when_a_browser_posts_then_421_and_the_function_is_
 def test_the_rebinding_attack_with_the_right_token_spends_no_upstream_call(
     gateway: LocalGateway, upstream: LocalEndpoint
 ) -> None:
-    answer = httpx2.post(f"{gateway.url}/genai/chat", json={"prompt": "spend"},
-                         headers={"Host": f"rebind.evil.example:{_port(gateway)}", "Authorization": f"Bearer {TOKEN}"})
+    answer = httpx2.post(
+        f"{gateway.url}/genai/chat",
+        json={"prompt": "spend"},
+        headers={"Host": f"rebind.evil.example:{_port(gateway)}", "Authorization": f"Bearer {TOKEN}"},
+    )
     _gateway_error(answer, 421)
     assert upstream.requests == []
 
@@ -295,8 +316,15 @@ def test_the_gateways_own_address_in_the_forms_clients_send_is_answered(
 
 @pytest.mark.parametrize(
     "origin",
-    ["https://evil.example", "null", "http://127.0.0.1:1", "http://localhost:3001", "https://localhost:3000",
-     "http://localhost:3000.evil.example", f"{APP_ORIGIN}, https://evil.example"],
+    [
+        "https://evil.example",
+        "null",
+        "http://127.0.0.1:1",
+        "http://localhost:3001",
+        "https://localhost:3000",
+        "http://localhost:3000.evil.example",
+        f"{APP_ORIGIN}, https://evil.example",
+    ],
     ids=["evil", "null", "other-port", "next-port", "https", "suffix", "list"],
 )
 def test_given_a_foreign_origin_when_a_text_plain_post_arrives_then_403_and_the_function_is_not_invoked(
@@ -305,8 +333,11 @@ def test_given_a_foreign_origin_when_a_text_plain_post_arrives_then_403_and_the_
     gateway, calls = tally
     before = _calls(calls)
     # when a web page posts a "simple" request, which a browser sends without a CORS preflight
-    answer = httpx2.post(f"{gateway.url}/genai/chat", content=b'{"prompt": "spend"}',
-                         headers={"Origin": origin, "Content-Type": "text/plain"})
+    answer = httpx2.post(
+        f"{gateway.url}/genai/chat",
+        content=b'{"prompt": "spend"}',
+        headers={"Origin": origin, "Content-Type": "text/plain"},
+    )
     # then the gateway refuses it, names the setting that would allow an origin, and grants no CORS
     body = _gateway_error(answer, 403)
     assert "LOCAL_GATEWAY_ALLOWED_ORIGIN" in body["message"] and "evil" not in answer.text
@@ -317,8 +348,11 @@ def test_given_a_foreign_origin_when_a_text_plain_post_arrives_then_403_and_the_
 def test_a_foreign_origin_is_refused_before_the_token_is_checked(
     gateway: LocalGateway, upstream: LocalEndpoint
 ) -> None:
-    answer = httpx2.post(f"{gateway.url}/genai/chat", json={"prompt": "spend"},
-                         headers={"Origin": "https://evil.example", "Authorization": f"Bearer {TOKEN}"})
+    answer = httpx2.post(
+        f"{gateway.url}/genai/chat",
+        json={"prompt": "spend"},
+        headers={"Origin": "https://evil.example", "Authorization": f"Bearer {TOKEN}"},
+    )
     _gateway_error(answer, 403)
     assert upstream.requests == []
 
@@ -326,8 +360,9 @@ def test_a_foreign_origin_is_refused_before_the_token_is_checked(
 def test_a_foreign_origins_preflight_gets_403(tally: tuple[LocalGateway, Path]) -> None:
     gateway, calls = tally
     before = _calls(calls)
-    answer = httpx2.options(f"{gateway.url}/genai/chat",
-                            headers={"Origin": "https://evil.example", "Access-Control-Request-Method": "POST"})
+    answer = httpx2.options(
+        f"{gateway.url}/genai/chat", headers={"Origin": "https://evil.example", "Access-Control-Request-Method": "POST"}
+    )
     _gateway_error(answer, 403)
     assert not [name for name in answer.headers if name.startswith("access-control-")]
     assert _calls(calls) == before
@@ -337,8 +372,9 @@ def test_a_foreign_origins_preflight_gets_403(tally: tuple[LocalGateway, Path]) 
 def test_the_gateways_own_origin_is_same_origin_and_answered(tally: tuple[LocalGateway, Path], origin: str) -> None:
     gateway, calls = tally
     before = _calls(calls)
-    answer = httpx2.post(f"{gateway.url}/genai/chat", content=b"hi",
-                         headers={"Origin": origin.format(port=_port(gateway))})
+    answer = httpx2.post(
+        f"{gateway.url}/genai/chat", content=b"hi", headers={"Origin": origin.format(port=_port(gateway))}
+    )
     assert answer.status_code == 200 and _calls(calls) == before + 1
 
 
@@ -347,10 +383,14 @@ def test_the_allowed_origins_preflight_gets_the_deployed_cors_policy_without_a_t
 ) -> None:
     # given a gateway that requires a token and allows APP_ORIGIN; when the browser sends its preflight
     # (which never carries credentials)
-    answer = httpx2.options(f"{gateway.url}/genai/chat", headers={
-        "Origin": APP_ORIGIN, "Access-Control-Request-Method": "POST",
-        "Access-Control-Request-Headers": "authorization,content-type",
-    })
+    answer = httpx2.options(
+        f"{gateway.url}/genai/chat",
+        headers={
+            "Origin": APP_ORIGIN,
+            "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": "authorization,content-type",
+        },
+    )
     # then the gateway answers it as the deployment's cors block says, and the function is not called
     assert answer.status_code == 200 and answer.content == b""
     assert answer.headers["access-control-allow-origin"] == APP_ORIGIN
@@ -408,8 +448,15 @@ def test_given_real_oci_and_no_token_when_make_serve_starts_then_exit_2_and_noth
 
 @pytest.mark.parametrize(
     "origin",
-    ["*", "localhost:3000", "http://localhost:3000/", "https://app.example.com/path", "ftp://app.example.com",
-     f"{APP_ORIGIN} https://evil.example", "http://"],
+    [
+        "*",
+        "localhost:3000",
+        "http://localhost:3000/",
+        "https://app.example.com/path",
+        "ftp://app.example.com",
+        f"{APP_ORIGIN} https://evil.example",
+        "http://",
+    ],
 )
 @pytest.mark.parametrize("where", ["environment", "dotenv"])
 def test_an_allowed_origin_that_is_not_one_origin_is_one_line_and_exit_2(
@@ -436,7 +483,9 @@ def test_a_function_killed_between_calls_is_restarted(
     gateway.function.process.wait(timeout=5)  # type: ignore[union-attr]
     # then the request that finds it dead gets 502 JSON, like API Gateway (its own connection and
     # thread, which end with it)
-    answer = httpx2.post(f"{gateway.url}/genai/chat", json={"prompt": "anyone?"}, headers={"Authorization": f"Bearer {TOKEN}"})
+    answer = httpx2.post(
+        f"{gateway.url}/genai/chat", json={"prompt": "anyone?"}, headers={"Authorization": f"Bearer {TOKEN}"}
+    )
     assert "restarted" in _gateway_error(answer, 502)["message"]
     # and the gateway has restarted it, says so, and the function outlives the thread that restarted it
     assert gateway.restarts == restarts + 1 and gateway.function.pid != pid
@@ -611,7 +660,9 @@ def test_make_run_and_make_serve_hand_the_function_the_same_genai_settings() -> 
     environ = {"GENAI_MODEL": "from-environment", "GENAI_LOG_PROMPTS": "true", "PATH": "/bin"}
     dotenv = {"GENAI_MODEL": "from-dotenv", "GENAI_MAX_RETRIES": "1", "OTHER": "x"}
     assert function_settings(environ, dotenv) == {
-        "GENAI_MODEL": "from-environment", "GENAI_LOG_PROMPTS": "true", "GENAI_MAX_RETRIES": "1",
+        "GENAI_MODEL": "from-environment",
+        "GENAI_LOG_PROMPTS": "true",
+        "GENAI_MAX_RETRIES": "1",
     }
 
 
@@ -622,7 +673,10 @@ def test_dotenv_lines_are_parsed_and_the_environment_wins(tmp_path: Path) -> Non
         'GENAI_PROJECT_OCID="ocid1.generativeaiproject.oc1.us-chicago-1.fromdotenv"\nGENAI_MODEL=from-dotenv\nnot a line\n'
     )
     assert read_dotenv(dotenv)["GENAI_REGION"] == "us-chicago-1"
-    with upstream({"GENAI_MODEL": "from-environment", "HTTPS_PROXY": "http://proxy:3128", "SECRET": "x"}, dotenv) as (env, where):
+    with upstream({"GENAI_MODEL": "from-environment", "HTTPS_PROXY": "http://proxy:3128", "SECRET": "x"}, dotenv) as (
+        env,
+        where,
+    ):
         assert env["GENAI_AUTH"] == "session" and env["GENAI_MODEL"] == "from-environment"
         assert env["GENAI_PROJECT_OCID"].endswith("fromdotenv") and env["HTTPS_PROXY"] == "http://proxy:3128"
         # real settings: no local identity, no local endpoint
@@ -658,7 +712,11 @@ def _make_serve(
     env.update(settings or {})
     serve = subprocess.Popen(
         [sys.executable, "-m", "genai_handler.local.gateway", "--port", str(port)],  # --port wins over PORT
-        cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
     try:
         assert serve.stdout is not None
@@ -678,8 +736,12 @@ def test_make_serve_answers_on_port_and_stops_its_function_on_sigterm(tmp_path: 
     with _make_serve(tmp_path) as (serve, port, children, banner):
         assert f"http://127.0.0.1:{port}" in banner and "local endpoint" in banner
         assert f"Host: 127.0.0.1:{port} or localhost:{port} only" in banner and "LOCAL_GATEWAY_ALLOWED_ORIGIN" in banner
-        answer = httpx2.post(f"http://127.0.0.1:{port}/genai/chat", json={"prompt": "served"},
-                             headers={"Authorization": f"Bearer {TOKEN}"}, timeout=30)
+        answer = httpx2.post(
+            f"http://127.0.0.1:{port}/genai/chat",
+            json={"prompt": "served"},
+            headers={"Authorization": f"Bearer {TOKEN}"},
+            timeout=30,
+        )
         assert answer.status_code == 200 and answer.json()["output_text"] == "Local answer to: served"
         serve.send_signal(signal.SIGTERM)
         output = serve.communicate(timeout=15)[0]
@@ -694,7 +756,7 @@ def test_with_real_oci_settings_and_a_token_make_serve_starts(tmp_path: Path) ->
     settings = {"GENAI_AUTH": "session", "GENAI_REGION": "us-chicago-1", "HOME": str(tmp_path)}
     with _make_serve(tmp_path, settings) as (serve, _, _children, banner):
         assert "OCI Generative AI in us-chicago-1 (GENAI_AUTH=session)" in banner
-        assert 'Authorization: Bearer $LOCAL_GATEWAY_TOKEN' in banner and TOKEN not in banner
+        assert "Authorization: Bearer $LOCAL_GATEWAY_TOKEN" in banner and TOKEN not in banner
         serve.send_signal(signal.SIGTERM)
         assert serve.wait(timeout=15) == 0
 
@@ -713,12 +775,17 @@ def test_the_function_never_outlives_make_serve(tmp_path: Path, stop: signal.Sig
 
 
 @pytest.mark.parametrize(
-    ("argv", "env", "bad"), [([], {"PORT": "abc"}, "abc"), (["--port", "abc"], {}, "abc"), (["--port", "70000"], {}, "70000")]
+    ("argv", "env", "bad"),
+    [([], {"PORT": "abc"}, "abc"), (["--port", "abc"], {}, "abc"), (["--port", "70000"], {}, "70000")],
 )
 def test_a_bad_port_is_one_clear_line_and_exit_status_2(argv: list[str], env: dict[str, str], bad: str) -> None:
     environ = {**os.environ, "PYTHONPATH": str(REPO_ROOT), **env}
     done = subprocess.run(
-        [sys.executable, "-m", "genai_handler.local.gateway", *argv], env=environ, capture_output=True, text=True, timeout=60
+        [sys.executable, "-m", "genai_handler.local.gateway", *argv],
+        env=environ,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert done.returncode == 2 and "Traceback" not in done.stderr
     [error] = [line for line in done.stderr.splitlines() if not line.startswith("usage:")]

@@ -21,7 +21,9 @@ OTHER_MODEL = "vendor.not-on-the-allow-list"
 
 
 @pytest.fixture(scope="module")
-def gateway(identity: LocalIdentity, endpoint: LocalEndpoint, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalGateway]:
+def gateway(
+    identity: LocalIdentity, endpoint: LocalEndpoint, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[LocalGateway]:
     log = open(tmp_path_factory.mktemp("openai") / "function.log", "ab")  # noqa: SIM115
     with LocalGateway(function_env(identity, endpoint), token=TOKEN, function_log=log, console=io.StringIO()) as gw:
         yield gw
@@ -81,8 +83,13 @@ def test_an_output_item_type_newer_than_the_sdk_reaches_the_caller_as_oci_sent_i
 ) -> None:
     # given OCI answers with an output item type the pinned SDK has no model for
     item = {"type": "future_item", "id": "fi_1", "detail": {"depth": 2}}
-    message = {"type": "message", "id": "msg_1", "status": "completed", "role": "assistant",
-               "content": [{"type": "output_text", "text": "still here", "annotations": []}]}
+    message = {
+        "type": "message",
+        "id": "msg_1",
+        "status": "completed",
+        "role": "assistant",
+        "content": [{"type": "output_text", "text": "still here", "annotations": []}],
+    }
     upstream.inject(Fault(kind="patched", fields={"output": [item, message]}))
     # when a caller's OpenAI SDK asks through the gateway
     with _client(gateway) as client:

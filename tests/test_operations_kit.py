@@ -45,12 +45,22 @@ STATUS_CATEGORIES = {"2xx", "3xx", "4xx", "5xx"}
 # OCI docs, "Reducing Initial Latency Using Provisioned Concurrency": minimum PCUs and step by memory.
 PROVISIONED_CONCURRENCY_STEP = {128: 40, 256: 20, 512: 10, 1024: 10, 2048: 10, 3072: 10}
 SWITCHES = {
-    "usage_plan_enabled": False, "create_invoke_log": False, "create_error_metric": False, "create_alarms": False,
-    "tracing_enabled": False, "provisioned_concurrency": 0, "detached_timeout_in_seconds": 0,
-    "detached_success_destination_ocid": "", "detached_failure_destination_ocid": "",
+    "usage_plan_enabled": False,
+    "create_invoke_log": False,
+    "create_error_metric": False,
+    "create_alarms": False,
+    "tracing_enabled": False,
+    "provisioned_concurrency": 0,
+    "detached_timeout_in_seconds": 0,
+    "detached_success_destination_ocid": "",
+    "detached_failure_destination_ocid": "",
 }
-_ALARM = re.compile(r'(\w+) = \{namespace = ([^,]+), target = "(\w+)", severity = "(\w+)"\s*,?\s*query = "((?:[^"\\]|\\.)*)"')
-_MQL = re.compile(r"^(\w+)\[(\d+m)\]\{(.*)\}(?:\.grouping\(\))?\.(sum|max|mean|count|percentile\(0\.\d+\))\(?\)? > (.+)$")
+_ALARM = re.compile(
+    r'(\w+) = \{namespace = ([^,]+), target = "(\w+)", severity = "(\w+)"\s*,?\s*query = "((?:[^"\\]|\\.)*)"'
+)
+_MQL = re.compile(
+    r"^(\w+)\[(\d+m)\]\{(.*)\}(?:\.grouping\(\))?\.(sum|max|mean|count|percentile\(0\.\d+\))\(?\)? > (.+)$"
+)
 
 
 # --- helpers ------------------------------------------------------------------------------
@@ -104,8 +114,7 @@ def variables() -> dict[str, dict]:
 
 def _alarms(ops_locals: dict[str, Any]) -> dict[str, dict[str, str]]:
     return {
-        name: {"namespace": namespace, "target": target, "severity": severity,
-               "query": query.replace('\\"', '"')}
+        name: {"namespace": namespace, "target": target, "severity": severity, "query": query.replace('\\"', '"')}
         for name, namespace, target, severity, query in _ALARM.findall(ops_locals["alarms"])
     }
 
@@ -117,7 +126,9 @@ def _dimensions(text: str) -> dict[str, str]:
 # --- off by default ------------------------------------------------------------------------
 
 
-def test_given_the_operations_variables_when_parsed_then_every_switch_is_off_by_default(variables: dict[str, dict]) -> None:
+def test_given_the_operations_variables_when_parsed_then_every_switch_is_off_by_default(
+    variables: dict[str, dict],
+) -> None:
     # given / when
     defaults = {name: _literal(variables[name]["default"]) for name in SWITCHES}
     # then
@@ -128,15 +139,26 @@ def test_given_every_operations_resource_when_parsed_then_its_count_or_for_each_
     ops_resources: dict[str, dict],
 ) -> None:
     # given
-    switches = ("var.usage_plan_enabled", "local.log_count", "var.create_error_metric", "local.error_metric_types",
-                "var.create_alarms")
+    switches = (
+        "var.usage_plan_enabled",
+        "local.log_count",
+        "var.create_error_metric",
+        "local.error_metric_types",
+        "var.create_alarms",
+    )
     # when
     guards = {name: body.get("count", body.get("for_each", "")) for name, body in ops_resources.items()}
     # then
     assert set(ops_resources) >= {
-        "oci_apigateway_usage_plan.callers", "oci_apigateway_subscriber.callers", "oci_logging_log_group.this",
-        "oci_logging_log.invoke", "oci_sch_service_connector.errors", "oci_identity_policy.error_metric",
-        "oci_ons_notification_topic.alarms", "oci_ons_subscription.alarm_email", "oci_monitoring_alarm.this",
+        "oci_apigateway_usage_plan.callers",
+        "oci_apigateway_subscriber.callers",
+        "oci_logging_log_group.this",
+        "oci_logging_log.invoke",
+        "oci_sch_service_connector.errors",
+        "oci_identity_policy.error_metric",
+        "oci_ons_notification_topic.alarms",
+        "oci_ons_subscription.alarm_email",
+        "oci_monitoring_alarm.this",
     }
     for name, guard in guards.items():
         assert any(switch in guard for switch in switches), name
@@ -146,7 +168,9 @@ def test_given_every_operations_resource_when_parsed_then_its_count_or_for_each_
 
 
 def test_given_usage_plans_when_parsed_then_each_verified_subject_is_its_own_subscriber(
-    ops_resources: dict[str, dict], ops_locals: dict[str, Any], main_resources: dict[str, dict],
+    ops_resources: dict[str, dict],
+    ops_locals: dict[str, Any],
+    main_resources: dict[str, dict],
 ) -> None:
     # given
     plan = ops_resources["oci_apigateway_usage_plan.callers"]
@@ -182,7 +206,10 @@ def test_given_the_invocation_log_when_parsed_then_it_is_the_functions_invoke_lo
     # then
     assert _literal(log["log_type"]) == "SERVICE"
     assert {key: _literal(source[key]) for key in ("source_type", "service", "category")} == {
-        "source_type": "OCISERVICE", "service": "functions", "category": "invoke"}
+        "source_type": "OCISERVICE",
+        "service": "functions",
+        "category": "invoke",
+    }
     assert source["resource"] == "${oci_functions_application.this.id}"
 
 
@@ -215,7 +242,9 @@ def _error_types() -> set[str]:
 
 
 def test_given_the_error_metric_when_parsed_then_every_error_type_gets_its_own_connector_by_default(
-    variables: dict[str, dict], ops_locals: dict[str, Any], ops_resources: dict[str, dict],
+    variables: dict[str, dict],
+    ops_locals: dict[str, Any],
+    ops_resources: dict[str, dict],
 ) -> None:
     # given the default list of counted types, and the connector resource
     default = _literal(variables["error_metric_types"]["default"])
@@ -235,24 +264,38 @@ def test_given_a_type_s_connector_rule_when_matched_against_real_log_lines_then_
     rule = _wildcard(condition)
     # when real lines of that type, of another type, and a success are matched
     limited = _log_line(call_id="c1", status=429, error_type="rate_limited", error="OCI Generative AI is throttling")
-    other = _log_line(call_id="c2", status=502, error_type="upstream_error",
-                      error="OCI Generative AI failed (HTTP 429 rate_limited); retry later")
-    success = _log_line(call_id="c3", status=200, error_type=None, model="m", usage={"input_tokens": 3, "output_tokens": 5})
+    other = _log_line(
+        call_id="c2",
+        status=502,
+        error_type="upstream_error",
+        error="OCI Generative AI failed (HTTP 429 rate_limited); retry later",
+    )
+    success = _log_line(
+        call_id="c3", status=200, error_type=None, model="m", usage={"input_tokens": 3, "output_tokens": 5}
+    )
     # then only the rate_limited line counts
     assert rule.fullmatch(limited) and not rule.fullmatch(other) and not rule.fullmatch(success)
     assert _literal(connector["source"][0]["kind"]) == "logging"
     assert connector["source"][0]["log_sources"][0]["log_id"] == "${one(oci_logging_log.invoke[*].id)}"
     target = connector["target"][0]
     assert (_literal(target["kind"]), target["metric_namespace"], _literal(target["metric"])) == (
-        "monitoring", "${var.error_metric_namespace}", "errors")
+        "monitoring",
+        "${var.error_metric_namespace}",
+        "errors",
+    )
     dimensions = {_literal(d["name"]): d["dimension_value"][0]["value"] for d in target["dimensions"]}
     assert dimensions == {"function": "${var.function_name}", "error_type": "${each.key}"}
 
 
-def test_given_the_connectors_grant_when_parsed_then_it_may_only_post_its_own_namespace(ops_locals: dict[str, Any]) -> None:
+def test_given_the_connectors_grant_when_parsed_then_it_may_only_post_its_own_namespace(
+    ops_locals: dict[str, Any],
+) -> None:
     # given
-    statement = ops_locals["error_metric_statement"].replace("${var.compartment_ocid}", "ocid1.compartment.oc1..aaaa") \
+    statement = (
+        ops_locals["error_metric_statement"]
+        .replace("${var.compartment_ocid}", "ocid1.compartment.oc1..aaaa")
         .replace("${var.error_metric_namespace}", "genai_function")
+    )
     # when
     (parsed,) = parse_policy_statements([statement])["statements"]
     # then
@@ -272,15 +315,23 @@ def test_given_the_alarms_when_parsed_then_each_queries_a_documented_metric_with
     # when
     parsed = {name: _MQL.fullmatch(alarm["query"]) for name, alarm in alarms.items()}
     # then: the five OCI-measured alarms, and the custom error count
-    assert set(alarms) == {"gateway_5xx", "gateway_429", "gateway_latency", "function_throttled",
-                           "function_near_timeout", "function_errors"}
+    assert set(alarms) == {
+        "gateway_5xx",
+        "gateway_429",
+        "gateway_latency",
+        "function_throttled",
+        "function_near_timeout",
+        "function_errors",
+    }
     for name, match in parsed.items():
         assert match, (name, alarms[name]["query"])
         metric, _, dims, _, _ = match.groups()
         namespace = _literal(alarms[name]["namespace"])
         dimensions = _dimensions(dims)
         if "error_metric_namespace" in namespace:  # one stream per error_type, summed into one
-            assert (metric, set(dimensions)) == ("errors", {"function"}) and ".grouping().sum()" in alarms[name]["query"]
+            assert (metric, set(dimensions)) == ("errors", {"function"}) and ".grouping().sum()" in alarms[name][
+                "query"
+            ]
             continue
         assert metric in DOCUMENTED[namespace], name
         assert set(dimensions) <= DOCUMENTED[namespace][metric], name
@@ -290,22 +341,31 @@ def test_given_the_alarms_when_parsed_then_each_queries_a_documented_metric_with
 
 
 def test_given_the_alarm_resource_when_parsed_then_it_notifies_the_topic_and_waits_for_the_function(
-    ops_resources: dict[str, dict], ops_locals: dict[str, Any],
+    ops_resources: dict[str, dict],
+    ops_locals: dict[str, Any],
 ) -> None:
     # given
     alarm = ops_resources["oci_monitoring_alarm.this"]
     # when / then
     assert alarm["for_each"] == "${var.create_alarms && local.function_count == 1 ? local.alarms : {}}"
     assert alarm["destinations"] == ["${local.alarm_topic}"]
-    assert "var.alarm_topic_ocid" in ops_locals["alarm_topic"] and "oci_ons_notification_topic.alarms" in ops_locals["alarm_topic"]
+    assert (
+        "var.alarm_topic_ocid" in ops_locals["alarm_topic"]
+        and "oci_ons_notification_topic.alarms" in ops_locals["alarm_topic"]
+    )
     assert alarm["metric_compartment_id"] == "${local.alarm_targets[each.value.target]}"
 
 
-def test_given_the_operations_page_when_read_then_it_shows_every_alarm_query_the_stack_creates(ops_locals: dict[str, Any]) -> None:
+def test_given_the_operations_page_when_read_then_it_shows_every_alarm_query_the_stack_creates(
+    ops_locals: dict[str, Any],
+) -> None:
     # given
     page = (ROOT / "docs" / "operations.md").read_text(encoding="utf-8")
-    placeholders = {"${local.dp_for_alarms}": "<deployment OCID>", "${local.fn_for_alarms}": "<function OCID>",
-                    "${var.function_name}": "genai"}
+    placeholders = {
+        "${local.dp_for_alarms}": "<deployment OCID>",
+        "${local.fn_for_alarms}": "<function OCID>",
+        "${var.function_name}": "genai",
+    }
     # when
     shown = {}
     for name, alarm in _alarms(ops_locals).items():
@@ -321,7 +381,9 @@ def test_given_the_operations_page_when_read_then_it_shows_every_alarm_query_the
 # --- the function: traces, provisioned concurrency, detached invocations ---------------------------
 
 
-def test_given_tracing_when_parsed_then_application_and_function_follow_one_switch(main_resources: dict[str, dict]) -> None:
+def test_given_tracing_when_parsed_then_application_and_function_follow_one_switch(
+    main_resources: dict[str, dict],
+) -> None:
     # given
     application = main_resources["oci_functions_application.this"]["trace_config"][0]
     function = main_resources["oci_functions_function.this"]["trace_config"][0]
@@ -331,26 +393,40 @@ def test_given_tracing_when_parsed_then_application_and_function_follow_one_swit
 
 
 def test_given_provisioned_concurrency_when_parsed_then_its_step_is_oracles_table(
-    ops_locals: dict[str, Any], main_resources: dict[str, dict],
+    ops_locals: dict[str, Any],
+    main_resources: dict[str, dict],
 ) -> None:
     # given
     expression = ops_locals["provisioned_concurrency_step"]
-    limits = [(int(mb), int(step)) for mb, step in re.findall(r"var\.function_memory_in_mbs <= (\d+) \? (\d+)", expression)]
+    limits = [
+        (int(mb), int(step)) for mb, step in re.findall(r"var\.function_memory_in_mbs <= (\d+) \? (\d+)", expression)
+    ]
     otherwise = int(re.search(r": (\d+)\}$", expression).group(1))
     config = main_resources["oci_functions_function.this"]["provisioned_concurrency_config"][0]
     # when
-    step = {memory: next((s for limit, s in limits if memory <= limit), otherwise) for memory in PROVISIONED_CONCURRENCY_STEP}
+    step = {
+        memory: next((s for limit, s in limits if memory <= limit), otherwise)
+        for memory in PROVISIONED_CONCURRENCY_STEP
+    }
     # then
     assert step == PROVISIONED_CONCURRENCY_STEP
     assert config["strategy"] == '${var.provisioned_concurrency > 0 ? "CONSTANT" : "NONE"}'
 
 
-@pytest.mark.parametrize("ocid, kind", [
-    ("", "NONE"), ("ocid1.onstopic.oc1.iad.aaaa", "NOTIFICATION"),
-    ("ocid1.queue.oc1.iad.aaaa", "QUEUE"), ("ocid1.stream.oc1.iad.aaaa", "STREAM"),
-])
+@pytest.mark.parametrize(
+    "ocid, kind",
+    [
+        ("", "NONE"),
+        ("ocid1.onstopic.oc1.iad.aaaa", "NOTIFICATION"),
+        ("ocid1.queue.oc1.iad.aaaa", "QUEUE"),
+        ("ocid1.stream.oc1.iad.aaaa", "STREAM"),
+    ],
+)
 def test_given_a_detached_destination_when_parsed_then_its_kind_follows_its_ocid(
-    ops_locals: dict[str, Any], variables: dict[str, dict], ocid: str, kind: str,
+    ops_locals: dict[str, Any],
+    variables: dict[str, dict],
+    ocid: str,
+    kind: str,
 ) -> None:
     # given
     kinds = {key: _literal(value) for key, value in ops_locals["destination_kinds"].items()}

@@ -54,7 +54,11 @@ def _run(*args: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     return subprocess.run(
         [sys.executable, "-m", "genai_handler.policies", *args],
-        capture_output=True, text=True, cwd=ROOT, env=env, timeout=60,
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env=env,
+        timeout=60,
     )
 
 
@@ -83,8 +87,14 @@ def test_given_malformed_statements_when_parsed_then_the_grammar_rejects_them() 
 
 
 @pytest.mark.parametrize(
-    "name", ["dynamic-group.txt", "dynamic-group-one-function.txt", "function-policy.txt",
-             "gateway-policy.txt", "deployer-policy.txt"],
+    "name",
+    [
+        "dynamic-group.txt",
+        "dynamic-group-one-function.txt",
+        "function-policy.txt",
+        "gateway-policy.txt",
+        "deployer-policy.txt",
+    ],
 )
 def test_given_a_template_when_read_then_it_only_uses_placeholders_terraform_can_fill(name: str) -> None:
     # given
@@ -99,8 +109,7 @@ def test_given_a_template_when_read_then_it_only_uses_placeholders_terraform_can
 def test_given_the_deployer_policy_when_parsed_then_it_is_labelled_and_scoped() -> None:
     # given
     lines = policies.read_template("deployer-policy.txt")
-    values = {name: "ocid1.compartment.oc1..aaaaaaaadeploy" for name in
-              ("FUNCTION_COMPARTMENT_OCID", "GATEWAY_COMPARTMENT_OCID", "NETWORK_COMPARTMENT_OCID", "REPO_COMPARTMENT_OCID")}
+    values = dict.fromkeys(("FUNCTION_COMPARTMENT_OCID", "GATEWAY_COMPARTMENT_OCID", "NETWORK_COMPARTMENT_OCID", "REPO_COMPARTMENT_OCID"), "ocid1.compartment.oc1..aaaaaaaadeploy")
     values["DEPLOYER_GROUP"] = "genai-deployers"
     # when
     parsed = _statements([policies.fill(line, values) for line in lines])
@@ -108,8 +117,13 @@ def test_given_the_deployer_policy_when_parsed_then_it_is_labelled_and_scoped() 
     assert "FOR THE PEOPLE OR PIPELINE WHO DEPLOY" in (ROOT / "policies" / "deployer-policy.txt").read_text()
     by_resource = {s["resources"]["values"][0]: s for s in parsed}
     assert set(by_resource) == {
-        "objectstorage-namespaces", "repos", "functions-family", "metrics",
-        "logging-family", "virtual-network-family", "api-gateway-family",
+        "objectstorage-namespaces",
+        "repos",
+        "functions-family",
+        "metrics",
+        "logging-family",
+        "virtual-network-family",
+        "api-gateway-family",
     }
     for statement in parsed:
         assert statement["resources"]["type"] == "specific"
@@ -208,8 +222,18 @@ def test_given_json_format_when_run_then_each_policy_keeps_its_name_compartment_
     rendered: policies.Rendered,
 ) -> None:
     # given three compartments: the policies must each say where they are attached
-    args = ["--compartment-ocid", FN_COMPARTMENT, "--dynamic-group", DG, "--gateway-compartment-ocid",
-            GATEWAY_COMPARTMENT, "--genai-compartment-ocid", GENAI_COMPARTMENT, "--format", "json"]
+    args = [
+        "--compartment-ocid",
+        FN_COMPARTMENT,
+        "--dynamic-group",
+        DG,
+        "--gateway-compartment-ocid",
+        GATEWAY_COMPARTMENT,
+        "--genai-compartment-ocid",
+        GENAI_COMPARTMENT,
+        "--format",
+        "json",
+    ]
     # when
     result = _run(*args)
     # then
@@ -217,7 +241,12 @@ def test_given_json_format_when_run_then_each_policy_keeps_its_name_compartment_
     assert json.loads(result.stdout) == {
         "dynamic_group": {"name": DG, "matching_rule": rendered.matching_rule},
         "policies": [
-            {"name": p.name, "compartment": p.compartment_ocid, "description": p.description, "statements": p.statements}
+            {
+                "name": p.name,
+                "compartment": p.compartment_ocid,
+                "description": p.description,
+                "statements": p.statements,
+            }
             for p in rendered.policies
         ],
     }
@@ -228,12 +257,24 @@ def test_given_json_format_when_run_then_each_policy_keeps_its_name_compartment_
 
 
 def test_given_oci_cli_format_when_split_like_a_shell_then_the_arguments_round_trip(
-    rendered: policies.Rendered, capsys: pytest.CaptureFixture[str],
+    rendered: policies.Rendered,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     # given
-    args = ["--compartment-ocid", FN_COMPARTMENT, "--dynamic-group", DG, "--gateway-compartment-ocid",
-            GATEWAY_COMPARTMENT, "--genai-compartment-ocid", GENAI_COMPARTMENT, "--tenancy-ocid", TENANCY,
-            "--format", "oci-cli"]
+    args = [
+        "--compartment-ocid",
+        FN_COMPARTMENT,
+        "--dynamic-group",
+        DG,
+        "--gateway-compartment-ocid",
+        GATEWAY_COMPARTMENT,
+        "--genai-compartment-ocid",
+        GENAI_COMPARTMENT,
+        "--tenancy-ocid",
+        TENANCY,
+        "--format",
+        "oci-cli",
+    ]
     # when
     assert policies.main(args) == 0
     commands = [shlex.split(line) for line in capsys.readouterr().out.splitlines() if not line.startswith("#")]
@@ -241,8 +282,12 @@ def test_given_oci_cli_format_when_split_like_a_shell_then_the_arguments_round_t
     dg, *policy_commands = commands
     assert dg[:4] == ["oci", "iam", "dynamic-group", "create"]
     dg_opts = dict(zip(dg[4::2], dg[5::2]))
-    assert dg_opts == {"--compartment-id": TENANCY, "--name": DG, "--description": dg_opts["--description"],
-                       "--matching-rule": rendered.matching_rule}
+    assert dg_opts == {
+        "--compartment-id": TENANCY,
+        "--name": DG,
+        "--description": dg_opts["--description"],
+        "--matching-rule": rendered.matching_rule,
+    }
     assert len(policy_commands) == len(rendered.policies)
     for command, policy in zip(policy_commands, rendered.policies):
         assert command[:4] == ["oci", "iam", "policy", "create"]
@@ -264,11 +309,22 @@ def test_given_no_tenancy_when_oci_cli_format_then_the_commands_use_a_shell_vari
 
 
 def test_given_text_format_when_run_then_every_statement_is_shown(
-    rendered: policies.Rendered, capsys: pytest.CaptureFixture[str],
+    rendered: policies.Rendered,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     # given / when
-    policies.main(["--compartment-ocid", FN_COMPARTMENT, "--dynamic-group", DG, "--gateway-compartment-ocid",
-                   GATEWAY_COMPARTMENT, "--genai-compartment-ocid", GENAI_COMPARTMENT])
+    policies.main(
+        [
+            "--compartment-ocid",
+            FN_COMPARTMENT,
+            "--dynamic-group",
+            DG,
+            "--gateway-compartment-ocid",
+            GATEWAY_COMPARTMENT,
+            "--genai-compartment-ocid",
+            GENAI_COMPARTMENT,
+        ]
+    )
     out = capsys.readouterr().out
     # then
     for text in [rendered.matching_rule, *rendered.statements, *(p.compartment_ocid for p in rendered.policies)]:
@@ -296,7 +352,8 @@ _REFUSED = [
 
 @pytest.mark.parametrize("override", _REFUSED, ids=lambda o: next(iter(o)))
 def test_given_malformed_input_when_main_runs_then_it_exits_2_with_one_line(
-    override: dict[str, str | None], capsys: pytest.CaptureFixture[str],
+    override: dict[str, str | None],
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     # given
     options = {**_GOOD, **override}
@@ -325,11 +382,35 @@ def _exit_code(argv: list[str]) -> int | str | None:
         ["--compartment-ocid", FN_COMPARTMENT, "--dynamic-group", "bad name"],
         ["--compartment-ocid", FN_COMPARTMENT],
         ["--compartment-ocid", FN_COMPARTMENT, "--dynamic-group", DG, "--format", "xml"],
-        ["--format", "gateway-spec", "--function-ocid", FUNCTION, "--issuer", "http://insecure.example.com",
-         "--audience", "a", "--jwks-uri", "https://idp.example.com/jwks", "--cors-allowed-origin", "https://a.example"],
+        [
+            "--format",
+            "gateway-spec",
+            "--function-ocid",
+            FUNCTION,
+            "--issuer",
+            "http://insecure.example.com",
+            "--audience",
+            "a",
+            "--jwks-uri",
+            "https://idp.example.com/jwks",
+            "--cors-allowed-origin",
+            "https://a.example",
+        ],
         # any origin: the one origin rule (tests/test_stack.py runs its whole table here, in schema.yaml and Terraform)
-        ["--format", "gateway-spec", "--function-ocid", FUNCTION, "--issuer", "https://idp.example.com",
-         "--audience", "a", "--jwks-uri", "https://idp.example.com/jwks", "--cors-allowed-origin", "*"],
+        [
+            "--format",
+            "gateway-spec",
+            "--function-ocid",
+            FUNCTION,
+            "--issuer",
+            "https://idp.example.com",
+            "--audience",
+            "a",
+            "--jwks-uri",
+            "https://idp.example.com/jwks",
+            "--cors-allowed-origin",
+            "*",
+        ],
     ],
 )
 def test_given_malformed_input_when_run_as_a_process_then_exit_2_one_line_no_traceback(argv: list[str]) -> None:
@@ -362,7 +443,9 @@ def test_given_gateway_values_when_rendered_then_every_placeholder_is_filled() -
     assert {route["backend"]["functionId"] for route in spec["routes"]} == {FUNCTION}
 
 
-def test_given_the_spec_when_rendered_then_the_gateway_validates_tokens_as_oracle_recommends_for_new_deployments() -> None:
+def test_given_the_spec_when_rendered_then_the_gateway_validates_tokens_as_oracle_recommends_for_new_deployments() -> (
+    None
+):
     """Oracle recommends TOKEN_AUTHENTICATION, not JWT_AUTHENTICATION, for new deployments ("Validating
     Tokens to Add Authentication and Authorization to API Deployments", docs.oracle.com/en-us/iaas/Content/
     APIGateway/Tasks/apigatewayusingjwttokens.htm). Field names: the oci SDK's TokenAuthenticationPolicy,
@@ -370,7 +453,9 @@ def test_given_the_spec_when_rendered_then_the_gateway_validates_tokens_as_oracl
     # given
     audience = "https://genai-api.example.com/"
     # when
-    auth = policies.render_gateway_spec(FUNCTION, _ISSUER, audience, _JWKS_URI, _ORIGIN)["requestPolicies"]["authentication"]
+    auth = policies.render_gateway_spec(FUNCTION, _ISSUER, audience, _JWKS_URI, _ORIGIN)["requestPolicies"][
+        "authentication"
+    ]
     # then
     assert auth == {
         "type": "TOKEN_AUTHENTICATION",
@@ -392,12 +477,31 @@ def test_given_the_spec_file_when_filled_by_hand_then_the_renderer_prints_the_sa
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     # given: what Terraform's templatefile() would make of the file
-    values = {"FUNCTION_OCID": FUNCTION, "ISSUER": _ISSUER, "AUDIENCE": "https://genai-api.example.com/",
-              "JWKS_URI": _JWKS_URI, "CORS_ALLOWED_ORIGIN": _ORIGIN}
+    values = {
+        "FUNCTION_OCID": FUNCTION,
+        "ISSUER": _ISSUER,
+        "AUDIENCE": "https://genai-api.example.com/",
+        "JWKS_URI": _JWKS_URI,
+        "CORS_ALLOWED_ORIGIN": _ORIGIN,
+    }
     template = (ROOT / "policies" / "apigateway-deployment.json").read_text(encoding="utf-8")
     # when
-    code = policies.main(["--format", "gateway-spec", "--function-ocid", FUNCTION, "--issuer", _ISSUER,
-                          "--audience", values["AUDIENCE"], "--jwks-uri", _JWKS_URI, "--cors-allowed-origin", _ORIGIN])
+    code = policies.main(
+        [
+            "--format",
+            "gateway-spec",
+            "--function-ocid",
+            FUNCTION,
+            "--issuer",
+            _ISSUER,
+            "--audience",
+            values["AUDIENCE"],
+            "--jwks-uri",
+            _JWKS_URI,
+            "--cors-allowed-origin",
+            _ORIGIN,
+        ]
+    )
     # then
     assert code == 0
     assert json.loads(capsys.readouterr().out) == json.loads(policies.fill(template, values))

@@ -11,8 +11,11 @@ from genai_handler.request import ALLOWED_FIELDS, parse, parse_body, validate, w
 from genai_handler.settings import DEFAULT_MODEL, Settings
 
 OTHER_MODEL = "openai.gpt-oss-120b"
-SETTINGS = Settings(project_ocid="ocid1.generativeaiproject.oc1.us-chicago-1.aaaa", region="us-chicago-1",
-                    allowed_models=(DEFAULT_MODEL, OTHER_MODEL))
+SETTINGS = Settings(
+    project_ocid="ocid1.generativeaiproject.oc1.us-chicago-1.aaaa",
+    region="us-chicago-1",
+    allowed_models=(DEFAULT_MODEL, OTHER_MODEL),
+)
 
 
 def _args(body: dict, settings: Settings = SETTINGS) -> dict:
@@ -26,7 +29,10 @@ def build_arguments(body: dict, settings: Settings) -> dict:
 
 def test_a_prompt_becomes_input_with_the_default_model_and_the_output_cap() -> None:
     assert _args({"prompt": "hi"}) == {
-        "model": DEFAULT_MODEL, "input": "hi", "max_output_tokens": 2048, "store": False,
+        "model": DEFAULT_MODEL,
+        "input": "hi",
+        "max_output_tokens": 2048,
+        "store": False,
     }
 
 
@@ -96,14 +102,19 @@ def test_hostile_json_is_refused_cleanly(raw: bytes) -> None:
 def test_very_deep_nesting_is_called_too_deep_at_any_depth(depth: int) -> None:
     # beyond Python's recursion limit the decoder itself gives up: still "too deep", not "not JSON"
     with pytest.raises(InvalidRequest, match="nested deeper than 32 levels"):
-        parse_body(b'{"a":' * depth + b"1" + b"}" * depth, Settings(
-            project_ocid=SETTINGS.project_ocid, region="us-chicago-1", max_body_bytes=6 * 1024 * 1024))
+        parse_body(
+            b'{"a":' * depth + b"1" + b"}" * depth,
+            Settings(project_ocid=SETTINGS.project_ocid, region="us-chicago-1", max_body_bytes=6 * 1024 * 1024),
+        )
 
 
 @pytest.mark.parametrize(
     "raw",
-    [b'{"prompt": "a", "temperature": 1e400}', b'{"prompt": "a", "text": {"format": {"type": "json_schema", '
-     b'"name": "n", "schema": {"maximum": -1e400}}}}', b'{"prompt": "a", "metadata": {"k": "v"}, "x": [2E+999]}'],
+    [
+        b'{"prompt": "a", "temperature": 1e400}',
+        b'{"prompt": "a", "text": {"format": {"type": "json_schema", "name": "n", "schema": {"maximum": -1e400}}}}',
+        b'{"prompt": "a", "metadata": {"k": "v"}, "x": [2E+999]}',
+    ],
 )
 def test_a_number_too_large_for_a_float_is_refused_while_parsing(raw: bytes) -> None:
     with pytest.raises(InvalidRequest, match="number too large"):
@@ -116,9 +127,18 @@ def test_large_but_finite_numbers_still_parse() -> None:
 
 @pytest.mark.parametrize(
     ("field", "value"),
-    [("temperature", float("nan")), ("temperature", -0.1), ("top_p", 1.5), ("max_output_tokens", 0),
-     ("max_output_tokens", 1.5), ("instructions", ""), ("metadata", {"k" * 65: "v"}), ("text", {"format": {"type": "text", "x": 1}}),
-     ("reasoning", {"summary": "long"}), ("store", "yes")],
+    [
+        ("temperature", float("nan")),
+        ("temperature", -0.1),
+        ("top_p", 1.5),
+        ("max_output_tokens", 0),
+        ("max_output_tokens", 1.5),
+        ("instructions", ""),
+        ("metadata", {"k" * 65: "v"}),
+        ("text", {"format": {"type": "text", "x": 1}}),
+        ("reasoning", {"summary": "long"}),
+        ("store", "yes"),
+    ],
 )
 def test_out_of_range_values_name_their_field(field: str, value: object) -> None:
     with pytest.raises(InvalidRequest, match=field.split("_")[0]):
@@ -134,11 +154,14 @@ def _format(**fields: object) -> dict:
     return {"format": {"type": "json_schema", "name": "reply", "schema": {"type": "object"}, **fields}}
 
 
-@pytest.mark.parametrize("text", [
-    _format(description="d" * 11),
-    _format(name="n" * 11),
-    _format(schema={"description": "d" * 11}),
-])
+@pytest.mark.parametrize(
+    "text",
+    [
+        _format(description="d" * 11),
+        _format(name="n" * 11),
+        _format(schema={"description": "d" * 11}),
+    ],
+)
 def test_given_the_output_format_when_capped_then_its_texts_count_like_the_prompt(text: dict) -> None:
     # given a cap the prompt and the default format fit in (10 + 5 + 18 characters)
     small = Settings(project_ocid=SETTINGS.project_ocid, region="us-chicago-1", max_input_chars=38)
@@ -160,13 +183,19 @@ def test_given_a_schema_over_its_own_cap_then_it_is_refused_naming_the_cap() -> 
         _args({"prompt": "hi", "text": _format(schema={"description": "d" * 16_400})})
 
 
-@pytest.mark.parametrize(("raw", "message"), [
-    (b'{"prompt": "a", "prompt": "b"}', "request body: repeats a key"),
-    (b'{"prompt": "a", "metadata": {"card 4111": "x", "card 4111": "y"}}', "metadata: repeats a key"),
-    (b'{"prompt": "a", "text": {"format": {"type": "json_schema", "name": "n", "schema": '
-     b'{"properties": {"ssn 078-05-1120": {}, "ssn 078-05-1120": {}}}}}}', "text.format.schema: repeats a key"),
-    (b'{"input": [{"role": "user", "content": "a", "role": "user"}]}', "input[0]: repeats a key"),
-])
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        (b'{"prompt": "a", "prompt": "b"}', "request body: repeats a key"),
+        (b'{"prompt": "a", "metadata": {"card 4111": "x", "card 4111": "y"}}', "metadata: repeats a key"),
+        (
+            b'{"prompt": "a", "text": {"format": {"type": "json_schema", "name": "n", "schema": '
+            b'{"properties": {"ssn 078-05-1120": {}, "ssn 078-05-1120": {}}}}}}',
+            "text.format.schema: repeats a key",
+        ),
+        (b'{"input": [{"role": "user", "content": "a", "role": "user"}]}', "input[0]: repeats a key"),
+    ],
+)
 def test_given_a_repeated_key_then_the_message_names_its_position_never_the_key(raw: bytes, message: str) -> None:
     with pytest.raises(InvalidRequest) as raised:
         parse(raw, SETTINGS)
@@ -180,14 +209,17 @@ def test_given_unprintable_characters_in_unknown_names_then_the_message_shows_th
     assert raised.value.message.isprintable()
 
 
-@pytest.mark.parametrize("body", [
-    {"prompt": "a", "metadata": {"SECRET-KEY-4111": 5}},
-    {"prompt": "a", "metadata": {"k": "SECRET-VALUE-4111" * 40}},
-    {"prompt": "a", "temperature": "SECRET-VALUE-4111"},
-    {"input": [{"role": "SECRET-VALUE-4111", "content": "x"}]},
-    {"input": [{"role": "user", "content": [{"type": "SECRET-VALUE-4111", "text": "x"}]}]},
-    {"prompt": "a", "text": {"format": {"type": "json_schema", "name": "SECRET VALUE 4111", "schema": {}}}},
-])
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"prompt": "a", "metadata": {"SECRET-KEY-4111": 5}},
+        {"prompt": "a", "metadata": {"k": "SECRET-VALUE-4111" * 40}},
+        {"prompt": "a", "temperature": "SECRET-VALUE-4111"},
+        {"input": [{"role": "SECRET-VALUE-4111", "content": "x"}]},
+        {"input": [{"role": "user", "content": [{"type": "SECRET-VALUE-4111", "text": "x"}]}]},
+        {"prompt": "a", "text": {"format": {"type": "json_schema", "name": "SECRET VALUE 4111", "schema": {}}}},
+    ],
+)
 def test_given_an_invalid_value_then_the_message_never_holds_it(body: dict) -> None:
     with pytest.raises(InvalidRequest) as raised:
         _args(body)
@@ -195,6 +227,15 @@ def test_given_an_invalid_value_then_the_message_never_holds_it(body: dict) -> N
 
 
 def test_given_null_for_an_optional_field_or_an_off_value_then_it_is_not_asked_for() -> None:
-    arguments = _args({"prompt": "hi", "instructions": None, "temperature": None, "stream": False,
-                       "background": False, "tools": [], "text": None})
+    arguments = _args(
+        {
+            "prompt": "hi",
+            "instructions": None,
+            "temperature": None,
+            "stream": False,
+            "background": False,
+            "tools": [],
+            "text": None,
+        }
+    )
     assert arguments == {"model": DEFAULT_MODEL, "input": "hi", "max_output_tokens": 2048, "store": False}

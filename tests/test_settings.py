@@ -34,7 +34,9 @@ def test_defaults_in_oci_functions() -> None:
 
 
 def test_explicit_arguments_beat_the_environment() -> None:
-    settings = Settings.from_env({"GENAI_PROJECT_OCID": PROJECT, "GENAI_REGION": "eu-frankfurt-1"}, region="uk-london-1")
+    settings = Settings.from_env(
+        {"GENAI_PROJECT_OCID": PROJECT, "GENAI_REGION": "eu-frankfurt-1"}, region="uk-london-1"
+    )
     assert settings.region == "uk-london-1"
 
 
@@ -43,10 +45,14 @@ def test_short_region_keys_are_expanded() -> None:
 
 
 def test_allowed_models_list_and_default_model() -> None:
-    settings = Settings.from_env({
-        "GENAI_PROJECT_OCID": PROJECT, "GENAI_REGION": "us-chicago-1",
-        "GENAI_MODEL": "openai.gpt-oss-120b", "GENAI_ALLOWED_MODELS": " openai.gpt-oss-120b , xai.grok-4 ",
-    })
+    settings = Settings.from_env(
+        {
+            "GENAI_PROJECT_OCID": PROJECT,
+            "GENAI_REGION": "us-chicago-1",
+            "GENAI_MODEL": "openai.gpt-oss-120b",
+            "GENAI_ALLOWED_MODELS": " openai.gpt-oss-120b , xai.grok-4 ",
+        }
+    )
     assert settings.allowed_models == ("openai.gpt-oss-120b", "xai.grok-4")
 
 
@@ -109,17 +115,28 @@ def test_guardrails_are_off_by_default_and_their_defaults_are_documented_ones() 
 
 
 def test_guardrail_settings_are_read_case_and_space_tolerantly() -> None:
-    settings = Settings.from_env({
-        "GENAI_PROJECT_OCID": PROJECT, "GENAI_REGION": "us-chicago-1", "GENAI_GUARDRAILS": "Inform",
-        "GENAI_GUARDRAILS_CHECKS": " pii , prompt_injection,pii", "GENAI_PII_ACTION": "REDACT",
-        "GENAI_PII_TYPES": "EMAIL,PERSON", "GENAI_GUARDRAILS_PII_THRESHOLD": "0.8",
-    })
+    settings = Settings.from_env(
+        {
+            "GENAI_PROJECT_OCID": PROJECT,
+            "GENAI_REGION": "us-chicago-1",
+            "GENAI_GUARDRAILS": "Inform",
+            "GENAI_GUARDRAILS_CHECKS": " pii , prompt_injection,pii",
+            "GENAI_PII_ACTION": "REDACT",
+            "GENAI_PII_TYPES": "EMAIL,PERSON",
+            "GENAI_GUARDRAILS_PII_THRESHOLD": "0.8",
+        }
+    )
     assert (settings.guardrails, settings.guardrail_checks) == ("inform", ("pii", "prompt_injection"))
     assert (settings.pii_action, settings.pii_types, settings.pii_threshold) == ("redact", ("EMAIL", "PERSON"), 0.8)
 
 
 def test_guardrails_outside_functions_need_a_compartment_and_with_one_are_fine() -> None:
-    base = {"GENAI_PROJECT_OCID": PROJECT, "GENAI_REGION": "us-chicago-1", "GENAI_GUARDRAILS": "block", "GENAI_AUTH": "session"}
+    base = {
+        "GENAI_PROJECT_OCID": PROJECT,
+        "GENAI_REGION": "us-chicago-1",
+        "GENAI_GUARDRAILS": "block",
+        "GENAI_AUTH": "session",
+    }
     settings = Settings.from_env({**base, "GENAI_COMPARTMENT_OCID": "ocid1.compartment.oc1..aaaa"})
     assert settings.guardrails_on
     # the resource principal's token names its compartment: checked at the first call (test_guardrails.py)
@@ -178,7 +195,10 @@ def test_a_compartment_ocid_as_project_says_what_it_is_and_what_is_expected() ->
     ["ocid1.compartment.oc1..aaaaaaaaexample", "ocid1.tenancy.oc1..aaaaaaaaexample", "ocid1.compartment.oc19..aaaa"],
 )
 def test_a_compartment_or_the_tenancy_is_a_compartment(compartment: str) -> None:
-    assert Settings(project_ocid=PROJECT, region="us-chicago-1", compartment_ocid=compartment).compartment_ocid == compartment
+    assert (
+        Settings(project_ocid=PROJECT, region="us-chicago-1", compartment_ocid=compartment).compartment_ocid
+        == compartment
+    )
 
 
 # --- regions: the oci SDK's table, and the variable each value came from --------------------
@@ -196,7 +216,7 @@ def test_the_region_tables_are_the_oci_sdks() -> None:
         for region, realm in regions_definitions.REGION_REALMS.items()
         if realm != "oc1"
     }
-    assert settings._DOMAIN_OF == outside_oc1
+    assert outside_oc1 == settings._DOMAIN_OF
 
 
 def test_every_oci_region_key_from_oci_functions_gives_that_regions_endpoint() -> None:
@@ -205,15 +225,21 @@ def test_every_oci_region_key_from_oci_functions_gives_that_regions_endpoint() -
     for key, region in regions.REGIONS_SHORT_NAMES.items():
         # given OCI Functions' short key / when / then: the endpoint the oci SDK would use
         settings = Settings.from_env({"GENAI_PROJECT_OCID": PROJECT, "OCI_RESOURCE_PRINCIPAL_REGION": key.upper()})
-        expected = regions.endpoint_for("generative_ai_inference", region,
-                                        service_endpoint_template="https://inference.generativeai.{region}.oci.{secondLevelDomain}")
+        expected = regions.endpoint_for(
+            "generative_ai_inference",
+            region,
+            service_endpoint_template="https://inference.generativeai.{region}.oci.{secondLevelDomain}",
+        )
         assert (settings.region, settings.base_url) == (region, f"{expected}/openai/v1"), key
 
 
 def test_an_unknown_functions_region_is_unused_when_the_base_url_is_set() -> None:
     # given OCI Functions hands over a key no table knows, and GENAI_BASE_URL says where to call
-    env = {"GENAI_PROJECT_OCID": PROJECT, "OCI_RESOURCE_PRINCIPAL_REGION": "zzz",
-           "GENAI_BASE_URL": "https://inference.generativeai.ap-sydney-1.oci.oraclecloud.com/openai/v1"}
+    env = {
+        "GENAI_PROJECT_OCID": PROJECT,
+        "OCI_RESOURCE_PRINCIPAL_REGION": "zzz",
+        "GENAI_BASE_URL": "https://inference.generativeai.ap-sydney-1.oci.oraclecloud.com/openai/v1",
+    }
     # when / then: the region is never used, so it cannot make the function misconfigured
     assert Settings.from_env(env).base_url == env["GENAI_BASE_URL"]
 

@@ -20,8 +20,9 @@ import shutil
 import subprocess
 import sys
 import zipfile
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import hcl2
 import pytest
@@ -289,24 +290,38 @@ def test_given_every_tf_file_when_parsed_then_every_reference_resolves(tf: dict[
 
 
 def test_given_the_stack_when_parsed_then_it_creates_everything_behind_create_or_reuse_switches(
-    resources: dict[str, dict], tf_variables: dict[str, dict],
+    resources: dict[str, dict],
+    tf_variables: dict[str, dict],
 ) -> None:
     # given
     switched = {
-        "create_network": ["oci_core_vcn.this", "oci_core_subnet.function", "oci_core_subnet.gateway",
-                           "oci_core_internet_gateway.this", "oci_core_route_table.function",
-                           "oci_core_security_list.gateway"],
+        "create_network": [
+            "oci_core_vcn.this",
+            "oci_core_subnet.function",
+            "oci_core_subnet.gateway",
+            "oci_core_internet_gateway.this",
+            "oci_core_route_table.function",
+            "oci_core_security_list.gateway",
+        ],
         "create_genai_project": ["oci_generative_ai_project.this"],
         "create_repository": ["oci_artifacts_container_repository.this"],
-        "create_iam": ["oci_identity_dynamic_group.functions", "oci_identity_policy.genai", "oci_identity_policy.gateway"],
+        "create_iam": [
+            "oci_identity_dynamic_group.functions",
+            "oci_identity_policy.genai",
+            "oci_identity_policy.gateway",
+        ],
     }
     # when / then
     for switch, names in switched.items():
         assert tf_variables[switch]["default"] is True
         for name in names:
             assert switch in resources[name]["count"] or "network_count" in resources[name]["count"], name
-    for name in ("oci_functions_application.this", "oci_functions_function.this",
-                 "oci_apigateway_gateway.this", "oci_apigateway_deployment.this"):
+    for name in (
+        "oci_functions_application.this",
+        "oci_functions_function.this",
+        "oci_apigateway_gateway.this",
+        "oci_apigateway_deployment.this",
+    ):
         assert name in resources
 
 
@@ -324,7 +339,9 @@ def test_given_the_gateway_subnet_when_parsed_then_only_tcp_443_comes_in(resourc
 
 
 def test_given_the_function_egress_when_parsed_then_it_reaches_all_oracle_services_or_a_nat(
-    tf: dict[str, list], resources: dict[str, dict], tf_locals: dict[str, Any],
+    tf: dict[str, list],
+    resources: dict[str, dict],
+    tf_locals: dict[str, Any],
 ) -> None:
     # given
     services = _named(tf["data"], True)["oci_core_services.all"]
@@ -333,7 +350,10 @@ def test_given_the_function_egress_when_parsed_then_it_reaches_all_oracle_servic
     (rule,) = resources["oci_core_route_table.function"]["route_rules"]
     # then
     assert re.fullmatch(_literal(service_filter["values"][0]), "All ORD Services In Oracle Services Network")
-    assert "oci_core_service_gateway.this" in rule["network_entity_id"] and "oci_core_nat_gateway.this" in rule["network_entity_id"]
+    assert (
+        "oci_core_service_gateway.this" in rule["network_entity_id"]
+        and "oci_core_nat_gateway.this" in rule["network_entity_id"]
+    )
     assert "local.all_services.cidr_block" in tf_locals["private_egress_to"]
 
 
@@ -360,14 +380,20 @@ def _template_reads(expression: str) -> tuple[str, str]:
     ],
 )
 def test_given_the_iam_locals_when_parsed_then_they_read_the_renderers_templates_the_same_way(
-    tf_locals: dict[str, Any], local: str, template: str,
+    tf_locals: dict[str, Any],
+    local: str,
+    template: str,
 ) -> None:
     # given
     expression = tf_locals[local]
     placeholders = set(re.findall(r"\$\{([A-Z_]+)\}", (KIT / template).read_text()))
     # when
     read, variables = _template_reads(expression)
-    supplied = set(tf_locals["policy_values"]) if variables == "local.policy_values" else set(re.findall(r"(\w+) =", variables))
+    supplied = (
+        set(tf_locals["policy_values"])
+        if variables == "local.policy_values"
+        else set(re.findall(r"(\w+) =", variables))
+    )
     # then
     assert read == template
     assert placeholders <= supplied
@@ -377,7 +403,11 @@ def test_given_the_iam_locals_when_parsed_then_they_read_the_renderers_templates
 
 @pytest.mark.parametrize("gateway, genai", [(False, False), (True, True)])
 def test_given_tfvars_when_terraform_fills_the_templates_then_it_grants_what_the_renderer_renders(
-    tf_locals: dict[str, Any], resources: dict[str, dict], tf_variables: dict[str, dict], gateway: bool, genai: bool,
+    tf_locals: dict[str, Any],
+    resources: dict[str, dict],
+    tf_variables: dict[str, dict],
+    gateway: bool,
+    genai: bool,
 ) -> None:
     # given
     tfvars = _tfvars()
@@ -393,8 +423,10 @@ def test_given_tfvars_when_terraform_fills_the_templates_then_it_grants_what_the
         "rule": policies.fill(policies.read_template("dynamic-group.txt")[0], values),
     }
     rendered = policies.render(
-        tfvars["compartment_ocid"], values["DYNAMIC_GROUP"],
-        tfvars.get("gateway_compartment_ocid"), tfvars.get("genai_project_compartment_ocid"),
+        tfvars["compartment_ocid"],
+        values["DYNAMIC_GROUP"],
+        tfvars.get("gateway_compartment_ocid"),
+        tfvars.get("genai_project_compartment_ocid"),
     )
     # then: the same statements, in the same compartments, and the grammar parses each
     by_name = {p.name.removeprefix(f"{values['DYNAMIC_GROUP']}-"): p for p in rendered.policies}
@@ -406,7 +438,10 @@ def test_given_tfvars_when_terraform_fills_the_templates_then_it_grants_what_the
         assert terraform[key] == by_name[key].statements
         assert len(parse_policy_statements(terraform[key])["statements"]) == len(terraform[key])
         assert _evaluate(resource["compartment_id"], tf_locals, tfvars, tf_variables) == by_name[key].compartment_ocid
-        assert _literal(resource["name"]).replace("${var.dynamic_group_name}", values["DYNAMIC_GROUP"]) == by_name[key].name
+        assert (
+            _literal(resource["name"]).replace("${var.dynamic_group_name}", values["DYNAMIC_GROUP"])
+            == by_name[key].name
+        )
 
 
 # --- guardrails: ApplyGuardrails runs where the grant is ---------------------------------------------
@@ -454,7 +489,10 @@ def _granted(tf_locals: dict[str, Any], evaluate: Evaluate, tfvars: dict[str, An
 
 
 def _apply_guardrails_compartment(
-    tf_locals: dict[str, Any], resources: dict[str, dict], evaluate: Evaluate, tfvars: dict[str, Any],
+    tf_locals: dict[str, Any],
+    resources: dict[str, dict],
+    evaluate: Evaluate,
+    tfvars: dict[str, Any],
 ) -> str:
     """guardrails._compartment: GENAI_COMPARTMENT_OCID, else the resource principal's res_compartment,
     the compartment of the function, which is its application's."""
@@ -470,8 +508,13 @@ def _guardrails_check(tf: dict[str, list]) -> str:
 @pytest.mark.parametrize("mode", ["inform", "block", "Block"])
 @pytest.mark.parametrize("given", [None, ""], ids=["unset", "blank-in-resource-manager"])
 def test_given_guardrails_on_in_either_layout_when_configured_then_apply_guardrails_runs_where_it_is_granted(
-    tf: dict[str, list], tf_locals: dict[str, Any], resources: dict[str, dict], evaluate: Evaluate,
-    layout: str, mode: str, given: str | None,
+    tf: dict[str, list],
+    tf_locals: dict[str, Any],
+    resources: dict[str, dict],
+    evaluate: Evaluate,
+    layout: str,
+    mode: str,
+    given: str | None,
 ) -> None:
     # given guardrails on, and no genai_compartment_ocid
     tfvars = _layout(layout, genai_guardrails=mode, genai_compartment_ocid=given)
@@ -487,7 +530,11 @@ def test_given_guardrails_on_in_either_layout_when_configured_then_apply_guardra
 @pytest.mark.parametrize("layout", LAYOUTS)
 @pytest.mark.parametrize("mode", [None, "", "off", "OFF"])
 def test_given_guardrails_off_when_the_stack_configures_the_function_then_no_compartment_is_added(
-    tf: dict[str, list], tf_locals: dict[str, Any], evaluate: Evaluate, layout: str, mode: str | None,
+    tf: dict[str, list],
+    tf_locals: dict[str, Any],
+    evaluate: Evaluate,
+    layout: str,
+    mode: str | None,
 ) -> None:
     # given
     tfvars = _layout(layout, genai_guardrails=mode)
@@ -501,8 +548,12 @@ def test_given_guardrails_off_when_the_stack_configures_the_function_then_no_com
 @pytest.mark.parametrize("layout", LAYOUTS)
 @pytest.mark.parametrize("granted", [True, False], ids=["the-granted-compartment", "a-third-compartment"])
 def test_given_a_genai_compartment_ocid_and_guardrails_when_configured_then_it_is_used_and_warned_about_unless_granted(
-    tf: dict[str, list], tf_locals: dict[str, Any], resources: dict[str, dict], evaluate: Evaluate,
-    layout: str, granted: bool,
+    tf: dict[str, list],
+    tf_locals: dict[str, Any],
+    resources: dict[str, dict],
+    evaluate: Evaluate,
+    layout: str,
+    granted: bool,
 ) -> None:
     # given
     (grant,) = _granted(tf_locals, evaluate, _layout(layout))
@@ -520,7 +571,10 @@ def _references(expression: str, kind: str) -> set[str]:
 
 
 def _scratch_module(
-    folder: Path, expressions: list[str], tf_locals: dict[str, Any], variables: dict[str, dict],
+    folder: Path,
+    expressions: list[str],
+    tf_locals: dict[str, Any],
+    variables: dict[str, dict],
 ) -> set[str]:
     """A module holding only what `expressions` read from the stack: those locals as the stack writes them,
     and the variables they read (typed, default null). Returns the variables' names."""
@@ -539,14 +593,21 @@ def _scratch_module(
 
 def _terraform(folder: Path, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "TF_IN_AUTOMATION": "1", "CHECKPOINT_DISABLE": "1", "TF_CLI_CONFIG_FILE": os.devnull}
-    return subprocess.run(["terraform", *args, "-no-color"], cwd=folder, input=stdin, env=env,
-                          capture_output=True, text=True, timeout=60)
+    return subprocess.run(
+        ["terraform", *args, "-no-color"], cwd=folder, input=stdin, env=env, capture_output=True, text=True, timeout=60
+    )
 
 
-@pytest.mark.skipif(shutil.which("terraform") is None, reason="terraform is not installed: the offline tests above "
-                    "evaluate the same expressions in Python")
+@pytest.mark.skipif(
+    shutil.which("terraform") is None,
+    reason="terraform is not installed: the offline tests above evaluate the same expressions in Python",
+)
 def test_given_terraform_when_it_evaluates_the_guardrails_expressions_then_it_agrees_with_the_offline_evaluator(
-    tmp_path: Path, tf: dict[str, list], tf_locals: dict[str, Any], tf_variables: dict[str, dict], evaluate: Evaluate,
+    tmp_path: Path,
+    tf: dict[str, list],
+    tf_locals: dict[str, Any],
+    tf_variables: dict[str, dict],
+    evaluate: Evaluate,
 ) -> None:
     # given the stack's own expressions, in a module that needs no provider
     expressions = {
@@ -572,7 +633,9 @@ def test_given_terraform_when_it_evaluates_the_guardrails_expressions_then_it_ag
 
 
 def test_given_the_identity_resources_when_parsed_then_they_go_to_the_home_region(
-    tf: dict[str, list], resources: dict[str, dict], tf_locals: dict[str, Any],
+    tf: dict[str, list],
+    resources: dict[str, dict],
+    tf_locals: dict[str, Any],
 ) -> None:
     # given
     home = next(body for p in tf["provider"] for body in p.values() if _literal(body.get("alias")) == "home")
@@ -583,14 +646,18 @@ def test_given_the_identity_resources_when_parsed_then_they_go_to_the_home_regio
         assert resources[name]["provider"] == "${oci.home}", name
     group = resources["oci_identity_dynamic_group.functions"]
     assert group["compartment_id"] == "${var.tenancy_ocid}"
-    assert group["matching_rule"] == "${var.pin_dynamic_group_to_function ? local.function_rule : local.compartment_rule}"
+    assert (
+        group["matching_rule"] == "${var.pin_dynamic_group_to_function ? local.function_rule : local.compartment_rule}"
+    )
 
 
 # --- the function ------------------------------------------------------------------------------
 
 
 def test_given_the_function_when_parsed_then_its_config_carries_every_setting_from_terraform(
-    tf_locals: dict[str, Any], resources: dict[str, dict], tf_variables: dict[str, dict],
+    tf_locals: dict[str, Any],
+    resources: dict[str, dict],
+    tf_variables: dict[str, dict],
 ) -> None:
     # given
     function = resources["oci_functions_function.this"]
@@ -620,14 +687,22 @@ def test_given_the_defaults_when_compared_with_the_manual_walkthrough_then_the_n
     defaults = {name: _literal(body.get("default")) for name, body in tf_variables.items()}
     # when
     dg, app, fn = re.search(r"export DG=(\S+) APP=(\S+) FN=(\S+)", walkthrough).groups()
-    registry = re.search(r'fn update context registry "\$REGION_KEY\.ocir\.io/\$NAMESPACE/([^"]+)"', walkthrough).group(1)
+    registry = re.search(r'fn update context registry "\$REGION_KEY\.ocir\.io/\$NAMESPACE/([^"]+)"', walkthrough).group(
+        1
+    )
     gateway = re.search(r"gateway create .*?--display-name (\S+)", walkthrough, flags=re.S).group(1)
-    deployment, prefix = re.search(r"deployment create .*?--display-name (\S+) --path-prefix (\S+)", walkthrough, flags=re.S).groups()
+    deployment, prefix = re.search(
+        r"deployment create .*?--display-name (\S+) --path-prefix (\S+)", walkthrough, flags=re.S
+    ).groups()
     # then
     assert (defaults["dynamic_group_name"], defaults["application_name"]) == (dg, app)
     assert defaults["function_name"] == _func_yaml()["name"] and fn == "genai"
     assert defaults["repository_name"] == f"{registry}/{defaults['function_name']}" == f"{stack.REGISTRY_PATH}/genai"
-    assert (defaults["gateway_name"], defaults["deployment_name"], defaults["path_prefix"]) == (gateway, deployment, prefix)
+    assert (defaults["gateway_name"], defaults["deployment_name"], defaults["path_prefix"]) == (
+        gateway,
+        deployment,
+        prefix,
+    )
 
 
 def test_given_the_example_when_read_then_its_image_is_empty_for_the_first_apply_and_the_comment_is_what_make_image_pushes(
@@ -651,7 +726,8 @@ def test_given_the_example_when_read_then_its_image_is_empty_for_the_first_apply
 
 
 def test_given_an_identity_domain_when_parsed_then_issuer_jwks_and_audience_follow_the_walkthrough(
-    tf_locals: dict[str, Any], resources: dict[str, dict],
+    tf_locals: dict[str, Any],
+    resources: dict[str, dict],
 ) -> None:
     # given
     walkthrough = (ROOT / "docs" / "deploy.md").read_text(encoding="utf-8")
@@ -665,7 +741,9 @@ def test_given_an_identity_domain_when_parsed_then_issuer_jwks_and_audience_foll
     assert '${local.domain_url == "" || endswith(var.token_audience, "/")}' in conditions
 
 
-def test_given_the_image_check_when_parsed_then_it_expects_the_tag_make_image_pushes(tf: dict[str, list], tf_locals: dict[str, Any]) -> None:
+def test_given_the_image_check_when_parsed_then_it_expects_the_tag_make_image_pushes(
+    tf: dict[str, list], tf_locals: dict[str, Any]
+) -> None:
     # given
     check = _named(tf["check"], False)["image_is_the_manual_paths"]
     # when
@@ -698,7 +776,8 @@ def _hcl_attributes(block: dict, path: tuple[str, ...] = ()) -> Iterator[tuple[t
 
 
 def test_given_the_deployment_when_parsed_then_every_spec_field_is_read_from_the_json(
-    tf_locals: dict[str, Any], resources: dict[str, dict],
+    tf_locals: dict[str, Any],
+    resources: dict[str, dict],
 ) -> None:
     # given
     (specification,) = resources["oci_apigateway_deployment.this"]["specification"]
@@ -720,34 +799,51 @@ def test_given_the_deployment_when_parsed_then_every_spec_field_is_read_from_the
             # inside `dynamic "x"`, a field is x.value.<its path below the innermost list>
             index = len(json_path) - 1 - json_path[::-1].index("[]")
             iterator = snake_path[index - 1]
-            assert found[snake_path] == ".".join((f"{iterator}.value", *json_path[index + 1:])), snake_path
+            assert found[snake_path] == ".".join((f"{iterator}.value", *json_path[index + 1 :])), snake_path
         else:
             assert found[snake_path] == ".".join(("local.spec", *json_path)), snake_path
     routes = specification["dynamic"][0]['"routes"']
     assert routes["for_each"] == "${local.spec.routes}"
     (route_policies,) = routes["content"][0]["request_policies"]
     (headers,) = route_policies["header_transformations"][0]["set_headers"]
-    assert headers["dynamic"][0]['"items"']["for_each"] == "${routes.value.requestPolicies.headerTransformations.setHeaders.items}"
+    assert (
+        headers["dynamic"][0]['"items"']["for_each"]
+        == "${routes.value.requestPolicies.headerTransformations.setHeaders.items}"
+    )
 
 
 def test_given_the_deployment_when_parsed_then_every_route_overwrites_the_caller_header_with_the_subject(
-    tf_locals: dict[str, Any], resources: dict[str, dict],
+    tf_locals: dict[str, Any],
+    resources: dict[str, dict],
 ) -> None:
     # given: the spec file as Terraform's templatefile() reads it ("$${" is a literal "${")
-    spec = json.loads(policies.fill((KIT / "apigateway-deployment.json").read_text(encoding="utf-8"),
-                                    {name: "x" for name in re.findall(r"(\w+) =", _template_reads(tf_locals["spec"])[1])}))
+    spec = json.loads(
+        policies.fill(
+            (KIT / "apigateway-deployment.json").read_text(encoding="utf-8"),
+            dict.fromkeys(re.findall(r"(\w+) =", _template_reads(tf_locals["spec"])[1]), "x"),
+        )
+    )
     (specification,) = resources["oci_apigateway_deployment.this"]["specification"]
     # when
-    items = [item for route in spec["routes"] for item in route["requestPolicies"]["headerTransformations"]["setHeaders"]["items"]]
+    items = [
+        item
+        for route in spec["routes"]
+        for item in route["requestPolicies"]["headerTransformations"]["setHeaders"]["items"]
+    ]
     content = specification["dynamic"][0]['"routes"']["content"][0]
     (item_block,) = content["request_policies"][0]["header_transformations"][0]["set_headers"][0]["dynamic"]
     # then: every route, the subject claim, OVERWRITE; the block copies each field as it is
     assert len(items) == len(spec["routes"]) == 2
-    assert all(item == {"name": "X-Genai-Caller", "values": ["${request.auth[sub]}"], "ifExists": "OVERWRITE"} for item in items)
+    assert all(
+        item == {"name": "X-Genai-Caller", "values": ["${request.auth[sub]}"], "ifExists": "OVERWRITE"}
+        for item in items
+    )
     assert item_block['"items"']["content"][0]["if_exists"] == "${items.value.ifExists}"
 
 
-def test_given_the_spec_local_when_parsed_then_it_loads_the_json_with_every_placeholder(tf_locals: dict[str, Any]) -> None:
+def test_given_the_spec_local_when_parsed_then_it_loads_the_json_with_every_placeholder(
+    tf_locals: dict[str, Any],
+) -> None:
     # given
     expression = tf_locals["spec"]
     placeholders = set(re.findall(r"\$\{([A-Z_]+)\}", (KIT / "apigateway-deployment.json").read_text()))
@@ -763,7 +859,8 @@ def test_given_the_spec_local_when_parsed_then_it_loads_the_json_with_every_plac
 
 
 def test_given_the_schema_when_loaded_then_it_declares_exactly_the_stacks_variables_with_compatible_types(
-    schema: dict[str, Any], tf_variables: dict[str, dict],
+    schema: dict[str, Any],
+    tf_variables: dict[str, dict],
 ) -> None:
     # given
     declared = schema["variables"]
@@ -787,7 +884,8 @@ def test_given_the_schema_when_loaded_then_it_declares_exactly_the_stacks_variab
 
 
 def test_given_the_schema_when_loaded_then_each_variable_is_in_one_group_and_enums_match_validations(
-    schema: dict[str, Any], tf_variables: dict[str, dict],
+    schema: dict[str, Any],
+    tf_variables: dict[str, dict],
 ) -> None:
     # given
     grouped = [name for group in schema["variableGroups"] for name in group["variables"]]
@@ -804,14 +902,19 @@ def test_given_the_schema_when_loaded_then_each_variable_is_in_one_group_and_enu
 
 
 def test_given_the_schema_when_loaded_then_its_references_and_outputs_match_the_stack(
-    schema: dict[str, Any], tf: dict[str, list],
+    schema: dict[str, Any],
+    tf: dict[str, list],
 ) -> None:
     # given
     outputs = _named(tf["output"], False)
     text = (TF / "schema.yaml").read_text(encoding="utf-8")
     # when
     references = set(re.findall(r"\$\{(\w+)\}", text))
-    visible = {v for spec in schema["variables"].values() for v in re.findall(r"\b[a-z_]+\b", json.dumps(spec.get("visible", "")))}
+    visible = {
+        v
+        for spec in schema["variables"].values()
+        for v in re.findall(r"\b[a-z_]+\b", json.dumps(spec.get("visible", "")))
+    }
     # then
     assert references <= set(schema["variables"])
     assert visible - {"not", "eq", "and", "or", "true", "false"} <= set(schema["variables"])
@@ -899,7 +1002,8 @@ def _renderer_accepts(origin: str) -> bool:
 
 
 def test_given_the_three_places_when_read_then_they_carry_the_same_origin_rule(
-    schema: dict[str, Any], tf_variables: dict[str, dict],
+    schema: dict[str, Any],
+    tf_variables: dict[str, dict],
 ) -> None:
     # given / when
     rules = _origin_rules(schema, tf_variables)
@@ -910,7 +1014,11 @@ def test_given_the_three_places_when_read_then_they_carry_the_same_origin_rule(
 
 @pytest.mark.parametrize("origin, accepted, why", ORIGINS, ids=[why for _, _, why in ORIGINS])
 def test_given_an_origin_when_checked_by_the_renderer_the_schema_and_terraform_then_all_three_decide_alike(
-    schema: dict[str, Any], tf_variables: dict[str, dict], origin: str, accepted: bool, why: str,
+    schema: dict[str, Any],
+    tf_variables: dict[str, dict],
+    origin: str,
+    accepted: bool,
+    why: str,
 ) -> None:
     # given
     rules = _origin_rules(schema, tf_variables)
@@ -924,14 +1032,18 @@ def test_given_an_origin_when_checked_by_the_renderer_the_schema_and_terraform_t
     assert decisions == dict.fromkeys(decisions, accepted), why
 
 
-@pytest.mark.skipif(shutil.which("node") is None, reason="node is not installed: the Python reading of the pattern "
-                    "above stands in for ECMAScript")
+@pytest.mark.skipif(
+    shutil.which("node") is None,
+    reason="node is not installed: the Python reading of the pattern above stands in for ECMAScript",
+)
 def test_given_node_when_it_runs_the_schema_pattern_then_ecmascript_decides_as_the_table(
     schema: dict[str, Any],
 ) -> None:
     # given: the Create stack page checks `pattern` in the browser, as an ECMAScript RegExp
-    script = ("const [p, v] = JSON.parse(require('fs').readFileSync(0, 'utf8'));"
-              "console.log(JSON.stringify(v.map(s => [new RegExp(p).test(s), new RegExp(p, 'u').test(s)])))")
+    script = (
+        "const [p, v] = JSON.parse(require('fs').readFileSync(0, 'utf8'));"
+        "console.log(JSON.stringify(v.map(s => [new RegExp(p).test(s), new RegExp(p, 'u').test(s)])))"
+    )
     payload = json.dumps([schema["variables"]["cors_allowed_origin"]["pattern"], [o for o, _, _ in ORIGINS]])
     # when
     result = subprocess.run(["node", "-e", script], input=payload, capture_output=True, text=True, timeout=60)
@@ -940,8 +1052,10 @@ def test_given_node_when_it_runs_the_schema_pattern_then_ecmascript_decides_as_t
     assert json.loads(result.stdout) == [[accepted, accepted] for _, accepted, _ in ORIGINS]
 
 
-@pytest.mark.skipif(shutil.which("terraform") is None, reason="terraform is not installed: the Python reading of the "
-                    "regex above stands in for RE2")
+@pytest.mark.skipif(
+    shutil.which("terraform") is None,
+    reason="terraform is not installed: the Python reading of the regex above stands in for RE2",
+)
 def test_given_terraform_when_it_plans_each_origin_then_the_validation_block_decides_as_the_table(
     tmp_path: Path,
 ) -> None:
@@ -965,14 +1079,19 @@ def test_given_terraform_when_it_plans_each_origin_then_the_validation_block_dec
 
 
 def test_given_make_stack_when_run_then_the_zip_holds_the_schema_the_tf_and_everything_they_read(
-    tmp_path: Path, tf_locals: dict[str, Any],
+    tmp_path: Path,
+    tf_locals: dict[str, Any],
 ) -> None:
     # given
-    reads = {_template_reads(tf_locals[name])[0] for name in
-             ("function_statements", "gateway_statements", "compartment_rule", "function_rule", "spec")}
+    reads = {
+        _template_reads(tf_locals[name])[0]
+        for name in ("function_statements", "gateway_statements", "compartment_rule", "function_rule", "spec")
+    }
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     # when
-    result = subprocess.run(["make", "--no-print-directory", "stack"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        ["make", "--no-print-directory", "stack"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
+    )
     with zipfile.ZipFile(ROOT / "dist" / "genai-stack.zip") as archive:
         names = set(archive.namelist())
         archive.extractall(tmp_path)
@@ -1018,11 +1137,21 @@ def test_given_no_fn_cli_when_make_image_runs_then_it_fails_in_one_line_naming_t
     (bin_dir / "python3").symlink_to(os.path.realpath(sys.executable))
     env = {"PATH": str(bin_dir), "PYTHONPATH": str(ROOT), "HOME": str(tmp_path)}
     # when
-    result = subprocess.run(["make", "--no-print-directory", "image", "REGION=us-chicago-1", "NAMESPACE=mytenancy"],
-                            cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        ["make", "--no-print-directory", "image", "REGION=us-chicago-1", "NAMESPACE=mytenancy"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     # then
     errors = [line for line in result.stderr.splitlines() if "error:" in line]
-    assert result.returncode != 0 and result.stdout.strip() == "python3 -m genai_handler.local.stack image --region \"us-chicago-1\" --namespace \"mytenancy\""
+    assert (
+        result.returncode != 0
+        and result.stdout.strip()
+        == 'python3 -m genai_handler.local.stack image --region "us-chicago-1" --namespace "mytenancy"'
+    )
     assert len(errors) == 1 and "fn and docker not found" in errors[0] and "Traceback" not in result.stderr
 
 
@@ -1054,6 +1183,13 @@ def test_given_the_stack_page_when_read_then_its_button_opens_the_zip_make_stack
     (zip_url,) = re.findall(r"\(https://cloud\.oracle\.com/resourcemanager/stacks/create\?zipUrl=(\S+?)\)", page)
     # then
     assert zip_url.endswith("/releases/latest/download/" + stack.DEFAULT_ZIP.name)
-    for name in ("application_name", "function_name", "dynamic_group_name", "gateway_name", "deployment_name", "path_prefix"):
+    for name in (
+        "application_name",
+        "function_name",
+        "dynamic_group_name",
+        "gateway_name",
+        "deployment_name",
+        "path_prefix",
+    ):
         assert f"`{defaults[name]}`" in page, name
     assert "Verify on first deploy" in page and "Pick one for a function" in page

@@ -51,8 +51,10 @@ class Collector:
 
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self._server.server_address[1]}/20200101/observations/public-span" \
-                   f"?dataFormat=zipkin&dataFormatVersion=2&dataKey={DATA_KEY}"
+        self.url = (
+            f"http://127.0.0.1:{self._server.server_address[1]}/20200101/observations/public-span"
+            f"?dataFormat=zipkin&dataFormatVersion=2&dataKey={DATA_KEY}"
+        )
 
     def __enter__(self) -> Collector:
         threading.Thread(target=self._server.serve_forever, args=(0.05,), daemon=True).start()
@@ -101,15 +103,29 @@ def _context(url: str, trace_id: str | None = TRACE_ID, span_id: str | None = PL
 
 ATTEMPTS = [
     Attempt(1, DEFAULT_MODEL, time.time() - 2, 0.4, 500, "OPC-FAILED", None, "upstream_error"),
-    Attempt(2, DEFAULT_MODEL, time.time() - 1, 0.8, 200, "OPC-ANSWERED",
-            {"input_tokens": 12, "output_tokens": 34, "total_tokens": 46}, None),
+    Attempt(
+        2,
+        DEFAULT_MODEL,
+        time.time() - 1,
+        0.8,
+        200,
+        "OPC-ANSWERED",
+        {"input_tokens": 12, "output_tokens": 34, "total_tokens": 46},
+        None,
+    ),
 ]
 
 
 def _report(url: str, bound_s: float = 5.0, trace: Any = None, **overrides: Any) -> dict[str, str]:
     arguments: dict[str, Any] = {
-        "call_id": "call-1", "start_at": time.time() - 2.5, "duration_s": 2.5, "status": 200, "error_type": None,
-        "model": DEFAULT_MODEL, "attempts": ATTEMPTS, **overrides,
+        "call_id": "call-1",
+        "start_at": time.time() - 2.5,
+        "duration_s": 2.5,
+        "status": 200,
+        "error_type": None,
+        "model": DEFAULT_MODEL,
+        "attempts": ATTEMPTS,
+        **overrides,
     }
     return tracing.report(trace or _context(url), tracing.Invocation(**arguments), bound_s=bound_s)
 
@@ -132,11 +148,21 @@ def test_the_invocation_span_joins_the_platform_s_trace_and_each_attempt_is_its_
     assert len({invocation["id"], failed["id"], answered["id"]}) == 3
     assert all(len(span["id"]) == 16 for span in (invocation, failed, answered))
     assert failed["kind"] == "CLIENT" and failed["remoteEndpoint"] == {"serviceName": "oci-generative-ai"}
-    assert failed["tags"] == {"genai.model": DEFAULT_MODEL, "genai.attempt": "1", "http.status_code": "500",
-                              "opc-request-id": "OPC-FAILED", "error": "upstream_error"}
+    assert failed["tags"] == {
+        "genai.model": DEFAULT_MODEL,
+        "genai.attempt": "1",
+        "http.status_code": "500",
+        "opc-request-id": "OPC-FAILED",
+        "error": "upstream_error",
+    }
     assert answered["tags"] == {
-        "genai.model": DEFAULT_MODEL, "genai.attempt": "2", "http.status_code": "200", "opc-request-id": "OPC-ANSWERED",
-        "genai.usage.input_tokens": "12", "genai.usage.output_tokens": "34", "genai.usage.total_tokens": "46",
+        "genai.model": DEFAULT_MODEL,
+        "genai.attempt": "2",
+        "http.status_code": "200",
+        "opc-request-id": "OPC-ANSWERED",
+        "genai.usage.input_tokens": "12",
+        "genai.usage.output_tokens": "34",
+        "genai.usage.total_tokens": "46",
     }
     assert answered["duration"] == 800_000
     # and every tag is a string, as Zipkin v2 requires

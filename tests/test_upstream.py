@@ -56,7 +56,9 @@ def test_the_client_is_built_once_per_settings(settings: Settings) -> None:
 
 def test_compartment_setting_is_sent_as_opc_compartment_id(rp_env: None, upstream: LocalEndpoint) -> None:
     compartment = "ocid1.compartment.oc1..aaaacompartment"
-    client = _build_client(Settings(project_ocid=PROJECT_OCID, base_url=upstream.base_url, compartment_ocid=compartment))
+    client = _build_client(
+        Settings(project_ocid=PROJECT_OCID, base_url=upstream.base_url, compartment_ocid=compartment)
+    )
     create_response(client, ARGS, time.monotonic() + 10, 0)
     assert upstream.requests[-1].headers["opc-compartment-id"] == compartment
 
@@ -139,8 +141,9 @@ def test_a_model_not_deployed_is_not_retried_and_is_named_with_the_region(
     rp_env: None, identity: LocalIdentity
 ) -> None:
     # given a region where the model is not deployed: OCI answers 500 with its own text
-    with LocalEndpoint(trusted_issuer=identity.issuer_public_key, unavailable_models=[DEFAULT_MODEL],
-                       region="eu-frankfurt-1") as region:
+    with LocalEndpoint(
+        trusted_issuer=identity.issuer_public_key, unavailable_models=[DEFAULT_MODEL], region="eu-frankfurt-1"
+    ) as region:
         client = _build_client(Settings(project_ocid=PROJECT_OCID, base_url=region.base_url))
         # when the function asks it, then one request, and a 502 naming the model and the region
         with pytest.raises(UpstreamError) as caught:
@@ -171,7 +174,9 @@ def test_408_and_409_without_retries_left_are_upstream_errors(call, upstream: Lo
 FAILED = {"status": "failed", "error": {"code": "server_error", "message": "The model crashed on: secret prompt"}}
 
 
-@pytest.mark.parametrize("fields", [FAILED, {"error": FAILED["error"]}, {"status": "failed"}], ids=["both", "error", "status"])
+@pytest.mark.parametrize(
+    "fields", [FAILED, {"error": FAILED["error"]}, {"status": "failed"}], ids=["both", "error", "status"]
+)
 def test_an_answer_that_says_it_failed_is_retried(call, upstream: LocalEndpoint, fields: dict) -> None:
     upstream.inject(Fault("patched", fields=fields))
     assert call().attempts == 2
@@ -185,7 +190,9 @@ def test_an_answer_that_keeps_failing_is_an_upstream_error_with_its_code_only(ca
     assert caught.value.request_id == upstream.requests[-1].request_id and len(upstream.requests) == 3
 
 
-@pytest.mark.parametrize("fields", [{"usage": "lots"}, {"usage": [1]}, {"incomplete_details": "cut"}, {"incomplete_details": 3}])
+@pytest.mark.parametrize(
+    "fields", [{"usage": "lots"}, {"usage": [1]}, {"incomplete_details": "cut"}, {"incomplete_details": 3}]
+)
 def test_usage_or_incomplete_details_not_an_object_is_unreadable(call, upstream: LocalEndpoint, fields: dict) -> None:
     upstream.inject(Fault("patched", fields=fields))
     with pytest.raises(UpstreamError, match="cannot read"):
@@ -243,7 +250,10 @@ def test_an_answer_trickling_a_byte_at_a_time_is_cut_at_the_deadline(call, upstr
         ({"code": "NotAuthorizedOrNotFound", "message": "x"}, "NotAuthorizedOrNotFound"),
         ({"code": "500", "message": "Internal Server Error: ..."}, "500"),
         ({"code": 401, "message": "x"}, "401"),
-        ({"error": {"message": "x", "type": "invalid_request_error", "param": None, "code": "invalid_value"}}, "invalid_value"),
+        (
+            {"error": {"message": "x", "type": "invalid_request_error", "param": None, "code": "invalid_value"}},
+            "invalid_value",
+        ),
         ({"error": {"message": "x", "type": "server_error", "param": None, "code": None}}, "server_error"),
         ({"code": "²"}, ""),
         ({"code": "two words"}, ""),
@@ -276,7 +286,9 @@ def test_a_unicode_digit_retry_after_is_ignored_not_a_crash(call, upstream: Loca
 
 
 def test_wrong_project_is_an_iam_error(rp_env: None, upstream: LocalEndpoint) -> None:
-    client = _build_client(Settings(project_ocid="ocid1.generativeaiproject.oc1.us-chicago-1.other", base_url=upstream.base_url))
+    client = _build_client(
+        Settings(project_ocid="ocid1.generativeaiproject.oc1.us-chicago-1.other", base_url=upstream.base_url)
+    )
     with pytest.raises(UpstreamAuthError, match="NotAuthorizedOrNotFound"):
         create_response(client, ARGS, time.monotonic() + 5, 0)
 
@@ -315,8 +327,10 @@ def test_a_5xx_asking_for_a_long_wait_passes_its_retry_after_on(call, upstream: 
 @pytest.mark.parametrize(
     ("message", "found"),
     [
-        (f"Internal Server Error: Model '{DEFAULT_MODEL}' not found or not deployed in region eu-frankfurt-1",
-         (DEFAULT_MODEL, "eu-frankfurt-1")),
+        (
+            f"Internal Server Error: Model '{DEFAULT_MODEL}' not found or not deployed in region eu-frankfurt-1",
+            (DEFAULT_MODEL, "eu-frankfurt-1"),
+        ),
         ("Internal Server Error: Model 'a b' not found or not deployed in region eu-frankfurt-1", None),
         ("Internal Server Error: Model '<script>' not found or not deployed in region x", None),
         ("Internal Server Error", None),
@@ -327,7 +341,9 @@ def test_model_not_deployed_reads_only_oci_s_exact_wording(message: str, found: 
     assert upstream_module.model_not_deployed(response) == found
 
 
-def test_each_attempt_is_recorded_with_its_status_request_id_and_usage(settings: Settings, upstream: LocalEndpoint) -> None:
+def test_each_attempt_is_recorded_with_its_status_request_id_and_usage(
+    settings: Settings, upstream: LocalEndpoint
+) -> None:
     # given OCI answers its real 500 once, then the answer
     upstream.inject(Fault("oci_error", name="internal_server_error"))
     recorded: list[Attempt] = []
@@ -367,7 +383,11 @@ def test_an_answer_that_cannot_be_read_is_recorded_and_not_retried(settings: Set
         create_response(client, ARGS, time.monotonic() + 10, 2, recorded.append)
     client.close()
     [attempt] = recorded
-    assert (attempt.status, attempt.error_type, attempt.request_id) == (200, "upstream_error", upstream.requests[0].request_id)
+    assert (attempt.status, attempt.error_type, attempt.request_id) == (
+        200,
+        "upstream_error",
+        upstream.requests[0].request_id,
+    )
 
 
 def _origin(base_url: str) -> str:
@@ -377,14 +397,26 @@ def _origin(base_url: str) -> str:
 @pytest.mark.parametrize(
     ("fault", "error", "message"),
     [
-        (Fault("non_json", path=GUARDRAILS_PATH), UpstreamError,
-         "OCI Generative AI sent an answer this function cannot read"),
-        (Fault("status", status=503, code="ServiceUnavailable", retry_after="5", path=GUARDRAILS_PATH), UpstreamError,
-         "OCI Generative AI failed (HTTP 503 ServiceUnavailable); retry later"),
-        (Fault("status", status=429, code="TooManyRequests", retry_after="5", path=GUARDRAILS_PATH), RateLimited,
-         "OCI Generative AI is throttling requests; retry later"),
-        (Fault("status", status=400, code="InvalidParameter", path=GUARDRAILS_PATH), UpstreamRejected,
-         "OCI Generative AI rejected the request (HTTP 400 InvalidParameter)"),
+        (
+            Fault("non_json", path=GUARDRAILS_PATH),
+            UpstreamError,
+            "OCI Generative AI sent an answer this function cannot read",
+        ),
+        (
+            Fault("status", status=503, code="ServiceUnavailable", retry_after="5", path=GUARDRAILS_PATH),
+            UpstreamError,
+            "OCI Generative AI failed (HTTP 503 ServiceUnavailable); retry later",
+        ),
+        (
+            Fault("status", status=429, code="TooManyRequests", retry_after="5", path=GUARDRAILS_PATH),
+            RateLimited,
+            "OCI Generative AI is throttling requests; retry later",
+        ),
+        (
+            Fault("status", status=400, code="InvalidParameter", path=GUARDRAILS_PATH),
+            UpstreamRejected,
+            "OCI Generative AI rejected the request (HTTP 400 InvalidParameter)",
+        ),
     ],
     ids=["non_json", "503", "429", "400"],
 )

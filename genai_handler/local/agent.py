@@ -27,7 +27,7 @@ import uuid
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import IO, Any, NoReturn
 
@@ -118,7 +118,7 @@ class Invocation:
 
     def __post_init__(self) -> None:
         prefix = "fn-http-h-"
-        self.http_headers = {k[len(prefix):]: v for k, v in self.headers.items() if k.startswith(prefix)}
+        self.http_headers = {k[len(prefix) :]: v for k, v in self.headers.items() if k.startswith(prefix)}
 
     @property
     def http_status(self) -> int:
@@ -257,7 +257,7 @@ class FunctionProcess:
             body = json.dumps(body)
         data = body.encode() if isinstance(body, str) else body
         deadline = time.monotonic() + deadline_s
-        fn_deadline = datetime.now(timezone.utc) + timedelta(seconds=deadline_s)
+        fn_deadline = datetime.now(UTC) + timedelta(seconds=deadline_s)
         sent: dict[str, str | bytes] = {
             "Fn-Call-Id": call_id or uuid.uuid4().hex,
             "Fn-Deadline": fn_deadline.isoformat(timespec="milliseconds").replace("+00:00", "Z"),

@@ -21,8 +21,10 @@ from ..contract import Kind, Request, leaves, models
 from .agent import REPO_ROOT
 
 PAGE = REPO_ROOT / "docs" / "contracts.md"
-BEGIN, END = "<!-- contract-fields: begin (.venv/bin/python -m genai_handler.local.contract_docs --write) -->", \
-    "<!-- contract-fields: end -->"
+BEGIN, END = (
+    "<!-- contract-fields: begin (.venv/bin/python -m genai_handler.local.contract_docs --write) -->",
+    "<!-- contract-fields: end -->",
+)
 _READS = {
     Kind.PROSE: "yes: screened, counted, redacted",
     Kind.NAME: "yes: screened, counted (PII blocks)",
@@ -37,12 +39,23 @@ def tables(root: type[BaseModel] = Request) -> str:
     """One table per object of the contract, root first."""
     sections = []
     for model in models(root):
-        rows = [f"| `{field.alias or name}` | {_type(field.annotation)} | {_rule(field)} | {_reads(field)} |"
-                for name, field in model.model_fields.items()]
-        sections.append("\n".join([
-            f"#### {model.__name__}", "", (model.__doc__ or "").strip(), "",
-            "| Field | Type | Rule | The model reads it |", "| --- | --- | --- | --- |", *rows,
-        ]))
+        rows = [
+            f"| `{field.alias or name}` | {_type(field.annotation)} | {_rule(field)} | {_reads(field)} |"
+            for name, field in model.model_fields.items()
+        ]
+        sections.append(
+            "\n".join(
+                [
+                    f"#### {model.__name__}",
+                    "",
+                    (model.__doc__ or "").strip(),
+                    "",
+                    "| Field | Type | Rule | The model reads it |",
+                    "| --- | --- | --- | --- |",
+                    *rows,
+                ]
+            )
+        )
     return "\n\n".join(sections)
 
 
@@ -68,8 +81,11 @@ def _rule(field: FieldInfo) -> str:
     doc = field.description or ""
     required = "**required**; " if field.is_required() else ""
     text = f"{required}{doc}" + (f"; must be {must}" if must else "")
-    return text.replace("{allowed_models}", "GENAI_ALLOWED_MODELS").replace(
-        "{max_output_tokens}", "GENAI_MAX_OUTPUT_TOKENS").replace("|", "\\|")
+    return (
+        text.replace("{allowed_models}", "GENAI_ALLOWED_MODELS")
+        .replace("{max_output_tokens}", "GENAI_MAX_OUTPUT_TOKENS")
+        .replace("|", "\\|")
+    )
 
 
 def _reads(field: FieldInfo) -> str:

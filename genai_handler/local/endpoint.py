@@ -38,7 +38,6 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey, RSAPublicNumbers
-
 from pydantic import ValidationError
 
 from ..contract import Request, Text, texts
@@ -46,8 +45,18 @@ from ..settings import DEFAULT_MODEL
 
 _PREFIX = "/openai/v1"
 _FAULT_KINDS = (
-    "status", "delay", "drop", "reset", "truncated", "non_json", "wrong_shape", "drip",
-    "oci_error", "patched", "trickle_headers", "trickle_body",
+    "status",
+    "delay",
+    "drop",
+    "reset",
+    "truncated",
+    "non_json",
+    "wrong_shape",
+    "drip",
+    "oci_error",
+    "patched",
+    "trickle_headers",
+    "trickle_body",
 )
 _OCI_ERRORS = Path(__file__).with_name("oci_errors.json")
 _BODY_METHODS = ("POST", "PUT", "PATCH")
@@ -417,7 +426,9 @@ class _Handler(BaseHTTPRequestHandler):
         path = self.path.partition("?")[0]
         self.request_id = uuid.uuid4().hex.upper()
         key_id = _signature_params(headers.get("authorization", "")).get("keyId")
-        self.record = RecordedRequest(self.command, self.path, headers, body, key_id, 0, self.connection_id, self.request_id)
+        self.record = RecordedRequest(
+            self.command, self.path, headers, body, key_id, 0, self.connection_id, self.request_id
+        )
         try:
             self.endpoint._authenticate(self.command, self.path, headers, body)
         except _AuthError as error:
@@ -504,8 +515,10 @@ class _Handler(BaseHTTPRequestHandler):
         if fault.kind == "trickle_headers":
             self.record.status = status
             self.endpoint._record(self.record)
-            head = (f"HTTP/1.1 {status} {self.responses[status][0]}\r\nContent-Type: application/json\r\n"
-                    f"Content-Length: {len(body)}\r\nopc-request-id: {self.request_id}\r\n\r\n").encode()
+            head = (
+                f"HTTP/1.1 {status} {self.responses[status][0]}\r\nContent-Type: application/json\r\n"
+                f"Content-Length: {len(body)}\r\nopc-request-id: {self.request_id}\r\n\r\n"
+            ).encode()
             _trickle(self.wfile, head, fault.delay_s)
             self.wfile.write(body)
             return
@@ -594,8 +607,13 @@ def _guardrails_answer(body: bytes, unit: str) -> tuple[int, bytes]:
         details = json.loads(body)
         compartment, text_input, configs = details["compartmentId"], details["input"], details["guardrailConfigs"]
         content = text_input["content"]
-        if not (isinstance(compartment, str) and compartment and text_input.get("type") == "TEXT"
-                and isinstance(content, str) and isinstance(configs, dict)):
+        if not (
+            isinstance(compartment, str)
+            and compartment
+            and text_input.get("type") == "TEXT"
+            and isinstance(content, str)
+            and isinstance(configs, dict)
+        ):
             raise TypeError
     except (ValueError, KeyError, TypeError, AttributeError):
         return 400, _error("InvalidParameter", "Invalid ApplyGuardrailsDetails")
@@ -612,10 +630,12 @@ def guardrails_result(content: str, configs: dict[str, Any], unit: str = "utf16"
     moderation = configs.get("contentModerationConfig")
     if isinstance(moderation, dict):
         flagged = GUARDRAILS_MARKER in content
-        results["contentModeration"] = {"categories": [
-            {"name": name, "score": 1.0 if flagged and name == "OVERALL" else 0.0}
-            for name in moderation.get("categories") or ("OVERALL", "BLOCKLIST")
-        ]}
+        results["contentModeration"] = {
+            "categories": [
+                {"name": name, "score": 1.0 if flagged and name == "OVERALL" else 0.0}
+                for name in moderation.get("categories") or ("OVERALL", "BLOCKLIST")
+            ]
+        }
     if isinstance(configs.get("promptInjectionConfig"), dict):
         results["promptInjection"] = {"score": 1.0 if _INJECTION.search(content) else 0.0}
     pii = configs.get("personallyIdentifiableInformationConfig")

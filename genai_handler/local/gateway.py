@@ -63,17 +63,44 @@ _MAX_LINE_BYTES = 8192  # a chunk-size or trailer line
 _MAX_TRAILER_LINES = 100
 _REAL_AUTH_MODES = ("session", "user_principal", "api_key")
 # Settings that say where the function's calls go; the local endpoint sets its own.
-_UPSTREAM_SETTINGS = frozenset({
-    "GENAI_PROJECT_OCID", "GENAI_REGION", "GENAI_BASE_URL", "GENAI_AUTH", "GENAI_API_KEY",
-    "GENAI_COMPARTMENT_OCID", "GENAI_OCI_CONFIG_FILE", "GENAI_OCI_PROFILE",
-})
+_UPSTREAM_SETTINGS = frozenset(
+    {
+        "GENAI_PROJECT_OCID",
+        "GENAI_REGION",
+        "GENAI_BASE_URL",
+        "GENAI_AUTH",
+        "GENAI_API_KEY",
+        "GENAI_COMPARTMENT_OCID",
+        "GENAI_OCI_CONFIG_FILE",
+        "GENAI_OCI_PROFILE",
+    }
+)
 # A laptop behind a proxy or a TLS-inspecting firewall needs these to reach OCI.
-_NETWORK_VARS = ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "NO_PROXY", "no_proxy",
-                 "SSL_CERT_FILE", "SSL_CERT_DIR", "REQUESTS_CA_BUNDLE")
-_NOT_FORWARDED = frozenset({
-    "connection", "keep-alive", "proxy-connection", "transfer-encoding", "te", "trailer", "upgrade",
-    "host", "content-length", "authorization",  # the gateway consumes the caller's token
-})
+_NETWORK_VARS = (
+    "HTTPS_PROXY",
+    "https_proxy",
+    "HTTP_PROXY",
+    "http_proxy",
+    "NO_PROXY",
+    "no_proxy",
+    "SSL_CERT_FILE",
+    "SSL_CERT_DIR",
+    "REQUESTS_CA_BUNDLE",
+)
+_NOT_FORWARDED = frozenset(
+    {
+        "connection",
+        "keep-alive",
+        "proxy-connection",
+        "transfer-encoding",
+        "te",
+        "trailer",
+        "upgrade",
+        "host",
+        "content-length",
+        "authorization",  # the gateway consumes the caller's token
+    }
+)
 
 
 def function_timeout(func_yaml: Path) -> float:
@@ -104,7 +131,18 @@ _ENV_END_OF_LINE = re.compile(r"[^\S\r\n]*(?:\r\n|\n|\r|$)")
 _ENV_REST_OF_LINE = re.compile(r"[^\r\n]*(?:\r|\n|\r\n)?")
 _ENV_DOUBLE_ESCAPES = re.compile(r"\\[\\'\"abfnrtv]")
 _ENV_SINGLE_ESCAPES = re.compile(r"\\[\\']")
-_ENV_ESCAPED = {"\\": "\\", "'": "'", '"': '"', "a": "\a", "b": "\b", "f": "\f", "n": "\n", "r": "\r", "t": "\t", "v": "\v"}
+_ENV_ESCAPED = {
+    "\\": "\\",
+    "'": "'",
+    '"': '"',
+    "a": "\a",
+    "b": "\b",
+    "f": "\f",
+    "n": "\n",
+    "r": "\r",
+    "t": "\t",
+    "v": "\v",
+}
 
 
 class _Unparsable(Exception):
@@ -120,7 +158,7 @@ def _expect(pattern: re.Pattern[str], text: str, at: int) -> re.Match[str]:
 
 
 def _dotenv_value(text: str, at: int) -> tuple[str, int]:
-    first = text[at:at + 1]
+    first = text[at : at + 1]
     if first in ("'", '"'):
         quoted, escapes = (_ENV_SINGLE, _ENV_SINGLE_ESCAPES) if first == "'" else (_ENV_DOUBLE, _ENV_DOUBLE_ESCAPES)
         match = _expect(quoted, text, at)
@@ -191,7 +229,9 @@ def real_oci_settings(environ: Mapping[str, str], dotenv: Mapping[str, str]) -> 
 
 
 @contextmanager
-def local_upstream(settings: Mapping[str, str] | None = None) -> Iterator[tuple[LocalIdentity, LocalEndpoint, dict[str, str]]]:
+def local_upstream(
+    settings: Mapping[str, str] | None = None,
+) -> Iterator[tuple[LocalIdentity, LocalEndpoint, dict[str, str]]]:
     """A generated identity, the local endpoint trusting it, and the function environment for both."""
     with tempfile.TemporaryDirectory(prefix="genai-local-") as workdir:
         identity = LocalIdentity(workdir)
@@ -206,7 +246,9 @@ def local_upstream(settings: Mapping[str, str] | None = None) -> Iterator[tuple[
 
 
 @contextmanager
-def upstream(environ: Mapping[str, str] | None = None, dotenv_path: Path = DOTENV) -> Iterator[tuple[dict[str, str], str]]:
+def upstream(
+    environ: Mapping[str, str] | None = None, dotenv_path: Path = DOTENV
+) -> Iterator[tuple[dict[str, str], str]]:
     """The function's environment and where its calls go: real OCI, or the local endpoint.
     `make run` and `make serve` both start here, so the same settings mean the same thing."""
     environ = os.environ if environ is None else environ
@@ -247,8 +289,14 @@ class CorsPolicy:
     def deployed(cls, origin: str, spec_path: Path = DEPLOYMENT_SPEC) -> CorsPolicy:
         """Read from the deployment specification, so local and cloud CORS never drift."""
         cors = json.loads(spec_path.read_text(encoding="utf-8"))["requestPolicies"]["cors"]
-        return cls(origin, tuple(cors["allowedMethods"]), tuple(cors["allowedHeaders"]), tuple(cors["exposedHeaders"]),
-                   int(cors["maxAgeInSeconds"]), bool(cors["isAllowCredentialsEnabled"]))
+        return cls(
+            origin,
+            tuple(cors["allowedMethods"]),
+            tuple(cors["allowedHeaders"]),
+            tuple(cors["exposedHeaders"]),
+            int(cors["maxAgeInSeconds"]),
+            bool(cors["isAllowCredentialsEnabled"]),
+        )
 
     def response_headers(self) -> dict[str, str]:
         headers = {"Access-Control-Allow-Origin": self.origin, "Access-Control-Expose-Headers": ", ".join(self.exposed)}
@@ -379,7 +427,9 @@ class LocalGateway:
         self.stop()
 
     def _new_function(self) -> FunctionProcess:
-        function = FunctionProcess(self._function_env, function_dir=self._function_dir, python=self._python, log=self._function_log)
+        function = FunctionProcess(
+            self._function_env, function_dir=self._function_dir, python=self._python, log=self._function_log
+        )
         return function.start()
 
     def _restart(self, why: str) -> None:
@@ -387,7 +437,9 @@ class LocalGateway:
         function = self.function
         pid = function.pid
         function.stop()
-        self._say(f"function process {pid} {why} (exit status {function.process.returncode if function.process else '?'}); restarting")
+        self._say(
+            f"function process {pid} {why} (exit status {function.process.returncode if function.process else '?'}); restarting"
+        )
         function.restart()
         self._restarted()
 
@@ -425,7 +477,9 @@ class LocalGateway:
                 return _gateway_error(502, "Bad Gateway: the function process had died; it was restarted")
             pid = self.function.pid
             try:
-                answer = self.function.invoke(body, method=method, path=target, headers=forwarded, deadline_s=self.timeout_s)
+                answer = self.function.invoke(
+                    body, method=method, path=target, headers=forwarded, deadline_s=self.timeout_s
+                )
             except TimeoutError:  # the agent has cut the call and replaced the container, as Fn does
                 self._say(f"function process {pid} ran past its {self.timeout_s:g} s timeout; killed and replaced")
                 self._restarted()
@@ -442,7 +496,9 @@ class LocalGateway:
 
     def log(self, method: str, target: str, status: int, started: float, request_id: str | None) -> None:
         latency_ms = (time.monotonic() - started) * 1000
-        self._say(f"{method} {target.partition('?')[0]} {status} {latency_ms:.0f} ms opc-request-id={request_id or '-'}")
+        self._say(
+            f"{method} {target.partition('?')[0]} {status} {latency_ms:.0f} ms opc-request-id={request_id or '-'}"
+        )
 
 
 @dataclass
@@ -499,7 +555,9 @@ def _read_body(headers: Message, rfile: BinaryIO) -> bytes:
 
     Framing that cannot be trusted is refused as RFC 9112 section 6.3 asks: Transfer-Encoding with
     Content-Length, a Content-Length that is not one number, a transfer coding other than chunked."""
-    encodings = [coding.strip().lower() for value in headers.get_all("Transfer-Encoding", []) for coding in value.split(",")]
+    encodings = [
+        coding.strip().lower() for value in headers.get_all("Transfer-Encoding", []) for coding in value.split(",")
+    ]
     lengths = {length.strip() for value in headers.get_all("Content-Length", []) for length in value.split(",")}
     if encodings:
         if lengths:
@@ -629,6 +687,7 @@ class ServeSettings:
     @classmethod
     def read(cls, environ: Mapping[str, str], dotenv: Mapping[str, str]) -> ServeSettings:
         """ValueError with one line saying what to fix when `make serve` must not start with them."""
+
         def setting(name: str) -> str | None:
             value = environ.get(name) or dotenv.get(name) or ""
             return value if value.strip() else None
@@ -640,8 +699,10 @@ class ServeSettings:
             except ValueError as exc:
                 raise ValueError(f"{ORIGIN_SETTING}: {exc}") from None
         if token is None and real_oci_settings(environ, dotenv) is not None:
-            raise ValueError(f"{TOKEN_SETTING} is required when make serve calls real OCI Generative AI (else any "
-                             f"program on this machine could call it as your OCI identity): {_MAKE_A_TOKEN}")
+            raise ValueError(
+                f"{TOKEN_SETTING} is required when make serve calls real OCI Generative AI (else any "
+                f"program on this machine could call it as your OCI identity): {_MAKE_A_TOKEN}"
+            )
         return cls(token, setting(SUBJECT_SETTING) or DEFAULT_SUBJECT, origin)
 
 
@@ -654,7 +715,7 @@ def _banner(gateway: LocalGateway, where: str, token: str | None) -> None:
         f"  → func.py under the fdk (timeout {gateway.timeout_s:.0f} s) → {where}",
         f"  {CALLER_HEADER}: {gateway.subject} ({SUBJECT_SETTING}), as the JWT subject when deployed",
         f"  Host: {' or '.join(gateway.hosts)} only; browser Origin: {origins}",
-        f"  try: curl -sS {gateway.url}{PATH_PREFIX}/chat{auth} -d '{{\"prompt\": \"Hello\"}}'",
+        f'  try: curl -sS {gateway.url}{PATH_PREFIX}/chat{auth} -d \'{{"prompt": "Hello"}}\'',
         "Ctrl-C to stop.",
     ):
         print(line, file=sys.stderr, flush=True)
@@ -664,7 +725,9 @@ def main(argv: list[str] | None = None, environ: Mapping[str, str] | None = None
     """`make serve`; environ and dotenv_path stand in for os.environ and the repo's .env."""
     environ = os.environ if environ is None else environ
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--port", type=_port_argument, default=None, help=f"port on 127.0.0.1 (default: $PORT or {DEFAULT_PORT})")
+    parser.add_argument(
+        "--port", type=_port_argument, default=None, help=f"port on 127.0.0.1 (default: $PORT or {DEFAULT_PORT})"
+    )
     args = parser.parse_args(argv)
     port = args.port
     if port is None:

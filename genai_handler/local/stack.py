@@ -21,8 +21,8 @@ import shutil
 import subprocess
 import sys
 import zipfile
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from ..settings import REGION_KEYS
 
@@ -33,7 +33,7 @@ DEFAULT_ZIP = ROOT / "dist" / "genai-stack.zip"
 REGISTRY_PATH = "genai"
 # Fixed timestamps: the same sources always give the same zip bytes.
 _EPOCH = (1980, 1, 1, 0, 0, 0)
-_KIT_READ = re.compile(r'\$\{local\.kit\}/([A-Za-z0-9_.-]+)')
+_KIT_READ = re.compile(r"\$\{local\.kit\}/([A-Za-z0-9_.-]+)")
 _NAMESPACE = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
 _FUNC_KEY = re.compile(r"^(name|version):\s*(\S+)\s*$", re.M)
 
@@ -139,10 +139,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             names = build_zip(args.out)
             print(f"{args.out} ({len(names)} files: {', '.join(names)})")
             return 0
-        missing = [name for name, value in (("REGION", args.region), ("NAMESPACE", args.namespace)) if not value.strip()]
+        missing = [
+            name for name, value in (("REGION", args.region), ("NAMESPACE", args.namespace)) if not value.strip()
+        ]
         if missing:
-            raise StackError(f"make image needs {' and '.join(missing)}, e.g. make image REGION=us-chicago-1 "
-                             "NAMESPACE=$(oci os ns get --query data --raw-output)")
+            raise StackError(
+                f"make image needs {' and '.join(missing)}, e.g. make image REGION=us-chicago-1 "
+                "NAMESPACE=$(oci os ns get --query data --raw-output)"
+            )
         url = image_url(args.region, args.namespace, *func_yaml())
         if not args.print_url:
             build_and_push(url)

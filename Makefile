@@ -1,6 +1,6 @@
 # The two commands of the quick start: `make run` and `make test`. `make help` lists the rest.
-# `make run`, `make serve` and `make doctor` install only requirements.txt (what they import);
-# `make test` and `make bench` add requirements-dev.txt (pytest, the oci SDK, validators).
+# `make run`, `make serve` and `make doctor` install only what they import: requirements.txt (the function's)
+# and requirements-local.txt (the local tools'); `make test` and `make bench` add requirements-dev.txt.
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
@@ -18,7 +18,7 @@ help:  ## list the targets
 
 # Checks the interpreter before anything is built; rebuilds a .venv made by a wrong or missing
 # Python; removes .venv if the install fails, so the next run never reuses a half-built one.
-$(RUNTIME_STAMP): requirements.txt
+$(RUNTIME_STAMP): requirements.txt requirements-local.txt
 	@$(PYTHON) $(SUPPORTED) 2>/dev/null || { \
 	  echo "make: Python 3.11 or newer is needed; PYTHON=$(PYTHON) is $$($(PYTHON) --version 2>/dev/null || echo 'not found')." >&2; \
 	  echo "make: pick another interpreter, e.g. make $(or $(MAKECMDGOALS),run) PYTHON=python3.12" >&2; \
@@ -26,6 +26,8 @@ $(RUNTIME_STAMP): requirements.txt
 	@$(BIN)/python $(SUPPORTED) 2>/dev/null || { rm -rf $(VENV) && $(PYTHON) -m venv $(VENV); } \
 	  && $(PIP_INSTALL) -r requirements.txt \
 	  || { rm -rf $(VENV); echo "make: installing requirements.txt failed; removed $(VENV)" >&2; exit 1; }
+	@$(PIP_INSTALL) -r requirements-local.txt \
+	  || { rm -rf $(VENV); echo "make: installing requirements-local.txt failed; removed $(VENV)" >&2; exit 1; }
 	@touch $@
 
 $(DEV_STAMP): $(RUNTIME_STAMP) requirements-dev.txt

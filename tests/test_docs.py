@@ -13,10 +13,13 @@ import re
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
+import yaml
 
 from genai_handler import errors, settings
+from genai_handler.local import contract_docs
 from genai_handler.settings import DEFAULT_MODEL, ENV
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -62,21 +65,9 @@ def _anchors(markdown: str) -> set[str]:
     return {_slug(m) for m in re.findall(r"^#{1,6} (.+)$", without_code, flags=re.M)}
 
 
-def _func_yaml() -> tuple[set[str], dict[str, str]]:
-    """func.yaml's top-level keys and its `config:` map, read line by line (no YAML parser here)."""
-    top: set[str] = set()
-    config: dict[str, str] = {}
-    in_config = False
-    for line in _text(ROOT / "func.yaml").splitlines():
-        if not line.strip() or line.lstrip().startswith("#"):
-            continue
-        key, _, value = line.partition(":")
-        if not line.startswith((" ", "\t")):
-            top.add(key.strip())
-            in_config = key.strip() == "config"
-        elif in_config:
-            config[key.strip()] = value.strip()
-    return top, config
+def _func_yaml_config() -> dict[str, Any]:
+    """func.yaml's `config:` map, the one `fn deploy` sends, read by PyYAML."""
+    return yaml.safe_load(_text(ROOT / "func.yaml")).get("config") or {}
 
 
 def _fn_config_settings() -> set[str]:
@@ -145,17 +136,17 @@ def test_a_redeploy_cannot_undo_what_fn_config_set() -> None:
     told = _fn_config_settings()
     assert "GENAI_PROJECT_OCID" in told  # the one required setting is among them
     # when func.yaml is read as `fn deploy` sends it
-    _, config = _func_yaml()
+    config = _func_yaml_config()
     # then it sends none of them, so a redeploy cannot overwrite them
     assert not told & set(config), f"func.yaml's config: would overwrite {sorted(told & set(config))} on every deploy"
 
 
 def test_func_yaml_holds_no_value_a_user_must_replace() -> None:
     text = _text(ROOT / "func.yaml")
-    _, config = _func_yaml()
+    config = _func_yaml_config()
     assert "REPLACE_ME" not in text.upper()
     assert not re.search(r"^[^#]*<[^>]*>", text, flags=re.M), "a <placeholder> outside a comment"
-    empty = [key for key, value in config.items() if value in ("", '""', "''")]
+    empty = [key for key, value in config.items() if value is None or value == ""]
     assert not empty, f"empty values in func.yaml's config: {empty}"
 
 
@@ -295,8 +286,6 @@ def test_the_readme_s_wiring_names_every_module_of_the_package() -> None:
 
 
 def test_the_contracts_page_holds_the_field_tables_written_from_the_declaration() -> None:
-    from genai_handler.local import contract_docs
-
     page = _text(contract_docs.PAGE)
     assert contract_docs.page_with_tables(page) == page, (
         "docs/contracts.md's field tables differ from genai_handler/contract.py: "

@@ -8,6 +8,7 @@ import re
 import shutil
 import subprocess
 import sys
+from importlib.metadata import version
 from pathlib import Path
 
 import pytest
@@ -33,9 +34,9 @@ print(json.dumps({"status": reply.status(), "body": json.loads(reply.body()), "d
 """
 
 
-def _pinned() -> dict[str, str]:
+def _pinned(requirements: str = "requirements.txt") -> dict[str, str]:
     pins = {}
-    for line in (ROOT / "requirements.txt").read_text().splitlines():
+    for line in (ROOT / requirements).read_text().splitlines():
         match = re.fullmatch(r"([A-Za-z0-9_.-]+)==(\S+)", line.strip())
         if match:
             pins[re.sub(r"[-_.]+", "-", match[1]).lower()] = match[2]
@@ -173,13 +174,31 @@ def test_a_real_invocation_imports_only_pinned_distributions(image_packages: Pat
 
 
 def test_pins_match_what_the_tests_run_against() -> None:
-    from importlib.metadata import version
-
     for name, pinned in _pinned().items():
         assert version(name) == pinned, name
 
 
 def test_tests_and_local_tooling_stay_out_of_the_build_context() -> None:
     ignored = (ROOT / ".dockerignore").read_text().split()
-    for path in ("tests", "bench", "docs", "genai_handler/local", "requirements-dev.txt", ".venv", ".env"):
+    for path in (
+        "tests",
+        "bench",
+        "docs",
+        "genai_handler/local",
+        "requirements-dev.txt",
+        "requirements-local.txt",
+        ".venv",
+        ".env",
+    ):
         assert path in ignored, path
+
+
+def test_the_local_tools_requirements_stay_out_of_the_image() -> None:
+    # given what make run, serve and doctor install besides the function's requirements
+    local = _pinned("requirements-local.txt")
+    # then python-dotenv (the .env reader) is among them, pinned as the tests run it, and none is in the image's
+    assert local["python-dotenv"] == version("python-dotenv")
+    assert not local.keys() & _pinned().keys(), local.keys() & _pinned().keys()
+    assert "dotenv" not in (ROOT / "requirements.txt").read_text().lower()
+    # and the image's build context leaves the file out (fn build installs requirements.txt alone)
+    assert "requirements-local.txt" in (ROOT / ".dockerignore").read_text().split()

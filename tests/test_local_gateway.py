@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import dotenv
 import httpx2
 import openai
 import psutil
@@ -220,7 +221,7 @@ def tally(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[LocalGatew
     env = {"CALLS_FILE": str(calls)}
     with LocalGateway(
         env, function_dir=folder, allowed_origin=APP_ORIGIN, console=io.StringIO(), function_log=subprocess.DEVNULL
-    ) as gw:  # type: ignore[arg-type]
+    ) as gw:
         yield gw, calls
 
 
@@ -516,7 +517,7 @@ def test_an_exception_escaping_a_handler_reaches_the_caller_as_502_with_its_text
     """Why handler.py never lets one escape: the fdk answers Fn-Http-Status 502 with str(exception)."""
     (tmp_path / "func.py").write_text("def handler(ctx, data=None):\n    raise RuntimeError('internal detail')\n")
     (tmp_path / "func.yaml").write_text("name: broken\n# timeout: 1\ntimeout: 7  # seconds\nmemory: 128\n")
-    with LocalGateway({}, function_dir=tmp_path, console=io.StringIO(), function_log=subprocess.DEVNULL) as gw:  # type: ignore[arg-type]
+    with LocalGateway({}, function_dir=tmp_path, console=io.StringIO(), function_log=subprocess.DEVNULL) as gw:
         answer = httpx2.post(f"{gw.url}/genai/chat", json={"prompt": "hi"})
         assert answer.status_code == 502 and answer.text == "internal detail"
         # and the deadline the gateway sends comes from that function's func.yaml
@@ -595,7 +596,7 @@ def test_a_function_past_its_deadline_is_cut_with_504_and_replaced(tmp_path: Pat
     # given a function that ignores Fn-Deadline, behind a gateway with a 2 s function timeout
     (tmp_path / "func.py").write_text(SLEEPY_FUNCTION)
     console = io.StringIO()
-    with LocalGateway({}, function_dir=tmp_path, timeout_s=2, console=console, function_log=subprocess.DEVNULL) as gw:  # type: ignore[arg-type]
+    with LocalGateway({}, function_dir=tmp_path, timeout_s=2, console=console, function_log=subprocess.DEVNULL) as gw:
         assert gw.function is not None
         pid = gw.function.pid
         started = time.monotonic()
@@ -617,6 +618,22 @@ def test_the_repo_func_yaml_timeout_is_the_default_deadline() -> None:
 def test_a_func_yaml_timeout_that_is_not_ascii_digits_gives_the_default(tmp_path: Path) -> None:
     (tmp_path / "func.yaml").write_text("timeout: \u00b2\n", encoding="utf-8")  # str.isdigit() says yes
     assert function_timeout(tmp_path / "func.yaml") == 30
+
+
+@pytest.mark.parametrize(
+    ("line", "seconds"),
+    [
+        ("timeout: 7  # seconds", 7),
+        ("timeout: 0", 0),
+        ("timeout: '60'", 30),  # a string, which fn would not take for a number either
+        ("timeout: -5", 30),
+        ("timeout: 1.5", 30),
+        ("memory: 128", 30),
+    ],
+)
+def test_func_yaml_timeout_is_a_whole_number_of_seconds_or_the_default(tmp_path: Path, line: str, seconds: int) -> None:
+    (tmp_path / "func.yaml").write_text(f"name: f\n{line}\n", encoding="utf-8")
+    assert function_timeout(tmp_path / "func.yaml") == seconds
 
 
 def test_dotenv_values_are_read_as_python_dotenv_reads_them() -> None:
@@ -648,12 +665,21 @@ _DOTENV_PIECES = st.sampled_from(
 )
 
 
+@pytest.fixture(scope="module")
+def dotenv_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("dotenv") / ".env"
+
+
 @settings(max_examples=400, deadline=None)
 @given(st.lists(_DOTENV_PIECES, max_size=24).map("".join))
-def test_dotenv_parsing_agrees_with_python_dotenv(text: str) -> None:
-    dotenv = pytest.importorskip("dotenv", reason="python-dotenv, the reference parser, is not installed")
-    expected = dotenv.dotenv_values(stream=io.StringIO(text), interpolate=False)
-    assert parse_dotenv(text) == {key: value for key, value in expected.items() if value is not None}
+def test_a_dotenv_file_is_read_as_python_dotenv_reads_it_without_interpolation(dotenv_file: Path, text: str) -> None:
+    # given the text as a file, line endings as written
+    dotenv_file.write_text(text, encoding="utf-8", newline="")
+    # when python-dotenv reads the file itself, without ${VAR} interpolation
+    expected = dotenv.dotenv_values(dotenv_file, interpolate=False, encoding="utf-8")
+    # then read_dotenv and parse_dotenv give its values, keys without one (no `=`) left out
+    assert read_dotenv(dotenv_file) == parse_dotenv(text.replace("\r\n", "\n").replace("\r", "\n"))
+    assert read_dotenv(dotenv_file) == {key: value for key, value in expected.items() if value is not None}
 
 
 def test_make_run_and_make_serve_hand_the_function_the_same_genai_settings() -> None:
@@ -670,7 +696,8 @@ def test_dotenv_lines_are_parsed_and_the_environment_wins(tmp_path: Path) -> Non
     dotenv = tmp_path / ".env"
     dotenv.write_text(
         "# real OCI from a laptop\n\nexport GENAI_AUTH=session\nGENAI_REGION = 'us-chicago-1'\n"
-        'GENAI_PROJECT_OCID="ocid1.generativeaiproject.oc1.us-chicago-1.fromdotenv"\nGENAI_MODEL=from-dotenv\nnot a line\n'
+        'GENAI_PROJECT_OCID="ocid1.generativeaiproject.oc1.us-chicago-1.fromdotenv"\n'
+        "GENAI_MODEL=from-dotenv\nnot a line\n"
     )
     assert read_dotenv(dotenv)["GENAI_REGION"] == "us-chicago-1"
     with upstream({"GENAI_MODEL": "from-environment", "HTTPS_PROXY": "http://proxy:3128", "SECRET": "x"}, dotenv) as (

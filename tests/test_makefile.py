@@ -12,6 +12,7 @@ import os
 import shutil
 import subprocess
 import sys
+from importlib.metadata import packages_distributions
 from pathlib import Path
 
 import pytest
@@ -27,9 +28,10 @@ _MODULES = ("genai_handler/local/run.py", "genai_handler/local/gateway.py", "gen
 
 @pytest.fixture
 def project(tmp_path: Path) -> Path:
-    """The Makefile with requirements.txt that installs nothing, and dev requirements that can't be met."""
+    """The Makefile with runtime and local requirements that install nothing, and dev requirements that can't be met."""
     shutil.copy(ROOT / "Makefile", tmp_path / "Makefile")
     (tmp_path / "requirements.txt").write_text("# nothing to install\n")
+    (tmp_path / "requirements-local.txt").write_text("# nothing to install\n")
     (tmp_path / "requirements-dev.txt").write_text("-r requirements.txt\n" + UNMET)
     for module in _MODULES:
         path = tmp_path / module
@@ -123,6 +125,32 @@ def test_a_venv_made_by_a_wrong_python_is_rebuilt(project: Path) -> None:
     assert "ran genai_handler/local/run.py" in result.stdout
 
 
+def test_a_failed_local_tools_install_leaves_no_venv_behind(project: Path) -> None:
+    # given a local-tools requirement that cannot be installed
+    (project / "requirements-local.txt").write_text(UNMET)
+    # when make serve builds .venv
+    result = make(project, "serve", f"PYTHON={sys.executable}")
+    # then it fails, names the file, and removes the half-built .venv
+    assert result.returncode != 0
+    assert "installing requirements-local.txt failed; removed .venv" in result.stderr
+    assert not (project / ".venv").exists()
+
+
+def test_a_changed_local_tools_file_reinstalls_before_the_next_local_command(project: Path) -> None:
+    # given a .venv the local commands have built, newer than requirements.txt
+    assert make(project, "serve", f"PYTHON={sys.executable}").returncode == 0
+    assert make(project, "--question", ".venv/.runtime-installed").returncode == 0
+    # when requirements-local.txt alone changes after that install
+    (project / "requirements-local.txt").write_text(UNMET)
+    now = (project / "requirements-local.txt").stat().st_mtime
+    os.utime(project / "requirements.txt", (now - 100, now - 100))
+    os.utime(project / ".venv" / ".runtime-installed", (now - 50, now - 50))
+    # then make takes the install for out of date, and the next make serve installs that file again
+    assert make(project, "--question", ".venv/.runtime-installed").returncode != 0
+    result = make(project, "serve", f"PYTHON={sys.executable}")
+    assert result.returncode != 0 and "installing requirements-local.txt failed" in result.stderr
+
+
 def test_run_serve_and_doctor_install_only_requirements_txt_and_test_adds_the_dev_set(project: Path) -> None:
     # given dev requirements that cannot be installed
     # when the local commands run
@@ -145,24 +173,39 @@ def test_clean_removes_the_venv(project: Path) -> None:
     assert not (project / ".venv").exists()
 
 
-def test_the_image_requirements_are_what_the_local_commands_import() -> None:
-    """requirements.txt suffices for make run/serve/doctor: genai_handler imports nothing outside it."""
-    sources = [*sorted((ROOT / "genai_handler").glob("*.py")), *sorted((ROOT / "genai_handler" / "local").glob("*.py"))]
-    third_party = set()
+def _normal(distribution: str) -> str:
+    return distribution.strip().lower().replace("-", "_").replace(".", "_")
+
+
+def _pinned(requirements: str) -> set[str]:
+    lines = (ROOT / requirements).read_text(encoding="utf-8").splitlines()
+    return {_normal(line.split("==")[0]) for line in lines if "==" in line and not line.startswith("#")}
+
+
+def _imported_distributions(sources: list[Path]) -> set[str]:
+    """The installed distributions that provide the third-party modules the sources import (dotenv: python-dotenv)."""
+    owners = packages_distributions()
+    found = set()
     for source in sources:
         for line in source.read_text(encoding="utf-8").splitlines():
             stripped = line.strip()
             if stripped.startswith(("import ", "from ")) and not stripped.startswith(("from .", "from __future__")):
                 name = stripped.split()[1].split(".")[0]
                 if name not in sys.stdlib_module_names:
-                    third_party.add(name)
-    pinned = {
-        line.split("==")[0].strip().lower().replace("-", "_")
-        for line in (ROOT / "requirements.txt").read_text().splitlines()
-        if "==" in line and not line.startswith("#")
-    }
+                    found |= {_normal(d) for d in owners.get(name, [name])}
+    return found
+
+
+def test_the_image_requirements_are_what_the_local_commands_import() -> None:
+    """requirements.txt suffices for the package the image holds; make run/serve/doctor's own modules
+    (genai_handler/local) add only requirements-local.txt, which the image never gets."""
+    package = _imported_distributions(sorted((ROOT / "genai_handler").glob("*.py")))
+    local = _imported_distributions(sorted((ROOT / "genai_handler" / "local").glob("*.py")))
+    image, local_tools = _pinned("requirements.txt"), _pinned("requirements-local.txt")
     # oci and httpx are imported lazily, only for the principals and clients that need them
-    assert third_party - {"oci", "httpx"} <= pinned, third_party - pinned
+    assert package - {"oci", "httpx"} <= image, package - image
+    assert local - {"oci", "httpx"} <= image | local_tools, local - image - local_tools
+    assert "python_dotenv" in local and not local_tools & image
 
 
 # Everything a shell or make might take for its own: make's $ and $$, the shell's backticks, quotes, $(...),

@@ -133,8 +133,28 @@ def _tfvars() -> dict[str, Any]:
     return {key: _literal(value) for key, value in parsed.items() if not key.startswith("__")}
 
 
-def _func_yaml() -> dict[str, str]:
-    return dict(re.findall(r"^(\w+):\s*(\S+)", (ROOT / "func.yaml").read_text(encoding="utf-8"), flags=re.M))
+def _func_yaml() -> dict[str, Any]:
+    """func.yaml read by PyYAML, the reference the stdlib reader in stack.py is checked against."""
+    return yaml.safe_load((ROOT / "func.yaml").read_text(encoding="utf-8"))
+
+
+def _found(match: re.Match[str] | None) -> re.Match[str]:
+    """A match the test needs: the test fails here, not with an AttributeError, when there is none."""
+    assert match is not None
+    return match
+
+
+def _policy_statements(text: str | list[str]) -> list[dict[str, Any]]:
+    """oci-lexer-parser's statements; with its default error_mode ("raise") it returns the payload alone."""
+    parsed = parse_policy_statements(text)
+    assert isinstance(parsed, dict)
+    return parsed["statements"]
+
+
+def _matching_rules(text: str) -> list[dict[str, Any]]:
+    parsed = parse_dynamic_group_matching_rules(text)
+    assert isinstance(parsed, dict)
+    return parsed["rules"]
 
 
 _HCL_ESCAPE = re.compile(r'\\(["\\nrt])|\$\$\{|%%\{')
@@ -371,7 +391,7 @@ def _template_reads(expression: str) -> tuple[str, str]:
 
 
 @pytest.mark.parametrize(
-    "local, template",
+    ("local", "template"),
     [
         ("function_statements", "function-policy.txt"),
         ("gateway_statements", "gateway-policy.txt"),
@@ -401,7 +421,7 @@ def test_given_the_iam_locals_when_parsed_then_they_read_the_renderers_templates
     assert expression.startswith("${one(") == ("rule" in local)
 
 
-@pytest.mark.parametrize("gateway, genai", [(False, False), (True, True)])
+@pytest.mark.parametrize(("gateway", "genai"), [(False, False), (True, True)])
 def test_given_tfvars_when_terraform_fills_the_templates_then_it_grants_what_the_renderer_renders(
     tf_locals: dict[str, Any],
     resources: dict[str, dict],
@@ -420,8 +440,8 @@ def test_given_tfvars_when_terraform_fills_the_templates_then_it_grants_what_the
     terraform = {
         "genai": [policies.fill(s, values) for s in policies.read_template("function-policy.txt")],
         "gateway": [policies.fill(s, values) for s in policies.read_template("gateway-policy.txt")],
-        "rule": policies.fill(policies.read_template("dynamic-group.txt")[0], values),
     }
+    rule = policies.fill(policies.read_template("dynamic-group.txt")[0], values)
     rendered = policies.render(
         tfvars["compartment_ocid"],
         values["DYNAMIC_GROUP"],
@@ -430,13 +450,13 @@ def test_given_tfvars_when_terraform_fills_the_templates_then_it_grants_what_the
     )
     # then: the same statements, in the same compartments, and the grammar parses each
     by_name = {p.name.removeprefix(f"{values['DYNAMIC_GROUP']}-"): p for p in rendered.policies}
-    assert terraform["rule"] == rendered.matching_rule
-    assert parse_dynamic_group_matching_rules(terraform["rule"])["rules"]
+    assert rule == rendered.matching_rule
+    assert _matching_rules(rule)
     for key in ("genai", "gateway"):
         resource = resources[f"oci_identity_policy.{key}"]
         assert resource["statements"] == f"${{local.{key if key == 'gateway' else 'function'}_statements}}"
         assert terraform[key] == by_name[key].statements
-        assert len(parse_policy_statements(terraform[key])["statements"]) == len(terraform[key])
+        assert len(_policy_statements(terraform[key])) == len(terraform[key])
         assert _evaluate(resource["compartment_id"], tf_locals, tfvars, tf_variables) == by_name[key].compartment_ocid
         assert (
             _literal(resource["name"]).replace("${var.dynamic_group_name}", values["DYNAMIC_GROUP"])
@@ -481,7 +501,7 @@ def _granted(tf_locals: dict[str, Any], evaluate: Evaluate, tfvars: dict[str, An
     statements = [policies.fill(s, values) for s in policies.read_template("function-policy.txt")]
     return {
         compartment
-        for statement in parse_policy_statements(statements)["statements"]
+        for statement in _policy_statements(statements)
         if statement["resources"]["values"] == ["generative-ai-family"]
         and statement["location"]["type"] == "compartment-id"
         for compartment in statement["location"]["values"]
@@ -617,7 +637,8 @@ def test_given_terraform_when_it_evaluates_the_guardrails_expressions_then_it_ag
     }
     read = _scratch_module(tmp_path, list(expressions.values()), tf_locals, tf_variables)
     assert _terraform(tmp_path, "init", "-input=false", "-backend=false").returncode == 0
-    console = "jsonencode({%s})\n" % ", ".join(f"{key} = {_unwrap(e)}" for key, e in expressions.items())
+    fields = ", ".join(f"{key} = {_unwrap(e)}" for key, e in expressions.items())
+    console = f"jsonencode({{{fields}}})\n"
     for layout in LAYOUTS:
         for mode in (None, "", "off", "inform", "Block"):
             for given in (None, "", THIRD_COMPARTMENT):
@@ -671,7 +692,7 @@ def test_given_the_function_when_parsed_then_its_config_carries_every_setting_fr
     assert configured.pop("GENAI_COMPARTMENT_OCID") == "${local.genai_compartment_setting}"
     assert tf_variables["genai_compartment_ocid"]["default"] is None
     for key, expression in configured.items():
-        assert expression == "${var.%s}" % key.lower(), key
+        assert expression == f"${{var.{key.lower()}}}", key
         assert tf_variables[key.lower()]["default"] is None, key
     assert "local.genai_settings" in function["config"] and "value != null" in function["config"]
     assert function["image"] == "${var.function_image}"
@@ -686,13 +707,13 @@ def test_given_the_defaults_when_compared_with_the_manual_walkthrough_then_the_n
     walkthrough = (ROOT / "docs" / "deploy.md").read_text(encoding="utf-8")
     defaults = {name: _literal(body.get("default")) for name, body in tf_variables.items()}
     # when
-    dg, app, fn = re.search(r"export DG=(\S+) APP=(\S+) FN=(\S+)", walkthrough).groups()
-    registry = re.search(r'fn update context registry "\$REGION_KEY\.ocir\.io/\$NAMESPACE/([^"]+)"', walkthrough).group(
-        1
-    )
-    gateway = re.search(r"gateway create .*?--display-name (\S+)", walkthrough, flags=re.S).group(1)
-    deployment, prefix = re.search(
-        r"deployment create .*?--display-name (\S+) --path-prefix (\S+)", walkthrough, flags=re.S
+    dg, app, fn = _found(re.search(r"export DG=(\S+) APP=(\S+) FN=(\S+)", walkthrough)).groups()
+    registry = _found(
+        re.search(r'fn update context registry "\$REGION_KEY\.ocir\.io/\$NAMESPACE/([^"]+)"', walkthrough)
+    ).group(1)
+    gateway = _found(re.search(r"gateway create .*?--display-name (\S+)", walkthrough, flags=re.S)).group(1)
+    deployment, prefix = _found(
+        re.search(r"deployment create .*?--display-name (\S+) --path-prefix (\S+)", walkthrough, flags=re.S)
     ).groups()
     # then
     assert (defaults["dynamic_group_name"], defaults["application_name"]) == (dg, app)
@@ -705,7 +726,7 @@ def test_given_the_defaults_when_compared_with_the_manual_walkthrough_then_the_n
     )
 
 
-def test_given_the_example_when_read_then_its_image_is_empty_for_the_first_apply_and_the_comment_is_what_make_image_pushes(
+def test_given_the_example_then_its_image_is_empty_for_the_first_apply_and_the_comment_is_what_make_image_pushes(
     tf_variables: dict[str, dict],
 ) -> None:
     # given the example, as a new user copies it
@@ -714,13 +735,14 @@ def test_given_the_example_when_read_then_its_image_is_empty_for_the_first_apply
     required = {name for name, body in tf_variables.items() if "default" not in body}
     # when the second apply's URL is read from the comment beside function_image
     line = next(line for line in text.splitlines() if line.startswith("function_image"))
-    commented = re.search(r'#.*"(([a-z0-9-]+)\.ocir\.io/([^/]+)/[^"]+)"', line)
+    commented = _found(re.search(r'#.*"(([a-z0-9-]+)\.ocir\.io/([^/]+)/[^"]+)"', line))
     url, host, namespace = commented.groups()
     # then the first apply leaves the image empty, as the comment at the top says,
     # and the URL in the comment is exactly what `make image` prints
     assert required <= set(example) <= set(tf_variables)
     assert example["function_image"] == ""
-    assert url == stack.image_url(host, namespace, *stack.func_yaml())
+    function = stack.read_func_yaml()
+    assert url == stack.image_url(host, namespace, function.name, function.version)
     assert stack.region_key(example["region"]) == host
     assert example["identity_domain_url"] and example["token_audience"].endswith("/")
 
@@ -731,13 +753,13 @@ def test_given_an_identity_domain_when_parsed_then_issuer_jwks_and_audience_foll
 ) -> None:
     # given
     walkthrough = (ROOT / "docs" / "deploy.md").read_text(encoding="utf-8")
-    issuer = re.search(r"export ISSUER=(\S+)", walkthrough).group(1)
-    jwks = re.search(r"export JWKS_URI=\$DOMAIN_URL(\S+)", walkthrough).group(1)
+    issuer = _found(re.search(r"export ISSUER=(\S+)", walkthrough)).group(1)
+    jwks = _found(re.search(r"export JWKS_URI=\$DOMAIN_URL(\S+)", walkthrough)).group(1)
     # when
     conditions = [p["condition"] for p in resources["oci_apigateway_deployment.this"]["lifecycle"][0]["precondition"]]
     # then
     assert f'"{issuer}"' in tf_locals["token_issuer"]
-    assert '"${local.domain_url}%s"' % jwks in tf_locals["token_jwks_uri"]
+    assert f'"${{local.domain_url}}{jwks}"' in tf_locals["token_jwks_uri"]
     assert '${local.domain_url == "" || endswith(var.token_audience, "/")}' in conditions
 
 
@@ -897,7 +919,9 @@ def test_given_the_schema_when_loaded_then_each_variable_is_in_one_group_and_enu
     assert schema["variables"]["region"]["type"] == "oci:identity:region:name"
     for name, values in enums.items():
         (validation,) = tf_variables[name]["validation"]
-        allowed, checked = re.fullmatch(r"\$\{contains\((\[.*\]), var\.(\w+)\)\}", validation["condition"]).groups()
+        allowed, checked = _found(
+            re.fullmatch(r"\$\{contains\((\[.*\]), var\.(\w+)\)\}", validation["condition"])
+        ).groups()
         assert (json.loads(allowed), checked) == (values, name)
 
 
@@ -989,7 +1013,7 @@ def _origin_rules(schema: dict[str, Any], tf_variables: dict[str, dict]) -> dict
     return {
         "renderer": policies._ORIGIN.pattern,
         "schema.yaml": schema["variables"]["cors_allowed_origin"]["pattern"],
-        "variables.tf": _WRAPPED.fullmatch(validation["condition"]).group("rule"),
+        "variables.tf": _found(_WRAPPED.fullmatch(validation["condition"])).group("rule"),
     }
 
 
@@ -1012,7 +1036,7 @@ def test_given_the_three_places_when_read_then_they_carry_the_same_origin_rule(
     assert "\\" not in rules["renderer"], "no escapes: YAML, HCL and Python would each need their own"
 
 
-@pytest.mark.parametrize("origin, accepted, why", ORIGINS, ids=[why for _, _, why in ORIGINS])
+@pytest.mark.parametrize(("origin", "accepted", "why"), ORIGINS, ids=[why for _, _, why in ORIGINS])
 def test_given_an_origin_when_checked_by_the_renderer_the_schema_and_terraform_then_all_three_decide_alike(
     schema: dict[str, Any],
     tf_variables: dict[str, dict],
@@ -1061,7 +1085,7 @@ def test_given_terraform_when_it_plans_each_origin_then_the_validation_block_dec
 ) -> None:
     # given a module holding only the stack's own variable block
     text = (TF / "variables.tf").read_text(encoding="utf-8")
-    block = re.search(r'^variable "cors_allowed_origin" \{\n.*?^\}\n', text, re.M | re.S).group(0)
+    block = _found(re.search(r'^variable "cors_allowed_origin" \{\n.*?^\}\n', text, re.M | re.S)).group(0)
     (tmp_path / "main.tf").write_text(block, encoding="utf-8")
     assert _terraform(tmp_path, "init", "-input=false", "-backend=false").returncode == 0
     decisions = []
@@ -1117,12 +1141,101 @@ def test_given_func_yaml_and_a_region_when_asked_for_the_url_then_it_is_fn_build
     # given
     func_yaml = _func_yaml()
     # when
-    url = stack.image_url(region, "mytenancy", *stack.func_yaml())
+    function = stack.read_func_yaml()
+    url = stack.image_url(region, "mytenancy", function.name, function.version)
     # then: <FN_REGISTRY>/<name>:<version>, registry <key>.ocir.io/<namespace>/genai
     assert url == f"ord.ocir.io/mytenancy/genai/{func_yaml['name']}:{func_yaml['version']}"
 
 
-@pytest.mark.parametrize("region, namespace", [("mars-north-1", "ns"), ("us-chicago-1", ""), ("us-chicago-1", "a/b")])
+# func.yaml as fn reads it, in the shapes the stdlib reader must handle: quotes, comments, other blocks, CRLF.
+FUNC_YAML_VARIANTS = {
+    "quoted-and-commented": (
+        "# a comment line\n"
+        'name: "quoted"  # a trailing comment\n'
+        "version: '0.2''s'\n"
+        "timeout: 7 # seconds\n"
+        "# timeout: 1\n"
+        "memory: 128\n"
+        "entrypoint: /python/bin/fdk /function/func.py handler\n"
+        "config:\n"
+        '  A: "x # not a comment"\n'
+        "  B: a#b\n"
+        "  C: 12\n"
+        "  D: ''\n"
+        '  E: "tab\\there \\"quoted\\" \\\\"\n'
+    ),
+    "other-blocks-and-crlf": (
+        "schema_version: 20180708\r\nname: n\r\nversion: 1\r\n"
+        "triggers:\r\n- name: t\r\n  type: http\r\n  source: /t\r\n"
+        "config:\r\n    K: v w   # c\r\n    L: 'z'\r\nbuild:\r\n  - make\r\ntimeout: +5\r\n"
+    ),
+}
+# What the stdlib reader refuses, rather than read differently from YAML.
+FUNC_YAML_REFUSED = {
+    "flow-mapping": "name: n\nconfig: {A: b}\n",
+    "anchor": "name: &n genai\n",
+    "octal": "timeout: 010\n",
+    "unclosed-quote": 'name: "genai\n',
+    "text-after-a-quote": "name: 'genai' x\n",
+    "indented-under-a-scalar": "name: n\n  more: x\n",
+    "deeper-config": "config:\n  A: x\n    B: y\n",
+    "no-colon": "name genai\n",
+}
+
+
+def _func_yaml_as_read(data: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """What stack.FuncYaml keeps of PyYAML's reading: the top-level scalars and the config: map."""
+    scalars = {key: value for key, value in data.items() if value is not None and not isinstance(value, dict | list)}
+    return scalars, data.get("config") or {}
+
+
+def test_given_the_repos_func_yaml_when_stack_reads_it_then_it_agrees_with_pyyaml() -> None:
+    # given / when
+    function = stack.read_func_yaml()
+    expected = _func_yaml()
+    # then
+    assert (function.scalars, function.config) == _func_yaml_as_read(expected)
+    assert (function.name, function.version, function.timeout_s) == (
+        expected["name"],
+        expected["version"],
+        expected["timeout"],
+    )
+
+
+@pytest.mark.parametrize("text", FUNC_YAML_VARIANTS.values(), ids=FUNC_YAML_VARIANTS.keys())
+def test_given_a_func_yaml_variant_when_stack_reads_it_then_it_agrees_with_pyyaml(tmp_path: Path, text: str) -> None:
+    # given
+    path = tmp_path / "func.yaml"
+    path.write_text(text, encoding="utf-8", newline="")
+    # when
+    function = stack.read_func_yaml(path)
+    # then
+    assert (function.scalars, function.config) == _func_yaml_as_read(yaml.safe_load(text))
+    assert function.name == str(yaml.safe_load(text)["name"])
+
+
+@pytest.mark.parametrize("text", FUNC_YAML_REFUSED.values(), ids=FUNC_YAML_REFUSED.keys())
+def test_given_yaml_the_stdlib_reader_cannot_read_faithfully_when_read_then_it_names_the_line(
+    tmp_path: Path, text: str
+) -> None:
+    # given
+    path = tmp_path / "func.yaml"
+    path.write_text(text, encoding="utf-8")
+    # when / then
+    with pytest.raises(stack.StackError, match=r"^func\.yaml line \d+: "):
+        stack.read_func_yaml(path)
+
+
+def test_given_a_func_yaml_without_a_version_when_make_image_runs_then_it_says_so(tmp_path: Path) -> None:
+    path = tmp_path / "func.yaml"
+    path.write_text("name: genai\n", encoding="utf-8")
+    with pytest.raises(stack.StackError, match=r"func\.yaml needs top-level version:"):
+        _ = stack.read_func_yaml(path).version
+
+
+@pytest.mark.parametrize(
+    ("region", "namespace"), [("mars-north-1", "ns"), ("us-chicago-1", ""), ("us-chicago-1", "a/b")]
+)
 def test_given_a_bad_input_when_asked_for_the_url_then_it_is_refused(region: str, namespace: str) -> None:
     with pytest.raises(stack.StackError):
         stack.image_url(region, namespace, "genai", "0.1.0")
@@ -1133,7 +1246,9 @@ def test_given_no_fn_cli_when_make_image_runs_then_it_fails_in_one_line_naming_t
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     for tool in ("make", "bash"):
-        (bin_dir / tool).symlink_to(shutil.which(tool))
+        found = shutil.which(tool)
+        assert found is not None, tool
+        (bin_dir / tool).symlink_to(found)
     (bin_dir / "python3").symlink_to(os.path.realpath(sys.executable))
     env = {"PATH": str(bin_dir), "PYTHONPATH": str(ROOT), "HOME": str(tmp_path)}
     # when
@@ -1170,7 +1285,10 @@ def test_given_print_url_when_run_then_only_the_url_is_printed(capsys: pytest.Ca
     code = stack.main(["image", "--region", "us-chicago-1", "--namespace", "mytenancy", "--print-url"])
     # then
     assert code == 0
-    assert capsys.readouterr().out == stack.image_url("us-chicago-1", "mytenancy", *stack.func_yaml()) + "\n"
+    function = stack.read_func_yaml()
+    assert (
+        capsys.readouterr().out == stack.image_url("us-chicago-1", "mytenancy", function.name, function.version) + "\n"
+    )
 
 
 def test_given_the_stack_page_when_read_then_its_button_opens_the_zip_make_stack_builds_and_its_names_are_the_defaults(

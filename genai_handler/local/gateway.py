@@ -1,23 +1,8 @@
 """`make serve`: a local stand-in for OCI API Gateway in front of the function.
 
-It does what the deployed gateway does: it routes `POST /genai/chat` and `POST /genai/v1/responses`
-(the routes of policies/apigateway-deployment.json under the /genai prefix), turns each request
-into an Fn invocation with the Fn-Http-* headers, sends it to func.py running under the real fdk
-on its unix socket, and turns the answer back into HTTP. So curl or an OpenAI SDK on a laptop
-sees what they would see in OCI. Like the deployment's header transformation, it sets the caller
-header (genai_handler.logs.CALLER_HEADER) on every call, overwriting any value the caller sent: the
-deployed gateway takes it from the JWT subject, this one from LOCAL_GATEWAY_SUBJECT (default
-`local-user`), so the function's log line names a caller locally too.
-
-Where the function's calls go: the local signature-checking endpoint by default (no cloud
-account); real OCI Generative AI when GENAI_AUTH is session, user_principal or api_key, or when
-GENAI_PROJECT_OCID and GENAI_REGION are set, in the environment or in a `.env` file at the repo root.
-`make run` makes the same choice, with the same settings (upstream()). Calls to real OCI are paid
-as the developer's own identity, so then it refuses to start without LOCAL_GATEWAY_TOKEN.
-
-Web pages cannot drive it: it answers only a Host naming its own loopback address (DNS rebinding
-names another) and refuses a browser Origin other than its own, unless LOCAL_GATEWAY_ALLOWED_ORIGIN
-allows that one origin, for which it then answers CORS as the deployment's `cors` block says.
+So curl or an OpenAI SDK on a laptop sees what it would see in OCI (docs/local-development.md). It owns the
+HTTP side (routes, Fn-Http-* translation, the caller header, token, Host, Origin and CORS checks) and
+upstream(): where the calls of `make run` and `make serve` go, real OCI or the local endpoint.
 """
 
 from __future__ import annotations
@@ -25,9 +10,9 @@ from __future__ import annotations
 import argparse
 import hmac
 import http.client
+import io
 import json
 import os
-import re
 import signal
 import socket
 import sys
@@ -41,13 +26,17 @@ from email.message import Message
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from ipaddress import ip_address
 from pathlib import Path
-from typing import IO, Any, BinaryIO
+from typing import IO, Any
+
+from dotenv import dotenv_values
 
 from ..logs import CALLER_HEADER
 from ..policies import _ORIGIN  # the deploy kit's rule for CORS_ALLOWED_ORIGIN, applied here to the local one
+from ..settings import MAX_INVOKE_PAYLOAD_BYTES
 from .agent import DEPLOYMENT_SPEC, PATH_PREFIX, REPO_ROOT, FunctionProcess, routes
 from .endpoint import LocalEndpoint
 from .identity import LocalIdentity
+from .stack import StackError, read_func_yaml
 
 DEFAULT_PORT = 8080
 DEFAULT_SUBJECT = "local-user"  # the caller header's value unless LOCAL_GATEWAY_SUBJECT is set
@@ -58,7 +47,6 @@ _MAKE_A_TOKEN = f"{TOKEN_SETTING}=$(python3 -c 'import secrets; print(secrets.to
 DOTENV = REPO_ROOT / ".env"
 LOCAL_PROJECT_OCID = "ocid1.generativeaiproject.oc1.us-chicago-1.aaaalocalproject"
 _DEFAULT_TIMEOUT_S = 30.0  # OCI Functions' default when func.yaml sets none
-_MAX_BODY_BYTES = 6 * 1024 * 1024  # OCI Functions' invoke payload limit
 _MAX_LINE_BYTES = 8192  # a chunk-size or trailer line
 _MAX_TRAILER_LINES = 100
 _REAL_AUTH_MODES = ("session", "user_principal", "api_key")
@@ -104,102 +92,18 @@ _NOT_FORWARDED = frozenset(
 
 
 def function_timeout(func_yaml: Path) -> float:
-    """`timeout:` from func.yaml (seconds), read line by line to need no YAML parser."""
+    """`timeout:` from func.yaml (seconds); OCI Functions' default (30) without the file or a whole-number timeout."""
     try:
-        lines = func_yaml.read_text(encoding="utf-8").splitlines()
-    except OSError:
+        timeout = read_func_yaml(func_yaml).timeout_s
+    except (OSError, StackError):
         return _DEFAULT_TIMEOUT_S
-    for line in lines:
-        key, _, value = line.partition("#")[0].partition(":")
-        if key == "timeout" and value.strip().isascii() and value.strip().isdigit():
-            return float(value.strip())
-    return _DEFAULT_TIMEOUT_S
-
-
-# python-dotenv's grammar (dotenv/parser.py, 1.x), step by step, without its ${VAR} interpolation.
-_ENV_BLANK = re.compile(r"\s*")
-_ENV_EXPORT = re.compile(r"(?:export[^\S\r\n]+)?")
-_ENV_KEY = re.compile(r"([^=\#\s]+)")
-_ENV_QUOTED_KEY = re.compile(r"'([^']+)'")
-_ENV_SPACE = re.compile(r"[^\S\r\n]*")
-_ENV_EQUALS = re.compile(r"=[^\S\r\n]*")
-_ENV_SINGLE = re.compile(r"'((?:\\'|[^'])*)'")
-_ENV_DOUBLE = re.compile(r'"((?:\\"|[^"])*)"')
-_ENV_UNQUOTED = re.compile(r"[^\r\n]*")
-_ENV_COMMENT = re.compile(r"(?:[^\S\r\n]*#[^\r\n]*)?")
-_ENV_END_OF_LINE = re.compile(r"[^\S\r\n]*(?:\r\n|\n|\r|$)")
-_ENV_REST_OF_LINE = re.compile(r"[^\r\n]*(?:\r|\n|\r\n)?")
-_ENV_DOUBLE_ESCAPES = re.compile(r"\\[\\'\"abfnrtv]")
-_ENV_SINGLE_ESCAPES = re.compile(r"\\[\\']")
-_ENV_ESCAPED = {
-    "\\": "\\",
-    "'": "'",
-    '"': '"',
-    "a": "\a",
-    "b": "\b",
-    "f": "\f",
-    "n": "\n",
-    "r": "\r",
-    "t": "\t",
-    "v": "\v",
-}
-
-
-class _Unparsable(Exception):
-    def __init__(self, at: int) -> None:
-        self.at = at
-
-
-def _expect(pattern: re.Pattern[str], text: str, at: int) -> re.Match[str]:
-    match = pattern.match(text, at)
-    if match is None:
-        raise _Unparsable(at)
-    return match
-
-
-def _dotenv_value(text: str, at: int) -> tuple[str, int]:
-    first = text[at : at + 1]
-    if first in ("'", '"'):
-        quoted, escapes = (_ENV_SINGLE, _ENV_SINGLE_ESCAPES) if first == "'" else (_ENV_DOUBLE, _ENV_DOUBLE_ESCAPES)
-        match = _expect(quoted, text, at)
-        return escapes.sub(lambda escape: _ENV_ESCAPED[escape.group(0)[1]], match.group(1)), match.end()
-    if first in ("", "\n", "\r"):
-        return "", at
-    match = _expect(_ENV_UNQUOTED, text, at)
-    return re.sub(r"\s+#.*", "", match.group(0)).rstrip(), match.end()
-
-
-def _dotenv_binding(text: str, at: int) -> tuple[str | None, str | None, int]:
-    at = _expect(_ENV_EXPORT, text, at).end()
-    key = None
-    if not text.startswith("#", at):
-        match = _expect(_ENV_QUOTED_KEY if text.startswith("'", at) else _ENV_KEY, text, at)
-        key, at = match.group(1), match.end()
-    at = _expect(_ENV_SPACE, text, at).end()
-    value = None
-    if text.startswith("=", at):
-        value, at = _dotenv_value(text, _expect(_ENV_EQUALS, text, at).end())
-    at = _expect(_ENV_COMMENT, text, at).end()
-    return key, value, _expect(_ENV_END_OF_LINE, text, at).end()
+    return _DEFAULT_TIMEOUT_S if timeout is None else float(timeout)
 
 
 def parse_dotenv(text: str) -> dict[str, str]:
-    """A .env file read as python-dotenv reads it, so a file that works with other tools works here:
-    `export` prefixes, quotes with their escapes, inline ` #` comments stripped from unquoted values;
-    a line it cannot parse is skipped from where parsing stopped, a key without `=` has no value."""
-    values: dict[str, str | None] = {}
-    at = 0
-    while at < len(text):
-        at = _ENV_BLANK.match(text, at).end()  # type: ignore[union-attr]  (\s* always matches)
-        if at == len(text):
-            break
-        try:
-            key, value, at = _dotenv_binding(text, at)
-        except _Unparsable as stuck:
-            at = _ENV_REST_OF_LINE.match(text, stuck.at).end()  # type: ignore[union-attr]
-            continue
-        if key is not None:
-            values[key] = value
+    """A .env text read by python-dotenv, so a file that works with other tools works here; `${VAR}` is
+    left as written (no interpolation), and a key without `=` is left out."""
+    values = dotenv_values(stream=io.StringIO(text), interpolate=False)
     return {key: value for key, value in values.items() if value is not None}
 
 
@@ -329,7 +233,7 @@ class LocalGateway:
     Invocations are serialised, like one warm container: the fdk serves one call at a time.
     """
 
-    def __init__(
+    def __init__(  # noqa: PLR0913  (keyword-only settings, each with a default)
         self,
         function_env: Mapping[str, str],
         *,
@@ -341,7 +245,7 @@ class LocalGateway:
         timeout_s: float | None = None,
         function_dir: Path = REPO_ROOT,
         python: str = sys.executable,
-        function_log: IO[bytes] | None = None,
+        function_log: IO[bytes] | int | None = None,
         console: IO[str] | None = None,
     ) -> None:
         self._function_env = dict(function_env)
@@ -432,21 +336,24 @@ class LocalGateway:
         )
         return function.start()
 
+    def _running(self) -> FunctionProcess:
+        """The function process; requests are served only between start() and stop()."""
+        if self.function is None:
+            raise RuntimeError("the local gateway is not started")
+        return self.function
+
     def _restart(self, why: str) -> None:
-        assert self.function is not None
-        function = self.function
+        function = self._running()
         pid = function.pid
         function.stop()
-        self._say(
-            f"function process {pid} {why} (exit status {function.process.returncode if function.process else '?'}); restarting"
-        )
+        status = function.process.returncode if function.process else "?"
+        self._say(f"function process {pid} {why} (exit status {status}); restarting")
         function.restart()
         self._restarted()
 
     def _restarted(self) -> None:
-        assert self.function is not None
         self.restarts += 1
-        self._say(f"function restarted (pid {self.function.pid})")
+        self._say(f"function restarted (pid {self._running().pid})")
 
     def _say(self, line: str) -> None:
         print(line, file=self._console, flush=True)
@@ -471,15 +378,13 @@ class LocalGateway:
         forwarded = _forwarded_headers(headers, client)
         forwarded[_canonical(CALLER_HEADER)] = self.subject  # as `ifExists: OVERWRITE`: a caller cannot forge it
         with self._lock:
-            assert self.function is not None
-            if not self.function.alive():
+            function = self._running()
+            if not function.alive():
                 self._restart("had died")
                 return _gateway_error(502, "Bad Gateway: the function process had died; it was restarted")
-            pid = self.function.pid
+            pid = function.pid
             try:
-                answer = self.function.invoke(
-                    body, method=method, path=target, headers=forwarded, deadline_s=self.timeout_s
-                )
+                answer = function.invoke(body, method=method, path=target, headers=forwarded, deadline_s=self.timeout_s)
             except TimeoutError:  # the agent has cut the call and replaced the container, as Fn does
                 self._say(f"function process {pid} ran past its {self.timeout_s:g} s timeout; killed and replaced")
                 self._restarted()
@@ -550,7 +455,7 @@ class _Refusal(Exception):
         self.answer = _gateway_error(status, message)
 
 
-def _read_body(headers: Message, rfile: BinaryIO) -> bytes:
+def _read_body(headers: Message, rfile: io.BufferedIOBase) -> bytes:
     """The request body, framed by Content-Length or chunked, capped at the invoke payload limit.
 
     Framing that cannot be trusted is refused as RFC 9112 section 6.3 asks: Transfer-Encoding with
@@ -572,19 +477,19 @@ def _read_body(headers: Message, rfile: BinaryIO) -> bytes:
     (length,) = lengths
     if not (length.isascii() and length.isdigit()):
         raise _Refusal(400, "Bad Request: Content-Length is not a number of bytes")
-    if len(length) > 18 or int(length) > _MAX_BODY_BYTES:
+    if len(length) > 18 or int(length) > MAX_INVOKE_PAYLOAD_BYTES:
         raise _Refusal(413, "Payload Too Large")
     return _read_exactly(rfile, int(length))
 
 
-def _read_chunked(rfile: BinaryIO) -> bytes:
+def _read_chunked(rfile: io.BufferedIOBase) -> bytes:
     """RFC 9112 section 7.1: hex size lines (extensions ignored), data, CRLF; a zero size; trailers."""
     body = bytearray()
     while True:
         size = _read_line(rfile).partition(b";")[0].strip()
         if not size or size.strip(b"0123456789abcdefABCDEF"):
             raise _Refusal(400, "Bad Request: malformed chunked body")
-        if len(size) > 16 or len(body) + int(size, 16) > _MAX_BODY_BYTES:
+        if len(size) > 16 or len(body) + int(size, 16) > MAX_INVOKE_PAYLOAD_BYTES:
             raise _Refusal(413, "Payload Too Large")
         if int(size, 16) == 0:
             break
@@ -597,14 +502,14 @@ def _read_chunked(rfile: BinaryIO) -> bytes:
     raise _Refusal(400, "Bad Request: malformed chunked body")
 
 
-def _read_line(rfile: BinaryIO) -> bytes:
+def _read_line(rfile: io.BufferedIOBase) -> bytes:
     line = rfile.readline(_MAX_LINE_BYTES + 1)
     if len(line) > _MAX_LINE_BYTES or not line.endswith(b"\n"):
         raise _Refusal(400, "Bad Request: malformed chunked body")
     return line.rstrip(b"\r\n")
 
 
-def _read_exactly(rfile: BinaryIO, size: int) -> bytes:
+def _read_exactly(rfile: io.BufferedIOBase, size: int) -> bytes:
     data = rfile.read(size)
     if len(data) < size:
         raise _Refusal(400, "Bad Request: the body ended early")

@@ -15,6 +15,7 @@ Stdlib only, and kept out of the function image (.dockerignore: genai_handler/lo
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import re
 import shutil
@@ -22,6 +23,7 @@ import subprocess
 import sys
 import zipfile
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from ..settings import REGION_KEYS
@@ -30,12 +32,17 @@ ROOT = Path(__file__).resolve().parents[2]
 STACK = ROOT / "policies" / "terraform"
 KIT = STACK.parent
 DEFAULT_ZIP = ROOT / "dist" / "genai-stack.zip"
+FUNC_YAML = ROOT / "func.yaml"
 REGISTRY_PATH = "genai"
 # Fixed timestamps: the same sources always give the same zip bytes.
 _EPOCH = (1980, 1, 1, 0, 0, 0)
 _KIT_READ = re.compile(r"\$\{local\.kit\}/([A-Za-z0-9_.-]+)")
 _NAMESPACE = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
-_FUNC_KEY = re.compile(r"^(name|version):\s*(\S+)\s*$", re.M)
+_YAML_KEY = re.compile(r"([A-Za-z_][A-Za-z0-9_.-]*):(?:[ \t]+(.*))?")
+_YAML_INT = re.compile(r"[-+]?[0-9]+")
+_YAML_COMMENT = re.compile(r"[ \t]#.*")
+# Plain scalars starting with these mean flow collections, anchors, tags or block text: not read here.
+_YAML_UNREAD = tuple("{[&*!|>%@`")
 
 
 class StackError(Exception):
@@ -77,12 +84,101 @@ def build_zip(out: Path) -> list[str]:
     return list(members)
 
 
-def func_yaml(path: Path = ROOT / "func.yaml") -> tuple[str, str]:
-    """(name, version) from func.yaml's top-level keys; no YAML parser in the standard library."""
-    found = dict(_FUNC_KEY.findall(path.read_text(encoding="utf-8")))
-    if not {"name", "version"} <= found.keys():
-        raise StackError(f"{path.name} needs top-level name: and version:")
-    return found["name"], found["version"]
+@dataclass(frozen=True)
+class FuncYaml:
+    """What the local tools read from func.yaml: its top-level scalars and its `config:` map.
+
+    Values are as YAML types them where that matters here: a decimal integer is an int, anything
+    else a string. Other nested blocks (`triggers:`, `build:`) are skipped."""
+
+    scalars: dict[str, str | int]
+    config: dict[str, str | int]
+
+    @property
+    def name(self) -> str:
+        return self._required("name")
+
+    @property
+    def version(self) -> str:
+        return self._required("version")
+
+    @property
+    def timeout_s(self) -> int | None:
+        """`timeout:` in seconds; None when absent or not a whole number, for the caller's default."""
+        timeout = self.scalars.get("timeout")
+        return timeout if isinstance(timeout, int) and timeout >= 0 else None
+
+    def _required(self, key: str) -> str:
+        if key not in self.scalars:
+            raise StackError(f"func.yaml needs top-level {key}:")
+        return str(self.scalars[key])
+
+
+def read_func_yaml(path: Path = FUNC_YAML) -> FuncYaml:
+    """func.yaml read with the standard library (make stack and make image run on the system python3).
+
+    It reads the block-style YAML that `fn init` writes: `key: value` lines, comments, quoted values,
+    and indented blocks. StackError names a line it cannot read faithfully; OSError if it cannot be read."""
+    scalars: dict[str, str | int] = {}
+    config: dict[str, str | int] = {}
+    block: str | None = None  # the top-level key whose indented lines follow
+    margin: str | None = None  # the indentation of config's entries
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        where = f"{path.name} line {number}"
+        indent = line[: len(line) - len(line.lstrip())]
+        nested = bool(indent) or line.startswith("-")
+        if nested and block is None:
+            raise StackError(f"{where}: indented, but under no key")
+        if nested and block != "config":
+            continue  # another block (triggers:, build:): nothing here reads it
+        if nested and margin is None:
+            margin = indent
+        match = _YAML_KEY.fullmatch(line.strip())
+        if match is None or (nested and indent != margin):
+            raise StackError(f"{where}: not a `key: value` line" + (" of config:" if nested else ""))
+        key, text = match[1], (match[2] or "").strip()
+        if nested:
+            config[key] = _yaml_scalar(text, where)
+        elif _YAML_COMMENT.sub("", " " + text).strip():
+            block = None
+            scalars[key] = _yaml_scalar(text, where)
+        else:
+            block, margin = key, None
+            scalars.pop(key, None)
+            if key == "config":
+                config = {}
+    return FuncYaml(scalars, config)
+
+
+def _yaml_scalar(text: str, where: str) -> str | int:
+    """One value: quoted (YAML's single-quote rule, JSON's escapes in double quotes) or plain, with a
+    trailing ` #` comment dropped; plain decimal digits are an int."""
+    if text.startswith(("'", '"')):
+        quote = text[0]
+        end = text.find(quote, 1)
+        while quote == "'" and text.startswith("''", end):
+            end = text.find(quote, end + 2)
+        while quote == '"' and end > 0 and (len(text[:end]) - len(text[:end].rstrip("\\"))) % 2:
+            end = text.find(quote, end + 1)
+        if end < 0 or _YAML_COMMENT.sub("", " " + text[end + 1 :]).strip():
+            raise StackError(f"{where}: a quoted value must close on its line, followed only by a comment")
+        if quote == "'":
+            return text[1:end].replace("''", "'")
+        try:
+            return str(json.loads(text[: end + 1]))
+        except ValueError:
+            raise StackError(f"{where}: a double-quoted value with an escape JSON does not share") from None
+    plain = _YAML_COMMENT.sub("", " " + text).strip()
+    if plain.startswith(_YAML_UNREAD):
+        raise StackError(f"{where}: flow collections, anchors, tags and block text are not read here")
+    digits = plain.lstrip("+-")
+    if _YAML_INT.fullmatch(plain):
+        if len(digits) > 1 and digits.startswith("0"):
+            raise StackError(f"{where}: {plain} has a leading zero, which YAML reads as octal")
+        return int(plain)
+    return plain
 
 
 def region_key(region: str) -> str:
@@ -147,7 +243,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 f"make image needs {' and '.join(missing)}, e.g. make image REGION=us-chicago-1 "
                 "NAMESPACE=$(oci os ns get --query data --raw-output)"
             )
-        url = image_url(args.region, args.namespace, *func_yaml())
+        function = read_func_yaml()
+        url = image_url(args.region, args.namespace, function.name, function.version)
         if not args.print_url:
             build_and_push(url)
         print(url)

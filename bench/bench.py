@@ -1,15 +1,8 @@
 """`make bench`: this function vs the documented way (oci-genai-auth + oci SDK), side by side.
 
-Both run under the real fdk, each from its own virtualenv (bench/.venv-*), with the same local
-resource-principal identity and against the same signature-verifying local endpoint, taking turns
-so that machine noise hits both alike. A third runner, the FLOOR, is this function with an API key
-(a Bearer token, no OCI signing): the same call with nothing to sign, to see what signing costs.
-A fourth, GUARDRAILS, is this function with GENAI_GUARDRAILS=block: one ApplyGuardrails call
-before each model call, to see what screening costs.
-
-    python bench/bench.py [--quick] [--out bench/out/results.json]
-
-See bench/README.md for what each figure means and the caveats.
+Each runner (see `runners`) runs under the real fdk from its own virtualenv, with the same local
+identity and against the same signature-verifying local endpoint, taking turns so that machine noise
+hits all alike. bench/README.md says what each figure means, and the caveats.
 """
 
 from __future__ import annotations
@@ -39,7 +32,10 @@ REPO_ROOT = BENCH_DIR.parent
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))  # run as `python bench/bench.py`: import the local tooling
 
-from genai_handler.settings import DEFAULT_MODEL  # noqa: E402  (stdlib only)
+from genai_handler.local.agent import FunctionProcess  # noqa: E402  (after the path above)
+from genai_handler.local.endpoint import LocalEndpoint  # noqa: E402  (after the path above)
+from genai_handler.local.identity import LocalIdentity  # noqa: E402  (after the path above)
+from genai_handler.settings import DEFAULT_MODEL  # noqa: E402  (after the path above)
 
 PROJECT_OCID = "ocid1.generativeaiproject.oc1.us-chicago-1.aaaabenchproject"
 PROMPT_BODY = {"prompt": "Say hello from OCI Functions"}
@@ -179,7 +175,7 @@ def _requirements_digest(requirements: Path, python: str) -> str:
 def _run_logged(command: Sequence[str], log: Path) -> None:
     """pip is chatty (warnings about this machine's extra indexes); keep its output for failures."""
     with open(log, "ab") as out:
-        result = subprocess.run(command, stdout=out, stderr=subprocess.STDOUT)
+        result = subprocess.run(command, stdout=out, stderr=subprocess.STDOUT, check=False)
     if result.returncode != 0:
         raise RuntimeError(f"{' '.join(map(str, command))} failed; see {log}")
 
@@ -226,7 +222,13 @@ def payload_mb(runner: Runner, say: Callable[[str], None], *, no_deps: bool = Fa
         ]
         command += ["--no-deps"] if no_deps else []
         _run_logged(command, log)
-        kb = int(subprocess.run(["du", "-sk", target], capture_output=True, text=True, check=True).stdout.split()[0])
+        du = subprocess.run(
+            ["du", "-sk", target],  # noqa: S607  (coreutils, from PATH)
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        kb = int(du.stdout.split()[0])
     mb = kb * 1024 / MB
     CACHE_DIR.mkdir(parents=True, exist_ok=True)
     cache.write_text(json.dumps({"mb": mb, "requirements": str(runner.requirements.relative_to(REPO_ROOT))}))
@@ -245,9 +247,6 @@ class Bench:
     """The shared identity and endpoint, and the runners measured against them."""
 
     def __init__(self, runners: Sequence[Runner], plan: Plan, workdir: Path, say: Callable[[str], None]) -> None:
-        from genai_handler.local.endpoint import LocalEndpoint
-        from genai_handler.local.identity import LocalIdentity
-
         self.runners = list(runners)
         self.plan = plan
         self.workdir = workdir
@@ -271,9 +270,7 @@ class Bench:
         return self.workdir / f"{runner.name}.log"
 
     @contextmanager
-    def function(self, runner: Runner) -> Iterator[Any]:
-        from genai_handler.local.agent import FunctionProcess
-
+    def function(self, runner: Runner) -> Iterator[FunctionProcess]:
         with open(self._log_path(runner), "ab") as log:
             process = FunctionProcess(
                 self.env(runner), function_dir=runner.function_dir, python=str(runner.python), log=log
@@ -283,7 +280,7 @@ class Bench:
             finally:
                 process.stop()
 
-    def _call(self, process: Any, runner: Runner) -> float:
+    def _call(self, process: FunctionProcess, runner: Runner) -> float:
         """One invocation as API Gateway sends it; its latency in ms, seen from the agent."""
         started = time.perf_counter()
         answer = process.invoke(PROMPT_BODY)
@@ -510,7 +507,7 @@ def build_rows(results: dict[str, Any]) -> list[Row]:
         ),
     ]
     p50, b50, f50 = get(this, "warm", "p50_ms"), get(base, "warm", "p50_ms"), get(floor, "warm", "p50_ms")
-    p50_met = None if None in (p50, b50, f50) else (p50 <= b50 and p50 - f50 <= 1.0)  # type: ignore[operator]
+    p50_met = None if p50 is None or b50 is None or f50 is None else (p50 <= b50 and p50 - f50 <= 1.0)
     rows += [
         Row("warm latency p50 (ms)", p50, b50, f50, "≤1.0x and ≤ floor + 1 ms", p50_met, 2),
         Row(
@@ -567,10 +564,32 @@ def build_rows(results: dict[str, Any]) -> list[Row]:
     rows += [
         Row("GENAI_GUARDRAILS=block: warm latency p50 (ms)", get(guarded, "warm", "p50_ms"), None, None, "", None, 2),
         Row(
-            "  guardrails' cost, warm p50 on − off (ms)", cost("warm", "p50_ms"), None, None, "one extra call", None, 2
+            "  guardrails' cost, warm p50 on − off (ms)",  # noqa: RUF001  (a minus sign, as printed)
+            cost("warm", "p50_ms"),
+            None,
+            None,
+            "one extra call",
+            None,
+            2,
         ),
-        Row("  guardrails' cost, warm p99 on − off (ms)", cost("warm", "p99_ms"), None, None, "", None, 2),
-        Row("  guardrails' cost, cold start on − off (ms)", cost("cold", "total_ms"), None, None, "", None, 0),
+        Row(
+            "  guardrails' cost, warm p99 on − off (ms)",  # noqa: RUF001  (a minus sign, as printed)
+            cost("warm", "p99_ms"),
+            None,
+            None,
+            "",
+            None,
+            2,
+        ),
+        Row(
+            "  guardrails' cost, cold start on − off (ms)",  # noqa: RUF001  (a minus sign, as printed)
+            cost("cold", "total_ms"),
+            None,
+            None,
+            "",
+            None,
+            0,
+        ),
         Row(
             "  upstream connections with guardrails on",
             get(guarded, "connections", "connections"),
@@ -615,7 +634,9 @@ def _summarise_cold(rounds: list[dict[str, float]]) -> dict[str, Any]:
     return {key: percentile([r[key] for r in rounds], 50) for key in rounds[0]} | {"rounds": rounds}
 
 
-def runners(base_python: str) -> list[Runner]:
+def runners(base_python: str) -> list[Runner]:  # noqa: ARG001  (tests/test_bench.py passes it)
+    """The BASELINE, this function, the FLOOR (an API key: the same call with nothing to sign, to see
+    what signing costs) and GUARDRAILS (GENAI_GUARDRAILS=block: one ApplyGuardrails call first)."""
     this_venv = BENCH_DIR / ".venv-this"
     return [
         Runner(

@@ -1,8 +1,7 @@
 """OCI Functions handler that forwards JSON prompts to OCI Generative AI's OpenAI-compatible API.
 
-The public surface: `handle` (the fdk entrypoint), `Settings`, the auth classes, and the error
-hierarchy (documented in `genai_handler.errors`). Names are imported on first use, so the deploy
-and diagnosis tools (`python -m genai_handler.policies`, `.doctor`) start without the fdk or the
+The public names (`handle`, `Settings`, the auth classes, the errors) are imported on first use, so the
+deploy and diagnosis tools (`python -m genai_handler.policies`, `.doctor`) start without the fdk or the
 OpenAI SDK.
 """
 

@@ -1,21 +1,8 @@
-"""OCI request signing as `httpx2.Auth` (and `httpx.Auth`) objects for the OpenAI SDK.
+"""OCI request signing as `httpx2.Auth` (and `httpx.Auth`) objects, named as in Oracle's `oci-genai-auth`.
 
-The class names follow Oracle's `oci-genai-auth` so its documentation reads the same here:
-
-    OpenAI(api_key="not-used", base_url=..., project=...,
-           http_client=httpx2.Client(auth=OciResourcePrincipalAuth()))
-
-Why our own code: the default path, resource principal v2.2 inside OCI Functions, needs only
-`cryptography`; the oci SDK is ~500 MB installed, six times the rest of the function. The oci SDK
-stays the reference: tests prove our signatures equal its signers' byte for byte, and it is
-imported lazily for the principals whose credentials come from elsewhere (instance metadata,
-other resource-principal versions) and for reading OCI CLI config files.
-
-Credentials are re-read when their files change on disk (the platform rotates them) or their
-token nears expiry, so rotation costs no rejected request; a 401 still triggers one reload and
-one retry. Files caught mid-rotation (a new key beside the old token, an empty or truncated file)
-leave the previous credentials in use while they stay valid; without them, the read is retried
-for a bounded time. The lock guards only the swap of the credentials, never network I/O.
+Our own code because the default path, resource principal v2.2 inside OCI Functions, needs only
+`cryptography`, while the oci SDK is ~500 MB installed. The SDK stays the reference (tests compare
+signatures byte for byte) and is imported lazily for other principals and for OCI CLI config files.
 """
 
 from __future__ import annotations
@@ -56,6 +43,8 @@ _RECHECK_EXPIRING_EVERY_S = 5.0
 _ROTATION_WAIT_S = 1.0  # the platform replaces the two files milliseconds apart
 _ROTATION_POLL_S = 0.01
 _RPST, _RP_PEM = "OCI_RESOURCE_PRINCIPAL_RPST", "OCI_RESOURCE_PRINCIPAL_PRIVATE_PEM"
+_RP_PASSPHRASE = "OCI_RESOURCE_PRINCIPAL_PRIVATE_PEM_PASSPHRASE"  # noqa: S105  (a variable's name)
+SESSION_KEY_ID = "ST$"  # a session token signs as keyId "ST$<token>"
 _OCI_EXTRA = "the oci SDK is not installed: pip install -r requirements-oci.txt"
 
 # Legacy httpx checks isinstance(auth, httpx.Auth); subclass it too when it is installed.
@@ -95,7 +84,7 @@ def sign_request(
     """
     method = method.upper()
     headers.setdefault("date", email.utils.formatdate(usegmt=True))
-    names = _ALWAYS_SIGNED
+    names: tuple[str, ...] = _ALWAYS_SIGNED
     if method in _BODY_METHODS:
         names += _BODY_SIGNED
         headers.setdefault("content-type", "application/json")
@@ -112,8 +101,13 @@ def sign_request(
     )
 
 
-class _OciAuth(*_AUTH_BASES):  # type: ignore[misc]
-    """Signs every request; reloads credentials when stale and once after a 401."""
+class _OciAuth(*_AUTH_BASES):  # type: ignore[misc]  # (bases chosen at import time)
+    """Signs every request: `OpenAI(api_key="not-used", ..., http_client=httpx2.Client(auth=...))`.
+
+    Credentials are reloaded when stale (files rotated, token near expiry), so rotation costs no
+    rejected request, and once after a 401, with one retry. The lock guards only the swap of the
+    credentials, never network I/O.
+    """
 
     requires_request_body = True
 
@@ -132,9 +126,10 @@ class _OciAuth(*_AUTH_BASES):  # type: ignore[misc]
     def _replace(self, seen: Credentials | None, *, after_rejection: bool) -> Credentials:
         fresh = self._source.load(seen, after_rejection=after_rejection)  # outside the lock: may do I/O
         with self._lock:
-            if self._credentials is seen:  # else another thread already replaced them
-                self._credentials = fresh
-            return self._credentials  # type: ignore[return-value]
+            current = self._credentials
+            if current is None or current is seen:  # else another thread already replaced them
+                current = self._credentials = fresh
+            return current
 
     def _sign(self, request: Any, credentials: Credentials, *, retry: bool = False) -> None:
         headers = request.headers
@@ -189,7 +184,7 @@ def _token_credentials(token: str, key: rsa.RSAPrivateKey, token_label: str, key
     modulus = _jwk_modulus(claims.get("jwk"))
     if modulus is not None and modulus != key.public_key().public_numbers().n:
         raise _Unusable(f"the session token ({token_label}) does not match the private key ({key_label})")
-    return Credentials(f"ST${token}", key, token_expiry(token))
+    return Credentials(f"{SESSION_KEY_ID}{token}", key, token_expiry(token))
 
 
 def _jwk_modulus(jwk: object) -> int | None:
@@ -338,7 +333,12 @@ class _OciSdkSource:
             raise MisconfiguredError(f"cannot load OCI credentials ({type(exc).__name__})") from None
         self._holder = getattr(signer, "federation_client", signer)
 
-    def load(self, previous: Credentials | None, *, after_rejection: bool) -> Credentials:
+    def load(
+        self,
+        previous: Credentials | None,  # noqa: ARG002  (the sources' shared signature)
+        *,
+        after_rejection: bool,
+    ) -> Credentials:
         try:
             if after_rejection:
                 self._holder.refresh_security_token()
@@ -346,7 +346,7 @@ class _OciSdkSource:
             key = self._holder.session_key_supplier.get_key_pair()["private"]
         except Exception as exc:
             raise MisconfiguredError(f"cannot refresh OCI credentials ({type(exc).__name__})") from None
-        return Credentials(f"ST${token}", key, token_expiry(token))
+        return Credentials(f"{SESSION_KEY_ID}{token}", key, token_expiry(token))
 
     def is_stale(self, credentials: Credentials) -> bool:
         return _expiring(credentials)
@@ -371,13 +371,13 @@ def _oci_profile(config_file: str, profile_name: str) -> dict[str, Any]:
 def _resource_principal_v22() -> _FileSource:
     token = os.environ.get(_RPST, "")
     pem = os.environ.get(_RP_PEM, "")
-    passphrase = os.environ.get("OCI_RESOURCE_PRINCIPAL_PRIVATE_PEM_PASSPHRASE")
+    passphrase = os.environ.get(_RP_PASSPHRASE)
     if not token or not pem:
-        raise MisconfiguredError("OCI_RESOURCE_PRINCIPAL_RPST and OCI_RESOURCE_PRINCIPAL_PRIVATE_PEM must be set")
+        raise MisconfiguredError(f"{_RPST} and {_RP_PEM} must be set")
 
     def read() -> Credentials:
         rpst = _value_or_file(token, _RPST)
-        secret = _value_or_file(passphrase, "OCI_RESOURCE_PRINCIPAL_PRIVATE_PEM_PASSPHRASE") if passphrase else None
+        secret = _value_or_file(passphrase, _RP_PASSPHRASE) if passphrase else None
         key = _private_key(_value_or_file(pem, _RP_PEM), secret, _RP_PEM)
         return _token_credentials(rpst, key, _RPST, _RP_PEM)
 

@@ -1,9 +1,8 @@
 """The request contract, declared once as types, and the one walk over every text the model reads.
 
-Each field says what it is and, through its `Kind`, whether the model reads it. Validation and
-its messages (request.py), the input cap, guardrails screening and redaction, prompt logging,
-the local endpoint and the field table in docs/contracts.md are all derived from these classes,
-so a field added here is screened, capped and logged like every other one.
+Each field says what it is and, through its `Kind`, whether the model reads it. Validation (request.py),
+the input cap, guardrails, prompt logging, the local endpoint and docs/contracts.md's field tables all
+derive from these classes, so a field added here is screened, capped and logged like every other one.
 """
 
 from __future__ import annotations
@@ -16,6 +15,7 @@ from dataclasses import dataclass
 from typing import Annotated, Any, Literal, TypeVar, Union, get_args, get_origin
 
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, field_validator, model_validator
+from pydantic.config import JsonDict
 from pydantic.fields import FieldInfo
 from pydantic_core import PydanticCustomError, PydanticUndefined
 
@@ -41,7 +41,7 @@ M = TypeVar("M", bound=BaseModel)
 def rule(doc: str, must: str | None = None, default: Any = None, **constraints: Any) -> Any:
     """An optional field's one-line doc (the docs table) and what a value must be (its error
     message; `{name}` is filled from the operator's limits, see request.py)."""
-    extra = {"must": must} if must else None
+    extra: JsonDict | None = {"must": must} if must else None
     return Field(default, description=doc, json_schema_extra=extra, **constraints)
 
 
@@ -423,7 +423,11 @@ def _member_for(members: tuple[Any, ...], value: Any, metadata: tuple[Any, ...])
         if _is_model(bare):
             if isinstance(value, bare):
                 return bare, extra
-        elif (get_origin(bare) is list and isinstance(value, list)) or (get_origin(bare) is dict and isinstance(value, dict)) or (bare is str and isinstance(value, str)):
+        elif (
+            (get_origin(bare) is list and isinstance(value, list))
+            or (get_origin(bare) is dict and isinstance(value, dict))
+            or (bare is str and isinstance(value, str))
+        ):
             return bare, extra
     return Any, metadata
 

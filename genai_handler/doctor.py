@@ -1,16 +1,9 @@
 """`make doctor`: why calls to OCI Generative AI fail, found one step at a time, with the fix.
 
-The steps run in order and stop at the first failure that leaves the next ones meaningless:
-settings, the principal's credentials, the endpoint's network reachability, then one cheap
-signed call (a 16-token `POST /responses` to GENAI_MODEL, store off) that proves IAM lets the
-principal in and that the model is offered; with GENAI_GUARDRAILS on, one ApplyGuardrails call too. It is the function's own call, because OCI does not
-document `GET /models`; that is asked only for a hint when the model is refused. Inside a deployed
-function, a direct `fn invoke` with `{"doctor": true}` runs the same checks as the function's own
-identity (handler.py); API Gateway never routes that.
-With no cloud setting at all (a fresh clone), `make doctor` checks the local setup instead: the
-local endpoint `make serve` would use, with a generated identity, and says so first.
-
-Nothing here prints a secret: no token, key, API key or Authorization header.
+Settings, credentials, the endpoint's reachability, then one cheap signed call (and, with guardrails
+on, one ApplyGuardrails call), stopping at the first failure. A direct `fn invoke` with
+`{"doctor": true}` runs the same checks as the deployed function's identity (handler.py). Nothing
+here prints a secret: no token, key, API key or Authorization header.
 """
 
 from __future__ import annotations
@@ -32,8 +25,8 @@ from urllib.parse import urlsplit
 from .errors import MisconfiguredError
 from .settings import SettingError, Settings
 
-_CONNECT_TIMEOUT_S = 5.0
 _CALL_TIMEOUT_S = 15.0
+_MAX_SKEW_S = 300  # how far OCI lets a signature's date be from its clock
 _SHOWN_MODELS = 6
 _FUNCTION = "genai"  # func.yaml's `name:`
 _CLOUD_SETTINGS = ("GENAI_PROJECT_OCID", "GENAI_REGION", "GENAI_BASE_URL", "GENAI_AUTH")
@@ -46,6 +39,7 @@ _FIX_IAM = (
     "`Allow dynamic-group <dg> to use generative-ai-family in compartment <c>` (a user needs a group policy), "
     "and that GENAI_PROJECT_OCID belongs to GENAI_REGION; new policies can take a few minutes to apply"
 )
+_FIX_RETRY = "retry later; if it persists, open a service request quoting the opc-request-id"
 _FIX_NETWORK = (
     "a function's subnet needs a service gateway or NAT gateway (and a route and security-list egress rule) "
     "to reach OCI services; on a laptop check VPN, firewall and HTTPS_PROXY"
@@ -101,12 +95,13 @@ def _principal(settings: Settings) -> str:
 def _credentials_fix(settings: Settings) -> str:
     profile, config = settings.oci_profile, settings.oci_config_file
     return {
-        "resource_principal": "OCI Functions provides it (OCI_RESOURCE_PRINCIPAL_*); on a laptop set GENAI_AUTH=session "
-        "and run `oci session authenticate`",
+        "resource_principal": "OCI Functions provides it (OCI_RESOURCE_PRINCIPAL_*); on a laptop set "
+        "GENAI_AUTH=session and run `oci session authenticate`",
         "instance_principal": "only works on an OCI compute instance; elsewhere set GENAI_AUTH=session",
-        "user_principal": f"check user, fingerprint, tenancy and key_file (a readable PEM; pass_phrase if encrypted) in "
-        f"profile [{profile}] of {config}; `oci setup config` writes them",
-        "session": f"run `oci session authenticate --profile-name {profile}`; it writes the token and key into {config}",
+        "user_principal": f"check user, fingerprint, tenancy and key_file (a readable PEM; pass_phrase if "
+        f"encrypted) in profile [{profile}] of {config}; `oci setup config` writes them",
+        "session": f"run `oci session authenticate --profile-name {profile}`; it writes the token and key "
+        f"into {config}",
         "api_key": "set GENAI_API_KEY",
     }[settings.auth]
 
@@ -115,10 +110,10 @@ def _check_credentials(settings: Settings, check: Any) -> bool:
     name, principal = "credentials", _principal(settings)
     if settings.auth == "api_key":
         return check(name, True, f"{principal} is set (value not shown)")
-    from .upstream import make_auth  # noqa: PLC0415  (imports the OpenAI SDK: only once settings are valid)
+    from .upstream import make_auth  # noqa: PLC0415  (the OpenAI SDK: once settings are valid)
 
     try:
-        credentials = make_auth(settings).credentials()  # type: ignore[union-attr]
+        credentials = make_auth(settings).credentials()  # type: ignore[union-attr]  # (a signer: not api_key)
     except MisconfiguredError as exc:
         return check(name, False, f"{principal}: {exc.message}", _credentials_fix(settings))
     if credentials.expires_at is None:
@@ -128,13 +123,17 @@ def _check_credentials(settings: Settings, check: Any) -> bool:
         fix = {
             "session": f"run `oci session refresh --profile {settings.oci_profile}` "
             f"(or `oci session authenticate` once it can no longer be refreshed)",
-            "resource_principal": "OCI Functions renews it; outside a function, provide fresh OCI_RESOURCE_PRINCIPAL_* files",
+            "resource_principal": "OCI Functions renews it; outside a function, provide fresh "
+            "OCI_RESOURCE_PRINCIPAL_* files",
         }.get(settings.auth, "restart the process so the principal fetches a new token")
         return check(name, False, f"{principal}: token expired {_duration(-left)} ago", fix)
     return check(name, True, f"{principal}: credentials load; token valid for {_duration(left)}")
 
 
 def _check_reachable(settings: Settings, check: Any) -> bool:
+    """Whether the endpoint accepts a connection (and TLS) within the function's own connect timeout."""
+    from .upstream import _CONNECT_TIMEOUT_S  # noqa: PLC0415  (the OpenAI SDK: once settings are valid)
+
     name = "endpoint"
     url = urlsplit(settings.base_url)
     host = url.hostname or ""
@@ -169,14 +168,24 @@ def _check_reachable(settings: Settings, check: Any) -> bool:
 
 
 def _check_call(settings: Settings, check: Any) -> bool:
-    import httpx2  # noqa: PLC0415
+    """The function's own call, a 16-token `POST /responses` to GENAI_MODEL with store off: it proves IAM
+    lets the principal in and the model is offered. OCI does not document `GET /models`: it is asked
+    only for a hint when the model is refused."""
+    import httpx2  # noqa: PLC0415  (a dependency of the function, not of the doctor's first steps)
 
-    from .upstream import make_auth, model_not_deployed, oci_error_code  # noqa: PLC0415
+    from .upstream import (  # noqa: PLC0415  (the OpenAI SDK: once settings are valid)
+        _CONNECT_TIMEOUT_S,
+        COMPARTMENT_HEADER,
+        REQUEST_ID_HEADER,
+        make_auth,
+        model_not_deployed,
+        oci_error_code,
+    )
 
     name = "call"
     headers = {"OpenAI-Project": settings.project_ocid}
     if settings.compartment_ocid:
-        headers["opc-compartment-id"] = settings.compartment_ocid
+        headers[COMPARTMENT_HEADER] = settings.compartment_ocid
     if settings.auth == "api_key":
         headers["Authorization"] = f"Bearer {settings.api_key}"
     probe = {"model": settings.model, "input": "ping", "max_output_tokens": 16, "store": False}
@@ -192,7 +201,7 @@ def _check_call(settings: Settings, check: Any) -> bool:
     except httpx2.HTTPError as exc:
         return check(name, False, f"POST /responses failed ({type(exc).__name__})", _FIX_NETWORK)
     status, code = response.status_code, oci_error_code(response)
-    seen = f"HTTP {status}{' ' + code if code else ''}, opc-request-id {response.headers.get('opc-request-id', '-')}"
+    seen = f"HTTP {status}{' ' + code if code else ''}, opc-request-id {response.headers.get(REQUEST_ID_HEADER, '-')}"
     if status == 200:
         return check(name, True, f"signed call accepted ({seen}); {settings.model} answered")
     if missing is not None:  # OCI's 500 for a model the region does not serve: retrying never helps
@@ -215,7 +224,9 @@ def _check_call(settings: Settings, check: Any) -> bool:
         skew = _clock_skew(response)
         detail = f"OCI did not accept the credentials ({seen})"
         if skew is not None and abs(skew) > 60:
-            detail += f"; this clock is {abs(skew):.0f} s {'ahead' if skew > 0 else 'behind'} (OCI allows 300 s)"
+            detail += (
+                f"; this clock is {abs(skew):.0f} s {'ahead' if skew > 0 else 'behind'} (OCI allows {_MAX_SKEW_S} s)"
+            )
         return check(name, False, detail, _auth_fix(settings))
     if status in (403, 404):
         return check(name, False, f"IAM refused this principal, or the project or region is wrong ({seen})", _FIX_IAM)
@@ -225,26 +236,18 @@ def _check_call(settings: Settings, check: Any) -> bool:
         )
     if status >= 500:
         return check(
-            name,
-            False,
-            f"OCI Generative AI failed ({seen}): a service-side error, not this setup",
-            "retry later; if it persists, open a service request quoting the opc-request-id",
+            name, False, f"OCI Generative AI failed ({seen}): a service-side error, not this setup", _FIX_RETRY
         )
-    return check(
-        name,
-        False,
-        f"unexpected answer ({seen})",
-        "retry later; if it persists, open a service request quoting the opc-request-id",
-    )
+    return check(name, False, f"unexpected answer ({seen})", _FIX_RETRY)
 
 
 def _check_guardrails(settings: Settings, check: Any) -> bool:
     """The function's own ApplyGuardrails call on "ping", when guardrails are on."""
     if not settings.guardrails_on:
         return True
-    from . import guardrails  # noqa: PLC0415
-    from .errors import HandlerError  # noqa: PLC0415
-    from .upstream import client_for  # noqa: PLC0415
+    from . import guardrails  # noqa: PLC0415  (only with guardrails on)
+    from .errors import HandlerError  # noqa: PLC0415  (with the rest of this check)
+    from .upstream import client_for  # noqa: PLC0415  (the OpenAI SDK: once settings are valid)
 
     name = "guardrails"
     try:
@@ -257,7 +260,7 @@ def _check_guardrails(settings: Settings, check: Any) -> bool:
             "upstream_auth": f"the policy must let this principal use generative-ai-family in the compartment "
             f"ApplyGuardrails runs in (GENAI_COMPARTMENT_OCID, else the function's own); {_FIX_IAM}",
             "timeout": _FIX_NETWORK,
-        }.get(exc.type, "retry later; if it persists, open a service request quoting the opc-request-id")
+        }.get(exc.type, _FIX_RETRY)
         return check(name, False, f"ApplyGuardrails failed ({seen}): {exc.message}", fix)
     return check(
         name,
@@ -268,7 +271,7 @@ def _check_guardrails(settings: Settings, check: Any) -> bool:
 
 
 def _auth_fix(settings: Settings) -> str:
-    causes = ["sync this machine's clock (NTP): signatures more than 5 minutes off are refused"]
+    causes = [f"sync this machine's clock (NTP): signatures more than {_MAX_SKEW_S // 60} minutes off are refused"]
     if settings.auth == "session":
         causes.append(f"an expired session: `oci session refresh --profile {settings.oci_profile}`")
     elif settings.auth == "user_principal":
@@ -327,9 +330,10 @@ def _laptop_environ() -> Mapping[str, str] | None:
 
 
 def _diagnose_local() -> dict[str, Any]:
-    """The same checks against the local endpoint `make serve` would use (the same stack, the same
-    GENAI_* behaviour settings): with no account there is still a setup to check."""
-    from .local import gateway  # noqa: PLC0415
+    """With no cloud setting at all (a fresh clone), the same checks against the local endpoint `make serve`
+    would use (the same stack, the same GENAI_* behaviour settings, a generated identity): with no account
+    there is still a setup to check, and the report says so first."""
+    from .local import gateway  # noqa: PLC0415  (not in the function image)
 
     with gateway.upstream(os.environ, gateway.DOTENV) as (env, _), _environ(env):
         report = diagnose(env)

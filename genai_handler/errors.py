@@ -1,30 +1,27 @@
 """Every way an invocation can fail, each with its HTTP status and JSON error type.
 
-    HandlerError                      base; never raised itself
-    ├── InvalidRequest          400   invalid_request: the body breaks the request contract
-    ├── UpstreamRejected        400   upstream_rejected: the model service refused a valid request
-    ├── ContentBlocked          400   content_blocked: guardrails flagged the request (GENAI_GUARDRAILS=block)
-    ├── MethodNotAllowed        405   method_not_allowed: only POST (adds `Allow: POST`)
-    ├── PayloadTooLarge         413   payload_too_large: body over GENAI_MAX_BODY_BYTES
-    ├── RateLimited             429   rate_limited: OCI throttled and the deadline allows no retry
-    ├── MisconfiguredError      500   misconfigured: a setting or the credentials are wrong
-    ├── InternalError           500   internal_error: a bug in this function
-    ├── UpstreamAuthError       502   upstream_auth: OCI answered 401/403/404 (IAM, project, region)
-    ├── UpstreamError           502   upstream_error: OCI 5xx/408/409 or an answer saying it failed
-    │                                 (after retries), OCI unreachable (refused, reset, connect
-    │                                 timeout), an unreadable answer, a model not deployed in the region
-    └── UpstreamTimeout         504   timeout: no answer before the invocation deadline
-
-The caller sees `{"error": {"type", "message", "request_id"}}`; on the OpenAI-compatible route
-the same error in OpenAI's shape, `{"error": {"message", "type", "param", "code"}}`. Messages are
-written here, for the caller: never exception text, paths, tokens or keys.
+HandlerError                      base; never raised itself
+├── InvalidRequest          400   invalid_request: the body breaks the request contract
+├── UpstreamRejected        400   upstream_rejected: the model service refused a valid request
+├── ContentBlocked          400   content_blocked: guardrails flagged the request (GENAI_GUARDRAILS=block)
+├── MethodNotAllowed        405   method_not_allowed: only POST (adds `Allow: POST`)
+├── PayloadTooLarge         413   payload_too_large: body over GENAI_MAX_BODY_BYTES
+├── RateLimited             429   rate_limited: OCI throttled and the deadline allows no retry
+├── MisconfiguredError      500   misconfigured: a setting or the credentials are wrong
+├── InternalError           500   internal_error: a bug in this function
+├── UpstreamAuthError       502   upstream_auth: OCI answered 401/403/404 (IAM, project, region)
+├── UpstreamError           502   upstream_error: OCI 5xx/408/409 or an answer saying it failed
+│                                 (after retries), OCI unreachable (refused, reset, connect
+│                                 timeout), an unreadable answer, a model not deployed in the region
+└── UpstreamTimeout         504   timeout: no answer before the invocation deadline
 """
 
 from __future__ import annotations
 
 
 class HandlerError(Exception):
-    """An error with a documented status; `message` is safe to show the caller."""
+    """An error with a documented status; `message` is written for the caller: never exception
+    text, paths, tokens or keys."""
 
     status: int = 500
     type: str = "internal_error"
@@ -36,10 +33,12 @@ class HandlerError(Exception):
         self.retry_after = retry_after
 
     def to_dict(self) -> dict[str, object]:
+        """The caller's error: `{"error": {"type", "message", "request_id"}}`."""
         return {"error": {"type": self.type, "message": self.message, "request_id": self.request_id}}
 
     def to_openai_dict(self) -> dict[str, object]:
-        """OpenAI's error shape, which the OpenAI SDKs turn into their exceptions."""
+        """The same error in OpenAI's shape, `{"error": {"message", "type", "param", "code"}}`, for the
+        OpenAI-compatible route: the OpenAI SDKs turn it into their exceptions."""
         return {"error": {"message": self.message, "type": self.type, "param": None, "code": self.type}}
 
 

@@ -1,23 +1,9 @@
 """Screen a request with OCI Generative AI's ApplyGuardrails before the model sees it (GENAI_GUARDRAILS).
 
-One call per invocation: every text the model reads (contract.texts: prompt, instructions, messages,
-the output format and its schema) is joined with a blank line between them and screened as one
-input, and what comes back is mapped onto each text again. The
-call goes through the container's pooled client (same connections, same signer) and ends by the
-invocation's deadline. Imported only when guardrails are on: off costs nothing.
-
-The service's shapes are the oci SDK's (2.189.0, oci/generative_ai_inference):
-`GenerativeAiInferenceClient.apply_guardrails` is `POST /20231130/actions/applyGuardrails`
-(base_path '/20231130', resource_path '/actions/applyGuardrails'); the body is
-`ApplyGuardrailsDetails` {compartmentId, input: GuardrailsTextInput {type: "TEXT", content,
-languageCode?}, guardrailConfigs: GuardrailConfigs {contentModerationConfig: {categories},
-personallyIdentifiableInformationConfig: {types}, promptInjectionConfig: {}}}; the answer is
-`ApplyGuardrailsResult` {results: GuardrailsResults {contentModeration: {categories: [CategoryScore
-{name, score}]}, personallyIdentifiableInformation: [{offset, length, text, label, score}],
-promptInjection: {score}}, guardrailVersion: {version}}.
-
-Nothing the service flags, and no text it returns, ever reaches an error message or a log line:
-only check names, category names, labels, counts and scores do.
+Every text the model reads is screened in one call, on the container's pooled client and within the
+invocation's deadline, and the findings are mapped back onto each text. Imported only when guardrails
+are on. No text the service flags or returns reaches an error message or a log line: only check
+names, category names, labels, counts and scores do.
 """
 
 from __future__ import annotations
@@ -33,17 +19,19 @@ from urllib.parse import urlsplit
 
 import openai
 
-from .auth import _claims  # one JWT reader for the package
+from .auth import SESSION_KEY_ID, _claims  # one JWT reader for the package
 from .contract import Kind, Request, Text, texts, with_texts
 from .errors import ContentBlocked, HandlerError, MisconfiguredError, UpstreamError, UpstreamTimeout
 from .settings import SettingError, Settings, ocid_pattern
 from .upstream import post_oci
 
+# The service's shapes are the oci SDK's (2.189.0, oci/generative_ai_inference): apply_guardrails is
+# POST base_path '/20231130' + resource_path '/actions/applyGuardrails'; see _details and _read.
 PATH = "/20231130/actions/applyGuardrails"
 # Oracle's "Guardrails for OCI Generative AI" page: content moderation returns OVERALL (offensive or
 # harmful language) and BLOCKLIST (OCI's predefined blocked words), each scored 0.0 or 1.0.
 CATEGORIES = ("OVERALL", "BLOCKLIST")
-SEPARATOR = "\n\n"
+SEPARATOR = "\n\n"  # between the texts joined into the one input screened
 _NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,63}")  # what a category or label may look like to be logged
 _COMPARTMENT = ocid_pattern("compartment", "tenancy")
 _UNREADABLE = "OCI Generative AI Guardrails sent an answer this function cannot read"
@@ -151,7 +139,7 @@ def _redacted(request: Request, found: list[Text], joined: str, findings: list[_
     locator = _Locator(joined, clock)
     spans = [span for finding in findings for span in locator.spans(finding)]
     redacted = _redact([text.text for text in found], spans, clock)
-    fixed = [text.at for text, new in zip(found, redacted) if new != text.text and text.kind is Kind.NAME]
+    fixed = [text.at for text, new in zip(found, redacted, strict=True) if new != text.text and text.kind is Kind.NAME]
     try:
         if fixed:
             raise ValueError(fixed)
@@ -183,7 +171,8 @@ def _compartment(client: openai.OpenAI, settings: Settings) -> str:
         auth = client._client.auth  # noqa: SLF001  (the signer upstream built for this client)
         credentials = getattr(auth, "credentials", None)
         key_id = credentials().key_id if credentials else ""
-        claim = (_claims(key_id[3:]) or {}).get("res_compartment") if key_id.startswith("ST$") else None
+        session = key_id.startswith(SESSION_KEY_ID)
+        claim = (_claims(key_id.removeprefix(SESSION_KEY_ID)) or {}).get("res_compartment") if session else None
         if not isinstance(claim, str) or not _COMPARTMENT.fullmatch(claim):
             raise SettingError(
                 "GENAI_COMPARTMENT_OCID",
@@ -195,7 +184,10 @@ def _compartment(client: openai.OpenAI, settings: Settings) -> str:
 
 
 def _details(settings: Settings, compartment: str, content: str) -> dict[str, Any]:
-    """ApplyGuardrailsDetails as the oci SDK serialises it, with only the checks asked for."""
+    """ApplyGuardrailsDetails as the oci SDK serialises it, with only the checks asked for: {compartmentId,
+    input: GuardrailsTextInput {type: "TEXT", content, languageCode?}, guardrailConfigs: GuardrailConfigs
+    {contentModerationConfig: {categories}, personallyIdentifiableInformationConfig: {types},
+    promptInjectionConfig: {}}}."""
     configs: dict[str, Any] = {}
     if "content_moderation" in settings.guardrail_checks:
         configs["contentModerationConfig"] = {"categories": list(CATEGORIES)}
@@ -216,7 +208,10 @@ class _Finding:
 
 def _read(body: Any, settings: Settings) -> tuple[Verdict, list[_Finding]]:
     """The verdict and the PII findings at or over the threshold; a checked result missing or
-    mis-shaped makes the answer unreadable (an upstream failure)."""
+    mis-shaped makes the answer unreadable (an upstream failure). The oci SDK's ApplyGuardrailsResult:
+    {results: GuardrailsResults {contentModeration: {categories: [CategoryScore {name, score}]},
+    personallyIdentifiableInformation: [{offset, length, text, label, score}], promptInjection: {score}},
+    guardrailVersion: {version}}."""
     try:
         results = body["results"]
         verdict, findings = Verdict(), []

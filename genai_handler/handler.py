@@ -1,9 +1,8 @@
 """One invocation, top to bottom: parse the body, screen it, call the model, shape the answer.
 
-Every failure becomes a documented status and JSON error (see errors.py); nothing escapes to
-the fdk, which would answer 502 with the exception's text.
-Names: `response` is what a server sent (the SDK's model), `answer` the caller's JSON, `reply` the fdk
-Response carrying it; a clock ending in `_mono` is time.monotonic(), in `_at` time.time().
+Every failure becomes a documented status and JSON error (errors.py): nothing escapes to the fdk, which
+would answer 502 with the exception's text. Names: `response` is what a server sent, `answer` the
+caller's JSON, `reply` the fdk Response; `_mono` clocks are time.monotonic(), `_at` ones time.time().
 """
 
 from __future__ import annotations
@@ -22,15 +21,15 @@ from . import logs
 from .contract import Request, texts
 from .errors import HandlerError, InternalError, MethodNotAllowed, MisconfiguredError
 from .request import parse
-from .settings import Settings
-from .upstream import Attempt, UpstreamResult, client_for, create_response, usage_counts
+from .settings import MAX_DETACHED_CALL_S, Settings
+from .upstream import REQUEST_ID_HEADER, Attempt, UpstreamResult, client_for, create_response, usage_counts
 
 _DEADLINE_MARGIN_S = 1.0  # answer this long before the platform would kill the call
 _DEFAULT_BUDGET_S = 30.0
-# OCI Functions runs a call for at most 3600 s (detached; 300 s synchronous), so no real
-# Fn-Deadline is further away: a later one is clamped rather than shortening a valid one.
-_MAX_BUDGET_S = 3600.0
+# No real Fn-Deadline is further away than the longest call: a later one is clamped, a valid one kept.
+_MAX_BUDGET_S = MAX_DETACHED_CALL_S
 _OPENAI_ROUTE_SUFFIX = "/responses"
+_JSON_HEADERS = {"content-type": "application/json"}  # copied for each reply, which adds its own
 _BUG = "the function failed unexpectedly; see its logs by call id"
 _settings: Settings | MisconfiguredError | None = None
 
@@ -122,7 +121,7 @@ def _answer(call: _Call, method: str | None, body: bytes) -> dict[str, Any] | No
 
 def load_settings() -> Settings:
     """Settings read once per container; an invalid configuration is remembered as such."""
-    global _settings
+    global _settings  # noqa: PLW0603  (per-container cache; tests reset it)
     if _settings is None:
         logs.configure()
         try:
@@ -155,7 +154,7 @@ def _reply(
     error: HandlerError | None,
     openai_route: bool,
 ) -> fdk_response.Response:
-    headers = {"content-type": "application/json"}
+    headers = dict(_JSON_HEADERS)
     if error is None and answer is not None:
         status, body = 200, answer
     else:
@@ -167,7 +166,7 @@ def _reply(
         if isinstance(error, MethodNotAllowed):
             headers["allow"] = "POST"
     if request_id:
-        headers["opc-request-id"] = request_id
+        headers[REQUEST_ID_HEADER] = request_id
         if openai_route:
             headers["x-request-id"] = request_id  # what the OpenAI SDKs expose as `_request_id`
     reply = fdk_response.Response(ctx, response_data=json.dumps(body), headers=headers, status_code=status)
@@ -198,7 +197,7 @@ def _doctor(ctx: context.InvokeContext, start_mono: float) -> fdk_response.Respo
     logs.invocation(
         call_id=ctx.CallID(), doctor=True, status=200, failed_check=failed, latency_ms=_ms_since(start_mono)
     )
-    return fdk_response.Response(ctx, response_data=json.dumps(report), headers={"content-type": "application/json"})
+    return fdk_response.Response(ctx, response_data=json.dumps(report), headers=dict(_JSON_HEADERS))
 
 
 def _trace_context(ctx: context.InvokeContext) -> context.TracingContext | None:

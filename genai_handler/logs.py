@@ -1,9 +1,8 @@
-"""One JSON line per invocation, and quiet third-party loggers.
+"""One JSON line per invocation, and quiet third-party loggers and warnings.
 
 Importing fdk sets the root logger to DEBUG with a stderr handler, so the openai, httpx and oci
-loggers would otherwise print every request (prompts included) and every header. Python
-warnings would print their text to stderr too (pydantic's quote the values it serialised, the
-model's answer included): they become JSON lines naming only the warning's category and place.
+loggers would otherwise print every request (prompts included) and every header, and Python
+warnings their text.
 """
 
 from __future__ import annotations
@@ -37,15 +36,16 @@ def configure() -> None:
     logging.raiseExceptions = False  # a failing handler would print a traceback, with the data it was given
 
 
-def _show_warning(
-    message: Warning | str,
+def _show_warning(  # noqa: PLR0913, PLR0917  (warnings.showwarning's signature)
+    message: Warning | str,  # noqa: ARG001  (may quote data: never logged)
     category: type[Warning],
     filename: str,
     lineno: int,
-    file: TextIO | None = None,
-    line: str | None = None,
+    file: TextIO | None = None,  # noqa: ARG001  (the line goes to our logger)
+    line: str | None = None,  # noqa: ARG001  (source text: not needed)
 ) -> None:
-    """The warning's text may quote data, so only its category and origin are logged."""
+    """A JSON line naming only the warning's category and place: its text may quote data (pydantic's
+    quote the values it serialised, the model's answer included)."""
     logger.warning(json.dumps({"warning": category.__name__, "where": f"{filename}:{lineno}"}))
 
 

@@ -1,17 +1,8 @@
 """Render the deploy kit's IAM policies and API Gateway specification.
 
-The templates live in ``policies/`` as plain text so that a person can read and copy
-them; this module only fills their ``${PLACEHOLDERS}`` (the syntax Terraform's
-``templatefile`` shares), so the files stay the single source of truth.
-
-    python -m genai_handler.policies --compartment-ocid OCID --dynamic-group NAME \\
-        [--gateway-compartment-ocid OCID] [--genai-compartment-ocid OCID] \\
-        [--function-ocid OCID] [--tenancy-ocid OCID] [--format text|json|oci-cli]
-
-    python -m genai_handler.policies --format gateway-spec --function-ocid OCID \\
-        --issuer URL --audience AUD --jwks-uri URL --cors-allowed-origin URL
-
-Stdlib only: it runs on a deployer's laptop without the function's dependencies.
+The templates in ``policies/`` stay the single source of truth, plain text a person can read and copy:
+this module only fills their ``${PLACEHOLDERS}`` (Terraform templatefile's syntax). Stdlib only, so it
+runs on a deployer's laptop without the function's dependencies (`python -m genai_handler.policies -h`).
 """
 
 from __future__ import annotations
@@ -40,7 +31,7 @@ _HTTPS_URL = re.compile(r"https://[A-Za-z0-9.-]+(?::[0-9]{1,5})?(?:/[A-Za-z0-9._
 # labels, a port 1-65535 without leading zeros; no path, user info, wildcard or IPv6 literal.
 # schema.yaml and variables.tf carry the same rule anchored as ^...$ (tests/test_stack.py);
 # no backslashes, so Python, YAML and HCL all read it as written.
-_ORIGIN = re.compile(
+ORIGIN = re.compile(
     "https?://[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?(?:[.][a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)*"
     "(?::(?:6553[0-5]|655[0-2][0-9]|65[0-4][0-9]{2}|6[0-4][0-9]{3}|[1-5][0-9]{4}|[1-9][0-9]{0,3}))?"
 )
@@ -168,7 +159,7 @@ def render_gateway_spec(
         "ISSUER": _check(issuer, _HTTPS_URL, "issuer (an https URL)"),
         "AUDIENCE": _check(audience, _AUDIENCE, "audience"),
         "JWKS_URI": _check(jwks_uri, _HTTPS_URL, "JWKS URI (an https URL)"),
-        "CORS_ALLOWED_ORIGIN": _check(cors_allowed_origin, _ORIGIN, _ORIGIN_RULE),
+        "CORS_ALLOWED_ORIGIN": _check(cors_allowed_origin, ORIGIN, _ORIGIN_RULE),
     }
     template = _read("apigateway-deployment.json")
     quoted = {key: json.dumps(value)[1:-1] for key, value in values.items()}

@@ -129,7 +129,7 @@ def _describe(annotation: Any) -> str:
     return {bool: "true or false", int: "a whole number", float: "a number", str: "a string"}.get(bare, "valid")
 
 
-class _Repeated(dict):  # type: ignore[type-arg]
+class _Repeated(dict[str, Any]):
     """An object that repeated a key: found with its position by _check_tree, after decoding."""
 
 

@@ -26,7 +26,9 @@ OCID_PATTERN = re.compile(r"ocid1\.[a-z0-9]+" + _OCID_TAIL)
 
 # The resource types each setting must name ("Using a Project" shows ocid1.generativeaiproject.oc1...).
 _OCID_TYPES = {"project_ocid": ("generativeaiproject",), "compartment_ocid": ("compartment", "tenancy")}
-_REGION_PATTERN = re.compile(r"[a-z]+(-[a-z]+)+-[0-9]+")
+REGION_NAME = r"[a-z]+(?:-[a-z]+)+-[0-9]+"  # what a region's name looks like: us-chicago-1
+_REGION_PATTERN = re.compile(REGION_NAME)
+_FUNCTION_REGION = "OCI_RESOURCE_PRINCIPAL_REGION"  # set by OCI Functions: the function's region
 # OCI Functions may hand over the short region key (OCI_RESOURCE_PRINCIPAL_REGION). Copied from the oci
 # SDK 2.189.0 (oci/regions_definitions.py REGIONS_SHORT_NAMES); this module must not import the SDK, and
 # tests/test_settings.py fails when the two differ.
@@ -161,6 +163,9 @@ _URL_CHARS = re.compile(r"[!-~]+")
 DEFAULT_MODEL = "xai.grok-4-1-fast-reasoning"  # the one place the default model is named
 # OCI Functions' invoke payload limit (docs.oracle.com/iaas/Content/Functions/Tasks/functionsinvoking.htm).
 MAX_INVOKE_PAYLOAD_BYTES = 6 * 1024 * 1024
+# The longest OCI Functions lets a call run: a synchronous one, and a detached one.
+MAX_SYNC_CALL_S = 300.0
+MAX_DETACHED_CALL_S = 3600.0
 GUARDRAIL_MODES = ("off", "inform", "block")
 GUARDRAIL_CHECKS = ("content_moderation", "prompt_injection", "pii")
 PII_ACTIONS = ("block", "redact")
@@ -574,9 +579,7 @@ class Settings:
         values = {f.name: d.parse(env.get(d.env, d.default).strip()) for f, d in declared(cls)}
         values.update({name: value for name, value in overrides.items() if name in values})
         if not values["region"] and not values["base_url"]:
-            values["region"] = _region_name(
-                env.get("OCI_RESOURCE_PRINCIPAL_REGION", "").strip(), "OCI_RESOURCE_PRINCIPAL_REGION"
-            )
+            values["region"] = _region_name(env.get(_FUNCTION_REGION, "").strip(), _FUNCTION_REGION)
         return cls(**values)
 
 

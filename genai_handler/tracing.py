@@ -1,21 +1,9 @@
 """Zipkin v2 spans for one invocation, posted to OCI's trace collector when the function's tracing is on.
 
-With tracing enabled OCI Functions sets OCI_TRACING_ENABLED=1 and OCI_TRACE_COLLECTOR_URL (an APM
-domain's upload URL, with the domain's data key in its query: it is never logged) and sends the
-platform's B3 ids (x-b3-traceid, x-b3-spanid, x-b3-sampled) with each call. The fdk (context.py,
-0.1.128) turns them into `ctx.TracingContext()`, whose `zipkin_attrs()` holds the ids to use: the
-incoming trace id, the platform's span id as the parent, a fresh id for this function's span.
-Oracle's sample (oracle-samples/oracle-functions-samples, samples/trace-functions-with-apm/python/
-func.py) posts the same Zipkin v2 JSON to that URL with py_zipkin, synchronously before answering.
-
-This module does the same without a dependency, and bounded: OCI freezes a container once it has
-answered, so a send left for after the reply may never run. The send runs on a daemon thread that
-the invocation waits for at most REPORT_BOUND_S, and never past its own deadline; a send still
-running then (a slow collector) finishes or fails on its own, and a failed one is only counted in
-the log line (`trace_report`). Spans carry ids, names, statuses, the model id, the opc-request-id
-and token counts: never the prompt, the output, a token or a key.
-
-The handler imports this module only when tracing is on, so the default cold path never loads it.
+As in Oracle's sample (oracle-samples/oracle-functions-samples, samples/trace-functions-with-apm/python)
+they are sent before answering, as OCI freezes a container once it has answered; here without a
+dependency, and bounded. Spans carry ids, names, statuses, the model id, the opc-request-id and token
+counts: never the prompt, the output, a token or a key. Imported only when tracing is on.
 """
 
 from __future__ import annotations
@@ -31,7 +19,7 @@ from typing import Any
 import httpx2
 from fdk.context import TracingContext
 
-from .upstream import Attempt
+from .upstream import REQUEST_ID_HEADER, Attempt
 
 REPORT_BOUND_S = 0.5  # the longest an invocation waits for its spans to be accepted
 _SEND_TIMEOUT_S = 5.0  # how long a send left running may take before it gives up
@@ -59,7 +47,8 @@ class Invocation:
 
 def report(trace: TracingContext, invocation: Invocation, *, bound_s: float) -> dict[str, str]:
     """Send this invocation's spans; returns the log line's `trace_id` and `trace_report`
-    (sent, rejected, failed, late, busy or skipped). Never raises, never waits past `bound_s`."""
+    (sent, rejected, failed, late, busy or skipped). Never raises, never waits past `bound_s`.
+    The collector URL (OCI_TRACE_COLLECTOR_URL) holds the APM domain's data key: it is never logged."""
     try:
         found = spans(trace, invocation)
         if found is None:
@@ -76,7 +65,11 @@ def report(trace: TracingContext, invocation: Invocation, *, bound_s: float) -> 
 
 def spans(trace: TracingContext, invocation: Invocation) -> list[dict[str, Any]] | None:
     """The invocation's span (joined to the platform's) and one child per upstream attempt;
-    None when the incoming trace id is not a Zipkin id, as then there is no trace to join."""
+    None when the incoming trace id is not a Zipkin id, as then there is no trace to join.
+
+    The fdk (context.py, 0.1.128) reads the platform's B3 headers (x-b3-traceid, x-b3-spanid,
+    x-b3-sampled) into `zipkin_attrs()`: the incoming trace id, the platform's span id as the
+    parent, a fresh id for this function's span."""
     ids = trace.zipkin_attrs()
     trace_id = str(ids.trace_id or "").lower()
     if not _ID.fullmatch(trace_id):
@@ -94,35 +87,33 @@ def spans(trace: TracingContext, invocation: Invocation) -> list[dict[str, Any]]
             }
         )
     )
-    root = _span(
-        trace_id,
-        span_id,
-        _span_id(ids.parent_span_id),
-        "invoke",
-        "SERVER",
-        invocation.start_at,
-        invocation.duration_s,
-        service,
-        tags,
+    root = _Span(
+        trace_id=trace_id,
+        span_id=span_id,
+        parent_id=_span_id(ids.parent_span_id),
+        name="invoke",
+        kind="SERVER",
+        service=service,
+        start_at=invocation.start_at,
+        duration_s=invocation.duration_s,
+        tags=tags,
     )
     children = [
-        {
-            **_span(
-                trace_id,
-                _new_id(),
-                span_id,
-                "responses.create",
-                "CLIENT",
-                attempt.start_at,
-                attempt.duration_s,
-                service,
-                _attempt_tags(attempt),
-            ),
-            "remoteEndpoint": {"serviceName": _UPSTREAM_SERVICE},
-        }
+        _Span(
+            trace_id=trace_id,
+            span_id=_new_id(),
+            parent_id=span_id,
+            name="responses.create",
+            kind="CLIENT",
+            service=service,
+            start_at=attempt.start_at,
+            duration_s=attempt.duration_s,
+            tags=_attempt_tags(attempt),
+            remote_service=_UPSTREAM_SERVICE,
+        )
         for attempt in invocation.attempts
     ]
-    return [root, *children]
+    return [span.to_json() for span in (root, *children)]
 
 
 def _span_id(value: object) -> str | None:
@@ -132,7 +123,8 @@ def _span_id(value: object) -> str | None:
 
 
 def send(url: str, found: list[dict[str, Any]], bound_s: float) -> str:
-    """POST the spans from a daemon thread, waiting for it at most `bound_s` seconds."""
+    """POST the spans from a daemon thread, waiting for it at most `bound_s` seconds. A send still
+    running then (a slow collector) finishes or fails on its own, counted only in the log line."""
     if not _in_flight.acquire(blocking=False):
         return "busy"
     outcome: list[str] = []
@@ -159,38 +151,45 @@ def send(url: str, found: list[dict[str, Any]], bound_s: float) -> str:
 
 def _http() -> httpx2.Client:
     """One client per container, so warm invocations reuse the TLS connection to the collector."""
-    global _client
+    global _client  # noqa: PLW0603  (one client per container, built lazily)
     with _client_lock:
         if _client is None:
             _client = httpx2.Client(timeout=httpx2.Timeout(_SEND_TIMEOUT_S, connect=2.0))
         return _client
 
 
-def _span(
-    trace_id: str,
-    span_id: str,
-    parent: str | None,
-    name: str,
-    kind: str,
-    start_at: float,
-    duration_s: float,
-    service: str,
-    tags: dict[str, str],
-) -> dict[str, Any]:
-    """A Zipkin v2 span (zipkin-api zipkin2-api.yaml): times in microseconds since the epoch."""
-    span: dict[str, Any] = {
-        "traceId": trace_id,
-        "id": span_id,
-        "name": name,
-        "kind": kind,
-        "timestamp": int(start_at * 1_000_000),
-        "duration": max(1, int(duration_s * 1_000_000)),
-        "localEndpoint": {"serviceName": service},
-        "tags": tags,
-    }
-    if parent:
-        span["parentId"] = parent
-    return span
+@dataclass(frozen=True)
+class _Span:
+    """One span; `to_json` writes it as Zipkin v2 (zipkin-api zipkin2-api.yaml)."""
+
+    trace_id: str
+    span_id: str
+    parent_id: str | None
+    name: str
+    kind: str  # SERVER or CLIENT
+    service: str
+    start_at: float
+    duration_s: float
+    tags: dict[str, str]
+    remote_service: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        """Times in microseconds since the epoch; a span lasts at least one."""
+        span: dict[str, Any] = {
+            "traceId": self.trace_id,
+            "id": self.span_id,
+            "name": self.name,
+            "kind": self.kind,
+            "timestamp": int(self.start_at * 1_000_000),
+            "duration": max(1, int(self.duration_s * 1_000_000)),
+            "localEndpoint": {"serviceName": self.service},
+            "tags": self.tags,
+        }
+        if self.parent_id:
+            span["parentId"] = self.parent_id
+        if self.remote_service:
+            span["remoteEndpoint"] = {"serviceName": self.remote_service}
+        return span
 
 
 def _attempt_tags(attempt: Attempt) -> dict[str, str]:
@@ -200,7 +199,7 @@ def _attempt_tags(attempt: Attempt) -> dict[str, str]:
             "genai.model": attempt.model,
             "genai.attempt": attempt.number,
             "http.status_code": attempt.status,
-            "opc-request-id": attempt.request_id,
+            REQUEST_ID_HEADER: attempt.request_id,
             "genai.usage.input_tokens": usage.get("input_tokens"),
             "genai.usage.output_tokens": usage.get("output_tokens"),
             "genai.usage.total_tokens": usage.get("total_tokens"),

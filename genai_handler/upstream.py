@@ -1,12 +1,9 @@
 """The upstream call: one OpenAI client per container, the invocation deadline, retries, OCI errors.
 
-The client (and its signer and connection pool) is built on first use and kept, so every warm
-invocation reuses one TLS connection. The SDK's own retries are off: they know nothing of the
-invocation deadline, so this module retries 408, 409, 429, 5xx, failed answers and connection
-failures itself, and only while the deadline leaves room. Every socket operation (connect, TLS,
-each write and read) is bounded by the time left, so the deadline bounds the whole exchange:
-a route that drops packets or an answer trickling in a byte at a time ends at the deadline.
-Clocks: a name ending in `_mono` is time.monotonic(), in `_at` time.time(); `_s`/`_ms` are durations.
+The client (signer, connection pool) is kept, so warm invocations reuse one TLS connection. The SDK's
+own retries are off, as they know nothing of the deadline: this module retries while the deadline
+leaves room, and bounds every socket operation by the time left. Clocks: `_mono` is time.monotonic(),
+`_at` time.time(); `_s`/`_ms` are durations.
 """
 
 from __future__ import annotations
@@ -39,20 +36,22 @@ from .errors import (
     UpstreamRejected,
     UpstreamTimeout,
 )
-from .settings import Settings
+from .settings import MAX_SYNC_CALL_S, REGION_NAME, Settings
 
 _BACKOFF_BASE_S = 0.5
 _BACKOFF_CAP_S = 8.0
 _MIN_ATTEMPT_S = 0.5  # not worth starting an attempt with less time than this
 _CONNECT_TIMEOUT_S = 5.0  # a reachable region connects in well under a second; a blackholed route never does
-_RETRY_AFTER_CAP_S = 300.0  # OCI Functions' longest synchronous call: no caller should be told to wait longer
+_RETRY_AFTER_CAP_S = MAX_SYNC_CALL_S  # no caller should be told to wait longer than a call may last
 _RETRIED_STATUSES = (408, 409)  # like 5xx: the OpenAI SDK retries them too (openai _base_client._should_retry)
-_REQUEST_ID = "opc-request-id"
+REQUEST_ID_HEADER = "opc-request-id"  # OCI's id of one request, for a service request
+COMPARTMENT_HEADER = "opc-compartment-id"
+_NO_API_KEY = "not-used"  # the OpenAI SDK requires an api_key; a signer replaces it
 # OCI's text for an unknown or undeployed model (local/oci_errors.json, model_not_found); only the
 # model id and region are taken from it, and only when they look like a model id and a region.
 _MODEL_NOT_FOUND = re.compile(
     r"Internal Server Error: Model '(?P<model>[A-Za-z0-9][A-Za-z0-9._:/-]{0,127})' "
-    r"not found or not deployed in region (?P<region>[a-z]+(?:-[a-z]+)+-[0-9]+)"
+    rf"not found or not deployed in region (?P<region>{REGION_NAME})"
 )
 _IDENTIFIER = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")  # ASCII only: str.isalnum() accepts "²"
 
@@ -161,9 +160,9 @@ def _build_client(settings: Settings) -> openai.OpenAI:
         transport=_deadline_transport(limits),
         timeout=httpx2.Timeout(60.0, connect=_CONNECT_TIMEOUT_S),
     )
-    headers = {"opc-compartment-id": settings.compartment_ocid} if settings.compartment_ocid else None
+    headers = {COMPARTMENT_HEADER: settings.compartment_ocid} if settings.compartment_ocid else None
     return openai.OpenAI(
-        api_key=settings.api_key or "not-used",
+        api_key=settings.api_key or _NO_API_KEY,
         base_url=settings.base_url,
         project=settings.project_ocid,
         http_client=http_client,
@@ -179,8 +178,8 @@ def create_response(
     max_retries: int,
     record: Callable[[Attempt], None] | None = None,
 ) -> UpstreamResult:
-    """Call `responses.create` before `deadline_mono`, retrying what is worth it.
-    `record` is told each attempt's outcome as it ends (the trace's child spans)."""
+    """Call `responses.create` before `deadline_mono`, retrying what is worth it (408, 409, 429, 5xx,
+    failed answers, connection failures). `record` is told each attempt as it ends (the trace's spans)."""
     start_mono = time.monotonic()
     with _deadline(deadline_mono):
         for number in range(1, max_retries + 2):
@@ -228,7 +227,7 @@ def _ask_model(client: openai.OpenAI, arguments: dict[str, Any], timeout: httpx2
             raw = client.responses.with_raw_response.create(**arguments, timeout=timeout)
     except _Failure as failure:
         return _Outcome(failure.status, failure.error.request_id, failure=failure)
-    status, request_id = raw.http_response.status_code, raw.headers.get(_REQUEST_ID)
+    status, request_id = raw.http_response.status_code, raw.headers.get(REQUEST_ID_HEADER)
     try:
         response, body = _parse(raw, request_id)
     except _Failure as failure:
@@ -243,7 +242,8 @@ def _pause_s(failure: _Failure, number: int, max_retries: int, deadline_mono: fl
         raise failure.error
     wait_s = failure.asked_s
     if wait_s is None:
-        wait_s = min(_BACKOFF_CAP_S, _BACKOFF_BASE_S * 2 ** (number - 1)) * random.uniform(0.5, 1.0)
+        jitter = random.uniform(0.5, 1.0)  # noqa: S311  (spreads retries, not a secret)
+        wait_s = min(_BACKOFF_CAP_S, _BACKOFF_BASE_S * 2 ** (number - 1)) * jitter
     if number > max_retries or time.monotonic() + wait_s + _MIN_ATTEMPT_S > deadline_mono:
         if isinstance(failure.error, RateLimited) or failure.asked_s is not None:
             failure.error.retry_after = max(1, math.ceil(wait_s))
@@ -263,11 +263,12 @@ def post_oci(client: openai.OpenAI, url: str, body: dict[str, Any], deadline_mon
     errors map as for the model; one attempt, so the model keeps the rest of the deadline."""
     with _deadline(deadline_mono):
         timeout = _timeout(deadline_mono, _OCI_LATE)
-        headers = {"authorization": f"Bearer {client.api_key}"} if client.api_key != "not-used" else None
+        headers = {"authorization": f"Bearer {client.api_key}"} if client.api_key != _NO_API_KEY else None
+        pool = client._client  # noqa: SLF001  (the SDK's pooled, signed client)
         try:
             with _mapped(_OCI_LATE):
-                response = client._client.post(url, json=body, headers=headers, timeout=timeout)  # noqa: SLF001
-            request_id = response.headers.get(_REQUEST_ID)
+                response = pool.post(url, json=body, headers=headers, timeout=timeout)
+            request_id = response.headers.get(REQUEST_ID_HEADER)
             if response.status_code >= 400:
                 raise _status_failure(response)
             return _json(response, request_id), request_id
@@ -357,7 +358,7 @@ def _reported_failure(response: Response, request_id: str | None) -> _Failure | 
 def _status_failure(response: httpx2.Response) -> _Failure:
     """Map an OCI error answer to ours: the error, whether to retry, and the wait OCI asked for."""
     status = response.status_code
-    request_id = response.headers.get(_REQUEST_ID)
+    request_id = response.headers.get(REQUEST_ID_HEADER)
     code = oci_error_code(response)
     described = f"HTTP {status}{' ' + code if code and code != str(status) else ''}"
     if status == 429:
@@ -503,5 +504,5 @@ def _deadline_transport(limits: httpx2.Limits) -> httpx2.HTTPTransport:
     backend, so its pool's is swapped before any connection exists (httpx2/httpcore2 2.16, pinned;
     the deadline tests fail if this stops taking effect)."""
     transport = httpx2.HTTPTransport(limits=limits)
-    transport._pool._network_backend = _DeadlineBackend()  # type: ignore[union-attr]  # noqa: SLF001
+    transport._pool._network_backend = _DeadlineBackend()  # noqa: SLF001  (no public way to set it)
     return transport

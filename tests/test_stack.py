@@ -1011,7 +1011,7 @@ def _anchored(pattern: str) -> re.Pattern[str]:
 def _origin_rules(schema: dict[str, Any], tf_variables: dict[str, dict]) -> dict[str, str]:
     (validation,) = tf_variables["cors_allowed_origin"]["validation"]
     return {
-        "renderer": policies._ORIGIN.pattern,
+        "renderer": policies.ORIGIN.pattern,
         "schema.yaml": schema["variables"]["cors_allowed_origin"]["pattern"],
         "variables.tf": _found(_WRAPPED.fullmatch(validation["condition"])).group("rule"),
     }

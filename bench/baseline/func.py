@@ -1,11 +1,9 @@
 """The BASELINE for `make bench`: an OCI Function written the way Oracle's documentation shows.
 
-A module-level OpenAI client with `api_key="not-used"`, the project OCID, and a legacy
-`httpx.Client` signed by oci-genai-auth's `OciResourcePrincipalAuth` (the documented example
-imports it from `oci_openai`, the older package's module; `oci-genai-auth` names it
-`oci_genai_auth`). The handler calls `client.responses.create(model=..., input=prompt)` and returns
-`{"output_text": ...}`. Only the base URL, project and model come from the same GENAI_* variables
-as this project, so both can be pointed at the same local endpoint. Not part of the template.
+A module-level OpenAI client on a legacy `httpx.Client` signed by oci-genai-auth's
+`OciResourcePrincipalAuth` (the documented example imports it from `oci_openai`, the older package's
+module). Only the base URL, project and model come from GENAI_* variables, so both runners can use
+the same local endpoint. Not part of the template.
 """
 
 import io
@@ -26,7 +24,7 @@ client = OpenAI(
 MODEL = os.environ["GENAI_MODEL"]  # bench.py passes genai_handler.settings.DEFAULT_MODEL
 
 
-def handler(ctx, data: io.BytesIO = None):
+def handler(ctx, data: io.BytesIO | None = None):
     prompt = json.loads(data.getvalue())["prompt"]
     answer = client.responses.create(model=MODEL, input=prompt)
     return response.Response(

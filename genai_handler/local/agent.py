@@ -1,14 +1,14 @@
 """A stand-in for the Fn agent: run func.py under the real fdk and invoke it over its unix socket.
 
-It starts the function the way OCI Functions does (`fdk /function/func.py handler` with
-FN_FORMAT=http-stream and FN_LISTENER=unix:...) and speaks the same HTTP: `POST /call` with
-Fn-Call-Id and Fn-Deadline, plus Fn-Intent/Fn-Http-* for calls that come through API Gateway.
-Like the Fn agent it cuts a call at Fn-Deadline and replaces the container that ran past it, and
-the function process never outlives the process that started it (Linux: a parent-death signal).
+It starts the function as OCI Functions does (`fdk func.py handler`, FN_FORMAT=http-stream,
+FN_LISTENER=unix:...) and speaks the same HTTP: `POST /call` with Fn-Call-Id and Fn-Deadline, plus
+Fn-Intent and Fn-Http-* for API Gateway calls. Like the Fn agent it cuts a call at Fn-Deadline and
+replaces the container that ran past it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import functools
 import http.client
@@ -36,6 +36,8 @@ PATH_PREFIX = "/genai"  # the deployment's --path-prefix (docs/deploy.md)
 DEPLOYMENT_SPEC = REPO_ROOT / "policies" / "apigateway-deployment.json"
 _PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 _BACKSTOP_S = 5.0  # a socket timeout past Fn-Deadline, in case the cut-off timer never runs
+_GATEWAY_HEADER = "Fn-Http-H-"  # the prefix of each caller's header on an API Gateway call
+HTTP_STATUS_HEADER = "fn-http-status"  # the caller's status on an API Gateway call (headers read lower-case)
 
 
 def routes(spec_path: Path = DEPLOYMENT_SPEC, prefix: str = PATH_PREFIX) -> tuple[str, ...]:
@@ -117,13 +119,13 @@ class Invocation:
     http_headers: dict[str, str] = field(init=False)
 
     def __post_init__(self) -> None:
-        prefix = "fn-http-h-"
+        prefix = _GATEWAY_HEADER.lower()
         self.http_headers = {k[len(prefix) :]: v for k, v in self.headers.items() if k.startswith(prefix)}
 
     @property
     def http_status(self) -> int:
         """The status a caller of API Gateway sees (Fn-Http-Status), else the socket status."""
-        return int(self.headers.get("fn-http-status", self.status)) if self.gateway else self.status
+        return int(self.headers.get(HTTP_STATUS_HEADER, self.status)) if self.gateway else self.status
 
     def json(self) -> Any:
         return json.loads(self.body)
@@ -155,10 +157,8 @@ class _CutOff:
         self.fired.set()
         sock = self._connection.sock
         if sock is not None:
-            try:
+            with contextlib.suppress(OSError):  # already closed
                 sock.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass  # already closed
 
     def cancel(self) -> None:
         self._timer.cancel()
@@ -200,7 +200,7 @@ class FunctionProcess:
         self.socket_path = self._socket_dir / "lsnr.sock"
         env = {
             "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-            "HOME": os.environ.get("HOME", "/tmp"),
+            "HOME": os.environ.get("HOME", tempfile.gettempdir()),
             "PYTHONPATH": os.pathsep.join(path),
             "FN_FORMAT": "http-stream",
             "FN_LISTENER": f"unix:{self.socket_path}",
@@ -236,7 +236,7 @@ class FunctionProcess:
         self.stop()
         return self.start()
 
-    def invoke(
+    def invoke(  # noqa: PLR0913  (keyword options, as tests call it)
         self,
         body: bytes | str | Mapping[str, Any] = b"",
         *,
@@ -258,17 +258,17 @@ class FunctionProcess:
         data = body.encode() if isinstance(body, str) else body
         deadline = time.monotonic() + deadline_s
         fn_deadline = datetime.now(UTC) + timedelta(seconds=deadline_s)
+        caller = {"Content-Type": "application/json", **(headers or {})}
         sent: dict[str, str | bytes] = {
             "Fn-Call-Id": call_id or uuid.uuid4().hex,
             "Fn-Deadline": fn_deadline.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
-            "Content-Type": (headers or {}).get("Content-Type", "application/json"),
+            "Content-Type": caller["Content-Type"],
             **(platform_headers or {}),
         }
         if gateway:
             url = path if path is not None else chat_route()
             sent.update({"Fn-Intent": "httprequest", "Fn-Http-Method": method, "Fn-Http-Request-Url": url})
-            caller = {"Content-Type": "application/json", **(headers or {})}
-            sent.update({f"Fn-Http-H-{name}": value for name, value in caller.items()})
+            sent.update({f"{_GATEWAY_HEADER}{name}": value for name, value in caller.items()})
         for attempt in (1, 2):
             reused = self._connection is not None
             connection = self._connection or _UnixConnection(str(self.socket_path), timeout=deadline_s + _BACKSTOP_S)
@@ -308,7 +308,8 @@ class FunctionProcess:
 
     @property
     def pid(self) -> int:
-        assert self.process is not None
+        if self.process is None:
+            raise RuntimeError("the function process has not started")
         return self.process.pid
 
     def alive(self) -> bool:

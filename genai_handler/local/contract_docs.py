@@ -1,8 +1,6 @@
 """The field tables of docs/contracts.md, written from the contract's declaration (contract.py).
 
-    .venv/bin/python -m genai_handler.local.contract_docs          # print the tables
-    .venv/bin/python -m genai_handler.local.contract_docs --write  # replace them in docs/contracts.md
-
+`python -m genai_handler.local.contract_docs` prints them, `--write` replaces them in the page;
 tests/test_docs.py fails when the page and the declaration differ.
 """
 

@@ -1,14 +1,9 @@
 """A loopback stand-in for the OCI Generative AI OpenAI-compatible endpoint (and ApplyGuardrails).
 
-It verifies OCI request signatures for real (so a signing bug fails here, not in a tenancy),
-answers the Responses API deterministically for any model (the function's allow-list decides
-which models are asked for, not this endpoint), and misbehaves on request (`Fault`), with the
-error bodies OCI really sends (oci_errors.json), so tests can prove the client copes with what
-a real network and service do. `blackhole()` is a route that drops every connection attempt.
-
-`POST /20231130/actions/applyGuardrails` answers deterministically (see `guardrails_result`): an
-email address or telephone number is PII, "ignore previous instructions" is a prompt injection,
-and the marker word BADWORD is flagged content.
+It verifies OCI request signatures for real, answers deterministically, and misbehaves on request
+(`Fault`) with the error bodies OCI really sends (oci_errors.json), so tests prove the client copes
+with what a real network and service do. OCI's protocol is spelled out here, not imported from the
+function's code, so each checks the other.
 """
 
 from __future__ import annotations
@@ -62,6 +57,7 @@ _OCI_ERRORS = Path(__file__).with_name("oci_errors.json")
 _BODY_METHODS = ("POST", "PUT", "PATCH")
 _BODY_HEADERS = ("content-length", "content-type", "x-content-sha256")
 _DRIP_BYTES = 16
+_SESSION_KEY_ID = "ST$"  # a session token signs as keyId "ST$<token>"
 _MODEL_ROUTES = (("POST", f"{_PREFIX}/responses"), ("GET", f"{_PREFIX}/models"))
 GUARDRAILS_PATH = "/20231130/actions/applyGuardrails"  # oci SDK: base_path /20231130 + /actions/applyGuardrails
 GUARDRAILS_MARKER = "BADWORD"  # flagged by content moderation (OVERALL)
@@ -163,7 +159,7 @@ class LocalEndpoint:
     oci_errors.json's `model_not_found`, with `region` filled in. `GET /models` lists `models`.
     """
 
-    def __init__(
+    def __init__(  # noqa: PLR0913  (keyword options, as tests call it)
         self,
         *,
         trusted_issuer: RSAPublicKey | None = None,
@@ -217,10 +213,8 @@ class LocalEndpoint:
         with self._lock:
             sockets = list(self._open_sockets)
         for sock in sockets:
-            try:
+            with contextlib.suppress(OSError):
                 sock.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
         self._server = None
 
     def __enter__(self) -> LocalEndpoint:
@@ -252,22 +246,24 @@ class LocalEndpoint:
             self.requests.clear()
             self._connections_opened = 0
 
-    def _open_connection(self, sock: socket.socket) -> int:
+    # --- what its request handler calls ---
+
+    def open_connection(self, sock: socket.socket) -> int:
         with self._lock:
             self._connections_opened += 1
             self._open_sockets.add(sock)
             return next(self._connection_ids)
 
-    def _close_connection(self, sock: socket.socket) -> None:
+    def close_connection(self, sock: socket.socket) -> None:
         with self._lock:
             self._open_sockets.discard(sock)
 
-    def _deployed(self, model: object) -> bool:
+    def deployed(self, model: object) -> bool:
         if not isinstance(model, str) or model in self.unavailable_models:
             return False
         return not self._only_models or model in self.models
 
-    def _next_fault(self, path: str) -> Fault | None:
+    def next_fault(self, path: str) -> Fault | None:
         with self._lock:
             for fault in self._faults:
                 if fault.path is None or path.endswith(fault.path):
@@ -275,11 +271,11 @@ class LocalEndpoint:
                     return fault
             return None
 
-    def _record(self, request: RecordedRequest) -> None:
+    def record(self, request: RecordedRequest) -> None:
         with self._lock:
             self.requests.append(request)
 
-    def _authenticate(self, method: str, target: str, headers: dict[str, str], body: bytes) -> None:
+    def authenticate(self, method: str, target: str, headers: dict[str, str], body: bytes) -> None:
         """Check credentials as OCI does, raising _AuthError with the reason on any failure."""
         authorization = headers.get("authorization")
         if authorization is None:
@@ -321,9 +317,9 @@ class LocalEndpoint:
             raise _AuthError("unparseable date") from None
         if abs(time.time() - sent_at) > self.max_skew_s:
             raise _AuthError("date skew")
-        if "x-content-sha256" in signed:
-            if headers["x-content-sha256"] != base64.b64encode(hashlib.sha256(body).digest()).decode():
-                raise _AuthError("body hash mismatch")
+        body_hash = base64.b64encode(hashlib.sha256(body).digest()).decode()
+        if "x-content-sha256" in signed and headers["x-content-sha256"] != body_hash:
+            raise _AuthError("body hash mismatch")
         if "content-length" in signed and headers["content-length"] != str(len(body)):
             raise _AuthError("content-length mismatch")
 
@@ -338,14 +334,14 @@ class LocalEndpoint:
 
     def _public_key(self, key_id: str) -> RSAPublicKey:
         """The key a keyId stands for: a session token's own `jwk`, or a registered API key."""
-        if not key_id.startswith("ST$"):
+        if not key_id.startswith(_SESSION_KEY_ID):
             if key_id not in self._keys:
                 raise _AuthError("unknown key")
             return self._keys[key_id]
         if self.trusted_issuer is None:
             raise _AuthError("unknown key: no trusted token issuer")
         try:
-            header_b64, claims_b64, signature_b64 = key_id[3:].split(".")
+            header_b64, claims_b64, signature_b64 = key_id.removeprefix(_SESSION_KEY_ID).split(".")
             header = json.loads(_b64url_decode(header_b64))
             claims = json.loads(_b64url_decode(claims_b64))
             signature = _b64url_decode(signature_b64)
@@ -401,16 +397,15 @@ class _Handler(BaseHTTPRequestHandler):
 
     def setup(self) -> None:
         self.endpoint = self.server.endpoint
-        self.timeout = self.endpoint.idle_timeout_s
-        self.connection_id = self.endpoint._open_connection(self.request)
+        if self.endpoint.idle_timeout_s is not None:  # as StreamRequestHandler.setup does with `timeout`
+            self.request.settimeout(self.endpoint.idle_timeout_s)
+        self.connection_id = self.endpoint.open_connection(self.request)
         super().setup()
 
     def finish(self) -> None:
-        self.endpoint._close_connection(self.request)
-        try:
+        self.endpoint.close_connection(self.request)
+        with contextlib.suppress(OSError):
             super().finish()
-        except OSError:
-            pass
 
     def log_message(self, format: str, *args: Any) -> None:
         pass
@@ -430,7 +425,7 @@ class _Handler(BaseHTTPRequestHandler):
             self.command, self.path, headers, body, key_id, 0, self.connection_id, self.request_id
         )
         try:
-            self.endpoint._authenticate(self.command, self.path, headers, body)
+            self.endpoint.authenticate(self.command, self.path, headers, body)
         except _AuthError as error:
             self._send(401, _error("NotAuthenticated", str(error)))
             return
@@ -443,7 +438,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._serve_model_route(path, body)
 
     def _serve_model_route(self, path: str, body: bytes) -> None:
-        fault = self.endpoint._next_fault(path)
+        fault = self.endpoint.next_fault(path)
         if fault is not None and fault.kind == "delay":
             time.sleep(fault.delay_s)
             fault = None
@@ -463,7 +458,7 @@ class _Handler(BaseHTTPRequestHandler):
         elif fault.kind == "wrong_shape":
             self._send(200, _json({"unexpected": True}))
         elif fault.kind == "drop":
-            self.endpoint._record(self.record)
+            self.endpoint.record(self.record)
             self.close_connection = True
         else:
             self._misdeliver(fault, *self._answer(path, body))
@@ -483,7 +478,7 @@ class _Handler(BaseHTTPRequestHandler):
         read = _texts(request)
         if read is None:
             return 400, _error("InvalidParameter", "Request body is not a valid Responses API request")
-        if not self.endpoint._deployed(request["model"]):
+        if not self.endpoint.deployed(request["model"]):
             return self._oci_error("model_not_found", request["model"])
         return 200, _json(_response(request, read))
 
@@ -500,25 +495,28 @@ class _Handler(BaseHTTPRequestHandler):
     def _start(self, status: int, content_length: int, extra_headers: dict[str, str] | None = None) -> None:
         """Record, then send the status line and headers: a test reading `requests` after its
         response arrives must find the request there."""
-        self.record.status = status
-        self.endpoint._record(self.record)
+        self._record_answer(status)
         self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(content_length))
-        self.send_header("opc-request-id", self.request_id)
-        for name, value in (extra_headers or {}).items():
+        for name, value in self._headers(content_length, extra_headers):
             self.send_header(name, value)
         self.end_headers()
+
+    def _record_answer(self, status: int) -> None:
+        self.record.status = status
+        self.endpoint.record(self.record)
+
+    def _headers(self, content_length: int, extra_headers: dict[str, str] | None = None) -> list[tuple[str, str]]:
+        """Every answer's headers, as OCI sends them."""
+        headers = {"Content-Type": "application/json", "Content-Length": str(content_length)}
+        return [*headers.items(), ("opc-request-id", self.request_id), *(extra_headers or {}).items()]
 
     def _misdeliver(self, fault: Fault, status: int, body: bytes) -> None:
         """Deliver an answer the broken ways a network or an overloaded service does."""
         if fault.kind == "trickle_headers":
-            self.record.status = status
-            self.endpoint._record(self.record)
-            head = (
-                f"HTTP/1.1 {status} {self.responses[status][0]}\r\nContent-Type: application/json\r\n"
-                f"Content-Length: {len(body)}\r\nopc-request-id: {self.request_id}\r\n\r\n"
-            ).encode()
+            self._record_answer(status)
+            lines = [f"HTTP/1.1 {status} {self.responses[status][0]}"]
+            lines += [f"{name}: {value}" for name, value in self._headers(len(body))]
+            head = "".join(f"{line}\r\n" for line in [*lines, ""]).encode()
             _trickle(self.wfile, head, fault.delay_s)
             self.wfile.write(body)
             return
@@ -621,7 +619,9 @@ def _guardrails_answer(body: bytes, unit: str) -> tuple[int, bytes]:
 
 
 def guardrails_result(content: str, configs: dict[str, Any], unit: str = "utf16") -> dict[str, Any]:
-    """An ApplyGuardrailsResult (as the oci SDK deserialises it) for the checks `configs` asks for.
+    """An ApplyGuardrailsResult (as the oci SDK deserialises it) for the checks `configs` asks for: an
+    email address or telephone number is PII, "ignore previous instructions" is a prompt injection,
+    and the marker word BADWORD is flagged content.
 
     PII offsets and lengths count `unit`s: UTF-16 code units by default (what a Java service's
     String.length counts; OCI does not document the unit), or code points, or UTF-8 bytes.

@@ -31,9 +31,9 @@ from typing import IO, Any
 from dotenv import dotenv_values
 
 from ..logs import CALLER_HEADER
-from ..policies import _ORIGIN  # the deploy kit's rule for CORS_ALLOWED_ORIGIN, applied here to the local one
+from ..policies import ORIGIN  # the deploy kit's rule for CORS_ALLOWED_ORIGIN, applied here to the local one
 from ..settings import MAX_INVOKE_PAYLOAD_BYTES
-from .agent import DEPLOYMENT_SPEC, PATH_PREFIX, REPO_ROOT, FunctionProcess, routes
+from .agent import DEPLOYMENT_SPEC, HTTP_STATUS_HEADER, PATH_PREFIX, REPO_ROOT, FunctionProcess, routes
 from .endpoint import LocalEndpoint
 from .identity import LocalIdentity
 from .stack import StackError, read_func_yaml
@@ -172,7 +172,7 @@ def parse_origin(text: str) -> str:
     deployed CORS_ALLOWED_ORIGIN; lower case, as a browser serialises it. ValueError otherwise."""
     if text.strip() == "*":
         raise ValueError("'*' would let every web page call it; give one origin, scheme://host[:port]")
-    if not _ORIGIN.fullmatch(text):
+    if not ORIGIN.fullmatch(text):
         raise ValueError(f"one origin is scheme://host[:port], e.g. http://localhost:3000, not {text!r}")
     return text.lower()
 
@@ -392,7 +392,7 @@ class LocalGateway:
             except (OSError, http.client.HTTPException):
                 self._restart("died during the call")
                 return _gateway_error(502, "Bad Gateway: the function process died; it was restarted")
-        if "fn-http-status" not in answer.headers and answer.status in (502, 504):  # the container failed
+        if HTTP_STATUS_HEADER not in answer.headers and answer.status in (502, 504):  # the container failed
             return _gateway_error(answer.status, "Bad Gateway" if answer.status == 502 else "Gateway Timeout")
         out = {_canonical(k): v for k, v in answer.http_headers.items() if k not in _NOT_FORWARDED}
         if "content-type" in answer.headers:

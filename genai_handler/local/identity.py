@@ -37,7 +37,7 @@ class LocalIdentity:
     token: str
     private_key: RSAPrivateKey
 
-    def __init__(
+    def __init__(  # noqa: PLR0913  (keyword options, as tests call it)
         self,
         directory: str | os.PathLike[str],
         *,

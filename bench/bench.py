@@ -634,7 +634,7 @@ def _summarise_cold(rounds: list[dict[str, float]]) -> dict[str, Any]:
     return {key: percentile([r[key] for r in rounds], 50) for key in rounds[0]} | {"rounds": rounds}
 
 
-def runners(base_python: str) -> list[Runner]:  # noqa: ARG001  (tests/test_bench.py passes it)
+def runners() -> list[Runner]:
     """The BASELINE, this function, the FLOOR (an API key: the same call with nothing to sign, to see
     what signing costs) and GUARDRAILS (GENAI_GUARDRAILS=block: one ApplyGuardrails call first)."""
     this_venv = BENCH_DIR / ".venv-this"
@@ -672,7 +672,7 @@ def main(argv: list[str] | None = None) -> int:
     def say(message: str) -> None:
         print(f"[{time.monotonic() - began:6.1f}s] {message}", file=sys.stderr, flush=True)
 
-    all_runners = runners(args.python)
+    all_runners = runners()
     built: set[Path] = set()
     for runner in all_runners:
         if runner.venv not in built:

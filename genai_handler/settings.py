@@ -14,7 +14,7 @@ import sys
 from collections.abc import Callable, Mapping
 from dataclasses import Field, dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 from urllib.parse import urlsplit
 
 from .errors import MisconfiguredError
@@ -569,7 +569,7 @@ class Settings:
         return self.guardrails != "off"
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: object) -> Settings:
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: object) -> Self:
         """Settings from environment variables; keyword arguments win over them.
 
         Without GENAI_REGION, the region is OCI Functions' OCI_RESOURCE_PRINCIPAL_REGION, and an

@@ -8,7 +8,7 @@ import json
 import re
 import threading
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 import httpx
@@ -59,14 +59,18 @@ def vector_profile(tmp_path: Path) -> Path:
     return config
 
 
-def test_user_principal_reproduces_the_published_get_vector(vector_profile: Path) -> None:
-    # given OCI's published key and GET request, when signed, then the header matches byte for byte
+def test_given_the_published_get_vector_when_a_user_principal_signs_then_it_is_reproduced(vector_profile: Path) -> None:
+    # given OCI's published key and GET request
     auth = OciUserPrincipalAuth(config_file=str(vector_profile))
     request = httpx2.Request("GET", VECTOR["get"]["url"], headers={"date": DATE})
+    # when signed, then the header matches byte for byte
     assert _signed(auth, request).headers["authorization"] == VECTOR["get"]["authorization"]
 
 
-def test_user_principal_reproduces_the_published_post_vector(vector_profile: Path) -> None:
+def test_given_the_published_post_vector_when_a_user_principal_signs_then_it_is_reproduced(
+    vector_profile: Path,
+) -> None:
+    # given
     auth = OciUserPrincipalAuth(config_file=str(vector_profile))
     request = httpx2.Request(
         "POST",
@@ -74,7 +78,9 @@ def test_user_principal_reproduces_the_published_post_vector(vector_profile: Pat
         content=VECTOR["post"]["body"].encode(),
         headers={"date": DATE, "content-type": "application/json"},
     )
+    # when
     signed = _signed(auth, request)
+    # then
     assert signed.headers["x-content-sha256"] == VECTOR["post"]["x_content_sha256"]
     assert signed.headers["content-length"] == "316"
     assert signed.headers["authorization"] == VECTOR["post"]["authorization"]
@@ -99,7 +105,7 @@ ODD_REQUESTS = [
 
 
 @pytest.mark.parametrize(("method", "target", "body"), ODD_REQUESTS)
-def test_resource_principal_signature_equals_the_oci_sdk(
+def test_given_an_odd_request_when_a_resource_principal_signs_then_it_equals_the_oci_sdk(
     rp_identity: LocalIdentity, method: str, target: str, body: bytes
 ) -> None:
     # given the same request and date for both signers
@@ -107,25 +113,35 @@ def test_resource_principal_signature_equals_the_oci_sdk(
     headers = {"date": DATE, "content-type": "application/json"}
     reference = requests.Request(method, url, data=body or None, headers=headers).prepare()
     oci.auth.signers.get_resource_principals_signer()(reference)
+    # when
     ours = _signed(OciResourcePrincipalAuth(), httpx2.Request(method, url, content=body, headers=headers))
     # then the signature, the signed headers and the key id are the same
-    expected, actual = _params(reference.headers["authorization"]), _params(ours.headers["authorization"])
+    authorization = reference.headers["authorization"]
+    assert isinstance(authorization, str)
+    expected, actual = _params(authorization), _params(ours.headers["authorization"])
     for name in ("signature", "headers", "keyId", "algorithm", "version"):
         assert actual[name] == expected[name], name
     for name in ("x-content-sha256", "content-length"):
         assert ours.headers.get(name) == reference.headers.get(name) or name not in expected["headers"]
 
 
-def test_oci_sdk_source_yields_the_same_credentials_as_our_v22_reader(rp_identity: LocalIdentity) -> None:
+def test_given_the_oci_sdk_source_when_loaded_then_it_yields_the_credentials_of_our_v22_reader(
+    rp_identity: LocalIdentity,
+) -> None:
     # given the oci SDK's own resource-principal signer (the path for other RP versions)
     sdk = _OciSdkSource(lambda sdk_module: sdk_module.auth.signers.get_resource_principals_signer())
     ours = OciResourcePrincipalAuth().credentials()
+    # when
     loaded = sdk.load(None, after_rejection=False)
+    # then
     assert loaded.key_id == ours.key_id == f"ST${rp_identity.token}"
     assert loaded.expires_at == ours.expires_at
 
 
-def test_rotated_files_are_used_by_the_next_request_without_a_rejection(rp_identity: LocalIdentity) -> None:
+def test_given_rotated_files_when_the_next_request_signs_then_it_uses_them_without_a_rejection(
+    rp_identity: LocalIdentity,
+) -> None:
+    # given
     auth = OciResourcePrincipalAuth()
     first = _signed(auth, httpx2.Request("GET", "https://example.test/a"))
     # when the platform replaces the token and key files
@@ -136,7 +152,9 @@ def test_rotated_files_are_used_by_the_next_request_without_a_rejection(rp_ident
     assert _params(second.headers["authorization"])["keyId"] == f"ST${rp_identity.token}"
 
 
-def test_a_token_near_expiry_is_reread_from_disk(rp_identity: LocalIdentity) -> None:
+def test_given_a_token_near_expiry_when_credentials_are_read_then_it_is_reread_from_disk(
+    rp_identity: LocalIdentity,
+) -> None:
     # given a token that expires within the safety margin
     rp_identity.rotate(lifetime_s=30)
     auth = OciResourcePrincipalAuth()
@@ -152,9 +170,12 @@ def rp_endpoint(rp_identity: LocalIdentity) -> Iterator[LocalEndpoint]:
         yield server
 
 
-def test_a_401_reloads_once_and_retries_once_with_a_fresh_date(rp_endpoint: LocalEndpoint) -> None:
+def test_given_a_401_when_calling_then_it_reloads_once_and_retries_once_with_a_fresh_date(
+    rp_endpoint: LocalEndpoint,
+) -> None:
     # given the service rejects the first request
     rp_endpoint.inject(Fault(kind="status", status=401, code="NotAuthenticated"))
+    # when
     with httpx2.Client(auth=OciResourcePrincipalAuth()) as client:
         response = client.get(f"{rp_endpoint.base_url}/models")
     # then one retry succeeds
@@ -162,86 +183,116 @@ def test_a_401_reloads_once_and_retries_once_with_a_fresh_date(rp_endpoint: Loca
     assert [r.status for r in rp_endpoint.requests] == [401, 200]
 
 
-def test_a_second_401_is_returned_not_retried_forever(rp_endpoint: LocalEndpoint) -> None:
+def test_given_a_second_401_when_calling_then_it_is_returned_not_retried_forever(rp_endpoint: LocalEndpoint) -> None:
+    # given
     rp_endpoint.inject(*[Fault(kind="status", status=401, code="NotAuthenticated")] * 3)
+    # when
     with httpx2.Client(auth=OciResourcePrincipalAuth()) as client:
         response = client.get(f"{rp_endpoint.base_url}/models")
+    # then
     assert response.status_code == 401
     assert len(rp_endpoint.requests) == 2
 
 
-def test_documented_legacy_httpx_client_works_with_the_openai_sdk(rp_endpoint: LocalEndpoint) -> None:
+def test_given_the_documented_legacy_httpx_client_when_the_openai_sdk_calls_then_it_works(
+    rp_endpoint: LocalEndpoint,
+) -> None:
     # given the way Oracle's documentation wires it: OpenAI(http_client=httpx.Client(auth=...))
     client = openai.OpenAI(
         api_key="not-used",
         base_url=rp_endpoint.base_url,
         project=PROJECT_OCID,
-        http_client=httpx.Client(auth=OciResourcePrincipalAuth()),
+        http_client=httpx.Client(auth=OciResourcePrincipalAuth()),  # type: ignore[arg-type]  # what the test proves
     )
+    # when
     answer = client.responses.create(model=DEFAULT_MODEL, input="hi there")
+    # then it answers, and the placeholder bearer token never reaches OCI
     assert answer.output_text == "Local answer to: hi there"
-    # then the placeholder bearer token never reaches OCI
     assert rp_endpoint.requests[-1].headers["authorization"].startswith("Signature ")
 
 
-def test_native_httpx2_client_signs_the_openai_sdk_requests(rp_endpoint: LocalEndpoint) -> None:
+def test_given_a_native_httpx2_client_when_the_openai_sdk_calls_then_its_requests_are_signed(
+    rp_endpoint: LocalEndpoint,
+) -> None:
+    # given
     client = openai.OpenAI(
         api_key="not-used",
         base_url=rp_endpoint.base_url,
         project=PROJECT_OCID,
         http_client=httpx2.Client(auth=OciResourcePrincipalAuth()),
     )
+    # when / then
     assert client.responses.create(model=DEFAULT_MODEL, input="ok").status == "completed"
     assert [r.status for r in rp_endpoint.requests] == [200]
 
 
-def test_passphrase_protected_key_files_sign(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_given_a_passphrase_protected_key_file_when_calling_then_it_signs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # given
     identity = LocalIdentity(tmp_path / "pp", passphrase="s3cret phrase")
     for name, value in identity.env().items():
         monkeypatch.setenv(name, value)
-    with LocalEndpoint(trusted_issuer=identity.issuer_public_key) as server:
-        with httpx2.Client(auth=OciResourcePrincipalAuth()) as client:
-            assert client.get(f"{server.base_url}/models").status_code == 200
+    # when / then
+    with (
+        LocalEndpoint(trusted_issuer=identity.issuer_public_key) as server,
+        httpx2.Client(auth=OciResourcePrincipalAuth()) as client,
+    ):
+        assert client.get(f"{server.base_url}/models").status_code == 200
 
 
-def test_literal_token_and_key_values_are_accepted(rp_identity: LocalIdentity, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_given_literal_token_and_key_values_when_read_then_they_are_accepted(
+    rp_identity: LocalIdentity, monkeypatch: pytest.MonkeyPatch
+) -> None:
     # given the variables hold the values themselves rather than file paths
     monkeypatch.setenv("OCI_RESOURCE_PRINCIPAL_RPST", rp_identity.token)
     monkeypatch.setenv("OCI_RESOURCE_PRINCIPAL_PRIVATE_PEM", rp_identity.key_path.read_text())
+    # when / then
     assert OciResourcePrincipalAuth().credentials().key_id == f"ST${rp_identity.token}"
 
 
-def test_missing_resource_principal_is_a_configuration_error(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_given_no_resource_principal_when_auth_is_made_then_it_is_a_configuration_error(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # given
     monkeypatch.setenv("OCI_RESOURCE_PRINCIPAL_VERSION", "2.2")
     monkeypatch.delenv("OCI_RESOURCE_PRINCIPAL_RPST", raising=False)
+    # when / then
     with pytest.raises(MisconfiguredError, match="OCI_RESOURCE_PRINCIPAL_RPST"):
         OciResourcePrincipalAuth()
 
 
-def test_unreadable_key_is_reported_without_its_path(rp_identity: LocalIdentity) -> None:
+def test_given_an_unreadable_key_when_read_then_it_is_reported_without_its_path(rp_identity: LocalIdentity) -> None:
+    # given
     auth = OciResourcePrincipalAuth()
     rp_identity.key_path.unlink()
+    # when
     with pytest.raises(MisconfiguredError) as caught:
         auth.credentials()
+    # then
     assert str(rp_identity.key_path) not in caught.value.message
 
 
-def test_garbage_key_is_reported_as_misconfigured(rp_identity: LocalIdentity) -> None:
+def test_given_a_garbage_key_when_read_then_it_is_reported_as_misconfigured(rp_identity: LocalIdentity) -> None:
+    # given
     rp_identity.key_path.write_text("-----BEGIN PRIVATE KEY-----\nnot a key\n-----END PRIVATE KEY-----\n")
+    # when / then
     with pytest.raises(MisconfiguredError, match="private key"):
         OciResourcePrincipalAuth().credentials()
 
 
-def test_user_principal_profile_is_accepted_by_the_endpoint(tmp_path: Path) -> None:
+def test_given_a_user_principal_profile_when_calling_then_the_endpoint_accepts_it(tmp_path: Path) -> None:
+    # given
     config, profile, private_key, key_id = make_api_key_profile(tmp_path)
     with LocalEndpoint() as server:
         server.register_key(key_id, private_key.public_key())
+        # when / then
         with httpx2.Client(auth=OciUserPrincipalAuth(str(config), profile)) as client:
             assert client.get(f"{server.base_url}/models").status_code == 200
         assert server.requests[-1].key_id == key_id
 
 
-def test_session_profile_signs_with_its_token_and_follows_refresh(tmp_path: Path) -> None:
+def test_given_a_session_profile_when_calling_then_it_signs_with_its_token_and_follows_refresh(tmp_path: Path) -> None:
     # given an `oci session authenticate` profile (token file + key file)
     identity = LocalIdentity(tmp_path / "session")
     config = tmp_path / "config"
@@ -251,6 +302,7 @@ def test_session_profile_signs_with_its_token_and_follows_refresh(tmp_path: Path
     )
     auth = OciSessionAuth(str(config), "dev")
     with LocalEndpoint(trusted_issuer=identity.issuer_public_key) as server, httpx2.Client(auth=auth) as client:
+        # when / then
         assert client.get(f"{server.base_url}/models").status_code == 200
         # when `oci session refresh` rewrites the files, then the next call uses them
         identity.rotate()
@@ -259,33 +311,42 @@ def test_session_profile_signs_with_its_token_and_follows_refresh(tmp_path: Path
         assert server.requests[-1].key_id == f"ST${identity.token}"
 
 
-def test_missing_profile_names_the_profile_not_the_error_text(tmp_path: Path) -> None:
+def test_given_a_missing_profile_when_auth_is_made_then_it_names_the_profile_not_the_error_text(tmp_path: Path) -> None:
+    # given
     config = tmp_path / "config"
     config.write_text("[DEFAULT]\nregion=us-chicago-1\n")
+    # when / then
     with pytest.raises(MisconfiguredError, match="'nope'"):
         OciUserPrincipalAuth(str(config), "nope")
 
 
-def test_credentials_repr_hides_the_token(rp_identity: LocalIdentity) -> None:
+def test_given_credentials_when_shown_then_their_repr_hides_the_token(rp_identity: LocalIdentity) -> None:
+    # when
     text = repr(OciResourcePrincipalAuth().credentials())
+    # then
     assert rp_identity.token not in text
     assert base64.b64encode(rp_identity.token.encode()).decode()[:20] not in text
 
 
-def test_other_principals_without_the_oci_sdk_name_the_extra_requirements(
+def test_given_no_oci_sdk_when_another_principal_is_made_then_it_names_the_extra_requirements(
     monkeypatch: pytest.MonkeyPatch, vector_profile: Path
 ) -> None:
     # given an image without the oci SDK (sys.modules entry None makes the import fail)
     monkeypatch.setitem(__import__("sys").modules, "oci", None)
     monkeypatch.setenv("OCI_RESOURCE_PRINCIPAL_VERSION", "2.1")
+    # when / then
     for make in (OciResourcePrincipalAuth, lambda: OciUserPrincipalAuth(str(vector_profile))):
-        with pytest.raises(MisconfiguredError, match="requirements-oci.txt"):
+        with pytest.raises(MisconfiguredError, match=r"requirements-oci\.txt"):
             make()
 
 
-def test_a_token_that_never_matches_its_key_is_a_configuration_error(rp_identity: LocalIdentity) -> None:
+def test_given_a_token_that_never_matches_its_key_when_read_then_it_is_a_configuration_error(
+    rp_identity: LocalIdentity,
+) -> None:
+    # given
     stranger = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     rp_identity.token_path.write_text(rp_identity.issue_token(stranger.public_key(), 3600))
+    # when / then
     with pytest.raises(MisconfiguredError, match="does not match"):
         OciResourcePrincipalAuth().credentials()
 
@@ -313,7 +374,7 @@ def _public_n(credentials: genai_handler.auth.Credentials) -> int:
     return credentials.private_key.public_key().public_numbers().n
 
 
-def test_key_replaced_token_not_yet_keeps_signing_with_the_previous_pair(
+def test_given_the_key_replaced_and_the_token_not_yet_when_signing_then_the_previous_pair_is_used(
     rp_identity: LocalIdentity, rp_endpoint: LocalEndpoint, key_parses: list[None]
 ) -> None:
     url = f"{rp_endpoint.base_url}/models"
@@ -323,6 +384,7 @@ def test_key_replaced_token_not_yet_keeps_signing_with_the_previous_pair(
         # given the platform has replaced the key file but not yet the token file
         rp_identity.replace_key()
         key_parses.clear()
+        # when
         started = time.monotonic()
         statuses = [client.get(url).status_code for _ in range(20)]
         elapsed = time.monotonic() - started
@@ -339,7 +401,7 @@ def test_key_replaced_token_not_yet_keeps_signing_with_the_previous_pair(
     assert [r.status for r in rp_endpoint.requests] == [200] * 22
 
 
-def test_a_token_whose_jwk_is_a_json_string_is_matched_against_the_key(
+def test_given_a_token_whose_jwk_is_a_json_string_when_read_then_it_is_matched_against_the_key(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # given tokens carrying `jwk` as OCI's do: a string holding the JSON key
@@ -359,19 +421,21 @@ def test_a_token_whose_jwk_is_a_json_string_is_matched_against_the_key(
     assert (after.key_id, _public_n(after)) == (f"ST${identity.token}", new_n)
 
 
-def test_a_string_jwk_token_bound_to_another_key_is_a_configuration_error(
+def test_given_a_string_jwk_token_bound_to_another_key_when_read_then_it_is_a_configuration_error(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # given
     identity = LocalIdentity(tmp_path / "rp", jwk_as_string=True)
     for name, value in identity.env().items():
         monkeypatch.setenv(name, value)
     stranger = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     identity.token_path.write_text(identity.issue_token(stranger.public_key(), 3600))
+    # when / then
     with pytest.raises(MisconfiguredError, match="does not match"):
         OciResourcePrincipalAuth().credentials()
 
 
-def test_with_no_previous_pair_a_read_between_the_two_replacements_waits_for_the_token(
+def test_given_no_previous_pair_when_read_between_the_two_replacements_then_it_waits_for_the_token(
     rp_identity: LocalIdentity,
 ) -> None:
     # given a process that has read nothing yet, and only the key file replaced
@@ -387,12 +451,13 @@ def test_with_no_previous_pair_a_read_between_the_two_replacements_waits_for_the
     )
 
 
-def test_an_inconsistent_pair_with_nothing_to_fall_back_on_fails_in_bounded_time_without_reparsing(
+def test_given_a_mismatched_pair_and_no_fallback_when_read_then_it_fails_in_bounded_time_parsing_once(
     rp_identity: LocalIdentity, key_parses: list[None]
 ) -> None:
     # given only the key file replaced, for good, and no previous pair in this process
     rp_identity.replace_key()
     auth = OciResourcePrincipalAuth()
+    # when
     started = time.monotonic()
     with pytest.raises(MisconfiguredError, match="does not match"):
         auth.credentials()
@@ -407,7 +472,9 @@ def test_an_inconsistent_pair_with_nothing_to_fall_back_on_fails_in_bounded_time
     assert time.monotonic() - started < first
 
 
-def test_a_previous_pair_within_the_expiry_margin_is_not_kept(rp_identity: LocalIdentity) -> None:
+def test_given_a_previous_pair_within_the_expiry_margin_when_the_key_is_replaced_then_it_is_not_kept(
+    rp_identity: LocalIdentity,
+) -> None:
     # given credentials that expire within the safety margin
     rp_identity.rotate(lifetime_s=30)
     auth = OciResourcePrincipalAuth()
@@ -422,7 +489,9 @@ def test_a_previous_pair_within_the_expiry_margin_is_not_kept(rp_identity: Local
     assert credentials.key_id == f"ST${rp_identity.token}"
 
 
-def test_after_a_401_the_previous_pair_is_not_reused(rp_identity: LocalIdentity, rp_endpoint: LocalEndpoint) -> None:
+def test_given_a_401_mid_rotation_when_retrying_then_the_previous_pair_is_not_reused(
+    rp_identity: LocalIdentity, rp_endpoint: LocalEndpoint
+) -> None:
     url = f"{rp_endpoint.base_url}/models"
     with httpx2.Client(auth=OciResourcePrincipalAuth()) as client:
         assert client.get(url).status_code == 200
@@ -432,6 +501,7 @@ def test_after_a_401_the_previous_pair_is_not_reused(rp_identity: LocalIdentity,
         rp_endpoint.inject(Fault(kind="status", status=401, code="NotAuthenticated"))
         later = threading.Timer(0.1, rp_identity.replace_token)
         later.start()
+        # when
         response = client.get(url)
         later.join()
     # then the retry waited for the new pair instead of resending the rejected one
@@ -442,36 +512,47 @@ def test_after_a_401_the_previous_pair_is_not_reused(rp_identity: LocalIdentity,
     ]
 
 
-def test_an_empty_token_file_keeps_the_previous_pair(rp_identity: LocalIdentity, rp_endpoint: LocalEndpoint) -> None:
+def test_given_an_empty_token_file_when_signing_then_the_previous_pair_is_kept(
+    rp_identity: LocalIdentity, rp_endpoint: LocalEndpoint
+) -> None:
     url = f"{rp_endpoint.base_url}/models"
     with httpx2.Client(auth=OciResourcePrincipalAuth()) as client:
         assert client.get(url).status_code == 200
         # given the token file read while empty (truncated before being rewritten)
         rp_identity.token_path.write_bytes(b"")
+        # when
         response = client.get(url)
     # then the request is signed with the previous token, not "ST$", and needs no retry
     assert response.status_code == 200
     assert [(r.status, r.key_id) for r in rp_endpoint.requests] == [(200, f"ST${rp_identity.token}")] * 2
 
 
-def test_a_truncated_key_file_keeps_the_previous_pair(rp_identity: LocalIdentity, rp_endpoint: LocalEndpoint) -> None:
+def test_given_a_truncated_key_file_when_signing_then_the_previous_pair_is_kept(
+    rp_identity: LocalIdentity, rp_endpoint: LocalEndpoint
+) -> None:
     url = f"{rp_endpoint.base_url}/models"
     with httpx2.Client(auth=OciResourcePrincipalAuth()) as client:
         assert client.get(url).status_code == 200
+        # given
         pem = rp_identity.key_path.read_bytes()
         rp_identity.key_path.write_bytes(pem[: len(pem) // 2])
+        # when / then
         assert client.get(url).status_code == 200
     assert [r.status for r in rp_endpoint.requests] == [200, 200]
 
 
-def test_a_truncated_key_completed_shortly_after_is_waited_for(rp_identity: LocalIdentity) -> None:
+def test_given_a_truncated_key_completed_shortly_after_when_read_then_it_is_waited_for(
+    rp_identity: LocalIdentity,
+) -> None:
     # given a key file caught half written, with no previous pair to fall back on
     pem = rp_identity.key_path.read_bytes()
     rp_identity.key_path.write_bytes(pem[: len(pem) // 2])
     later = threading.Timer(0.1, rp_identity.key_path.write_bytes, args=(pem,))
     later.start()
+    # when
     credentials = OciResourcePrincipalAuth().credentials()
     later.join()
+    # then
     assert credentials.key_id == f"ST${rp_identity.token}"
 
 
@@ -490,12 +571,13 @@ _RPST, _PEM = "OCI_RESOURCE_PRINCIPAL_RPST", "OCI_RESOURCE_PRINCIPAL_PRIVATE_PEM
     ],
     ids=["empty-token", "blank-token", "truncated-token", "empty-key", "truncated-key", "missing-key"],
 )
-def test_a_file_that_stays_unusable_is_named_never_shown(
-    rp_identity: LocalIdentity, damage: object, named: str, problem: str
+def test_given_a_file_that_stays_unusable_when_read_then_it_is_named_never_shown(
+    rp_identity: LocalIdentity, damage: Callable[[LocalIdentity], object], named: str, problem: str
 ) -> None:
     # given a damaged credential file and no previous pair
     secret_parts = (rp_identity.token, rp_identity.key_path.read_text())
-    damage(rp_identity)  # type: ignore[operator]
+    damage(rp_identity)
+    # when
     with pytest.raises(MisconfiguredError) as caught:
         OciResourcePrincipalAuth().credentials()
     # then the message names the variable and the problem, never a path or content
@@ -505,7 +587,10 @@ def test_a_file_that_stays_unusable_is_named_never_shown(
     assert not any(part[:24] in message or part[-24:] in message for part in secret_parts)
 
 
-def test_a_session_profile_with_an_empty_token_file_names_the_profile_key(tmp_path: Path) -> None:
+def test_given_a_session_profile_with_an_empty_token_file_when_read_then_the_profile_key_is_named(
+    tmp_path: Path,
+) -> None:
+    # given
     identity = LocalIdentity(tmp_path / "session")
     config = tmp_path / "config"
     config.write_text(
@@ -513,6 +598,7 @@ def test_a_session_profile_with_an_empty_token_file_names_the_profile_key(tmp_pa
         "tenancy=ocid1.tenancy.oc1..aaaalocal\nregion=us-chicago-1\nfingerprint=00:00\n"
     )
     identity.token_path.write_bytes(b"")
+    # when / then
     with pytest.raises(MisconfiguredError, match="security_token_file of profile 'dev': empty file"):
         OciSessionAuth(str(config), "dev").credentials()
 
@@ -534,11 +620,12 @@ def _assert_framed_by_length(recorded: RecordedRequest, body: bytes) -> None:
 
 
 @pytest.mark.parametrize("client_class", [httpx2.Client, httpx.Client], ids=["httpx2", "httpx"])
-def test_a_generator_body_is_sent_with_one_framing_header_and_a_valid_signature(
+def test_given_a_generator_body_when_posted_then_it_has_one_framing_header_and_a_valid_signature(
     rp_endpoint: LocalEndpoint, client_class: type[httpx2.Client] | type[httpx.Client]
 ) -> None:
     # given a client posting a body it can only iterate (chunked framing by default)
     body, chunks = _generator_body()
+    # when
     with client_class(auth=OciResourcePrincipalAuth()) as client:
         response = client.post(
             f"{rp_endpoint.base_url}/responses", content=chunks, headers={"content-type": "application/json"}
@@ -549,9 +636,10 @@ def test_a_generator_body_is_sent_with_one_framing_header_and_a_valid_signature(
     _assert_framed_by_length(rp_endpoint.requests[0], body)
 
 
-def test_an_async_generator_body_is_sent_with_one_framing_header_and_a_valid_signature(
+def test_given_an_async_generator_body_when_posted_then_it_has_one_framing_header_and_a_valid_signature(
     rp_endpoint: LocalEndpoint,
 ) -> None:
+    # given
     body, chunks = _generator_body()
 
     async def stream() -> AsyncIterator[bytes]:
@@ -565,5 +653,6 @@ def test_an_async_generator_body_is_sent_with_one_framing_header_and_a_valid_sig
             )
             return response.status_code
 
+    # when / then
     assert asyncio.run(post()) == 200
     _assert_framed_by_length(rp_endpoint.requests[0], body)

@@ -25,7 +25,9 @@ bench = _load_bench()
 
 
 def test_given_values_when_taking_percentiles_then_they_interpolate_between_ranks() -> None:
+    # given
     values = [4.0, 1.0, 3.0, 2.0]
+    # when / then
     assert bench.percentile(values, 50) == 2.5
     assert bench.percentile(values, 0) == 1.0
     assert bench.percentile(values, 100) == 4.0
@@ -34,23 +36,28 @@ def test_given_values_when_taking_percentiles_then_they_interpolate_between_rank
 
 
 def test_given_no_values_when_taking_a_percentile_then_it_refuses() -> None:
-    with pytest.raises(ValueError):
+    # when / then
+    with pytest.raises(ValueError, match="no values"):
         bench.percentile([], 50)
 
 
 def test_given_a_missing_or_zero_baseline_when_taking_the_ratio_then_there_is_none() -> None:
+    # when / then
     assert bench.ratio(1.0, 4.0) == 0.25
     assert bench.ratio(1.0, 0.0) is None
     assert bench.ratio(None, 4.0) is None
 
 
 def test_given_rows_when_formatting_then_each_is_a_markdown_line_with_ratio_and_verdict() -> None:
+    # given
     rows = [
         bench.Row("payload (MB)", 100.0, 600.0, None, "≤0.25x", True),
         bench.Row("p50 (ms)", 2.5, 2.0, 1.9, "≤1.0x", False, digits=2),
         bench.Row("import (ms)", 1234.5, None),
     ]
+    # when
     lines = bench.format_table(rows).splitlines()
+    # then
     assert len(lines) == 2 + len(rows)
     assert lines[2] == "| payload (MB) | 100.0 | 600.0 | 0.17x | — | ≤0.25x | yes |"
     assert lines[3] == "| p50 (ms) | 2.50 | 2.00 | 1.25x | 1.90 | ≤1.0x | NO |"
@@ -58,6 +65,7 @@ def test_given_rows_when_formatting_then_each_is_a_markdown_line_with_ratio_and_
 
 
 def test_given_importtime_output_when_summarised_then_self_times_add_up_per_package() -> None:
+    # given
     stderr = "\n".join(
         [
             "import time: self [us] | cumulative | imported package",
@@ -68,12 +76,15 @@ def test_given_importtime_output_when_summarised_then_self_times_add_up_per_pack
             "import time:      2000 |       2500 | func",
         ]
     )
+    # when
     summary = bench.importtime_offenders(stderr, top=2)
+    # then
     assert summary["packages_ms"] == [("openai", 4.0), ("func", 2.0)]
     assert summary["modules_ms"] == [("openai", 3.0), ("func", 2.0)]
 
 
 def test_given_results_when_building_rows_then_goals_are_judged_from_the_figures() -> None:
+    # given
     def runner(
         payload: float, cold: float, p50: float, rss: float, growth: float, connections: int
     ) -> dict[str, object]:
@@ -100,7 +111,9 @@ def test_given_results_when_building_rows_then_goals_are_judged_from_the_figures
             "guardrails": runner(100.0, 720.0, 3.1, 71.0, 0.2, 1),
         },
     }
+    # when
     verdicts = {row.figure: row.met for row in bench.build_rows(results)}
+    # then
     assert verdicts["payload: pip install --target (MB)"] is True
     assert verdicts["cold start: start → first 200 (ms, median)"] is False  # 0.875x > 0.8x
     assert verdicts["warm latency p50 (ms)"] is False  # 1.1 ms above the floor
@@ -108,12 +121,14 @@ def test_given_results_when_building_rows_then_goals_are_judged_from_the_figures
     assert verdicts["RSS growth, call 200 → 2000 (MB)"] is True
     assert verdicts["upstream connections, 20 calls, 6 s pause"] is True
     rows = {row.figure: row for row in bench.build_rows(results)}
-    assert rows["  guardrails' cost, warm p50 on − off (ms)"].this == pytest.approx(0.5)
-    assert rows["  guardrails' cost, cold start on − off (ms)"].this == pytest.approx(20.0)
+    assert rows["  guardrails' cost, warm p50 on − off (ms)"].this == pytest.approx(0.5)  # noqa: RUF001 (bench's label)
+    assert rows["  guardrails' cost, cold start on − off (ms)"].this == pytest.approx(20.0)  # noqa: RUF001 (bench's label)
     assert verdicts["  upstream connections with guardrails on"] is True
 
 
-def test_the_bench_measures_guardrails_on_beside_off_with_the_same_code() -> None:
-    by_name = {runner.name: runner for runner in bench.runners(sys.executable)}
+def test_given_the_runners_when_listed_then_guardrails_on_is_measured_beside_off_with_the_same_code() -> None:
+    # when
+    by_name = {runner.name: runner for runner in bench.runners()}
+    # then
     assert by_name["guardrails"].settings == {"GENAI_GUARDRAILS": "block"}
     assert by_name["guardrails"].venv == by_name["this"].venv and "guardrails" in bench.SAME_CODE

@@ -12,12 +12,12 @@ import json
 from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 import pytest
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 
 from genai_handler import contract
 from genai_handler.contract import READ, Kind, Request, leaves, locate, models, texts, with_texts
 from genai_handler.request import parse
-from genai_handler.settings import DEFAULT_MODEL, Settings
+from genai_handler.settings import DEFAULT_MODEL, MAX_INVOKE_PAYLOAD_BYTES, Settings
 
 _counter = itertools.count()
 
@@ -58,7 +58,7 @@ def _value(annotation: Any, metadata: tuple[Any, ...], planted: _Planted, plain:
         members = [contract._unwrap(m, ())[0] for m in get_args(annotation)]
         chosen = next((m for m in get_args(annotation) if plain and contract._unwrap(m, ())[0] is str), None)
         if chosen is None:
-            lists = [m for m, bare in zip(get_args(annotation), members) if get_origin(bare) is list]
+            lists = [m for m, bare in zip(get_args(annotation), members, strict=True) if get_origin(bare) is list]
             chosen = lists[0] if lists and not plain else max(get_args(annotation), key=_richness)
         return _value(chosen, metadata, planted, plain)
     if origin is Literal:
@@ -118,7 +118,7 @@ def _settings(body: dict[str, Any]) -> Settings:
         allowed_models=(DEFAULT_MODEL, body["model"]),
         allow_stored_responses=True,
         max_output_tokens=1,
-        max_input_chars=6 * 1024 * 1024,
+        max_input_chars=MAX_INVOKE_PAYLOAD_BYTES,
     )
 
 
@@ -143,8 +143,9 @@ def test_given_a_marker_in_every_string_when_walked_then_every_marker_the_model_
             assert marker in walked, f"{marker} is sent to the model but the walk misses it"
 
 
-def test_every_string_and_object_the_contract_holds_has_a_declared_kind() -> None:
+def test_given_the_contract_when_its_leaves_are_listed_then_every_string_and_object_has_a_declared_kind() -> None:
     # a field the walk would have to guess about fails here, before it ships
+    # when
     unclassified = [
         f"{model.__name__}.{field.alias or name}"
         for model in models()
@@ -152,6 +153,7 @@ def test_every_string_and_object_the_contract_holds_has_a_declared_kind() -> Non
         for leaf, kind in leaves(field.annotation, tuple(field.metadata))
         if kind is None and (leaf in (str, Any) or get_origin(leaf) is dict or leaf is dict)
     ]
+    # then
     assert unclassified == []
 
 
@@ -160,12 +162,14 @@ def test_given_an_undeclared_string_field_when_walked_then_it_is_read_as_prose()
     class Extended(Request):
         note: str | None = None
 
+    # when
     request = Extended.model_validate({"prompt": "hi", "note": "a note"})
     # then the walk screens it rather than skipping it
     assert [(t.at, t.kind) for t in texts(request)] == [("prompt", Kind.PROSE), ("note", Kind.PROSE)]
 
 
-def test_texts_come_in_request_order_with_their_positions() -> None:
+def test_given_a_request_when_walked_then_texts_come_in_request_order_with_their_positions() -> None:
+    # given
     request = Request.model_validate(
         {
             "input": [
@@ -184,6 +188,7 @@ def test_texts_come_in_request_order_with_their_positions() -> None:
             "previous_response_id": "resp_1",
         }
     )
+    # when / then
     assert [(t.at, t.text, t.kind) for t in texts(request)] == [
         ("input[0].content", "be brief", Kind.PROSE),
         ("input[1].content[0].text", "a", Kind.PROSE),
@@ -195,27 +200,38 @@ def test_texts_come_in_request_order_with_their_positions() -> None:
     ]
 
 
-def test_with_texts_writes_each_text_back_in_place_and_leaves_the_original_alone() -> None:
+def test_given_new_texts_when_written_back_then_each_is_in_place_and_the_original_is_left_alone() -> None:
+    # given
     request = Request.model_validate(
         {
             "prompt": "mail a@b.co",
             "text": {"format": {"type": "json_schema", "name": "out", "schema": {"description": "for a@b.co"}}},
         }
     )
+    # when
     redacted = with_texts(request, ["mail [EMAIL]", "out", '{"description": "for [EMAIL]"}'])
+    # then
     assert redacted.arguments()["input"] == "mail [EMAIL]"
     assert redacted.arguments()["text"]["format"]["schema"] == {"description": "for [EMAIL]"}
     assert request.arguments()["input"] == "mail a@b.co"
 
 
 @pytest.mark.parametrize(
-    "broken", ['{"description": "x"', '["x"]', '{"other": "x"}', '{"description": "a", "description": "b"}']
+    ("broken", "reason"),
+    [
+        ('{"description": "x"', "Expecting ',' delimiter"),
+        ('["x"]', "no longer has the same shape"),
+        ('{"other": "x"}', "no longer has the same shape"),
+        ('{"description": "a", "description": "b"}', "a key repeats"),
+    ],
 )
-def test_a_json_text_that_no_longer_has_its_shape_cannot_be_written_back(broken: str) -> None:
+def test_given_a_json_text_that_lost_its_shape_when_written_back_then_it_is_refused(broken: str, reason: str) -> None:
+    # given
     request = Request.model_validate(
         {"prompt": "p", "text": {"format": {"type": "json_schema", "name": "out", "schema": {"description": "x"}}}}
     )
-    with pytest.raises(ValueError):
+    # when / then
+    with pytest.raises(ValueError, match=reason):
         with_texts(request, ["p", "out", broken])
 
 
@@ -229,34 +245,44 @@ def test_a_json_text_that_no_longer_has_its_shape_cannot_be_written_back(broken:
         (("unknown field from the caller", "x"), ""),
     ],
 )
-def test_a_position_names_fields_and_indices_never_what_the_caller_named(loc: tuple, expected: str) -> None:
+def test_given_a_location_when_named_then_it_has_fields_and_indices_never_what_the_caller_named(
+    loc: tuple, expected: str
+) -> None:
+    # when / then
     assert locate(loc)[0] == expected
 
 
-def test_the_contract_is_strict_about_types() -> None:
-    # JSON true is not 1, 1.5 is not a whole number, "1" is not a number
+def test_given_loosely_typed_values_when_validated_then_the_contract_is_strict_about_types() -> None:
+    # given JSON true is not 1, 1.5 is not a whole number, "1" is not a number
     for body in (
         {"prompt": "a", "max_output_tokens": True},
         {"prompt": "a", "max_output_tokens": 1.5},
         {"prompt": "a", "temperature": "1"},
         {"prompt": 5},
     ):
-        with pytest.raises(Exception):
+        # when / then
+        with pytest.raises(ValidationError):
             Request.model_validate(body)
 
 
-def test_models_lists_every_object_of_the_contract_root_first() -> None:
+def test_given_the_contract_when_models_are_listed_then_every_object_is_there_root_first() -> None:
+    # when
     found = models()
+    # then
     assert found[0] is Request
     assert {m.__name__ for m in found} >= {"Message", "InputText", "OutputText", "TextConfig", "JsonSchemaFormat"}
 
 
-def test_the_declaration_has_a_doc_for_every_field() -> None:
+def test_given_the_declaration_when_read_then_every_field_has_a_doc() -> None:
+    # when
     missing = [f"{m.__name__}.{n}" for m in models() for n, f in m.model_fields.items() if not f.description]
+    # then
     assert missing == []
 
 
-def test_annotated_kinds_are_the_only_metadata_the_walk_reads() -> None:
+def test_given_annotated_metadata_when_read_then_kinds_are_the_only_metadata_the_walk_reads() -> None:
     # the Kind is read from Annotated metadata wherever it sits: on the field or inside a union member
+    # given
     prose = Annotated[str, Kind.PROSE]
+    # when / then
     assert contract._kind(contract._unwrap(prose | None, ())[1]) is Kind.PROSE

@@ -79,7 +79,8 @@ def oci_words(command: Sequence[str]) -> tuple[str, ...] | None:
 
 def _logical_lines(lines: list[tuple[int, str]]) -> Iterator[tuple[int, str]]:
     """Join backslash-continued lines; each result keeps the number of its first line."""
-    start, parts = 0, []
+    start = 0
+    parts: list[str] = []
     for number, line in lines:
         if not parts:
             start = number
@@ -134,14 +135,14 @@ def shown_commands(text: str, name: str) -> list[Shown]:
 def _root() -> click.Group:
     """oci-cli's root group with its non-service commands (session, setup, raw-request), as its
     console script `oci_cli.cli:cli` registers them; services load on demand (dynamic_loader)."""
-    import oci_cli.cli  # noqa: F401  (registers session, setup, raw-request on the root)
-    from oci_cli.cli_root import cli
+    import oci_cli.cli  # noqa: F401, PLC0415  (registers session, setup, raw-request on the root)
+    from oci_cli.cli_root import cli  # noqa: PLC0415  (oci-cli takes seconds to import: only when a test asks)
 
     return cli
 
 
 def _load_service(name: str) -> None:
-    from oci_cli import dynamic_loader
+    from oci_cli import dynamic_loader  # noqa: PLC0415  (as _root: only when a test asks)
 
     dynamic_loader.load_service(name)
 
@@ -160,7 +161,7 @@ def _value_problem(name: str, option: click.Option, value: str) -> str | None:
     if "$" in value or not isinstance(option.type, _LITERAL_TYPES):
         return None
     try:
-        option.type.convert(value, option, None)
+        option.type.convert(value, option, None)  # type: ignore[arg-type]  # click's number types take text too
     except click.BadParameter as exc:
         return f"{name} {value!r}: {exc.message}"
     return None

@@ -92,10 +92,11 @@ def untraced(identity: LocalIdentity, endpoint: LocalEndpoint, quiet_log: Path) 
 # --- who called ----------------------------------------------------------------------------------
 
 
-def test_the_gateway_s_caller_header_reaches_the_log_line(
+def test_given_the_gateways_caller_header_when_invoked_then_it_reaches_the_log_line(
     untraced: FunctionProcess, upstream: LocalEndpoint, quiet_log: Path
 ) -> None:
-    # given API Gateway set the caller header from the JWT subject, when it forwards a prompt
+    # given API Gateway set the caller header from the JWT subject
+    # when it forwards a prompt
     call_id, status, _ = _call(untraced, {"prompt": PROMPT}, caller={CALLER_HEADER: "ocid1.user.oc1..aaaaalice"})
     # then the invocation's log line names the caller, and nothing of the prompt
     line = _log_line(quiet_log, call_id)
@@ -103,18 +104,21 @@ def test_the_gateway_s_caller_header_reaches_the_log_line(
     assert PROMPT not in json.dumps(line)
 
 
-def test_the_caller_header_through_function_process_reaches_the_log_line(
+def test_given_a_caller_header_through_function_process_when_invoked_then_it_reaches_the_log_line(
     untraced: FunctionProcess, upstream: LocalEndpoint, quiet_log: Path
 ) -> None:
+    # when
     answer = untraced.invoke({"prompt": "hi"}, headers={CALLER_HEADER: "alice@example.com"}, call_id="ops-caller-agent")
+    # then
     assert answer.http_status == 200
     assert _log_line(quiet_log, "ops-caller-agent")["caller"] == "alice@example.com"
 
 
-def test_a_direct_invoke_logs_no_caller_even_with_the_header(
+def test_given_a_direct_invoke_with_the_header_when_answered_then_no_caller_is_logged(
     untraced: FunctionProcess, upstream: LocalEndpoint, quiet_log: Path
 ) -> None:
     # given a direct `fn invoke` (no Fn-Intent) that carries the header itself
+    # when
     call_id, status, body = _call(untraced, {"prompt": "hi"}, platform={CALLER_HEADER: "mallory"}, gateway=False)
     # then it is answered, and no caller is logged: only the gateway sets one
     assert status == 200 and body["output_text"].startswith(ANSWER)
@@ -122,19 +126,22 @@ def test_a_direct_invoke_logs_no_caller_even_with_the_header(
     assert "caller" not in line and "mallory" not in json.dumps(line)
 
 
-def test_a_gateway_call_without_the_header_logs_no_caller(
+def test_given_a_gateway_call_without_the_header_when_answered_then_no_caller_is_logged(
     untraced: FunctionProcess, upstream: LocalEndpoint, quiet_log: Path
 ) -> None:
+    # when
     call_id, _, _ = _call(untraced, {"prompt": "hi"})
+    # then
     assert "caller" not in _log_line(quiet_log, call_id)
 
 
-def test_a_hostile_caller_value_is_cut_escaped_and_flagged(
+def test_given_a_hostile_caller_value_when_logged_then_it_is_cut_escaped_and_flagged(
     untraced: FunctionProcess, upstream: LocalEndpoint, quiet_log: Path
 ) -> None:
     # given a caller value in UTF-8 with a bidi override, a C1 control and 10 kB of padding
     # (the fdk's parser itself refuses C0 controls and DEL with a 400)
     hostile = ("eve\u202egnp.exe\u0085" + "x" * 10_000).encode()
+    # when
     call_id, status, _ = _call(untraced, {"prompt": "hi"}, caller={CALLER_HEADER: hostile})
     # then the call is answered as usual, and the log line holds an escaped, bounded, flagged value
     assert status == 200
@@ -159,7 +166,7 @@ def _serve(identity: LocalIdentity, endpoint: LocalEndpoint, log: Path, **option
     )
 
 
-def test_make_serve_sets_the_caller_and_overwrites_a_forged_one(
+def test_given_no_or_a_forged_caller_header_when_make_serve_forwards_then_it_sets_the_subject(
     identity: LocalIdentity, upstream: LocalEndpoint, gateway_log: Path
 ) -> None:
     with _serve(identity, upstream, gateway_log) as gateway, httpx2.Client(base_url=gateway.url, timeout=30) as http:
@@ -168,8 +175,9 @@ def test_make_serve_sets_the_caller_and_overwrites_a_forged_one(
         forged = http.post(
             chat_route(), json={"prompt": "hi"}, headers=[(CALLER_HEADER, "admin"), (CALLER_HEADER.lower(), "root")]
         )
+    # then both are answered
     assert plain.status_code == forged.status_code == 200
-    # then the function logs the gateway's subject both times, as `ifExists: OVERWRITE` does
+    # and the function logs the gateway's subject both times, as `ifExists: OVERWRITE` does
     lines = [json.loads(line) for line in gateway_log.read_text(encoding="utf-8").splitlines() if line.startswith("{")]
     callers = [line.get("caller") for line in lines if "status" in line]
     assert callers == [DEFAULT_SUBJECT, DEFAULT_SUBJECT]
@@ -178,27 +186,32 @@ def test_make_serve_sets_the_caller_and_overwrites_a_forged_one(
     )
 
 
-def test_make_serve_takes_the_subject_from_local_gateway_subject(
+def test_given_local_gateways_subject_when_make_serve_forwards_then_it_is_the_logged_caller(
     identity: LocalIdentity, upstream: LocalEndpoint, tmp_path: Path
 ) -> None:
+    # given
     log = tmp_path / "function.log"
     with _serve(identity, upstream, log, subject="dev@example.com") as gateway:
+        # when
         assert httpx2.post(f"{gateway.url}{chat_route()}", json={"prompt": "hi"}, timeout=30).status_code == 200
+    # then
     assert '"caller": "dev@example.com"' in log.read_text(encoding="utf-8")
 
 
-def test_make_serve_reads_local_gateway_subject_from_the_environment(tmp_path: Path) -> None:
-    # given LOCAL_GATEWAY_SUBJECT in the environment, when `make serve`'s entrypoint starts
+def test_given_local_gateway_subject_in_the_environment_when_make_serve_starts_then_it_is_read(tmp_path: Path) -> None:
+    # given LOCAL_GATEWAY_SUBJECT in the environment
     env = {**os.environ, "LOCAL_GATEWAY_SUBJECT": "env-subject", "PORT": "0"}
     env = {k: v for k, v in env.items() if not k.startswith("GENAI_")}
+    # when `make serve`'s entrypoint starts
     server = subprocess.Popen(
         [sys.executable, "-m", "genai_handler.local.gateway"], cwd=REPO_ROOT, env=env, stderr=subprocess.PIPE, text=True
     )
+    assert server.stderr is not None
     try:
         banner = ""
         until = time.monotonic() + 60
         while "Ctrl-C" not in banner and time.monotonic() < until and server.poll() is None:
-            banner += server.stderr.readline()  # type: ignore[union-attr]
+            banner += server.stderr.readline()
     finally:
         server.terminate()
         server.wait(timeout=10)
@@ -227,7 +240,7 @@ def traced(
     function.stop()
 
 
-def test_spans_arrive_joined_to_the_platform_s_trace_with_a_child_per_attempt(
+def test_given_a_traced_call_when_answered_then_spans_join_the_platforms_trace_with_a_child_per_attempt(
     traced: FunctionProcess, identity: LocalIdentity, upstream: LocalEndpoint, collector: Collector, traced_log: Path
 ) -> None:
     # given OCI's real 500 once, then the answer
@@ -258,22 +271,26 @@ def test_spans_arrive_joined_to_the_platform_s_trace_with_a_child_per_attempt(
     assert line["trace_id"] == TRACE_ID and line["trace_report"] == "sent"
 
 
-def test_an_unsampled_call_sends_nothing(
+def test_given_an_unsampled_call_when_answered_then_nothing_is_sent(
     traced: FunctionProcess, upstream: LocalEndpoint, collector: Collector
 ) -> None:
+    # given
     collector.reset()
+    # when
     _, status, _ = _call(traced, {"prompt": "hi"}, platform={**B3, "X-B3-Sampled": "0"})
+    # then
     assert status == 200
     time.sleep(REPORT_BOUND_S + 0.5)
     assert not collector.received
 
 
 @pytest.mark.parametrize("mode", ["refuse", "slow"])
-def test_a_refusing_or_slow_collector_neither_fails_nor_holds_the_call(
+def test_given_a_refusing_or_slow_collector_when_called_then_it_neither_fails_nor_holds_the_call(
     traced: FunctionProcess, upstream: LocalEndpoint, collector: Collector, traced_log: Path, mode: str
 ) -> None:
     # given a collector that answers 500, or answers only after 5 s
     collector.reset(mode)
+    # when
     started = time.monotonic()
     call_id, status, body = _call(traced, {"prompt": "hi"}, platform=B3)
     elapsed = time.monotonic() - started
@@ -283,24 +300,27 @@ def test_a_refusing_or_slow_collector_neither_fails_nor_holds_the_call(
     assert _log_line(traced_log, call_id)["trace_report"] == {"refuse": "rejected", "slow": "late"}[mode]
 
 
-def test_a_dead_collector_neither_fails_nor_holds_the_call(
+def test_given_a_dead_collector_when_called_then_it_neither_fails_nor_holds_the_call(
     identity: LocalIdentity, upstream: LocalEndpoint, tmp_path: Path
 ) -> None:
+    # given
     env = function_env(identity, upstream, OCI_TRACING_ENABLED="1", OCI_TRACE_COLLECTOR_URL=dead_url())
     function = start_function(env, tmp_path / "function.log")
     try:
         _call(function, {"prompt": "warm up"}, platform=B3)
+        # when
         started = time.monotonic()
         call_id, status, _ = _call(function, {"prompt": "hi"}, platform=B3)
         elapsed = time.monotonic() - started
     finally:
         function.stop()
+    # then
     assert status == 200 and elapsed < REPORT_BOUND_S + 3.0
     line = _log_line(tmp_path / "function.log", call_id)
     assert line["trace_report"] == "failed" and DATA_KEY not in json.dumps(line)
 
 
-def test_a_slow_collector_never_holds_the_call_past_its_deadline(
+def test_given_a_slow_collector_when_called_then_it_never_holds_the_call_past_its_deadline(
     traced: FunctionProcess, upstream: LocalEndpoint, collector: Collector
 ) -> None:
     # given the model answers just before the handler's deadline, and the collector is slow
@@ -313,12 +333,14 @@ def test_a_slow_collector_never_holds_the_call_past_its_deadline(
     assert status == 200 and time.monotonic() - started < 3.0
 
 
-def test_tracing_off_sends_nothing(
+def test_given_tracing_off_when_called_then_nothing_is_sent(
     untraced: FunctionProcess, upstream: LocalEndpoint, collector: Collector, quiet_log: Path
 ) -> None:
     # given tracing is not enabled, even with B3 headers on the call
     collector.reset()
+    # when
     call_id, status, _ = _call(untraced, {"prompt": "hi"}, platform=B3)
+    # then
     assert status == 200
     line = _log_line(quiet_log, call_id)
     assert "trace_id" not in line and "trace_report" not in line
@@ -329,16 +351,16 @@ import io, json, sys
 from fdk.context import context_from_format
 import func
 headers = {"fn-call-id": "c", "fn-intent": "httprequest", "fn-http-method": "POST",
-           "fn-http-request-url": "/genai/chat", "x-b3-traceid": "%s", "x-b3-spanid": "%s"}
+           "fn-http-request-url": "/genai/chat", "x-b3-traceid": sys.argv[1], "x-b3-spanid": sys.argv[2]}
 ctx, data = context_from_format("http-stream", headers=headers, data=io.BytesIO(b'{"prompt": "hi"}'))
 reply = func.handler(ctx, data)
 print(json.dumps({"status": reply.context().GetResponseHeaders()["fn-http-status"],
                   "tracing": "genai_handler.tracing" in sys.modules}))
-""" % (TRACE_ID, PLATFORM_SPAN)
+"""
 
 
 @pytest.mark.parametrize("enabled", ["", "0", "1"])
-def test_the_tracing_module_is_loaded_only_when_tracing_is_on(
+def test_given_a_tracing_setting_when_invoked_then_the_module_loads_only_when_tracing_is_on(
     identity: LocalIdentity, upstream: LocalEndpoint, collector: Collector, enabled: str
 ) -> None:
     # given a fresh interpreter running a real invocation, tracing unset, off or on
@@ -352,8 +374,14 @@ def test_the_tracing_module_is_loaded_only_when_tracing_is_on(
     if enabled:
         env["OCI_TRACING_ENABLED"] = enabled
     collector.reset()
+    # when
     ran = subprocess.run(
-        [sys.executable, "-c", _IMPORTED], env=env, capture_output=True, text=True, timeout=120, check=True
+        [sys.executable, "-c", _IMPORTED, TRACE_ID, PLATFORM_SPAN],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
     )
     result = json.loads(ran.stdout.splitlines()[-1])
     # then the call is answered, and only with tracing on was the module imported and anything sent

@@ -22,13 +22,18 @@ DOCUMENTED = {
 
 
 @pytest.mark.parametrize(("cls", "expected"), DOCUMENTED.items())
-def test_status_type_and_shape(cls: type[errors.HandlerError], expected: tuple[int, str]) -> None:
+def test_given_each_error_when_made_then_it_has_its_documented_status_type_and_shape(
+    cls: type[errors.HandlerError], expected: tuple[int, str]
+) -> None:
+    # when
     error = cls("what happened", request_id="ABC")
+    # then
     assert (error.status, error.type) == expected
     assert error.to_dict() == {"error": {"type": expected[1], "message": "what happened", "request_id": "ABC"}}
 
 
-def test_the_docstring_lists_every_error() -> None:
+def test_given_the_modules_docstring_when_read_then_it_lists_every_error() -> None:
+    # when / then
     for cls, (status, type_) in DOCUMENTED.items():
         assert f"{cls.__name__}" in errors.__doc__ and f"{status}   {type_}" in errors.__doc__
     assert set(DOCUMENTED) == set(errors.HandlerError.__subclasses__())

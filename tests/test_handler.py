@@ -8,9 +8,10 @@ from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
 
 import pytest
-from fdk.context import InvokeContext
+from fdk.context import InvokeContext, TracingContext
 
-from genai_handler import handler, logs
+import genai_handler
+from genai_handler import doctor, handler, logs, tracing
 from genai_handler.settings import Settings
 
 SETTINGS = Settings(
@@ -47,61 +48,77 @@ def settings(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(handler, "_settings", SETTINGS)
 
 
-def test_the_budget_is_the_time_to_fn_deadline_less_the_margin() -> None:
+def test_given_an_fn_deadline_when_budgeting_then_the_budget_is_the_time_to_it_less_the_margin() -> None:
+    # given
     deadline = (datetime.now(UTC) + timedelta(seconds=20)).isoformat().replace("+00:00", "Z")
+    # when / then
     assert 18.5 < handler._budget(_ctx(deadline)) < 19.1
 
 
-def test_without_fn_deadline_the_fdk_default_applies() -> None:
+def test_given_no_fn_deadline_when_budgeting_then_the_fdk_default_applies() -> None:
+    # when / then
     assert 28 < handler._budget(_ctx(None)) < 29.1
 
 
-def test_a_bug_becomes_internal_error_without_its_text(
+def test_given_a_bug_when_invoked_then_it_becomes_internal_error_without_its_text(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    # given
     def broken(*_: object) -> None:
         raise RuntimeError("secret-token /etc/private.pem")
 
     monkeypatch.setattr(handler, "parse", broken)
+    # when
     reply = handler.handle(_ctx(), io.BytesIO(b'{"prompt": "hi"}'))
+    # then
     assert _status(reply) == 500
     assert json.loads(reply.body())["error"]["type"] == "internal_error"
     assert "secret-token" not in reply.body() and "secret-token" not in capsys.readouterr().err
 
 
-def test_openai_route_errors_use_the_openai_shape() -> None:
+def test_given_the_openai_route_when_a_request_is_refused_then_the_error_has_the_openai_shape() -> None:
+    # when
     reply = handler.handle(_ctx(url="/genai/v1/responses"), io.BytesIO(b'{"input": ""}'))
+    # then
     error = json.loads(reply.body())["error"]
     assert set(error) == {"message", "type", "param", "code"} and error["code"] == "invalid_request"
 
 
-def test_doctor_is_not_reachable_through_the_gateway() -> None:
+def test_given_a_doctor_request_when_it_comes_through_the_gateway_then_it_is_refused() -> None:
+    # when
     reply = handler.handle(_ctx(), io.BytesIO(b'{"doctor": true}'))
+    # then
     assert _status(reply) == 400
 
 
-def test_misconfiguration_is_remembered_and_reported(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_given_a_misconfiguration_when_invoked_twice_then_it_is_remembered_and_reported(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # given
     monkeypatch.setattr(handler, "_settings", None)
     monkeypatch.delenv("GENAI_PROJECT_OCID", raising=False)
+    # when / then
     for _ in range(2):
         reply = handler.handle(_ctx(), io.BytesIO(b'{"prompt": "hi"}'))
         assert _status(reply) == 500 and "GENAI_PROJECT_OCID" in reply.body()
 
 
-def test_the_package_exports_what_it_lists() -> None:
-    import genai_handler
-
+def test_given_the_package_when_imported_then_it_exports_what_it_lists() -> None:
+    # when / then
     assert sorted(genai_handler.__all__) == sorted(genai_handler._EXPORTS)
     for name in genai_handler.__all__:
         assert getattr(genai_handler, name).__name__ == name
 
 
-def test_a_far_future_fn_deadline_is_clamped_to_the_longest_call_oci_functions_runs() -> None:
+def test_given_a_far_future_fn_deadline_when_budgeting_then_it_is_clamped_to_the_longest_oci_call() -> None:
     # given Fn-Deadline 9999-12-31: no platform call lasts that long (detached calls: 3600 s)
+    # when / then
     assert 3598 < handler._budget(_ctx("9999-12-31T23:59:59Z")) <= 3599
 
 
-def test_a_far_future_fn_deadline_still_gets_a_designed_answer(rp_identity: object) -> None:
+def test_given_a_far_future_fn_deadline_when_invoked_then_it_still_gets_a_designed_answer(
+    rp_identity: object,
+) -> None:
     # given nothing listens upstream, when invoked with a deadline 8,000 years away
     reply = handler.handle(_ctx("9999-12-31T23:59:59Z"), io.BytesIO(b'{"prompt": "hi"}'))
     # then the caller gets the connection failure, not a 500 from an overflowing socket timeout
@@ -120,7 +137,7 @@ def _log_lines(capsys: pytest.CaptureFixture[str]) -> list[dict]:
     return [json.loads(line) for line in capsys.readouterr().err.splitlines() if line.startswith("{")]
 
 
-def test_a_crash_while_shaping_the_answer_is_internal_error_and_logged_as_such(
+def test_given_a_crash_while_shaping_the_answer_when_invoked_then_it_is_internal_error_and_logged(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     _capture_logs()
@@ -133,6 +150,7 @@ def test_a_crash_while_shaping_the_answer_is_internal_error_and_logged_as_such(
         raise AttributeError("'str' object has no attribute 'model_dump' secret-answer")
 
     monkeypatch.setattr(handler, "shape", broken)
+    # when
     reply = handler.handle(_ctx(), io.BytesIO(b'{"prompt": "hi"}'))
     # then a designed 500, and the log line says 500 too, without the exception text
     assert _status(reply) == 500 and json.loads(reply.body())["error"]["type"] == "internal_error"
@@ -140,25 +158,26 @@ def test_a_crash_while_shaping_the_answer_is_internal_error_and_logged_as_such(
     assert line["status"] == 500 and "secret-answer" not in json.dumps(line)
 
 
-def test_a_crash_while_logging_is_still_a_designed_answer(
+def test_given_a_crash_while_logging_when_invoked_then_the_answer_is_still_designed(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    # given
     def broken(*_: object, **__: object) -> None:
         raise TypeError("secret-token in a log field")
 
     _capture_logs()
     monkeypatch.setattr(handler, "_log", broken)
+    # when
     reply = handler.handle(_ctx(), io.BytesIO(b'{"prompt": ""}'))
+    # then
     assert _status(reply) == 500 and json.loads(reply.body())["error"]["type"] == "internal_error"
     assert "secret-token" not in reply.body() and "secret-token" not in capsys.readouterr().err
 
 
-def test_a_crash_in_the_doctor_is_a_designed_json_error(
+def test_given_a_crash_in_the_doctor_when_invoked_directly_then_it_is_a_designed_json_error(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     # given the doctor itself fails (e.g. on a setting it cannot parse)
-    from genai_handler import doctor
-
     def broken() -> None:
         raise ValueError("Port could not be cast to integer value as 'abc' secret")
 
@@ -172,13 +191,9 @@ def test_a_crash_in_the_doctor_is_a_designed_json_error(
     assert "secret" not in reply.body() and "secret" not in capsys.readouterr().err
 
 
-def test_a_trace_report_that_crashes_never_changes_the_answer(
+def test_given_a_trace_report_that_crashes_when_invoked_then_the_answer_is_unchanged(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from fdk.context import TracingContext
-
-    from genai_handler import tracing
-
     def broken(*_: object, **__: object) -> None:
         raise RuntimeError("a bug in tracing, with the collector's secret-data-key")
 
@@ -196,7 +211,9 @@ def test_a_trace_report_that_crashes_never_changes_the_answer(
     assert line["trace_report"] == "failed" and "secret" not in json.dumps(line)
 
 
-def test_the_caller_is_read_only_from_the_gateway_s_headers(capsys: pytest.CaptureFixture[str]) -> None:
+def test_given_a_caller_header_when_invoked_then_it_is_read_only_from_the_gateways_headers(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     # given the same header as a gateway caller header, and as a plain header on a direct invoke
     gateway = InvokeContext(
         "app",
@@ -218,6 +235,7 @@ def test_the_caller_is_read_only_from_the_gateway_s_headers(capsys: pytest.Captu
         "app", "app", "fn", "fn", "call-2", headers={"x-genai-caller": "mallory"}, method=None, fn_format="http-stream"
     )
     _capture_logs()
+    # when
     for ctx in (gateway, direct):
         handler.handle(ctx, io.BytesIO(b'{"input": ""}'))
     # then only the gateway's is logged

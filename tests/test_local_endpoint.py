@@ -114,8 +114,10 @@ def _raw_exchange(endpoint: LocalEndpoint) -> tuple[bytes, BaseException | None]
 def test_given_a_resource_principal_when_the_oci_sdk_signs_then_the_openai_sdk_parses_the_answer(
     endpoint: LocalEndpoint, rp_signer: Any, identity: LocalIdentity
 ) -> None:
+    # when
     response = _send(_signed(endpoint, rp_signer, _ask("what is OCI?")))
 
+    # then
     assert response.status_code == 200
     assert response.headers["opc-request-id"]
     parsed = Response.model_validate(response.json())
@@ -130,13 +132,16 @@ def test_given_a_resource_principal_when_the_oci_sdk_signs_then_the_openai_sdk_p
 def test_given_an_api_key_when_registered_then_its_signed_request_is_accepted(
     endpoint: LocalEndpoint, tmp_path: Path
 ) -> None:
+    # given
     config_path, profile, private_key, key_id = make_api_key_profile(tmp_path / "user")
     signer = oci.signer.Signer.from_config(oci.config.from_file(str(config_path), profile))
 
+    # when
     refused = _send(_signed(endpoint, signer))
     endpoint.register_key(key_id, private_key.public_key())
     accepted = _send(_signed(endpoint, signer))
 
+    # then
     _assert_not_authenticated(refused, "unknown key")
     assert accepted.status_code == 200
     assert endpoint.requests[-1].key_id == key_id
@@ -145,8 +150,10 @@ def test_given_an_api_key_when_registered_then_its_signed_request_is_accepted(
 def test_given_a_signed_get_when_listing_models_then_every_model_is_listed(
     endpoint: LocalEndpoint, rp_signer: Any
 ) -> None:
+    # when
     response = requests.get(f"{endpoint.base_url}/models?limit=10", auth=rp_signer, timeout=5)
 
+    # then
     assert response.status_code == 200
     assert response.json() == {
         "object": "list",
@@ -155,11 +162,13 @@ def test_given_a_signed_get_when_listing_models_then_every_model_is_listed(
 
 
 def test_given_a_registered_bearer_key_when_sent_then_accepted_and_another_refused(endpoint: LocalEndpoint) -> None:
+    # when
     accepted = requests.post(f"{endpoint.base_url}/responses", json=_ask(), headers=BEARER_HEADERS, timeout=5)
     refused = requests.post(
         f"{endpoint.base_url}/responses", json=_ask(), headers={"Authorization": "Bearer not-used"}, timeout=5
     )
 
+    # then
     assert accepted.status_code == 200
     _assert_not_authenticated(refused, "unknown API key")
 
@@ -167,14 +176,17 @@ def test_given_a_registered_bearer_key_when_sent_then_accepted_and_another_refus
 def test_given_the_openai_client_when_it_calls_with_a_bearer_key_then_it_gets_text_and_models(
     endpoint: LocalEndpoint,
 ) -> None:
+    # given
     client = openai.OpenAI(base_url=endpoint.base_url, api_key=BEARER, max_retries=0, timeout=5)
 
+    # when
     with client:
         answer = client.responses.create(model=MODEL, input="ping")
         models = [model.id for model in client.models.list()]
         with pytest.raises(openai.AuthenticationError):
             client.with_options(api_key="not-used").responses.create(model=MODEL, input="ping")
 
+    # then
     assert answer.output_text == "Local answer to: ping"
     assert models == list(endpoint.models)
 
@@ -183,75 +195,92 @@ def test_given_the_openai_client_when_it_calls_with_a_bearer_key_then_it_gets_te
 
 
 def test_given_no_authorization_when_sent_then_not_authenticated(endpoint: LocalEndpoint) -> None:
+    # when / then
     _assert_not_authenticated(requests.get(f"{endpoint.base_url}/models", timeout=5), "missing authorization")
 
 
 def test_given_a_signed_request_when_the_body_is_tampered_then_body_hash_mismatch(
     endpoint: LocalEndpoint, rp_signer: Any
 ) -> None:
+    # given / when
     request = _signed(endpoint, rp_signer, _ask("pay 10"))
     assert isinstance(request.body, bytes)
     request.body = request.body.replace(b"pay 10", b"pay 99")
 
+    # then
     _assert_not_authenticated(_send(request), "body hash mismatch")
 
 
 def test_given_a_signed_request_when_sent_to_another_target_then_signature_mismatch(
     endpoint: LocalEndpoint, rp_signer: Any
 ) -> None:
+    # given / when
     request = _signed(endpoint, rp_signer)
     request.url = f"{request.url}?stream=false"
 
+    # then
     _assert_not_authenticated(_send(request), "signature mismatch")
 
 
 def test_given_a_post_when_body_headers_are_not_signed_then_not_authenticated(
     endpoint: LocalEndpoint, rp_signer: Any
 ) -> None:
+    # given / when
     request = requests.Request("POST", f"{endpoint.base_url}/responses", json=_ask()).prepare()
     rp_signer.without_content_headers(request)
 
+    # then
     _assert_not_authenticated(_send(request), "missing signed header content-length")
 
 
 def test_given_a_date_six_minutes_old_when_signed_then_date_skew(endpoint: LocalEndpoint, rp_signer: Any) -> None:
+    # given / when
     request = requests.Request("POST", f"{endpoint.base_url}/responses", json=_ask()).prepare()
     request.headers["date"] = email.utils.formatdate(time.time() - 360, usegmt=True)
     rp_signer(request)
 
+    # then
     _assert_not_authenticated(_send(request), "date skew")
 
 
 def test_given_an_expired_token_when_signed_then_token_expired(
     endpoint: LocalEndpoint, identity: LocalIdentity, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # given
     identity.rotate(lifetime_s=-60)
     signer = _rp_signer(identity, monkeypatch)
 
+    # when / then
     _assert_not_authenticated(_send(_signed(endpoint, signer)), "token expired")
 
 
 def test_given_a_token_from_another_issuer_when_signed_then_not_authenticated(
     endpoint: LocalEndpoint, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # given
     impostor = LocalIdentity(tmp_path / "impostor")
     signer = _rp_signer(impostor, monkeypatch)
 
+    # when / then
     _assert_not_authenticated(_send(_signed(endpoint, signer)), "token signature mismatch")
 
 
 def test_given_a_valid_token_when_signed_with_another_key_then_signature_mismatch(
     endpoint: LocalEndpoint, identity: LocalIdentity, tmp_path: Path
 ) -> None:
+    # given
     other_key = LocalIdentity(tmp_path / "other").private_key
     signer = oci.auth.signers.SecurityTokenSigner(identity.token, other_key)
 
+    # when / then
     _assert_not_authenticated(_send(_signed(endpoint, signer)), "signature mismatch")
 
 
 def test_given_a_valid_signature_when_routed_nowhere_then_not_found(endpoint: LocalEndpoint, rp_signer: Any) -> None:
+    # when
     response = requests.get(f"{endpoint.base_url}/chat/completions", auth=rp_signer, timeout=5)
 
+    # then
     assert response.status_code == 404
     assert response.json()["code"] == "NotFound"
 
@@ -260,6 +289,7 @@ def test_given_a_valid_signature_when_routed_nowhere_then_not_found(endpoint: Lo
 
 
 def test_given_a_project_when_the_header_differs_then_not_authorized_or_not_found(identity: LocalIdentity) -> None:
+    # given / when
     project = "ocid1.generativeaiproject.oc1..aaaalocal"
     with LocalEndpoint(trusted_issuer=identity.issuer_public_key, project_ocid=project) as endpoint:
         endpoint.register_bearer(BEARER)
@@ -268,16 +298,19 @@ def test_given_a_project_when_the_header_differs_then_not_authorized_or_not_foun
         missing = requests.post(url, json=_ask(), headers=BEARER_HEADERS, timeout=5)
         right = requests.post(url, json=_ask(), headers={**BEARER_HEADERS, "OpenAI-Project": project}, timeout=5)
 
+    # then
     assert (wrong.status_code, missing.status_code, right.status_code) == (404, 404, 200)
     assert wrong.json()["code"] == "NotAuthorizedOrNotFound"
     assert wrong.headers["opc-request-id"]
 
 
 def test_given_any_model_when_asked_then_it_answers_for_that_model(endpoint: LocalEndpoint) -> None:
+    # when
     response = requests.post(
         f"{endpoint.base_url}/responses", json=_ask(model="vendor.some-new-model-9"), headers=BEARER_HEADERS, timeout=5
     )
 
+    # then
     assert response.status_code == 200
     assert response.json()["model"] == "vendor.some-new-model-9"
 
@@ -286,18 +319,22 @@ def test_given_a_token_whose_jwk_is_a_json_string_when_signed_then_accepted(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Real OCI session tokens carry `jwk` as JSON text (see auth.py); the endpoint must read both forms."""
+    # given / when
     identity = LocalIdentity(tmp_path / "rp", jwk_as_string=True)
     with LocalEndpoint(trusted_issuer=identity.issuer_public_key) as endpoint:
         response = _send(_signed(endpoint, _rp_signer(identity, monkeypatch)))
 
+    # then
     assert response.status_code == 200
 
 
 def test_given_a_model_declared_unavailable_when_asked_then_oci_s_model_not_found(identity: LocalIdentity) -> None:
+    # given / when
     with LocalEndpoint(unavailable_models=[MODEL], region="eu-frankfurt-1") as endpoint:
         endpoint.register_bearer(BEARER)
         response = requests.post(f"{endpoint.base_url}/responses", json=_ask(), headers=BEARER_HEADERS, timeout=5)
 
+    # then
     assert response.status_code == 500
     assert response.json() == {
         "code": "500",
@@ -306,6 +343,7 @@ def test_given_a_model_declared_unavailable_when_asked_then_oci_s_model_not_foun
 
 
 def test_given_a_list_of_models_when_another_is_asked_then_model_not_found(endpoint: LocalEndpoint) -> None:
+    # given / when
     with LocalEndpoint(models=["openai.only-this"]) as only:
         only.register_bearer(BEARER)
         other = requests.post(f"{only.base_url}/responses", json=_ask(), headers=BEARER_HEADERS, timeout=5)
@@ -313,20 +351,24 @@ def test_given_a_list_of_models_when_another_is_asked_then_model_not_found(endpo
             f"{only.base_url}/responses", json=_ask(model="openai.only-this"), headers=BEARER_HEADERS, timeout=5
         )
 
+    # then
     assert (other.status_code, listed.status_code) == (500, 200)
     assert only.models == ("openai.only-this",)
 
 
 def test_given_messages_with_parts_when_asked_then_the_last_user_text_is_answered(endpoint: LocalEndpoint) -> None:
+    # given
     messages = [
         {"role": "user", "content": "first question"},
         {"role": "assistant", "content": "first answer"},
         {"role": "user", "content": [{"type": "input_text", "text": "second"}, {"type": "input_text", "text": "one"}]},
     ]
-    body = {"model": MODEL, "input": messages, "instructions": "be brief", "metadata": {"k": "v"}}
+    body: dict[str, Any] = {"model": MODEL, "input": messages, "instructions": "be brief", "metadata": {"k": "v"}}
 
+    # when
     response = requests.post(f"{endpoint.base_url}/responses", json=body, headers=BEARER_HEADERS, timeout=5)
 
+    # then
     parsed = Response.model_validate(response.json())
     assert parsed.output_text == "Local answer to: second one"
     assert parsed.instructions == "be brief" and parsed.metadata == {"k": "v"}
@@ -336,10 +378,13 @@ def test_given_messages_with_parts_when_asked_then_the_last_user_text_is_answere
 def test_given_max_output_tokens_below_the_answer_when_asked_then_incomplete_and_truncated(
     endpoint: LocalEndpoint,
 ) -> None:
+    # given
     body = _ask("a long question indeed", max_output_tokens=4)
 
+    # when
     response = requests.post(f"{endpoint.base_url}/responses", json=body, headers=BEARER_HEADERS, timeout=5)
 
+    # then
     parsed = Response.model_validate(response.json())
     assert parsed.status == "incomplete"
     assert parsed.incomplete_details is not None and parsed.incomplete_details.reason == "max_output_tokens"
@@ -353,10 +398,13 @@ def test_given_max_output_tokens_below_the_answer_when_asked_then_incomplete_and
 def test_given_a_status_fault_when_requested_then_oci_shaped_error_with_retry_after(
     endpoint: LocalEndpoint, rp_signer: Any
 ) -> None:
+    # given
     endpoint.inject(Fault("status", status=429, code="TooManyRequests", retry_after="2"))
 
+    # when
     response = _send(_signed(endpoint, rp_signer))
 
+    # then
     assert response.status_code == 429
     assert response.headers["Retry-After"] == "2"
     assert response.headers["opc-request-id"]
@@ -366,13 +414,16 @@ def test_given_a_status_fault_when_requested_then_oci_shaped_error_with_retry_af
 def test_given_a_delay_fault_when_requested_then_the_normal_answer_comes_late(
     endpoint: LocalEndpoint, connection: http.client.HTTPConnection
 ) -> None:
+    # given
     endpoint.inject(Fault("delay", delay_s=0.3))
 
+    # when
     started = time.monotonic()
     _bearer_request(connection)
     response = connection.getresponse()
     body = response.read()
 
+    # then
     assert time.monotonic() - started >= 0.3
     assert response.status == 200
     assert Response.model_validate_json(body).output_text == "Local answer to: hello there"
@@ -381,8 +432,10 @@ def test_given_a_delay_fault_when_requested_then_the_normal_answer_comes_late(
 def test_given_a_drop_fault_when_requested_then_the_connection_closes_without_an_answer(
     endpoint: LocalEndpoint, connection: http.client.HTTPConnection
 ) -> None:
+    # given
     endpoint.inject(Fault("drop"))
 
+    # when / then
     _bearer_request(connection)
     with pytest.raises(http.client.RemoteDisconnected):
         connection.getresponse()
@@ -392,10 +445,13 @@ def test_given_a_drop_fault_when_requested_then_the_connection_closes_without_an
 def test_given_a_reset_fault_when_requested_then_part_of_the_answer_arrives_then_a_tcp_reset(
     endpoint: LocalEndpoint,
 ) -> None:
+    # given
     endpoint.inject(Fault("reset"))
 
+    # when
     received, ended_by = _raw_exchange(endpoint)
 
+    # then
     assert received.startswith(b"HTTP/1.1 200 OK\r\n")
     assert isinstance(ended_by, ConnectionResetError)
 
@@ -403,21 +459,27 @@ def test_given_a_reset_fault_when_requested_then_part_of_the_answer_arrives_then
 def test_given_a_truncated_fault_when_requested_then_the_body_is_shorter_than_announced(
     endpoint: LocalEndpoint, connection: http.client.HTTPConnection
 ) -> None:
+    # given
     endpoint.inject(Fault("truncated"))
 
+    # when
     _bearer_request(connection)
     response = connection.getresponse()
 
+    # then
     assert response.status == 200
     with pytest.raises(http.client.IncompleteRead):
         response.read()
 
 
 def test_given_a_truncated_fault_when_read_raw_then_the_server_closes_cleanly(endpoint: LocalEndpoint) -> None:
+    # given
     endpoint.inject(Fault("truncated"))
 
+    # when
     received, ended_by = _raw_exchange(endpoint)
 
+    # then
     head, _, body = received.partition(b"\r\n\r\n")
     announced = int(next(line for line in head.split(b"\r\n") if line.lower().startswith(b"content-length:"))[15:])
     assert ended_by is None
@@ -427,23 +489,29 @@ def test_given_a_truncated_fault_when_read_raw_then_the_server_closes_cleanly(en
 def test_given_a_non_json_fault_when_requested_then_200_json_content_type_but_not_json(
     endpoint: LocalEndpoint,
 ) -> None:
+    # given
     endpoint.inject(Fault("non_json"))
 
+    # when
     response = requests.post(f"{endpoint.base_url}/responses", json=_ask(), headers=BEARER_HEADERS, timeout=5)
 
+    # then
     assert response.status_code == 200
     assert response.headers["Content-Type"] == "application/json"
-    with pytest.raises(ValueError):
+    with pytest.raises(json.JSONDecodeError):
         json.loads(response.content)
 
 
 def test_given_a_wrong_shape_fault_when_requested_then_valid_json_that_is_not_a_response(
     endpoint: LocalEndpoint,
 ) -> None:
+    # given
     endpoint.inject(Fault("wrong_shape"))
 
+    # when
     response = requests.post(f"{endpoint.base_url}/responses", json=_ask(), headers=BEARER_HEADERS, timeout=5)
 
+    # then
     assert response.status_code == 200
     assert response.json() == {"unexpected": True}
     with pytest.raises(pydantic.ValidationError):
@@ -453,8 +521,10 @@ def test_given_a_wrong_shape_fault_when_requested_then_valid_json_that_is_not_a_
 def test_given_a_drip_fault_when_requested_then_the_body_trickles_in_pieces(
     endpoint: LocalEndpoint, connection: http.client.HTTPConnection
 ) -> None:
+    # given
     endpoint.inject(Fault("drip", delay_s=0.005))
 
+    # when
     _bearer_request(connection)
     response = connection.getresponse()
     started = time.monotonic()
@@ -463,6 +533,7 @@ def test_given_a_drip_fault_when_requested_then_the_body_trickles_in_pieces(
         pieces.append(piece)
     elapsed = time.monotonic() - started
 
+    # then
     body = b"".join(pieces)
     assert response.status == 200
     assert len(pieces) > 10
@@ -471,35 +542,43 @@ def test_given_a_drip_fault_when_requested_then_the_body_trickles_in_pieces(
 
 
 def test_given_faults_when_requests_arrive_then_they_apply_in_order_once_each(endpoint: LocalEndpoint) -> None:
+    # given
     endpoint.inject(Fault("status", status=503, code="ServiceUnavailable"), Fault("status", status=429))
     url = f"{endpoint.base_url}/models"
 
+    # when
     unauthenticated = requests.get(url, timeout=5)
     unrouted = requests.get(f"{endpoint.base_url}/files", headers=BEARER_HEADERS, timeout=5)
     statuses = [requests.get(url, headers=BEARER_HEADERS, timeout=5).status_code for _ in range(3)]
 
+    # then
     assert (unauthenticated.status_code, unrouted.status_code) == (401, 404)
     assert statuses == [503, 429, 200]
 
 
 def test_given_an_unknown_fault_kind_when_made_then_value_error() -> None:
-    with pytest.raises(ValueError):
+    # when / then
+    with pytest.raises(ValueError, match="unknown fault kind 'explode'"):
         Fault("explode")
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="unknown OCI error 'not_in_the_file'"):
         Fault("oci_error", name="not_in_the_file")
 
 
-def test_every_oci_error_entry_says_where_it_came_from() -> None:
+def test_given_the_oci_errors_file_when_read_then_every_entry_says_where_it_came_from() -> None:
+    # when / then
     for name, entry in oci_errors().items():
         assert set(entry) == {"status", "body", "source"} and entry["source"], name
 
 
 @pytest.mark.parametrize("name", sorted(oci_errors()))
 def test_given_an_oci_error_fault_when_requested_then_oci_s_exact_body(endpoint: LocalEndpoint, name: str) -> None:
+    # given
     endpoint.inject(Fault("oci_error", name=name))
 
+    # when
     response = requests.post(f"{endpoint.base_url}/responses", json=_ask(), headers=BEARER_HEADERS, timeout=5)
 
+    # then
     entry = oci_errors()[name]
     expected = json.loads(json.dumps(entry["body"]).replace("{model}", MODEL).replace("{region}", endpoint.region))
     assert response.status_code == entry["status"]
@@ -507,10 +586,13 @@ def test_given_an_oci_error_fault_when_requested_then_oci_s_exact_body(endpoint:
 
 
 def test_given_a_patched_fault_when_requested_then_the_answer_has_those_fields(endpoint: LocalEndpoint) -> None:
+    # given
     endpoint.inject(Fault("patched", fields={"status": "failed", "usage": "lots"}))
 
+    # when
     response = requests.post(f"{endpoint.base_url}/responses", json=_ask(), headers=BEARER_HEADERS, timeout=5)
 
+    # then
     assert response.status_code == 200
     assert response.json()["status"] == "failed" and response.json()["usage"] == "lots"
     assert response.json()["model"] == MODEL
@@ -520,8 +602,10 @@ def test_given_a_patched_fault_when_requested_then_the_answer_has_those_fields(e
 def test_given_a_trickle_fault_when_requested_then_one_byte_arrives_at_a_time(
     endpoint: LocalEndpoint, kind: str
 ) -> None:
+    # given
     endpoint.inject(Fault(kind, delay_s=0.2))
 
+    # when
     with socket.create_connection(("127.0.0.1", endpoint.port), timeout=5) as sock:
         request = json.dumps(_ask()).encode()
         sock.sendall(
@@ -536,18 +620,22 @@ def test_given_a_trickle_fault_when_requested_then_one_byte_arrives_at_a_time(
         second = sock.recv(65536)
         elapsed = time.monotonic() - started
 
+    # then
     assert len(first) == 1 and len(second) == 1
     assert elapsed >= 0.15
     if kind == "trickle_headers":
         assert first + second == b"HT"
 
 
-def test_a_blackhole_is_a_route_where_connect_hangs() -> None:
+def test_given_a_blackhole_when_connecting_then_the_connect_hangs() -> None:
+    # given
     with blackhole() as base_url:
         port = int(base_url.split(":")[2].split("/")[0])
         started = time.monotonic()
+        # when
         with pytest.raises(TimeoutError):
             socket.create_connection(("127.0.0.1", port), timeout=0.5)
+        # then
         assert time.monotonic() - started >= 0.5
 
 
@@ -557,27 +645,31 @@ def test_a_blackhole_is_a_route_where_connect_hangs() -> None:
 def test_given_one_keep_alive_connection_when_several_requests_then_one_connection_is_counted(
     endpoint: LocalEndpoint, connection: http.client.HTTPConnection
 ) -> None:
-
+    # when
     for path in ("/responses", "/models", "/responses"):
         _bearer_request(connection, path)
         response = connection.getresponse()
         response.read()
         assert response.status == 200
 
+    # then
     assert endpoint.connections_opened == 1
     assert len({r.connection_id for r in endpoint.requests}) == 1
     assert len({r.request_id for r in endpoint.requests}) == 3
 
 
 def test_given_an_idle_timeout_when_a_connection_idles_then_the_server_closes_it() -> None:
+    # given
     with LocalEndpoint(idle_timeout_s=0.2) as endpoint, closing(_bearer_connection(endpoint)) as connection:
         endpoint.register_bearer(BEARER)
         _bearer_request(connection, "/models")
         connection.getresponse().read()
         assert connection.sock is not None
 
+        # when
         time.sleep(0.5)
 
+        # then
         assert connection.sock.recv(1) == b""
         connection.close()
         _bearer_request(connection, "/models")
@@ -588,30 +680,38 @@ def test_given_an_idle_timeout_when_a_connection_idles_then_the_server_closes_it
 def test_given_traffic_when_reset_then_faults_requests_and_connection_count_are_cleared(
     endpoint: LocalEndpoint,
 ) -> None:
+    # given
     endpoint.inject(Fault("status"))
     requests.get(f"{endpoint.base_url}/models", timeout=5)
 
+    # when
     endpoint.reset()
 
+    # then
     assert (endpoint.requests, endpoint.connections_opened) == ([], 0)
     assert requests.get(f"{endpoint.base_url}/models", headers=BEARER_HEADERS, timeout=5).status_code == 200
 
 
 def test_given_a_keep_alive_connection_when_the_endpoint_stops_then_the_connection_is_cut() -> None:
+    # given
     endpoint = LocalEndpoint().start()
     endpoint.register_bearer(BEARER)
     with closing(_bearer_connection(endpoint)) as connection:
         _bearer_request(connection, "/models")
         connection.getresponse().read()
 
+        # when
         endpoint.stop()
 
+        # then
         assert connection.sock is not None and connection.sock.recv(1) == b""
 
 
 def test_given_requests_when_recorded_then_headers_are_lower_case_and_body_is_kept(endpoint: LocalEndpoint) -> None:
+    # when
     requests.post(f"{endpoint.base_url}/responses?x=1", json=_ask(), headers=BEARER_HEADERS, timeout=5)
 
+    # then
     recorded = endpoint.requests[-1]
     assert (recorded.method, recorded.path, recorded.status) == ("POST", "/openai/v1/responses?x=1", 200)
     assert recorded.headers["authorization"] == f"Bearer {BEARER}"
@@ -669,7 +769,9 @@ def test_given_the_oci_sdk_when_it_applies_guardrails_then_its_signed_call_gets_
 
 
 def test_given_clean_text_when_guardrails_apply_then_nothing_is_found(endpoint: LocalEndpoint, rp_signer: Any) -> None:
+    # when
     result = _guardrails_client(endpoint, rp_signer).apply_guardrails(_details("What is OCI?")).data
+    # then
     assert result.results.prompt_injection.score == 0.0
     assert result.results.personally_identifiable_information == []
     assert {c.score for c in result.results.content_moderation.categories} == {0.0}
@@ -678,22 +780,28 @@ def test_given_clean_text_when_guardrails_apply_then_nothing_is_found(endpoint: 
 def test_given_a_guardrails_fault_when_injected_then_only_the_guardrails_route_takes_it(
     endpoint: LocalEndpoint, rp_signer: Any
 ) -> None:
+    # given
     endpoint.inject(Fault("oci_error", name="service_unavailable", path="/actions/applyGuardrails"))
+    # when / then
     assert _send(_signed(endpoint, rp_signer)).status_code == 200  # the model route leaves it queued
     with pytest.raises(oci.exceptions.ServiceError) as raised:
         _guardrails_client(endpoint, rp_signer).apply_guardrails(_details("hi"))
     assert (raised.value.status, raised.value.code) == (503, "ServiceUnavailable")
 
 
-def test_given_an_unsigned_guardrails_call_then_not_authenticated(endpoint: LocalEndpoint) -> None:
+def test_given_an_unsigned_guardrails_call_when_sent_then_not_authenticated(endpoint: LocalEndpoint) -> None:
+    # when
     response = requests.post(f"http://127.0.0.1:{endpoint.port}/20231130/actions/applyGuardrails", json={}, timeout=5)
+    # then
     _assert_not_authenticated(response, "missing authorization header")
 
 
-def test_given_details_without_their_required_fields_then_invalid_parameter(endpoint: LocalEndpoint) -> None:
+def test_given_details_without_their_required_fields_when_sent_then_invalid_parameter(endpoint: LocalEndpoint) -> None:
     with closing(_bearer_connection(endpoint)) as connection:
+        # when
         connection.request(
             "POST", "/20231130/actions/applyGuardrails", body=b'{"input": {"type": "TEXT"}}', headers=BEARER_HEADERS
         )
         response = connection.getresponse()
+        # then
         assert response.status == 400 and json.loads(response.read())["code"] == "InvalidParameter"

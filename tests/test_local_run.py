@@ -36,8 +36,10 @@ def _log_lines(stderr: str) -> list[dict]:
 
 
 @no_dotenv
-def test_make_run_prints_and_invokes_the_real_chat_route(tmp_path: Path) -> None:
+def test_given_a_prompt_when_make_run_runs_then_it_invokes_the_real_chat_route_and_prints(tmp_path: Path) -> None:
+    # when
     done = _make_run(tmp_path, "hello route")
+    # then
     assert done.returncode == 0, done.stderr
     [request_line] = [line for line in done.stderr.splitlines() if line.startswith("POST ")]
     route = request_line.split()[1]
@@ -47,9 +49,12 @@ def test_make_run_prints_and_invokes_the_real_chat_route(tmp_path: Path) -> None
 
 
 @no_dotenv
-def test_make_run_honours_genai_settings_from_the_environment_as_make_serve_does(tmp_path: Path) -> None:
+def test_given_genai_settings_in_the_environment_when_make_run_runs_then_it_honours_them_as_make_serve(
+    tmp_path: Path,
+) -> None:
     # given GENAI_* settings in the environment, as `GENAI_MODEL=... make run` sets them
     model = f"{DEFAULT_MODEL}-from-environment"
+    # when
     done = _make_run(tmp_path, "a logged prompt", GENAI_MODEL=model, GENAI_LOG_PROMPTS="true")
     # then the function ran with them: its log line names that model and carries the prompt
     [line] = _log_lines(done.stderr)

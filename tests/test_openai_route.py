@@ -34,7 +34,9 @@ def _client(gateway: LocalGateway, token: str = TOKEN) -> openai.OpenAI:
     return openai.OpenAI(base_url=f"{gateway.url}/genai/v1", api_key=token, max_retries=0, timeout=30)
 
 
-def test_responses_create_answers_and_output_text_reads_it(gateway: LocalGateway, upstream: LocalEndpoint) -> None:
+def test_given_the_openai_sdk_when_it_creates_a_response_then_output_text_reads_the_answer(
+    gateway: LocalGateway, upstream: LocalEndpoint
+) -> None:
     # given an OpenAI SDK pointed at the gateway's /genai/v1, with the gateway token as its API key
     with _client(gateway) as client:
         # when it creates a response
@@ -45,40 +47,56 @@ def test_responses_create_answers_and_output_text_reads_it(gateway: LocalGateway
     assert answer._request_id == upstream.requests[-1].request_id
 
 
-def test_a_model_outside_the_allow_list_is_a_bad_request_naming_the_allowed_ones(
+def test_given_a_model_outside_the_allow_list_when_called_then_a_bad_request_names_the_allowed_ones(
     gateway: LocalGateway, upstream: LocalEndpoint
 ) -> None:
+    # when
     with _client(gateway) as client, pytest.raises(openai.BadRequestError) as refused:
         client.responses.create(model=OTHER_MODEL, input="hi")
-    assert refused.value.status_code == 400 and refused.value.code == "invalid_request"
+    # then
+    assert refused.value.status_code == 400
+    assert refused.value.code == "invalid_request"
     assert f"model must be one of: {MODEL}" in refused.value.message
     assert upstream.requests == []
 
 
-def test_streaming_is_refused_with_400(gateway: LocalGateway, upstream: LocalEndpoint) -> None:
+def test_given_stream_true_when_called_then_it_is_refused_with_400(
+    gateway: LocalGateway, upstream: LocalEndpoint
+) -> None:
+    # when
     with _client(gateway) as client, pytest.raises(openai.BadRequestError) as refused:
         client.responses.create(model=MODEL, input="stream please", stream=True)
+    # then
     assert "streaming is not offered" in refused.value.message
     assert upstream.requests == []
 
 
-def test_a_wrong_gateway_token_is_an_authentication_error(gateway: LocalGateway, upstream: LocalEndpoint) -> None:
+def test_given_a_wrong_gateway_token_when_called_then_it_is_an_authentication_error(
+    gateway: LocalGateway, upstream: LocalEndpoint
+) -> None:
+    # when
     with _client(gateway, token="not-the-token") as client, pytest.raises(openai.AuthenticationError) as refused:
         client.responses.create(model=MODEL, input="let me in")
+    # then
     assert refused.value.status_code == 401
     assert upstream.requests == []
 
 
-def test_throttling_is_a_rate_limit_error_with_retry_after(gateway: LocalGateway, upstream: LocalEndpoint) -> None:
+def test_given_oci_throttles_when_called_then_it_is_a_rate_limit_error_with_retry_after(
+    gateway: LocalGateway, upstream: LocalEndpoint
+) -> None:
+    # given
     upstream.inject(Fault(kind="status", status=429, code="TooManyRequests", retry_after="120"))
+    # when
     with _client(gateway) as client, pytest.raises(openai.RateLimitError) as throttled:
         client.responses.create(model=MODEL, input="busy?")
+    # then
     assert throttled.value.code == "rate_limited"
     assert throttled.value.response.headers["retry-after"] == "120"
     assert throttled.value.request_id == upstream.requests[-1].request_id
 
 
-def test_an_output_item_type_newer_than_the_sdk_reaches_the_caller_as_oci_sent_it(
+def test_given_an_output_item_newer_than_the_sdk_when_called_then_it_reaches_the_caller_as_oci_sent_it(
     gateway: LocalGateway, upstream: LocalEndpoint
 ) -> None:
     # given OCI answers with an output item type the pinned SDK has no model for

@@ -215,7 +215,9 @@ def test_given_the_invocation_log_when_parsed_then_it_is_the_functions_invoke_lo
 
 def _wildcard(condition: str) -> re.Pattern[str]:
     """The connector rule's `logContent = '<pattern>'`, where * matches anything."""
-    (pattern,) = re.fullmatch(r"logContent = '(.*)'", condition).groups()
+    match = re.fullmatch(r"logContent = '(.*)'", condition)
+    assert match is not None, condition
+    (pattern,) = match.groups()
     return re.compile(".*".join(re.escape(part) for part in pattern.split("*")), re.S)
 
 
@@ -235,7 +237,7 @@ def _log_line(**fields: Any) -> str:
 
 
 def _error_types() -> set[str]:
-    def subclasses(cls: type) -> list[type]:
+    def subclasses(cls: type[errors.HandlerError]) -> list[type[errors.HandlerError]]:
         return [sub for direct in cls.__subclasses__() for sub in (direct, *subclasses(direct))]
 
     return {cls.type for cls in subclasses(errors.HandlerError)}
@@ -297,7 +299,9 @@ def test_given_the_connectors_grant_when_parsed_then_it_may_only_post_its_own_na
         .replace("${var.error_metric_namespace}", "genai_function")
     )
     # when
-    (parsed,) = parse_policy_statements([statement])["statements"]
+    statements = parse_policy_statements([statement])
+    assert isinstance(statements, dict)  # a tuple only with error_mode="report"
+    (parsed,) = statements["statements"]
     # then
     assert parsed["resources"] == {"type": "specific", "values": ["metrics"]}
     assert "target.metrics.namespace = 'genai_function'" in statement
@@ -401,7 +405,9 @@ def test_given_provisioned_concurrency_when_parsed_then_its_step_is_oracles_tabl
     limits = [
         (int(mb), int(step)) for mb, step in re.findall(r"var\.function_memory_in_mbs <= (\d+) \? (\d+)", expression)
     ]
-    otherwise = int(re.search(r": (\d+)\}$", expression).group(1))
+    last = re.search(r": (\d+)\}$", expression)
+    assert last is not None, expression
+    otherwise = int(last.group(1))
     config = main_resources["oci_functions_function.this"]["provisioned_concurrency_config"][0]
     # when
     step = {
@@ -414,7 +420,7 @@ def test_given_provisioned_concurrency_when_parsed_then_its_step_is_oracles_tabl
 
 
 @pytest.mark.parametrize(
-    "ocid, kind",
+    ("ocid", "kind"),
     [
         ("", "NONE"),
         ("ocid1.onstopic.oc1.iad.aaaa", "NOTIFICATION"),
@@ -431,7 +437,9 @@ def test_given_a_detached_destination_when_parsed_then_its_kind_follows_its_ocid
     # given
     kinds = {key: _literal(value) for key, value in ops_locals["destination_kinds"].items()}
     (validation,) = variables["detached_success_destination_ocid"]["validation"]
-    pattern = re.search(r'regex\("(.+)", var\.', validation["condition"]).group(1).replace("\\\\", "\\")
+    regex = re.search(r'regex\("(.+)", var\.', validation["condition"])
+    assert regex is not None, validation["condition"]
+    pattern = regex.group(1).replace("\\\\", "\\")
     # when
     found = "NONE" if ocid == "" else kinds[ocid.split(".")[1]]
     # then

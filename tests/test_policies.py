@@ -31,11 +31,15 @@ DG = "genai-functions"
 
 
 def _statements(text: str | list[str]) -> list[dict[str, Any]]:
-    return parse_policy_statements(text)["statements"]
+    parsed = parse_policy_statements(text)
+    assert isinstance(parsed, dict)  # a tuple only with error_mode="report"
+    return parsed["statements"]
 
 
 def _rule(text: str) -> dict[str, Any]:
-    (rule,) = parse_dynamic_group_matching_rules(text)["rules"]
+    parsed = parse_dynamic_group_matching_rules(text)
+    assert isinstance(parsed, dict)
+    (rule,) = parsed["rules"]
     return rule["expr"]
 
 
@@ -77,9 +81,9 @@ def test_given_malformed_statements_when_parsed_then_the_grammar_rejects_them() 
         "Allow dynamic-group x use generative-ai-family in tenancy",
         "Allow any-user to use functions-family in compartment id ocid1.compartment.oc1..a where ALL {",
     ):
-        with pytest.raises(ValueError):
+        with pytest.raises(ValueError, match="syntax error while parsing"):
             parse_policy_statements(bad)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="syntax error while parsing matching rules"):
         parse_dynamic_group_matching_rules("ALL {resource.type = 'fnfunc',")
 
 
@@ -109,7 +113,10 @@ def test_given_a_template_when_read_then_it_only_uses_placeholders_terraform_can
 def test_given_the_deployer_policy_when_parsed_then_it_is_labelled_and_scoped() -> None:
     # given
     lines = policies.read_template("deployer-policy.txt")
-    values = dict.fromkeys(("FUNCTION_COMPARTMENT_OCID", "GATEWAY_COMPARTMENT_OCID", "NETWORK_COMPARTMENT_OCID", "REPO_COMPARTMENT_OCID"), "ocid1.compartment.oc1..aaaaaaaadeploy")
+    values = dict.fromkeys(
+        ("FUNCTION_COMPARTMENT_OCID", "GATEWAY_COMPARTMENT_OCID", "NETWORK_COMPARTMENT_OCID", "REPO_COMPARTMENT_OCID"),
+        "ocid1.compartment.oc1..aaaaaaaadeploy",
+    )
     values["DEPLOYER_GROUP"] = "genai-deployers"
     # when
     parsed = _statements([policies.fill(line, values) for line in lines])
@@ -281,7 +288,7 @@ def test_given_oci_cli_format_when_split_like_a_shell_then_the_arguments_round_t
     # then
     dg, *policy_commands = commands
     assert dg[:4] == ["oci", "iam", "dynamic-group", "create"]
-    dg_opts = dict(zip(dg[4::2], dg[5::2]))
+    dg_opts = dict(zip(dg[4::2], dg[5::2], strict=True))
     assert dg_opts == {
         "--compartment-id": TENANCY,
         "--name": DG,
@@ -289,9 +296,9 @@ def test_given_oci_cli_format_when_split_like_a_shell_then_the_arguments_round_t
         "--matching-rule": rendered.matching_rule,
     }
     assert len(policy_commands) == len(rendered.policies)
-    for command, policy in zip(policy_commands, rendered.policies):
+    for command, policy in zip(policy_commands, rendered.policies, strict=True):
         assert command[:4] == ["oci", "iam", "policy", "create"]
-        opts = dict(zip(command[4::2], command[5::2]))
+        opts = dict(zip(command[4::2], command[5::2], strict=True))
         assert opts["--compartment-id"] == policy.compartment_ocid
         assert opts["--name"] == policy.name and opts["--description"]
         assert json.loads(opts["--statements"]) == policy.statements

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pytest
 
 from genai_handler.errors import InvalidRequest, PayloadTooLarge
 from genai_handler.request import ALLOWED_FIELDS, parse, parse_body, validate, with_caps
-from genai_handler.settings import DEFAULT_MODEL, Settings
+from genai_handler.settings import DEFAULT_MODEL, MAX_INVOKE_PAYLOAD_BYTES, Settings
 
 OTHER_MODEL = "openai.gpt-oss-120b"
 SETTINGS = Settings(
@@ -27,7 +28,8 @@ def build_arguments(body: dict, settings: Settings) -> dict:
     return with_caps(validate(body, settings), settings).arguments()
 
 
-def test_a_prompt_becomes_input_with_the_default_model_and_the_output_cap() -> None:
+def test_given_a_prompt_when_parsed_then_it_becomes_input_with_the_default_model_and_the_output_cap() -> None:
+    # when / then
     assert _args({"prompt": "hi"}) == {
         "model": DEFAULT_MODEL,
         "input": "hi",
@@ -36,8 +38,9 @@ def test_a_prompt_becomes_input_with_the_default_model_and_the_output_cap() -> N
     }
 
 
-def test_responses_style_fields_pass_through_validated() -> None:
-    body = {
+def test_given_responses_style_fields_when_parsed_then_they_pass_through_validated() -> None:
+    # given
+    body: dict[str, Any] = {
         "input": [
             {"role": "system", "content": "be brief"},
             {"type": "message", "role": "user", "content": [{"type": "input_text", "text": "hello"}]},
@@ -51,7 +54,9 @@ def test_responses_style_fields_pass_through_validated() -> None:
         "metadata": {"team": "search"},
         "reasoning": {"effort": "low"},
     }
+    # when
     arguments = _args(body)
+    # then
     assert arguments["model"] == OTHER_MODEL and arguments["max_output_tokens"] == 100
     assert arguments["input"][1] == body["input"][1]  # as sent
     for name in ("instructions", "temperature", "top_p", "text", "metadata", "reasoning"):
@@ -59,23 +64,30 @@ def test_responses_style_fields_pass_through_validated() -> None:
     assert arguments["store"] is False
 
 
-def test_stored_responses_only_when_the_operator_enables_them() -> None:
+def test_given_stored_responses_when_parsed_then_they_are_allowed_only_if_the_operator_enables_them() -> None:
+    # given
     enabled = Settings(project_ocid=SETTINGS.project_ocid, region="us-chicago-1", allow_stored_responses=True)
+    # when
     arguments = _args({"prompt": "go on", "store": True, "previous_response_id": "resp_1"}, enabled)
+    # then
     assert arguments["store"] is True and arguments["previous_response_id"] == "resp_1"
     with pytest.raises(InvalidRequest, match="GENAI_ALLOW_STORED_RESPONSES"):
         _args({"prompt": "go on", "previous_response_id": "resp_1"})
 
 
-def test_unknown_fields_are_listed_with_the_allowed_ones() -> None:
+def test_given_unknown_fields_when_parsed_then_they_are_listed_with_the_allowed_ones() -> None:
+    # when
     with pytest.raises(InvalidRequest) as caught:
         _args({"prompt": "a", "foo": 1, "bar": 2})
+    # then
     assert "bar, foo" in caught.value.message
     assert ", ".join(ALLOWED_FIELDS) in caught.value.message
 
 
-def test_input_and_instructions_count_against_the_character_cap() -> None:
+def test_given_input_and_instructions_when_parsed_then_both_count_against_the_character_cap() -> None:
+    # given
     small = Settings(project_ocid=SETTINGS.project_ocid, region="us-chicago-1", max_input_chars=10)
+    # when / then
     _args({"prompt": "12345", "instructions": "12345"}, small)
     with pytest.raises(InvalidRequest, match="limit is 10"):
         _args({"prompt": "12345", "instructions": "123456"}, small)
@@ -83,8 +95,10 @@ def test_input_and_instructions_count_against_the_character_cap() -> None:
         _args({"input": [{"role": "user", "content": [{"type": "input_text", "text": "x" * 11}]}]}, small)
 
 
-def test_body_size_cap_is_413() -> None:
+def test_given_a_body_over_the_size_cap_when_parsed_then_it_is_413() -> None:
+    # given
     small = Settings(project_ocid=SETTINGS.project_ocid, region="us-chicago-1", max_body_bytes=1024)
+    # when / then
     with pytest.raises(PayloadTooLarge):
         parse_body(b" " * 1025, small)
 
@@ -93,18 +107,22 @@ def test_body_size_cap_is_413() -> None:
     "raw",
     [b"[" * 100 + b"]" * 100, b'{"a":' * 40 + b"1" + b"}" * 40, b"1" * 5000, b'{"x": Infinity}', b'{"x": -Infinity}'],
 )
-def test_hostile_json_is_refused_cleanly(raw: bytes) -> None:
+def test_given_hostile_json_when_parsed_then_it_is_refused_cleanly(raw: bytes) -> None:
+    # when / then
     with pytest.raises(InvalidRequest):
         parse_body(raw, SETTINGS)
 
 
 @pytest.mark.parametrize("depth", [40, 5000, 100000])
-def test_very_deep_nesting_is_called_too_deep_at_any_depth(depth: int) -> None:
+def test_given_very_deep_nesting_when_parsed_then_it_is_called_too_deep_at_any_depth(depth: int) -> None:
     # beyond Python's recursion limit the decoder itself gives up: still "too deep", not "not JSON"
+    # when / then
     with pytest.raises(InvalidRequest, match="nested deeper than 32 levels"):
         parse_body(
             b'{"a":' * depth + b"1" + b"}" * depth,
-            Settings(project_ocid=SETTINGS.project_ocid, region="us-chicago-1", max_body_bytes=6 * 1024 * 1024),
+            Settings(
+                project_ocid=SETTINGS.project_ocid, region="us-chicago-1", max_body_bytes=MAX_INVOKE_PAYLOAD_BYTES
+            ),
         )
 
 
@@ -116,12 +134,14 @@ def test_very_deep_nesting_is_called_too_deep_at_any_depth(depth: int) -> None:
         b'{"prompt": "a", "metadata": {"k": "v"}, "x": [2E+999]}',
     ],
 )
-def test_a_number_too_large_for_a_float_is_refused_while_parsing(raw: bytes) -> None:
+def test_given_a_number_too_large_for_a_float_when_parsed_then_it_is_refused(raw: bytes) -> None:
+    # when / then
     with pytest.raises(InvalidRequest, match="number too large"):
         parse_body(raw, SETTINGS)
 
 
-def test_large_but_finite_numbers_still_parse() -> None:
+def test_given_large_but_finite_numbers_when_parsed_then_they_still_parse() -> None:
+    # when / then
     assert parse_body(b'{"a": 1e308, "b": 10000000000000000000000000000000000000000}', SETTINGS)["a"] == 1e308
 
 
@@ -140,12 +160,14 @@ def test_large_but_finite_numbers_still_parse() -> None:
         ("store", "yes"),
     ],
 )
-def test_out_of_range_values_name_their_field(field: str, value: object) -> None:
+def test_given_an_out_of_range_value_when_validated_then_the_error_names_its_field(field: str, value: object) -> None:
+    # when / then
     with pytest.raises(InvalidRequest, match=field.split("_")[0]):
         build_arguments({"prompt": "a", field: value}, SETTINGS)
 
 
-def test_an_empty_text_part_is_refused_like_empty_content() -> None:
+def test_given_an_empty_text_part_when_parsed_then_it_is_refused_like_empty_content() -> None:
+    # when / then
     with pytest.raises(InvalidRequest, match=r"input\[0\]\.content\[0\]\.text"):
         _args({"input": [{"role": "user", "content": [{"type": "input_text", "text": " "}]}]})
 
@@ -166,19 +188,21 @@ def test_given_the_output_format_when_capped_then_its_texts_count_like_the_promp
     # given a cap the prompt and the default format fit in (10 + 5 + 18 characters)
     small = Settings(project_ocid=SETTINGS.project_ocid, region="us-chicago-1", max_input_chars=38)
     assert _args({"prompt": "1234567890", "text": _format()}, small)
-    # then a longer description, name or schema goes over it
+    # when / then a longer description, name or schema goes over it
     with pytest.raises(InvalidRequest, match="limit is 38"):
         _args({"prompt": "1234567890", "text": text}, small)
 
 
-def test_given_a_format_name_outside_openai_s_rule_then_it_is_refused_without_echoing_it() -> None:
+def test_given_a_format_name_outside_openais_rule_when_parsed_then_it_is_refused_without_echoing_it() -> None:
+    # when / then
     for name in ("has space", "n" * 65, "ünï", "x" * 200_000):
         with pytest.raises(InvalidRequest) as raised:
             _args({"prompt": "hi", "text": _format(name=name)})
         assert raised.value.message == "text.format.name must be 1 to 64 letters, digits, _ or -"
 
 
-def test_given_a_schema_over_its_own_cap_then_it_is_refused_naming_the_cap() -> None:
+def test_given_a_schema_over_its_own_cap_when_parsed_then_it_is_refused_naming_the_cap() -> None:
+    # when / then
     with pytest.raises(InvalidRequest, match=r"^text\.format\.schema is over 16384 characters as JSON$"):
         _args({"prompt": "hi", "text": _format(schema={"description": "d" * 16_400})})
 
@@ -196,15 +220,21 @@ def test_given_a_schema_over_its_own_cap_then_it_is_refused_naming_the_cap() -> 
         (b'{"input": [{"role": "user", "content": "a", "role": "user"}]}', "input[0]: repeats a key"),
     ],
 )
-def test_given_a_repeated_key_then_the_message_names_its_position_never_the_key(raw: bytes, message: str) -> None:
+def test_given_a_repeated_key_when_parsed_then_the_message_names_its_position_never_the_key(
+    raw: bytes, message: str
+) -> None:
+    # when
     with pytest.raises(InvalidRequest) as raised:
         parse(raw, SETTINGS)
+    # then
     assert raised.value.message == message
 
 
-def test_given_unprintable_characters_in_unknown_names_then_the_message_shows_them_escaped() -> None:
+def test_given_unprintable_characters_in_unknown_names_when_parsed_then_the_message_shows_them_escaped() -> None:
+    # when
     with pytest.raises(InvalidRequest) as raised:
         _args({"prompt": "a", "x\u2028y\u202ez\x85\u0007": 1})
+    # then
     assert raised.value.message.startswith("unknown field(s) x\\u2028y\\u202ez\\u0085\\u0007;")
     assert raised.value.message.isprintable()
 
@@ -220,13 +250,16 @@ def test_given_unprintable_characters_in_unknown_names_then_the_message_shows_th
         {"prompt": "a", "text": {"format": {"type": "json_schema", "name": "SECRET VALUE 4111", "schema": {}}}},
     ],
 )
-def test_given_an_invalid_value_then_the_message_never_holds_it(body: dict) -> None:
+def test_given_an_invalid_value_when_parsed_then_the_message_never_holds_it(body: dict) -> None:
+    # when
     with pytest.raises(InvalidRequest) as raised:
         _args(body)
+    # then
     assert "SECRET" not in raised.value.message and "4111" not in raised.value.message
 
 
-def test_given_null_for_an_optional_field_or_an_off_value_then_it_is_not_asked_for() -> None:
+def test_given_null_for_an_optional_field_or_an_off_value_when_parsed_then_it_is_not_asked_for() -> None:
+    # when
     arguments = _args(
         {
             "prompt": "hi",
@@ -238,4 +271,5 @@ def test_given_null_for_an_optional_field_or_an_off_value_then_it_is_not_asked_f
             "text": None,
         }
     )
+    # then
     assert arguments == {"model": DEFAULT_MODEL, "input": "hi", "max_output_tokens": 2048, "store": False}

@@ -8,11 +8,14 @@ from urllib.parse import urlsplit
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from oci import regions, regions_definitions
 
 from genai_handler.settings import (
+    _DOMAIN_OF,
     DEFAULT_MODEL,
     ENV,
     MAX_INVOKE_PAYLOAD_BYTES,
+    REGION_KEYS,
     SettingError,
     Settings,
     docs_table,
@@ -23,8 +26,10 @@ from genai_handler.settings import (
 PROJECT = "ocid1.generativeaiproject.oc1.us-chicago-1.amaaaaaaexample"
 
 
-def test_defaults_in_oci_functions() -> None:
+def test_given_oci_functions_environment_when_read_then_the_defaults_apply() -> None:
+    # when
     settings = Settings.from_env({"GENAI_PROJECT_OCID": PROJECT, "OCI_RESOURCE_PRINCIPAL_REGION": "us-chicago-1"})
+    # then
     assert settings.base_url == "https://inference.generativeai.us-chicago-1.oci.oraclecloud.com/openai/v1"
     assert settings.model == DEFAULT_MODEL
     assert settings.allowed_models == (DEFAULT_MODEL,)
@@ -33,18 +38,22 @@ def test_defaults_in_oci_functions() -> None:
     assert settings.log_prompts is False and settings.allow_stored_responses is False
 
 
-def test_explicit_arguments_beat_the_environment() -> None:
+def test_given_an_argument_and_an_environment_value_when_read_then_the_argument_wins() -> None:
+    # when
     settings = Settings.from_env(
         {"GENAI_PROJECT_OCID": PROJECT, "GENAI_REGION": "eu-frankfurt-1"}, region="uk-london-1"
     )
+    # then
     assert settings.region == "uk-london-1"
 
 
-def test_short_region_keys_are_expanded() -> None:
+def test_given_a_short_region_key_when_built_then_it_is_expanded() -> None:
+    # when / then
     assert Settings(project_ocid=PROJECT, region="ord").region == "us-chicago-1"
 
 
-def test_allowed_models_list_and_default_model() -> None:
+def test_given_a_default_model_and_an_allowed_models_list_when_read_then_the_list_is_split_and_trimmed() -> None:
+    # when
     settings = Settings.from_env(
         {
             "GENAI_PROJECT_OCID": PROJECT,
@@ -53,6 +62,7 @@ def test_allowed_models_list_and_default_model() -> None:
             "GENAI_ALLOWED_MODELS": " openai.gpt-oss-120b , xai.grok-4 ",
         }
     )
+    # then
     assert settings.allowed_models == ("openai.gpt-oss-120b", "xai.grok-4")
 
 
@@ -69,7 +79,7 @@ def test_allowed_models_list_and_default_model() -> None:
         ({"GENAI_MAX_OUTPUT_TOKENS": "0"}, "GENAI_MAX_OUTPUT_TOKENS"),
         ({"GENAI_MAX_INPUT_CHARS": "-5"}, "GENAI_MAX_INPUT_CHARS"),
         ({"GENAI_MAX_RETRIES": "²"}, "GENAI_MAX_RETRIES"),  # str.isdigit() is true, int() fails
-        ({"GENAI_MAX_RETRIES": "١"}, "GENAI_MAX_RETRIES"),  # Arabic-Indic one: int() would accept it
+        ({"GENAI_MAX_RETRIES": "\u0661"}, "GENAI_MAX_RETRIES"),  # Arabic-Indic one: int() would accept it
         ({"GENAI_LOG_PROMPTS": "sometimes"}, "GENAI_LOG_PROMPTS"),
         ({"GENAI_AUTH": "password"}, "GENAI_AUTH"),
         ({"GENAI_AUTH": "api_key"}, "GENAI_API_KEY"),
@@ -98,23 +108,29 @@ def test_allowed_models_list_and_default_model() -> None:
         ({"GENAI_GUARDRAILS": "block", "GENAI_AUTH": "session"}, "GENAI_COMPARTMENT_OCID"),  # no res_compartment
     ],
 )
-def test_invalid_settings_are_misconfigured_and_named(env: dict[str, str], named: str) -> None:
+def test_given_an_invalid_setting_when_read_then_it_is_misconfigured_and_named(env: dict[str, str], named: str) -> None:
+    # given
     base = {"GENAI_PROJECT_OCID": PROJECT, "GENAI_REGION": "us-chicago-1"}
+    # when
     with pytest.raises(SettingError) as caught:
         Settings.from_env({**base, **env} if env else {})
+    # then
     assert named in caught.value.message and caught.value.setting == named
     assert caught.value.status == 500 and caught.value.type == "misconfigured"
 
 
-def test_guardrails_are_off_by_default_and_their_defaults_are_documented_ones() -> None:
+def test_given_no_guardrail_settings_when_read_then_they_are_off_with_the_documented_defaults() -> None:
+    # when
     settings = Settings.from_env({"GENAI_PROJECT_OCID": PROJECT, "GENAI_REGION": "us-chicago-1"})
+    # then
     assert settings.guardrails == "off" and not settings.guardrails_on
     assert settings.guardrail_checks == ("content_moderation", "prompt_injection", "pii")
     assert (settings.pii_action, settings.pii_types) == ("block", ("EMAIL", "TELEPHONE_NUMBER"))
     assert (settings.content_threshold, settings.injection_threshold, settings.pii_threshold) == (0.5, 0.5, 0.5)
 
 
-def test_guardrail_settings_are_read_case_and_space_tolerantly() -> None:
+def test_given_guardrail_settings_in_mixed_case_and_spacing_when_read_then_they_are_accepted() -> None:
+    # when
     settings = Settings.from_env(
         {
             "GENAI_PROJECT_OCID": PROJECT,
@@ -126,40 +142,49 @@ def test_guardrail_settings_are_read_case_and_space_tolerantly() -> None:
             "GENAI_GUARDRAILS_PII_THRESHOLD": "0.8",
         }
     )
+    # then
     assert (settings.guardrails, settings.guardrail_checks) == ("inform", ("pii", "prompt_injection"))
     assert (settings.pii_action, settings.pii_types, settings.pii_threshold) == ("redact", ("EMAIL", "PERSON"), 0.8)
 
 
-def test_guardrails_outside_functions_need_a_compartment_and_with_one_are_fine() -> None:
+def test_given_guardrails_outside_functions_when_a_compartment_is_given_then_they_are_fine() -> None:
+    # given
     base = {
         "GENAI_PROJECT_OCID": PROJECT,
         "GENAI_REGION": "us-chicago-1",
         "GENAI_GUARDRAILS": "block",
         "GENAI_AUTH": "session",
     }
+    # when
     settings = Settings.from_env({**base, "GENAI_COMPARTMENT_OCID": "ocid1.compartment.oc1..aaaa"})
+    # then
     assert settings.guardrails_on
     # the resource principal's token names its compartment: checked at the first call (test_guardrails.py)
     assert Settings.from_env({**base, "GENAI_AUTH": "resource_principal"}).compartment_ocid == ""
 
 
-def test_plain_http_is_allowed_only_to_loopback() -> None:
+def test_given_plain_http_when_built_then_it_is_allowed_only_to_loopback() -> None:
+    # when / then
     assert Settings(project_ocid=PROJECT, base_url="http://127.0.0.1:8081/openai/v1").base_url.startswith("http://")
 
 
-def test_api_key_is_not_in_the_repr() -> None:
+def test_given_an_api_key_when_the_settings_are_shown_then_the_key_is_not_in_their_repr() -> None:
+    # given
     settings = Settings(project_ocid=PROJECT, region="us-chicago-1", auth="api_key", api_key="sk-very-secret")
+    # when / then
     assert "sk-very-secret" not in repr(settings)
 
 
 @pytest.mark.parametrize("url", ["https://h.example/openai/v1/", "https://h.example/openai/v1//"])
-def test_trailing_slashes_are_dropped_once_so_no_request_path_has_a_double_slash(url: str) -> None:
+def test_given_trailing_slashes_when_built_then_they_are_dropped_so_no_path_has_a_double_slash(url: str) -> None:
     # given a base URL as people paste it / when / then
     assert Settings(project_ocid=PROJECT, base_url=url).base_url == "https://h.example/openai/v1"
 
 
-def test_a_valid_port_is_kept() -> None:
+def test_given_a_valid_port_when_built_then_it_is_kept() -> None:
+    # given
     url = "http://127.0.0.1:8081/openai/v1"
+    # when / then
     assert Settings(project_ocid=PROJECT, base_url=url).base_url == url
 
 
@@ -177,16 +202,21 @@ def test_a_valid_port_is_kept() -> None:
         ("GENAI_COMPARTMENT_OCID", "ocid1.compartment.oc1"),
     ],
 )
-def test_an_ocid_of_the_wrong_type_or_shape_is_refused(setting: str, value: str) -> None:
+def test_given_an_ocid_of_the_wrong_type_or_shape_when_read_then_it_is_refused(setting: str, value: str) -> None:
+    # given
     env = {"GENAI_PROJECT_OCID": PROJECT, "GENAI_REGION": "us-chicago-1", setting: value}
+    # when
     with pytest.raises(SettingError) as caught:
         Settings.from_env(env)
+    # then
     assert caught.value.setting == setting and caught.value.message.startswith(setting)
 
 
-def test_a_compartment_ocid_as_project_says_what_it_is_and_what_is_expected() -> None:
+def test_given_a_compartment_ocid_as_project_when_built_then_it_says_what_it_is_and_what_is_expected() -> None:
+    # when
     with pytest.raises(SettingError) as caught:
         Settings(project_ocid="ocid1.compartment.oc1..aaaaaaaaexample", region="us-chicago-1")
+    # then
     assert "compartment" in caught.value.message and "ocid1.generativeaiproject" in caught.value.message
 
 
@@ -194,7 +224,8 @@ def test_a_compartment_ocid_as_project_says_what_it_is_and_what_is_expected() ->
     "compartment",
     ["ocid1.compartment.oc1..aaaaaaaaexample", "ocid1.tenancy.oc1..aaaaaaaaexample", "ocid1.compartment.oc19..aaaa"],
 )
-def test_a_compartment_or_the_tenancy_is_a_compartment(compartment: str) -> None:
+def test_given_a_compartment_or_the_tenancy_when_built_then_it_is_a_valid_compartment(compartment: str) -> None:
+    # when / then
     assert (
         Settings(project_ocid=PROJECT, region="us-chicago-1", compartment_ocid=compartment).compartment_ocid
         == compartment
@@ -204,24 +235,19 @@ def test_a_compartment_or_the_tenancy_is_a_compartment(compartment: str) -> None
 # --- regions: the oci SDK's table, and the variable each value came from --------------------
 
 
-def test_the_region_tables_are_the_oci_sdks() -> None:
+def test_given_the_oci_sdks_region_tables_when_compared_then_ours_are_the_same() -> None:
     # settings.py ships without the oci SDK, so it keeps a copy; this fails when the SDK's table moves on
-    from oci import regions_definitions
-
-    from genai_handler import settings
-
-    assert settings.REGION_KEYS == regions_definitions.REGIONS_SHORT_NAMES
+    # when / then
+    assert REGION_KEYS == regions_definitions.REGIONS_SHORT_NAMES
     outside_oc1 = {
         region: regions_definitions.REALMS[realm]
         for region, realm in regions_definitions.REGION_REALMS.items()
         if realm != "oc1"
     }
-    assert outside_oc1 == settings._DOMAIN_OF
+    assert outside_oc1 == _DOMAIN_OF
 
 
-def test_every_oci_region_key_from_oci_functions_gives_that_regions_endpoint() -> None:
-    from oci import regions
-
+def test_given_any_oci_region_key_from_oci_functions_when_read_then_it_gives_that_regions_endpoint() -> None:
     for key, region in regions.REGIONS_SHORT_NAMES.items():
         # given OCI Functions' short key / when / then: the endpoint the oci SDK would use
         settings = Settings.from_env({"GENAI_PROJECT_OCID": PROJECT, "OCI_RESOURCE_PRINCIPAL_REGION": key.upper()})
@@ -233,7 +259,7 @@ def test_every_oci_region_key_from_oci_functions_gives_that_regions_endpoint() -
         assert (settings.region, settings.base_url) == (region, f"{expected}/openai/v1"), key
 
 
-def test_an_unknown_functions_region_is_unused_when_the_base_url_is_set() -> None:
+def test_given_an_unknown_functions_region_and_a_base_url_when_read_then_the_region_is_unused() -> None:
     # given OCI Functions hands over a key no table knows, and GENAI_BASE_URL says where to call
     env = {
         "GENAI_PROJECT_OCID": PROJECT,
@@ -244,8 +270,9 @@ def test_an_unknown_functions_region_is_unused_when_the_base_url_is_set() -> Non
     assert Settings.from_env(env).base_url == env["GENAI_BASE_URL"]
 
 
-def test_an_unknown_functions_region_names_the_variable_it_came_from() -> None:
+def test_given_an_unknown_functions_region_when_read_then_the_error_names_the_variable_it_came_from() -> None:
     # given no GENAI_REGION: the value came from OCI Functions, not from the user
+    # when
     with pytest.raises(SettingError) as caught:
         Settings.from_env({"GENAI_PROJECT_OCID": PROJECT, "OCI_RESOURCE_PRINCIPAL_REGION": "zzz"})
     # then the message blames OCI_RESOURCE_PRINCIPAL_REGION and says GENAI_REGION is the way out
@@ -253,28 +280,31 @@ def test_an_unknown_functions_region_names_the_variable_it_came_from() -> None:
     assert "set GENAI_REGION" in caught.value.message and caught.value.setting == "GENAI_REGION"
 
 
-def test_sydney_from_oci_functions_is_known() -> None:
+def test_given_sydney_from_oci_functions_when_read_then_it_is_known() -> None:
+    # when
     settings = Settings.from_env({"GENAI_PROJECT_OCID": PROJECT, "OCI_RESOURCE_PRINCIPAL_REGION": "syd"})
+    # then
     assert settings.base_url == "https://inference.generativeai.ap-sydney-1.oci.oraclecloud.com/openai/v1"
 
 
 @given(st.text(max_size=12))
-def test_any_port_text_is_a_valid_port_or_a_named_misconfiguration(port: str) -> None:
+def test_given_any_port_text_when_built_then_it_is_a_valid_port_or_a_named_misconfiguration(port: str) -> None:
     # given whatever follows the colon / when / then: never another exception, never a port that fails later
     try:
         settings = Settings(project_ocid=PROJECT, base_url=f"https://h.example:{port}/openai/v1")
     except SettingError as exc:
-        assert exc.setting == "GENAI_BASE_URL"
+        assert exc.setting == "GENAI_BASE_URL"  # noqa: PT017 (a refusal is one of two allowed outcomes)
     else:
         assert 1 <= (urlsplit(settings.base_url).port or 443) <= 65535
 
 
 @given(st.text(min_size=1, max_size=40))
-def test_any_base_url_is_accepted_whole_or_refused_by_name(url: str) -> None:
+def test_given_any_base_url_when_built_then_it_is_accepted_whole_or_refused_by_name(url: str) -> None:
+    # given whatever text / when / then
     try:
         settings = Settings(project_ocid=PROJECT, base_url=url)
     except SettingError as exc:
-        assert exc.setting == "GENAI_BASE_URL"
+        assert exc.setting == "GENAI_BASE_URL"  # noqa: PT017 (a refusal is one of two allowed outcomes)
     else:
         parts = urlsplit(settings.base_url)
         assert parts.hostname and not (parts.query or parts.fragment or parts.username) and parts.port != 0
@@ -293,23 +323,29 @@ def test_given_a_setting_declared_once_when_read_then_env_the_parser_and_the_tab
     # when / then: the environment table, the parser and the docs table all have it
     assert env_names(Extended)["GENAI_SYSTEM_PROMPT"] == ("system_prompt", "")
     env = {"GENAI_PROJECT_OCID": PROJECT, "GENAI_REGION": "us-chicago-1", "GENAI_SYSTEM_PROMPT": " Be brief. "}
-    assert Extended.from_env(env).system_prompt == "Be brief."
+    extended = Extended.from_env(env)
+    assert isinstance(extended, Extended)
+    assert extended.system_prompt == "Be brief."
     assert "| `GENAI_SYSTEM_PROMPT` | `` | Instructions sent before every prompt. |" in docs_table(Extended)
 
 
-def test_given_the_declarations_then_env_is_derived_from_them() -> None:
+def test_given_the_declarations_when_env_is_built_then_it_is_derived_from_them() -> None:
+    # when / then
     assert env_names(Settings) == ENV
     assert ENV["GENAI_MAX_BODY_BYTES"] == ("max_body_bytes", "1048576")
     assert ENV["GENAI_GUARDRAILS_CHECKS"] == ("guardrail_checks", "content_moderation,prompt_injection,pii")
 
 
 def test_given_a_region_when_built_then_the_endpoint_is_computed_and_not_written_into_the_base_url_input() -> None:
+    # when
     settings = Settings(project_ocid=PROJECT, region="ord")
+    # then
     assert settings.base_url == "https://inference.generativeai.us-chicago-1.oci.oraclecloud.com/openai/v1"
     assert vars(settings)["base_url"] == ""  # the operator's GENAI_BASE_URL: still unset
 
 
-def test_given_the_payload_limit_then_it_is_oci_functions_6_mib_and_caps_the_body_setting() -> None:
+def test_given_the_payload_limit_when_checked_then_it_is_oci_functions_6_mib_and_caps_the_body_setting() -> None:
+    # when / then
     assert MAX_INVOKE_PAYLOAD_BYTES == 6 * 1024 * 1024
     assert Settings(project_ocid=PROJECT, region="ord", max_body_bytes=MAX_INVOKE_PAYLOAD_BYTES).max_body_bytes
     with pytest.raises(SettingError, match="GENAI_MAX_BODY_BYTES must be a whole number from 1024 to 6291456"):

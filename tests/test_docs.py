@@ -102,8 +102,9 @@ def models_named_unlike(default: str) -> list[str]:
     return wrong
 
 
-def test_the_default_model_scan_reads_the_bench_s_sources_not_its_virtualenvs() -> None:
-    # make bench leaves bench/.venv-* with the oci SDK in it, which names many models
+def test_given_bench_virtualenvs_when_scanning_for_default_models_then_only_the_bench_sources_are_read() -> None:
+    # given make bench leaves bench/.venv-* with the oci SDK in it, which names many models
+    # when / then
     assert ROOT / "bench" / "bench.py" in BENCH_SOURCES
     assert not [p for p in BENCH_SOURCES if ".venv" in str(p.relative_to(ROOT))]
 
@@ -111,27 +112,33 @@ def test_the_default_model_scan_reads_the_bench_s_sources_not_its_virtualenvs() 
 # --- settings -------------------------------------------------------------------------------
 
 
-def test_every_setting_is_documented_in_the_settings_page() -> None:
+def test_given_settings_env_when_the_settings_page_is_read_then_every_setting_is_documented() -> None:
+    # when
     table = _text(DOCS / "settings.md")
     missing = [name for name in ENV if f"`{name}`" not in table]
+    # then
     assert not missing, f"settings.ENV names these, docs/settings.md doesn't: {missing}"
 
 
-def test_every_documented_setting_exists() -> None:
+def test_given_the_docs_when_they_name_genai_settings_then_every_one_exists() -> None:
+    # when
     named = {name for page in PAGES for name in re.findall(r"\bGENAI_[A-Z0-9_]*[A-Z0-9]", _text(page))}
+    # then
     unknown = named - set(ENV)
     assert not unknown, f"documented but not in settings.ENV: {sorted(unknown)}"
 
 
-def test_the_settings_page_holds_the_table_written_from_the_declarations() -> None:
+def test_given_the_settings_declarations_when_the_table_is_written_then_the_page_already_holds_it() -> None:
+    # given
     page = _text(settings.PAGE)
+    # when / then
     assert settings.page_with_table(page) == page, (
         "docs/settings.md's table differs from genai_handler/settings.py: "
         "run .venv/bin/python -m genai_handler.settings --write"
     )
 
 
-def test_a_redeploy_cannot_undo_what_fn_config_set() -> None:
+def test_given_settings_set_with_fn_config_when_func_yaml_is_deployed_then_a_redeploy_cannot_undo_them() -> None:
     # given the settings the docs tell users to set with `fn config function`
     told = _fn_config_settings()
     assert "GENAI_PROJECT_OCID" in told  # the one required setting is among them
@@ -141,9 +148,11 @@ def test_a_redeploy_cannot_undo_what_fn_config_set() -> None:
     assert not told & set(config), f"func.yaml's config: would overwrite {sorted(told & set(config))} on every deploy"
 
 
-def test_func_yaml_holds_no_value_a_user_must_replace() -> None:
+def test_given_func_yaml_when_read_then_it_holds_no_value_a_user_must_replace() -> None:
+    # when
     text = _text(ROOT / "func.yaml")
     config = _func_yaml_config()
+    # then
     assert "REPLACE_ME" not in text.upper()
     assert not re.search(r"^[^#]*<[^>]*>", text, flags=re.M), "a <placeholder> outside a comment"
     empty = [key for key, value in config.items() if value is None or value == ""]
@@ -153,9 +162,11 @@ def test_func_yaml_holds_no_value_a_user_must_replace() -> None:
 # --- errors ---------------------------------------------------------------------------------
 
 
-def test_every_error_type_is_in_the_contract_page() -> None:
+def test_given_errors_py_when_the_contract_page_is_read_then_every_error_type_is_in_it() -> None:
+    # when
     contract = _text(DOCS / "contracts.md")
     rows = {(m[0], m[1]) for m in re.findall(r"^\| (\d{3}) \| `([a-z_]+)` \|", contract, flags=re.M)}
+    # then
     missing = [(e.status, e.type) for e in _handler_errors() if (str(e.status), e.type) not in rows]
     assert not missing, f"errors.py defines these (status, type), docs/contracts.md's table doesn't: {missing}"
 
@@ -163,23 +174,28 @@ def test_every_error_type_is_in_the_contract_page() -> None:
 # --- commands and links ---------------------------------------------------------------------
 
 
-def test_every_make_target_mentioned_exists() -> None:
+def test_given_the_docs_when_they_mention_make_targets_then_every_one_exists() -> None:
+    # given
     targets = _makefile_targets()
+    # when
     mentioned = {
         (page.name, target)
         for page in PAGES
         for code in _code(_text(page))
         for target in re.findall(r"(?:^|[\s;&|(])make ([a-z][a-z0-9-]*)", code, flags=re.M)
     }
+    # then
     assert {t for _, t in mentioned} >= {"run", "test", "serve", "doctor", "clean"}
     unknown = sorted((page, target) for page, target in mentioned if target not in targets)
     assert not unknown, f"no such Makefile target: {unknown}"
 
 
 @pytest.mark.parametrize("page", PAGES, ids=lambda p: str(p.relative_to(ROOT)))
-def test_every_relative_link_resolves(page: Path) -> None:
+def test_given_a_docs_page_when_its_relative_links_are_followed_then_every_one_resolves(page: Path) -> None:
+    # given
     text = _text(page)
     prose = re.sub(r"^```[^\n]*\n.*?^```", "", text, flags=re.M | re.S)
+    # when
     broken = []
     for target in re.findall(r"\]\(([^)\s]+)\)", prose):
         if re.match(r"[a-z]+:", target):
@@ -188,17 +204,21 @@ def test_every_relative_link_resolves(page: Path) -> None:
         linked = (page.parent / file_part).resolve() if file_part else page
         if not linked.exists() or (anchor and linked.suffix == ".md" and anchor not in _anchors(_text(linked))):
             broken.append(target)
+    # then
     assert not broken, f"{page.name}: {broken}"
 
 
-def test_the_readme_links_every_docs_page() -> None:
+def test_given_the_docs_pages_when_the_readme_is_read_then_it_links_every_one() -> None:
+    # when
     readme = _text(ROOT / "README.md")
+    # then
     for page in DOCS.glob("*.md"):
         assert f"(docs/{page.name})" in readme, page.name
 
 
-def test_commands_say_python3_or_the_venv_python() -> None:
+def test_given_the_docs_commands_when_they_run_python_then_they_say_python3_or_the_venv_python() -> None:
     # a bare `python` is Python 2 or missing on many systems; the venv's is `.venv/bin/python`
+    # when
     bare = [
         (page.name, line.strip())
         for page in PAGES
@@ -206,17 +226,21 @@ def test_commands_say_python3_or_the_venv_python() -> None:
         for line in code.splitlines()
         if re.search(r"(?<![\w/.-])python -[cm]\b", line)
     ]
+    # then
     assert not bare, bare
 
 
-def test_cors_names_are_the_specifications_placeholder() -> None:
+def test_given_the_docs_when_they_name_cors_settings_then_they_are_the_specifications_placeholders() -> None:
+    # given
     spec = _text(ROOT / "policies" / "apigateway-deployment.json")
     placeholders = set(re.findall(r"\$\{([A-Z_]+)\}", spec))
+    # when
     named = {name for page in PAGES for name in re.findall(r"\bCORS_[A-Z_]*[A-Z]", _text(page))}
+    # then
     assert named and named <= placeholders, named - placeholders
 
 
-def test_the_token_decoding_command_reads_a_real_jwt() -> None:
+def test_given_a_real_jwt_when_the_token_decoding_command_runs_then_it_prints_the_claims() -> None:
     # given a JWT as identity domains issue them: base64url, no padding, with '-' and '_'
     def part(data: bytes) -> str:
         return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
@@ -245,38 +269,47 @@ def test_the_token_decoding_command_reads_a_real_jwt() -> None:
 # --- one default model ----------------------------------------------------------------------
 
 
-def test_no_file_names_a_default_model_other_than_settings() -> None:
+def test_given_the_files_when_scanned_for_models_then_none_names_a_default_other_than_settings() -> None:
+    # given
     assert DEFAULT_MODEL not in OTHER_EXAMPLE_MODELS
+    # when / then
     assert not models_named_unlike(DEFAULT_MODEL)
 
 
-def test_when_the_default_model_changes_every_file_naming_the_old_one_is_reported() -> None:
-    # given the files as they are, when the default moves to another model
+def test_given_the_files_when_the_default_model_changes_then_every_file_naming_the_old_one_is_reported() -> None:
+    # given the files as they are
+    # when the default moves to another model
     reported = models_named_unlike("vendor.some-new-model-1")
     # then the settings page, the deploy walkthrough and Terraform's description are flagged
     flagged = {line.split(":")[0] for line in reported}
     assert {"docs/settings.md", "docs/deploy.md", "policies/terraform/variables.tf"} <= flagged
 
 
-def test_the_settings_page_and_terraform_state_the_default_model() -> None:
+def test_given_the_settings_page_and_terraform_when_read_then_both_state_the_default_model() -> None:
+    # when
     table = _text(DOCS / "settings.md")
     (row,) = [line for line in table.splitlines() if line.startswith("| `GENAI_MODEL` |")]
+    # then
     assert f"`{DEFAULT_MODEL}`" in row.split("|")[2]
+    # when
     variables = _text(ROOT / "policies" / "terraform" / "variables.tf")
     block = variables[variables.index('variable "genai_model"') :]
     block = block[: block.index("\n}") + 2]
+    # then
     assert f"Function default: {DEFAULT_MODEL}." in block
     assert re.search(r"default\s*=\s*null", block), "Terraform leaves the default to the function"
 
 
-def test_the_bench_baseline_takes_the_model_it_is_given() -> None:
+def test_given_the_bench_baseline_when_read_then_it_takes_the_model_it_is_given() -> None:
+    # when
     baseline = _text(ROOT / "bench" / "baseline" / "func.py")
+    # then
     assert not _MODEL_ID.search(baseline)
     assert 'os.environ["GENAI_MODEL"]' in baseline
     assert '"GENAI_MODEL": DEFAULT_MODEL' in _text(ROOT / "bench" / "bench.py")
 
 
-def test_the_readme_s_wiring_names_every_module_of_the_package() -> None:
+def test_given_the_packages_modules_when_the_readmes_wiring_is_read_then_it_names_every_one() -> None:
     # given the "How it is wired" block and the package's modules
     wiring = _text(ROOT / "README.md").split("## How it is wired", 1)[1].split("```", 2)[1]
     modules = {p.name for p in (ROOT / "genai_handler").glob("*.py") if p.name != "__init__.py"}
@@ -285,8 +318,10 @@ def test_the_readme_s_wiring_names_every_module_of_the_package() -> None:
     assert not missing, f"README.md's wiring block does not name {missing}"
 
 
-def test_the_contracts_page_holds_the_field_tables_written_from_the_declaration() -> None:
+def test_given_the_contract_declaration_when_the_tables_are_written_then_the_page_already_holds_them() -> None:
+    # given
     page = _text(contract_docs.PAGE)
+    # when / then
     assert contract_docs.page_with_tables(page) == page, (
         "docs/contracts.md's field tables differ from genai_handler/contract.py: "
         "run .venv/bin/python -m genai_handler.local.contract_docs --write"

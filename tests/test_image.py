@@ -116,19 +116,22 @@ def image_packages_for_image_python(image_python: str, tmp_path_factory: pytest.
     return _install_image_packages(image_python, tmp_path_factory.mktemp(f"python{IMAGE_PYTHON}"))
 
 
-def test_the_slim_package_set_answers_under_the_real_fdk(image_packages: Path, tmp_path: Path) -> None:
+def test_given_the_slim_package_set_when_the_real_fdk_serves_an_invocation_then_it_answers(
+    image_packages: Path, tmp_path: Path
+) -> None:
     # given only requirements.txt, installed without the fdk's undeclared extras, as /python
     identity = LocalIdentity(tmp_path)
     with LocalEndpoint(trusted_issuer=identity.issuer_public_key, project_ocid=PROJECT_OCID) as endpoint:
         env = {**identity.env(), "GENAI_PROJECT_OCID": PROJECT_OCID, "GENAI_BASE_URL": endpoint.base_url}
-        # when the fdk serves an invocation from that layout, then it answers
+        # when the fdk serves an invocation from that layout
         with FunctionProcess(env, packages=image_packages) as function:
             answer = function.invoke({"prompt": "from the slim image"})
+    # then it answers
     assert answer.http_status == 200, answer.body
     assert answer.json()["output_text"] == "Local answer to: from the slim image"
 
 
-def test_the_image_python_installs_the_pins_and_serves_an_invocation_under_the_real_fdk(
+def test_given_the_image_python_when_the_pins_install_then_the_real_fdk_serves_an_invocation(
     image_python: str,
     image_packages_for_image_python: Path,
     tmp_path: Path,
@@ -146,7 +149,9 @@ def test_the_image_python_installs_the_pins_and_serves_an_invocation_under_the_r
     assert answer.json()["output_text"] == "Local answer to: from Python 3.12"
 
 
-def test_a_real_invocation_imports_only_pinned_distributions(image_packages: Path, tmp_path: Path) -> None:
+def test_given_the_image_layout_when_a_real_invocation_runs_then_it_imports_only_pinned_distributions(
+    image_packages: Path, tmp_path: Path
+) -> None:
     # given the function's environment, the local endpoint and the image's package layout
     identity = LocalIdentity(tmp_path)
     with LocalEndpoint(trusted_issuer=identity.issuer_public_key, project_ocid=PROJECT_OCID) as endpoint:
@@ -161,11 +166,12 @@ def test_a_real_invocation_imports_only_pinned_distributions(image_packages: Pat
         probe = subprocess.run(
             [sys.executable, "-S", "-c", _PROBE], env=env, capture_output=True, text=True, timeout=120, check=True
         )
+    # then it answers
     result = json.loads(probe.stdout.splitlines()[-1])
     assert result["status"] == 200, result["body"]
     used = {re.sub(r"[-_.]+", "-", d).lower() for d in result["distributions"]}
     pinned = _pinned()
-    # then every distribution it imported is pinned, and every pin is imported but two that are
+    # and every distribution it imported is pinned, and every pin is imported but two that are
     # only imported on other paths (jiter: openai's structured-output parsing; pycparser: cffi builds)
     assert used <= set(pinned), used - set(pinned)
     assert set(pinned) - used == {"jiter", "pycparser"}
@@ -173,13 +179,16 @@ def test_a_real_invocation_imports_only_pinned_distributions(image_packages: Pat
     assert not used & {"pytest", "pytest-asyncio", "cython", "wheel", "pbr", "iso8601", "oci", "httpx", "requests"}
 
 
-def test_pins_match_what_the_tests_run_against() -> None:
+def test_given_requirements_txt_when_compared_with_the_test_environment_then_the_pins_match() -> None:
+    # when / then
     for name, pinned in _pinned().items():
         assert version(name) == pinned, name
 
 
-def test_tests_and_local_tooling_stay_out_of_the_build_context() -> None:
+def test_given_the_dockerignore_when_read_then_tests_and_local_tooling_stay_out_of_the_build_context() -> None:
+    # when
     ignored = (ROOT / ".dockerignore").read_text().split()
+    # then
     for path in (
         "tests",
         "bench",
@@ -193,7 +202,7 @@ def test_tests_and_local_tooling_stay_out_of_the_build_context() -> None:
         assert path in ignored, path
 
 
-def test_the_local_tools_requirements_stay_out_of_the_image() -> None:
+def test_given_the_local_tools_requirements_when_compared_with_the_image_then_they_stay_out_of_it() -> None:
     # given what make run, serve and doctor install besides the function's requirements
     local = _pinned("requirements-local.txt")
     # then python-dotenv (the .env reader) is among them, pinned as the tests run it, and none is in the image's

@@ -37,13 +37,12 @@ from genai_handler.local.gateway import (
     upstream,
 )
 from genai_handler.local.identity import LocalIdentity
-from genai_handler.settings import DEFAULT_MODEL
+from genai_handler.settings import DEFAULT_MODEL, MAX_INVOKE_PAYLOAD_BYTES
 
 from .conftest import function_env
 from .test_local_agent import SLEEPY_FUNCTION
 
 TOKEN = "local-gateway-test-token"
-MAX_BODY_BYTES = 6 * 1024 * 1024  # OCI Functions' invoke payload limit
 APP_ORIGIN = "http://localhost:3000"  # the browser app a developer allows with LOCAL_GATEWAY_ALLOWED_ORIGIN
 DEPLOYED_CORS = json.loads((REPO_ROOT / "policies" / "apigateway-deployment.json").read_text())["requestPolicies"][
     "cors"
@@ -111,11 +110,12 @@ def _raw_exchange(gateway: LocalGateway, request: bytes) -> tuple[int, bytes]:
     return int(head.split()[1]), body
 
 
-def test_routes_are_the_deployments_under_the_genai_prefix() -> None:
+def test_given_the_deployment_when_the_gateway_lists_routes_then_they_are_under_the_genai_prefix() -> None:
+    # when / then
     assert routes() == ("/genai/chat", "/genai/v1/responses")
 
 
-def test_a_prompt_gets_the_functions_answer_and_one_console_line(
+def test_given_a_prompt_when_posted_then_the_functions_answer_comes_back_and_one_console_line(
     client: httpx2.Client, upstream: LocalEndpoint, console: io.StringIO
 ) -> None:
     # when a caller POSTs a prompt with curl's form content type
@@ -134,10 +134,12 @@ def test_a_prompt_gets_the_functions_answer_and_one_console_line(
     assert float(latency) >= 0
 
 
-def test_the_query_string_is_kept_and_the_openai_route_answers_a_responses_object(
+def test_given_a_query_string_when_posting_to_the_openai_route_then_it_is_kept_and_a_response_comes_back(
     client: httpx2.Client, upstream: LocalEndpoint
 ) -> None:
+    # when
     answer = client.post("/genai/v1/responses?trace=1", json={"input": "hi"})
+    # then
     assert answer.status_code == 200
     assert answer.json()["object"] == "response" and answer.headers["x-request-id"] == upstream.requests[-1].request_id
 
@@ -150,41 +152,59 @@ def test_the_query_string_is_kept_and_the_openai_route_answers_a_responses_objec
     ],
     ids=["400", "413"],
 )
-def test_refusals_pass_through_with_status_and_body(
+def test_given_a_request_the_function_refuses_when_posted_then_its_status_and_body_pass_through(
     client: httpx2.Client, upstream: LocalEndpoint, send: dict, status: int, header: str | None
 ) -> None:
+    # when
     answer = client.post("/genai/chat", **send)
+    # then
     assert answer.status_code == status
     assert answer.json()["error"]["type"] in ("invalid_request", "payload_too_large")
     assert upstream.requests == []
 
 
-def test_other_methods_reach_the_function_and_get_405_with_allow(
+def test_given_a_method_other_than_post_when_sent_then_it_reaches_the_function_and_gets_405_with_allow(
     client: httpx2.Client, upstream: LocalEndpoint
 ) -> None:
+    # when
     answer = client.get("/genai/chat")
+    # then
     assert answer.status_code == 405 and answer.headers["allow"] == "POST"
     assert answer.json()["error"]["type"] == "method_not_allowed"
 
 
-def test_throttling_passes_429_with_retry_after(client: httpx2.Client, upstream: LocalEndpoint) -> None:
+def test_given_a_throttled_model_when_called_then_429_passes_through_with_retry_after(
+    client: httpx2.Client, upstream: LocalEndpoint
+) -> None:
+    # given
     upstream.inject(Fault(kind="status", status=429, code="TooManyRequests", retry_after="120"))
+    # when
     answer = client.post("/genai/chat", json={"prompt": "busy?"})
+    # then
     assert answer.status_code == 429 and answer.headers["retry-after"] == "120"
     assert answer.headers["opc-request-id"] == upstream.requests[-1].request_id
 
 
-def test_a_failing_upstream_passes_502(client: httpx2.Client, upstream: LocalEndpoint) -> None:
+def test_given_a_failing_upstream_when_called_then_502_passes_through(
+    client: httpx2.Client, upstream: LocalEndpoint
+) -> None:
+    # given
     upstream.inject(*[Fault(kind="status", status=500)] * 3)
+    # when
     answer = client.post("/genai/chat", json={"prompt": "down"})
+    # then
     assert answer.status_code == 502 and answer.json()["error"]["type"] == "upstream_error"
 
 
-def test_a_slow_model_passes_504_within_the_timeout(client: httpx2.Client, upstream: LocalEndpoint) -> None:
+def test_given_a_slow_model_when_called_then_504_passes_through_within_the_timeout(
+    client: httpx2.Client, upstream: LocalEndpoint
+) -> None:
     # given a gateway whose function timeout is 4 s (Fn-Deadline), and a model slower than that
     upstream.inject(Fault(kind="delay", delay_s=6))
+    # when
     started = time.monotonic()
     answer = client.post("/genai/chat", json={"prompt": "slow"})
+    # then
     assert answer.status_code == 504 and answer.json()["error"]["type"] == "timeout"
     assert time.monotonic() - started < 4
 
@@ -194,12 +214,15 @@ def test_a_slow_model_passes_504_within_the_timeout(client: httpx2.Client, upstr
     [None, "Bearer wrong-token", f"Basic {TOKEN}", f"Bearer {TOKEN}x"],
     ids=["none", "wrong", "basic", "longer"],
 )
-def test_without_the_gateway_token_the_caller_gets_401_and_the_function_is_not_called(
+def test_given_no_gateway_token_when_called_then_401_and_the_function_is_not_called(
     gateway: LocalGateway, upstream: LocalEndpoint, console: io.StringIO, authorization: str | None
 ) -> None:
+    # given
     headers = {"Authorization": authorization} if authorization else {}
     before = console.getvalue().count('"call_id"')
+    # when
     answer = httpx2.post(f"{gateway.url}/genai/chat", json={"prompt": "let me in"}, headers=headers)
+    # then
     _gateway_error(answer, 401)
     assert answer.headers["www-authenticate"] == "Bearer"
     assert upstream.requests == [] and TOKEN not in console.getvalue()
@@ -207,7 +230,10 @@ def test_without_the_gateway_token_the_caller_gets_401_and_the_function_is_not_c
 
 
 @pytest.mark.parametrize("path", ["/", "/genai", "/genai/v1/chat/completions", "/chat"])
-def test_unrouted_paths_get_404_json(client: httpx2.Client, upstream: LocalEndpoint, path: str) -> None:
+def test_given_an_unrouted_path_when_posted_then_it_gets_404_json(
+    client: httpx2.Client, upstream: LocalEndpoint, path: str
+) -> None:
+    # when / then
     _gateway_error(client.post(path, json={"prompt": "where?"}), 404)
 
 
@@ -261,6 +287,7 @@ def _port(gateway: LocalGateway) -> str:
 def test_given_a_foreign_host_when_a_browser_posts_then_421_and_the_function_is_not_invoked(
     tally: tuple[LocalGateway, Path], host: str
 ) -> None:
+    # given
     gateway, calls = tally
     before = _calls(calls)
     # when a page posts with a Host that is not the gateway's own address (DNS rebinding, say)
@@ -275,14 +302,16 @@ def test_given_a_foreign_host_when_a_browser_posts_then_421_and_the_function_is_
     assert _calls(calls) == before
 
 
-def test_the_rebinding_attack_with_the_right_token_spends_no_upstream_call(
+def test_given_a_rebinding_attack_with_the_right_token_when_posted_then_no_upstream_call_is_spent(
     gateway: LocalGateway, upstream: LocalEndpoint
 ) -> None:
+    # when
     answer = httpx2.post(
         f"{gateway.url}/genai/chat",
         json={"prompt": "spend"},
         headers={"Host": f"rebind.evil.example:{_port(gateway)}", "Authorization": f"Bearer {TOKEN}"},
     )
+    # then
     _gateway_error(answer, 421)
     assert upstream.requests == []
 
@@ -291,26 +320,32 @@ def test_the_rebinding_attack_with_the_right_token_spends_no_upstream_call(
     "hosts", [[], ["{own}", "{own}"], ["{own}", "rebind.evil.example"]], ids=["none", "twice", "two-different"]
 )
 @pytest.mark.parametrize("version", ["HTTP/1.1", "HTTP/1.0"])
-def test_a_request_without_exactly_one_host_gets_400_and_the_function_is_not_invoked(
+def test_given_not_exactly_one_host_when_a_request_arrives_then_400_and_the_function_is_not_invoked(
     tally: tuple[LocalGateway, Path], hosts: list[str], version: str
 ) -> None:
+    # given
     gateway, calls = tally
     before = _calls(calls)
     lines = "".join(f"Host: {host.format(own=_own_host(gateway))}\r\n" for host in hosts)
     request = f"POST /genai/chat {version}\r\n{lines}Content-Length: 2\r\n\r\n{{}}"
+    # when
     status, body = _raw_exchange(gateway, request.encode())
+    # then
     error = json.loads(body)
     assert status == 400 and error["code"] == 400 and "Host" in error["message"] and "evil" not in error["message"]
     assert _calls(calls) == before
 
 
 @pytest.mark.parametrize("host", ["127.0.0.1:{port}", "localhost:{port}", "LocalHost:{port}"])
-def test_the_gateways_own_address_in_the_forms_clients_send_is_answered(
+def test_given_the_gateways_own_address_as_clients_send_it_when_posted_then_it_is_answered(
     tally: tuple[LocalGateway, Path], host: str
 ) -> None:
+    # given
     gateway, calls = tally
     before = _calls(calls)
+    # when
     answer = httpx2.post(f"{gateway.url}/genai/chat", content=b"hi", headers={"Host": host.format(port=_port(gateway))})
+    # then
     assert answer.status_code == 200 and answer.text == "counted"
     assert _calls(calls) == before + 1
 
@@ -331,6 +366,7 @@ def test_the_gateways_own_address_in_the_forms_clients_send_is_answered(
 def test_given_a_foreign_origin_when_a_text_plain_post_arrives_then_403_and_the_function_is_not_invoked(
     tally: tuple[LocalGateway, Path], origin: str
 ) -> None:
+    # given
     gateway, calls = tally
     before = _calls(calls)
     # when a web page posts a "simple" request, which a browser sends without a CORS preflight
@@ -346,44 +382,54 @@ def test_given_a_foreign_origin_when_a_text_plain_post_arrives_then_403_and_the_
     assert _calls(calls) == before
 
 
-def test_a_foreign_origin_is_refused_before_the_token_is_checked(
+def test_given_a_foreign_origin_and_a_valid_token_when_posted_then_it_is_refused_before_the_token_check(
     gateway: LocalGateway, upstream: LocalEndpoint
 ) -> None:
+    # when
     answer = httpx2.post(
         f"{gateway.url}/genai/chat",
         json={"prompt": "spend"},
         headers={"Origin": "https://evil.example", "Authorization": f"Bearer {TOKEN}"},
     )
+    # then
     _gateway_error(answer, 403)
     assert upstream.requests == []
 
 
-def test_a_foreign_origins_preflight_gets_403(tally: tuple[LocalGateway, Path]) -> None:
+def test_given_a_foreign_origin_when_it_sends_a_preflight_then_it_gets_403(tally: tuple[LocalGateway, Path]) -> None:
+    # given
     gateway, calls = tally
     before = _calls(calls)
+    # when
     answer = httpx2.options(
         f"{gateway.url}/genai/chat", headers={"Origin": "https://evil.example", "Access-Control-Request-Method": "POST"}
     )
+    # then
     _gateway_error(answer, 403)
     assert not [name for name in answer.headers if name.startswith("access-control-")]
     assert _calls(calls) == before
 
 
 @pytest.mark.parametrize("origin", ["http://127.0.0.1:{port}", "http://localhost:{port}"])
-def test_the_gateways_own_origin_is_same_origin_and_answered(tally: tuple[LocalGateway, Path], origin: str) -> None:
+def test_given_the_gateways_own_origin_when_posted_then_it_is_same_origin_and_answered(
+    tally: tuple[LocalGateway, Path], origin: str
+) -> None:
+    # given
     gateway, calls = tally
     before = _calls(calls)
+    # when
     answer = httpx2.post(
         f"{gateway.url}/genai/chat", content=b"hi", headers={"Origin": origin.format(port=_port(gateway))}
     )
+    # then
     assert answer.status_code == 200 and _calls(calls) == before + 1
 
 
-def test_the_allowed_origins_preflight_gets_the_deployed_cors_policy_without_a_token(
+def test_given_the_allowed_origin_when_it_preflights_with_no_token_then_it_gets_the_deployed_cors_policy(
     gateway: LocalGateway, upstream: LocalEndpoint
 ) -> None:
-    # given a gateway that requires a token and allows APP_ORIGIN; when the browser sends its preflight
-    # (which never carries credentials)
+    # given a gateway that requires a token and allows APP_ORIGIN
+    # when the browser sends its preflight (which never carries credentials)
     answer = httpx2.options(
         f"{gateway.url}/genai/chat",
         headers={
@@ -403,18 +449,24 @@ def test_the_allowed_origins_preflight_gets_the_deployed_cors_policy_without_a_t
     assert upstream.requests == []
 
 
-def test_the_allowed_origins_post_gets_the_cors_response_headers(
+def test_given_the_allowed_origin_when_it_posts_then_it_gets_the_cors_response_headers(
     client: httpx2.Client, upstream: LocalEndpoint
 ) -> None:
+    # when
     answer = client.post("/genai/chat", json={"prompt": "from the app"}, headers={"Origin": APP_ORIGIN})
+    # then
     assert answer.status_code == 200 and answer.json()["output_text"] == "Local answer to: from the app"
     assert answer.headers["access-control-allow-origin"] == APP_ORIGIN
     assert answer.headers["access-control-expose-headers"] == ", ".join(DEPLOYED_CORS["exposedHeaders"])
     assert "access-control-allow-credentials" not in answer.headers
 
 
-def test_requests_without_an_origin_get_no_cors_headers(client: httpx2.Client, upstream: LocalEndpoint) -> None:
+def test_given_no_origin_when_a_request_is_posted_then_it_gets_no_cors_headers(
+    client: httpx2.Client, upstream: LocalEndpoint
+) -> None:
+    # when
     answer = client.post("/genai/chat", json={"prompt": "curl"})
+    # then
     assert answer.status_code == 200
     assert not [name for name in answer.headers if name.startswith("access-control-")]
 
@@ -435,12 +487,15 @@ def _children() -> set[int]:
 def test_given_real_oci_and_no_token_when_make_serve_starts_then_exit_2_and_nothing_is_started(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], settings: dict[str, str], where: str
 ) -> None:
+    # given
     dotenv = tmp_path / ".env"
     environ = settings if where == "environment" else {}
     if where == "dotenv":
         dotenv.write_text("".join(f"{key}={value}\n" for key, value in settings.items()))
     before = _children()
+    # when
     status = main(["--port", "0"], environ=environ, dotenv_path=dotenv)
+    # then
     [line] = capsys.readouterr().err.splitlines()
     assert status == 2
     assert "LOCAL_GATEWAY_TOKEN=$(python3 -c 'import secrets; print(secrets.token_hex(16))') make serve" in line
@@ -460,21 +515,24 @@ def test_given_real_oci_and_no_token_when_make_serve_starts_then_exit_2_and_noth
     ],
 )
 @pytest.mark.parametrize("where", ["environment", "dotenv"])
-def test_an_allowed_origin_that_is_not_one_origin_is_one_line_and_exit_2(
+def test_given_an_allowed_origin_that_is_not_one_origin_when_make_serve_starts_then_one_line_and_exit_2(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], origin: str, where: str
 ) -> None:
+    # given
     dotenv = tmp_path / ".env"
     environ = {"LOCAL_GATEWAY_ALLOWED_ORIGIN": origin} if where == "environment" else {}
     if where == "dotenv":
         dotenv.write_text(f"LOCAL_GATEWAY_ALLOWED_ORIGIN='{origin}'\n")
     before = _children()
+    # when
     status = main(["--port", "0"], environ=environ, dotenv_path=dotenv)
+    # then
     [line] = capsys.readouterr().err.splitlines()
     assert status == 2 and line.startswith("LOCAL_GATEWAY_ALLOWED_ORIGIN") and "scheme://host[:port]" in line
     assert _children() == before
 
 
-def test_a_function_killed_between_calls_is_restarted(
+def test_given_a_function_killed_between_calls_when_the_next_call_arrives_then_it_is_restarted(
     gateway: LocalGateway, client: httpx2.Client, upstream: LocalEndpoint, console: io.StringIO
 ) -> None:
     # given the function process dies (OOM-killed, say)
@@ -482,11 +540,11 @@ def test_a_function_killed_between_calls_is_restarted(
     pid, restarts = gateway.function.pid, gateway.restarts
     os.kill(pid, signal.SIGKILL)
     gateway.function.process.wait(timeout=5)  # type: ignore[union-attr]
-    # then the request that finds it dead gets 502 JSON, like API Gateway (its own connection and
-    # thread, which end with it)
+    # when the next call finds it dead (on its own connection and thread, which end with it)
     answer = httpx2.post(
         f"{gateway.url}/genai/chat", json={"prompt": "anyone?"}, headers={"Authorization": f"Bearer {TOKEN}"}
     )
+    # then that call gets 502 JSON, like API Gateway
     assert "restarted" in _gateway_error(answer, 502)["message"]
     # and the gateway has restarted it, says so, and the function outlives the thread that restarted it
     assert gateway.restarts == restarts + 1 and gateway.function.pid != pid
@@ -496,35 +554,45 @@ def test_a_function_killed_between_calls_is_restarted(
     assert client.post("/genai/chat", json={"prompt": "back?"}).status_code == 200
 
 
-def test_a_function_killed_during_a_call_gets_502_and_is_restarted(
+def test_given_a_call_in_flight_when_the_function_is_killed_then_the_call_gets_502_and_it_is_restarted(
     gateway: LocalGateway, client: httpx2.Client, upstream: LocalEndpoint
 ) -> None:
+    # given a call slow enough to be in flight when the function is killed
     upstream.inject(Fault(kind="delay", delay_s=2))
     assert gateway.function is not None
     pid, restarts = gateway.function.pid, gateway.restarts
+    # when
     killer = threading.Timer(0.5, os.kill, (pid, signal.SIGKILL))
     killer.start()
     try:
         answer = client.post("/genai/chat", json={"prompt": "crash me"})
     finally:
         killer.join()
+    # then
     _gateway_error(answer, 502)
     assert gateway.restarts == restarts + 1
     assert client.post("/genai/chat", json={"prompt": "after the crash"}).status_code == 200
 
 
-def test_an_exception_escaping_a_handler_reaches_the_caller_as_502_with_its_text(tmp_path: Path) -> None:
+def test_given_a_handler_that_raises_when_called_then_the_caller_gets_502_with_the_exception_text(
+    tmp_path: Path,
+) -> None:
     """Why handler.py never lets one escape: the fdk answers Fn-Http-Status 502 with str(exception)."""
+    # given
     (tmp_path / "func.py").write_text("def handler(ctx, data=None):\n    raise RuntimeError('internal detail')\n")
     (tmp_path / "func.yaml").write_text("name: broken\n# timeout: 1\ntimeout: 7  # seconds\nmemory: 128\n")
     with LocalGateway({}, function_dir=tmp_path, console=io.StringIO(), function_log=subprocess.DEVNULL) as gw:
+        # when
         answer = httpx2.post(f"{gw.url}/genai/chat", json={"prompt": "hi"})
+        # then
         assert answer.status_code == 502 and answer.text == "internal detail"
         # and the deadline the gateway sends comes from that function's func.yaml
         assert gw.timeout_s == 7 and gw.restarts == 0
 
 
-def test_fifty_concurrent_openai_sdk_calls_all_succeed(gateway: LocalGateway, upstream: LocalEndpoint) -> None:
+def test_given_fifty_concurrent_openai_sdk_calls_when_sent_at_once_then_all_succeed(
+    gateway: LocalGateway, upstream: LocalEndpoint
+) -> None:
     # given an async OpenAI SDK client that does not retry, so no connection error is hidden
     async def burst() -> list[str]:
         async with openai.AsyncOpenAI(base_url=f"{gateway.url}/genai/v1", api_key=TOKEN, max_retries=0) as client:
@@ -533,23 +601,31 @@ def test_fifty_concurrent_openai_sdk_calls_all_succeed(gateway: LocalGateway, up
             )
         return [answer.output_text for answer in answers]
 
-    # when 50 calls arrive at once, then every one is answered
+    # when 50 calls arrive at once / then every one is answered
     assert asyncio.run(burst()) == [f"Local answer to: call {i}" for i in range(50)]
 
 
-def test_a_chunked_body_is_accepted_as_api_gateway_accepts_it(client: httpx2.Client, upstream: LocalEndpoint) -> None:
-    # a generator body makes the client send Transfer-Encoding: chunked, no Content-Length
+def test_given_a_chunked_body_when_posted_then_it_is_accepted_as_api_gateway_accepts_it(
+    client: httpx2.Client, upstream: LocalEndpoint
+) -> None:
+    # when a generator body makes the client send Transfer-Encoding: chunked, no Content-Length
     answer = client.post("/genai/chat", content=iter([b'{"prompt": ', b'"chunked"}']))
+    # then
     assert answer.status_code == 200 and answer.json()["output_text"] == "Local answer to: chunked"
 
 
-def test_a_chunked_body_over_the_payload_limit_gets_413(gateway: LocalGateway, upstream: LocalEndpoint) -> None:
+def test_given_a_chunked_body_over_the_payload_limit_when_posted_then_it_gets_413(
+    gateway: LocalGateway, upstream: LocalEndpoint
+) -> None:
+    # given
     request = (
         f"POST /genai/chat HTTP/1.1\r\nHost: {_own_host(gateway)}\r\nAuthorization: Bearer {TOKEN}\r\n"
         "Transfer-Encoding: chunked\r\n\r\n"
-        f"{MAX_BODY_BYTES + 1:x}\r\n"
+        f"{MAX_INVOKE_PAYLOAD_BYTES + 1:x}\r\n"
     ).encode()
+    # when
     status, body = _raw_exchange(gateway, request)
+    # then
     assert status == 413 and json.loads(body) == {"code": 413, "message": "Payload Too Large"}
     assert upstream.requests == []
 
@@ -567,32 +643,40 @@ def test_a_chunked_body_over_the_payload_limit_gets_413(gateway: LocalGateway, u
     ],
     ids=["negative", "not-a-number", "unicode-digit", "two-headers", "list", "with-chunked", "gzip"],
 )
-def test_a_body_whose_length_cannot_be_trusted_gets_400_and_the_connection_is_closed(
+def test_given_a_body_length_that_cannot_be_trusted_when_posted_then_400_and_the_connection_is_closed(
     gateway: LocalGateway, upstream: LocalEndpoint, framing: str
 ) -> None:
+    # given
     request = (
         f"POST /genai/chat HTTP/1.1\r\nHost: {_own_host(gateway)}\r\nAuthorization: Bearer {TOKEN}\r\n"
         f"{framing}\r\n\r\n{{}}"
     )
+    # when
     status, body = _raw_exchange(gateway, request.encode("latin-1"))
+    # then
     assert status == 400
     error = json.loads(body)
     assert set(error) == {"code", "message"} and error["code"] == 400 and error["message"].startswith("Bad Request")
     assert upstream.requests == []
 
 
-def test_repeating_the_same_content_length_is_accepted(gateway: LocalGateway, upstream: LocalEndpoint) -> None:
+def test_given_the_same_content_length_twice_when_posted_then_the_request_is_accepted(
+    gateway: LocalGateway, upstream: LocalEndpoint
+) -> None:
+    # given
     body = b'{"prompt": "same"}'
     request = (
         f"POST /genai/chat HTTP/1.1\r\nHost: {_own_host(gateway)}\r\nAuthorization: Bearer {TOKEN}\r\n"
         "Connection: close\r\n"
         f"Content-Length: {len(body)}\r\nContent-Length: {len(body)}\r\n\r\n"
     ).encode() + body
+    # when
     status, answer = _raw_exchange(gateway, request)
+    # then
     assert status == 200 and json.loads(answer)["output_text"] == "Local answer to: same"
 
 
-def test_a_function_past_its_deadline_is_cut_with_504_and_replaced(tmp_path: Path) -> None:
+def test_given_a_function_past_its_deadline_when_called_then_it_is_cut_with_504_and_replaced(tmp_path: Path) -> None:
     # given a function that ignores Fn-Deadline, behind a gateway with a 2 s function timeout
     (tmp_path / "func.py").write_text(SLEEPY_FUNCTION)
     console = io.StringIO()
@@ -610,13 +694,16 @@ def test_a_function_past_its_deadline_is_cut_with_504_and_replaced(tmp_path: Pat
         assert httpx2.post(f"{gw.url}/genai/chat", content=b"sleep 0").status_code == 200
 
 
-def test_the_repo_func_yaml_timeout_is_the_default_deadline() -> None:
+def test_given_the_repos_func_yaml_when_its_timeout_is_read_then_it_is_the_default_deadline() -> None:
+    # when / then
     assert function_timeout(REPO_ROOT / "func.yaml") == 60
     assert function_timeout(REPO_ROOT / "no-such-func.yaml") == 30
 
 
-def test_a_func_yaml_timeout_that_is_not_ascii_digits_gives_the_default(tmp_path: Path) -> None:
+def test_given_a_func_yaml_timeout_not_in_ascii_digits_when_read_then_the_default_is_used(tmp_path: Path) -> None:
+    # given
     (tmp_path / "func.yaml").write_text("timeout: \u00b2\n", encoding="utf-8")  # str.isdigit() says yes
+    # when / then
     assert function_timeout(tmp_path / "func.yaml") == 30
 
 
@@ -631,12 +718,17 @@ def test_a_func_yaml_timeout_that_is_not_ascii_digits_gives_the_default(tmp_path
         ("memory: 128", 30),
     ],
 )
-def test_func_yaml_timeout_is_a_whole_number_of_seconds_or_the_default(tmp_path: Path, line: str, seconds: int) -> None:
+def test_given_a_func_yaml_timeout_line_when_read_then_it_is_whole_seconds_or_the_default(
+    tmp_path: Path, line: str, seconds: int
+) -> None:
+    # given
     (tmp_path / "func.yaml").write_text(f"name: f\n{line}\n", encoding="utf-8")
+    # when / then
     assert function_timeout(tmp_path / "func.yaml") == seconds
 
 
-def test_dotenv_values_are_read_as_python_dotenv_reads_them() -> None:
+def test_given_dotenv_text_when_parsed_then_its_values_are_read_as_python_dotenv_reads_them() -> None:
+    # given
     text = (
         "GENAI_MODEL=from-dotenv   # the model, says a comment\n"
         "GENAI_A=a#b\n"
@@ -649,6 +741,7 @@ def test_dotenv_values_are_read_as_python_dotenv_reads_them() -> None:
         "GENAI_G='unterminated\n"
         "GENAI_H = spaced  \n"
     )
+    # when / then
     assert parse_dotenv(text) == {
         "GENAI_MODEL": "from-dotenv",
         "GENAI_A": "a#b",
@@ -672,7 +765,9 @@ def dotenv_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @settings(max_examples=400, deadline=None)
 @given(st.lists(_DOTENV_PIECES, max_size=24).map("".join))
-def test_a_dotenv_file_is_read_as_python_dotenv_reads_it_without_interpolation(dotenv_file: Path, text: str) -> None:
+def test_given_any_dotenv_file_when_read_then_it_matches_python_dotenv_without_interpolation(
+    dotenv_file: Path, text: str
+) -> None:
     # given the text as a file, line endings as written
     dotenv_file.write_text(text, encoding="utf-8", newline="")
     # when python-dotenv reads the file itself, without ${VAR} interpolation
@@ -682,9 +777,11 @@ def test_a_dotenv_file_is_read_as_python_dotenv_reads_it_without_interpolation(d
     assert read_dotenv(dotenv_file) == {key: value for key, value in expected.items() if value is not None}
 
 
-def test_make_run_and_make_serve_hand_the_function_the_same_genai_settings() -> None:
+def test_given_environ_and_dotenv_when_picking_settings_then_make_run_and_serve_pass_the_same_genai_ones() -> None:
+    # given
     environ = {"GENAI_MODEL": "from-environment", "GENAI_LOG_PROMPTS": "true", "PATH": "/bin"}
     dotenv = {"GENAI_MODEL": "from-dotenv", "GENAI_MAX_RETRIES": "1", "OTHER": "x"}
+    # when / then
     assert function_settings(environ, dotenv) == {
         "GENAI_MODEL": "from-environment",
         "GENAI_LOG_PROMPTS": "true",
@@ -692,7 +789,10 @@ def test_make_run_and_make_serve_hand_the_function_the_same_genai_settings() -> 
     }
 
 
-def test_dotenv_lines_are_parsed_and_the_environment_wins(tmp_path: Path) -> None:
+def test_given_a_dotenv_file_and_the_environment_when_upstream_is_chosen_then_lines_parse_and_env_wins(
+    tmp_path: Path,
+) -> None:
+    # given
     dotenv = tmp_path / ".env"
     dotenv.write_text(
         "# real OCI from a laptop\n\nexport GENAI_AUTH=session\nGENAI_REGION = 'us-chicago-1'\n"
@@ -700,10 +800,12 @@ def test_dotenv_lines_are_parsed_and_the_environment_wins(tmp_path: Path) -> Non
         "GENAI_MODEL=from-dotenv\nnot a line\n"
     )
     assert read_dotenv(dotenv)["GENAI_REGION"] == "us-chicago-1"
+    # when
     with upstream({"GENAI_MODEL": "from-environment", "HTTPS_PROXY": "http://proxy:3128", "SECRET": "x"}, dotenv) as (
         env,
         where,
     ):
+        # then
         assert env["GENAI_AUTH"] == "session" and env["GENAI_MODEL"] == "from-environment"
         assert env["GENAI_PROJECT_OCID"].endswith("fromdotenv") and env["HTTPS_PROXY"] == "http://proxy:3128"
         # real settings: no local identity, no local endpoint
@@ -711,15 +813,23 @@ def test_dotenv_lines_are_parsed_and_the_environment_wins(tmp_path: Path) -> Non
         assert "SECRET" not in env and "us-chicago-1" in where and "session" in where
 
 
-def test_project_and_region_alone_select_real_oci_with_a_session(tmp_path: Path) -> None:
+def test_given_project_and_region_alone_when_upstream_is_chosen_then_real_oci_with_a_session(tmp_path: Path) -> None:
+    # given
     environ = {"GENAI_PROJECT_OCID": "ocid1.generativeaiproject.oc1.us-chicago-1.x", "GENAI_REGION": "us-chicago-1"}
+    # when
     with upstream(environ, tmp_path / "absent.env") as (env, _):
+        # then
         assert env["GENAI_AUTH"] == "session"
 
 
-def test_without_real_settings_the_local_endpoint_and_identity_are_used(tmp_path: Path) -> None:
+def test_given_no_real_settings_when_upstream_is_chosen_then_the_local_endpoint_and_identity_are_used(
+    tmp_path: Path,
+) -> None:
+    # given
     environ = {"GENAI_LOG_PROMPTS": "true", "GENAI_AUTH": "resource_principal", "GENAI_BASE_URL": "https://elsewhere"}
+    # when
     with upstream(environ, tmp_path / "absent.env") as (env, where):
+        # then
         assert env["OCI_RESOURCE_PRINCIPAL_VERSION"] == "2.2" and Path(env["OCI_RESOURCE_PRINCIPAL_RPST"]).exists()
         assert env["GENAI_BASE_URL"].startswith("http://127.0.0.1:") and env["GENAI_BASE_URL"] in where
         assert env["GENAI_LOG_PROMPTS"] == "true"  # behaviour settings still apply
@@ -759,29 +869,38 @@ def _make_serve(
         serve.communicate(timeout=15)
 
 
-def test_make_serve_answers_on_port_and_stops_its_function_on_sigterm(tmp_path: Path) -> None:
+def test_given_make_serve_on_a_port_when_called_and_sent_sigterm_then_it_answers_and_stops_its_function(
+    tmp_path: Path,
+) -> None:
+    # given make serve on a free port, whose banner says where it listens and what it accepts
     with _make_serve(tmp_path) as (serve, port, children, banner):
         assert f"http://127.0.0.1:{port}" in banner and "local endpoint" in banner
         assert f"Host: 127.0.0.1:{port} or localhost:{port} only" in banner and "LOCAL_GATEWAY_ALLOWED_ORIGIN" in banner
+        # when a call arrives on that port
         answer = httpx2.post(
             f"http://127.0.0.1:{port}/genai/chat",
             json={"prompt": "served"},
             headers={"Authorization": f"Bearer {TOKEN}"},
             timeout=30,
         )
+        # then it is answered
         assert answer.status_code == 200 and answer.json()["output_text"] == "Local answer to: served"
+        # when make serve gets SIGTERM
         serve.send_signal(signal.SIGTERM)
         output = serve.communicate(timeout=15)[0]
+        # then it exits cleanly, having logged the call, and its function process is gone
         assert serve.returncode == 0
         assert "POST /genai/chat 200" in output and TOKEN not in banner + output
         _, alive = psutil.wait_procs(children, timeout=5)
         assert alive == []
 
 
-def test_with_real_oci_settings_and_a_token_make_serve_starts(tmp_path: Path) -> None:
+def test_given_real_oci_settings_and_a_token_when_make_serve_runs_then_it_starts(tmp_path: Path) -> None:
     # given real-OCI settings and LOCAL_GATEWAY_TOKEN (no call is made: the test sends nothing)
     settings = {"GENAI_AUTH": "session", "GENAI_REGION": "us-chicago-1", "HOME": str(tmp_path)}
+    # when
     with _make_serve(tmp_path, settings) as (serve, _, _children, banner):
+        # then
         assert "OCI Generative AI in us-chicago-1 (GENAI_AUTH=session)" in banner
         assert "Authorization: Bearer $LOCAL_GATEWAY_TOKEN" in banner and TOKEN not in banner
         serve.send_signal(signal.SIGTERM)
@@ -789,7 +908,9 @@ def test_with_real_oci_settings_and_a_token_make_serve_starts(tmp_path: Path) ->
 
 
 @pytest.mark.parametrize("stop", [signal.SIGHUP, signal.SIGKILL], ids=["terminal-closed", "killed"])
-def test_the_function_never_outlives_make_serve(tmp_path: Path, stop: signal.Signals) -> None:
+def test_given_make_serve_when_its_terminal_closes_or_it_is_killed_then_its_function_never_outlives_it(
+    tmp_path: Path, stop: signal.Signals
+) -> None:
     # given make serve running its function
     with _make_serve(tmp_path) as (serve, _, children, _banner):
         # when its terminal closes (SIGHUP), or it is killed and cannot clean up (SIGKILL)
@@ -805,8 +926,12 @@ def test_the_function_never_outlives_make_serve(tmp_path: Path, stop: signal.Sig
     ("argv", "env", "bad"),
     [([], {"PORT": "abc"}, "abc"), (["--port", "abc"], {}, "abc"), (["--port", "70000"], {}, "70000")],
 )
-def test_a_bad_port_is_one_clear_line_and_exit_status_2(argv: list[str], env: dict[str, str], bad: str) -> None:
+def test_given_a_bad_port_when_make_serve_starts_then_one_clear_line_and_exit_status_2(
+    argv: list[str], env: dict[str, str], bad: str
+) -> None:
+    # given
     environ = {**os.environ, "PYTHONPATH": str(REPO_ROOT), **env}
+    # when
     done = subprocess.run(
         [sys.executable, "-m", "genai_handler.local.gateway", *argv],
         env=environ,
@@ -814,6 +939,7 @@ def test_a_bad_port_is_one_clear_line_and_exit_status_2(argv: list[str], env: di
         text=True,
         timeout=60,
     )
+    # then
     assert done.returncode == 2 and "Traceback" not in done.stderr
     [error] = [line for line in done.stderr.splitlines() if not line.startswith("usage:")]
     assert "port" in error.lower() and repr(bad) in error

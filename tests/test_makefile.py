@@ -81,7 +81,7 @@ def venv_version(project: Path) -> str:
 
 
 @pytest.mark.skipif(not PYTHON_3_10.exists(), reason=f"no Python 3.10 at {PYTHON_3_10} to play the wrong Python")
-def test_a_wrong_python_is_refused_before_anything_is_built(project: Path) -> None:
+def test_given_a_wrong_python_when_make_run_then_it_is_refused_before_anything_is_built(project: Path) -> None:
     # when make run is asked to use Python 3.10
     result = make(project, "run", f"PYTHON={PYTHON_3_10}")
     # then it stops with a message that says what is needed and how to pick another interpreter
@@ -93,15 +93,17 @@ def test_a_wrong_python_is_refused_before_anything_is_built(project: Path) -> No
     assert "pip" not in result.stdout + result.stderr.replace("PYTHON=", "")
 
 
-def test_a_missing_python_is_named(project: Path) -> None:
+def test_given_a_missing_python_when_make_serve_then_it_is_named(project: Path) -> None:
+    # when
     result = make(project, "serve", "PYTHON=python3.99-not-installed")
+    # then
     assert result.returncode != 0
     assert "PYTHON=python3.99-not-installed is not found" in result.stderr
     assert "make serve PYTHON=python3.12" in result.stderr
     assert not (project / ".venv").exists()
 
 
-def test_a_failed_install_leaves_no_venv_behind(project: Path) -> None:
+def test_given_a_failing_install_when_make_run_then_no_venv_is_left_behind(project: Path) -> None:
     # given a requirement that cannot be installed
     (project / "requirements.txt").write_text(UNMET)
     # when make run builds .venv
@@ -113,7 +115,7 @@ def test_a_failed_install_leaves_no_venv_behind(project: Path) -> None:
 
 
 @pytest.mark.skipif(not PYTHON_3_10.exists(), reason=f"no Python 3.10 at {PYTHON_3_10} to play the wrong Python")
-def test_a_venv_made_by_a_wrong_python_is_rebuilt(project: Path) -> None:
+def test_given_a_venv_made_by_a_wrong_python_when_make_run_then_it_is_rebuilt(project: Path) -> None:
     # given a .venv that Python 3.10 left behind, as an older Makefile did when pip then failed
     subprocess.run([str(PYTHON_3_10), "-m", "venv", "--without-pip", str(project / ".venv")], check=True)
     assert venv_version(project) == "(3, 10)"
@@ -125,7 +127,7 @@ def test_a_venv_made_by_a_wrong_python_is_rebuilt(project: Path) -> None:
     assert "ran genai_handler/local/run.py" in result.stdout
 
 
-def test_a_failed_local_tools_install_leaves_no_venv_behind(project: Path) -> None:
+def test_given_a_failing_local_tools_install_when_make_serve_then_no_venv_is_left_behind(project: Path) -> None:
     # given a local-tools requirement that cannot be installed
     (project / "requirements-local.txt").write_text(UNMET)
     # when make serve builds .venv
@@ -136,7 +138,9 @@ def test_a_failed_local_tools_install_leaves_no_venv_behind(project: Path) -> No
     assert not (project / ".venv").exists()
 
 
-def test_a_changed_local_tools_file_reinstalls_before_the_next_local_command(project: Path) -> None:
+def test_given_a_changed_local_tools_file_when_the_next_local_command_runs_then_it_reinstalls_first(
+    project: Path,
+) -> None:
     # given a .venv the local commands have built, newer than requirements.txt
     assert make(project, "serve", f"PYTHON={sys.executable}").returncode == 0
     assert make(project, "--question", ".venv/.runtime-installed").returncode == 0
@@ -151,7 +155,7 @@ def test_a_changed_local_tools_file_reinstalls_before_the_next_local_command(pro
     assert result.returncode != 0 and "installing requirements-local.txt failed" in result.stderr
 
 
-def test_run_serve_and_doctor_install_only_requirements_txt_and_test_adds_the_dev_set(project: Path) -> None:
+def test_given_dev_requirements_when_run_serve_and_doctor_install_then_only_make_test_adds_them(project: Path) -> None:
     # given dev requirements that cannot be installed
     # when the local commands run
     for target, module in zip(("run", "serve", "doctor"), _MODULES, strict=True):
@@ -160,16 +164,20 @@ def test_run_serve_and_doctor_install_only_requirements_txt_and_test_adds_the_de
         assert result.returncode == 0, (target, result.stderr)
         assert f"ran {module}" in result.stdout
     assert not (project / ".venv" / ".dev-installed").exists()
-    # when make test runs after them, then it installs the dev requirements (which fail here)
+    # when make test runs after them
     result = make(project, "test", f"PYTHON={sys.executable}")
+    # then it installs the dev requirements (which fail here)
     assert result.returncode != 0
     assert "installing requirements-dev.txt failed" in result.stderr
     assert "no-such-distribution-for-this-test" in result.stderr
 
 
-def test_clean_removes_the_venv(project: Path) -> None:
+def test_given_a_venv_when_make_clean_then_it_is_removed(project: Path) -> None:
+    # given
     (project / ".venv" / "bin").mkdir(parents=True)
+    # when
     assert make(project, "clean").returncode == 0
+    # then
     assert not (project / ".venv").exists()
 
 
@@ -196,12 +204,15 @@ def _imported_distributions(sources: list[Path]) -> set[str]:
     return found
 
 
-def test_the_image_requirements_are_what_the_local_commands_import() -> None:
+def test_given_what_the_local_commands_import_when_matched_to_the_pins_then_it_is_the_image_requirements() -> None:
     """requirements.txt suffices for the package the image holds; make run/serve/doctor's own modules
     (genai_handler/local) add only requirements-local.txt, which the image never gets."""
+    # given
     package = _imported_distributions(sorted((ROOT / "genai_handler").glob("*.py")))
     local = _imported_distributions(sorted((ROOT / "genai_handler" / "local").glob("*.py")))
+    # when
     image, local_tools = _pinned("requirements.txt"), _pinned("requirements-local.txt")
+    # then
     # oci and httpx are imported lazily, only for the principals and clients that need them
     assert package - {"oci", "httpx"} <= image, package - image
     assert local - {"oci", "httpx"} <= image | local_tools, local - image - local_tools
@@ -243,6 +254,7 @@ def test_given_an_awkward_prompt_in_the_environment_when_make_run_then_the_funct
 
 @no_dotenv
 def test_given_no_prompt_when_make_run_then_the_default_prompt_is_sent(tmp_path: Path) -> None:
+    # when / then
     assert _answered(make_run(tmp_path)) == DEFAULT_PROMPT
 
 
@@ -298,5 +310,7 @@ def test_given_a_problem_for_each_check_when_make_lint_then_every_check_reports_
 
 
 def test_given_clean_code_when_make_lint_then_it_passes(tmp_path: Path) -> None:
+    # when
     done = _lint(tmp_path, _LINTED)
+    # then
     assert done.returncode == 0, done.stdout + done.stderr

@@ -141,6 +141,12 @@ class ReasoningConfig(_Strict):
     summary: Literal["auto", "concise", "detailed"] | None = rule("a summary of the reasoning")
 
 
+# Of the openai SDK's ResponseIncludable, the values that need no tool and no image.
+Includable = Literal["reasoning.encrypted_content", "message.output_text.logprobs"]
+_INCLUDABLE = ", ".join(get_args(Includable))
+CallerLabel = Annotated[str, Kind.ID, Field(pattern=r"^[!-~]{1,128}$")]
+_LABEL_RULE = "1 to 128 printable ASCII characters"
+
 Metadata = Annotated[
     dict[Annotated[str, Field(max_length=64)], Annotated[str, Field(max_length=512)]], Kind.UNREAD, Field(max_length=16)
 ]
@@ -190,6 +196,19 @@ class Request(_Strict):
     background: Literal[False] | None = rule(
         "not offered", must="false: background responses are not offered by this function"
     )
+    # Sent by OpenAI SDKs and agent libraries on every call, mostly at their off values.
+    include: list[Includable] | None = rule("extra parts of the answer", must=f"a list of: {_INCLUDABLE}")
+    tool_choice: Literal["auto", "none"] | None = rule(
+        "accepted, not sent: no tools yet", must="auto or none: tools are not offered by this function"
+    )
+    parallel_tool_calls: bool | None = rule("accepted, not sent: no tools yet", must="true or false")
+    truncation: Literal["auto", "disabled"] | None = rule("accepted, not sent", must="auto or disabled")
+    service_tier: Literal["auto", "default"] | None = rule(
+        "accepted, not sent", must="auto or default: other tiers are not offered by this function"
+    )
+    user: CallerLabel | None = rule("accepted, not sent: the gateway names the caller", must=_LABEL_RULE)
+    safety_identifier: CallerLabel | None = rule("accepted, not sent: the gateway names the caller", must=_LABEL_RULE)
+    prompt_cache_key: CallerLabel | None = rule("accepted, not sent", must=_LABEL_RULE)
 
     @model_validator(mode="after")
     def _one_input(self) -> Request:
@@ -202,13 +221,20 @@ class Request(_Strict):
     def arguments(self) -> dict[str, Any]:
         """The keyword arguments for `responses.create`: what was asked for, `prompt` as `input`.
         A field at its off value (false, empty, null) was not asked for and is not sent."""
-        arguments = self.model_dump(by_alias=True, exclude_none=True, exclude_unset=True, exclude=_OFF_ONLY)
+        arguments = self.model_dump(by_alias=True, exclude_none=True, exclude_unset=True, exclude=_NOT_SENT)
+        if not arguments.get("include", True):
+            del arguments["include"]
         if "prompt" in arguments:
             arguments["input"] = arguments.pop("prompt")
         return arguments
 
 
-_OFF_ONLY = {"stream", "tools", "background"}
+# Fields accepted so that real clients work, never sent: off-only switches, tool settings without tools,
+# and what OCI does not document on its Responses API (../shared/FIELD-NOTES.md, "What OCI's ... serves").
+_NOT_SENT = {
+    "stream", "tools", "background", "tool_choice", "parallel_tool_calls",
+    "truncation", "service_tier", "user", "safety_identifier", "prompt_cache_key",
+}  # fmt: skip
 
 
 @dataclass(frozen=True)

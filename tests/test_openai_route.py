@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 from collections.abc import Iterator
 
 import openai
@@ -45,6 +46,32 @@ def test_given_the_openai_sdk_when_it_creates_a_response_then_output_text_reads_
     assert answer.output_text == "Local answer to: What is OCI?"
     assert answer.model == MODEL and answer.status == "completed" and answer.usage and answer.usage.total_tokens > 0
     assert answer._request_id == upstream.requests[-1].request_id
+
+
+def test_given_the_fields_clients_send_on_every_call_when_created_then_it_answers_and_oci_gets_none_of_them(
+    gateway: LocalGateway, upstream: LocalEndpoint
+) -> None:
+    # given the routine fields OpenAI SDK users and agent libraries send, at the values that ask for nothing
+    routine = {
+        "stream": False,
+        "background": False,
+        "tools": [],
+        "include": [],
+        "tool_choice": "auto",
+        "parallel_tool_calls": True,
+        "truncation": "disabled",
+        "service_tier": "auto",
+        "user": "user-1234",
+        "safety_identifier": "b1946ac92492d2347c6235b4d2611184",
+        "prompt_cache_key": "chat-42",
+    }
+    with _client(gateway) as client:
+        # when the real SDK sends them
+        answer = client.responses.create(model=MODEL, input="hi", **routine)  # type: ignore[call-overload]
+    # then the call is answered, and OCI was asked only for what the caller asked for
+    assert answer.output_text == "Local answer to: hi"
+    sent = json.loads(upstream.requests[-1].body)
+    assert not set(routine) & set(sent)
 
 
 def test_given_a_model_outside_the_allow_list_when_called_then_a_bad_request_names_the_allowed_ones(

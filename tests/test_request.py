@@ -273,3 +273,66 @@ def test_given_null_for_an_optional_field_or_an_off_value_when_parsed_then_it_is
     )
     # then
     assert arguments == {"model": DEFAULT_MODEL, "input": "hi", "max_output_tokens": 2048, "store": False}
+
+
+# What the OpenAI SDKs and agent libraries send on every call (../shared/FIELD-NOTES.md, "What real
+# clients send"), each at the value that asks for nothing.
+ROUTINE_OFF_VALUES: dict[str, Any] = {
+    "stream": False,
+    "background": False,
+    "tools": [],
+    "include": [],
+    "tool_choice": "auto",
+    "parallel_tool_calls": True,
+    "truncation": "disabled",
+    "service_tier": "auto",
+    "user": "user-1234",
+    "safety_identifier": "b1946ac92492d2347c6235b4d2611184",
+    "prompt_cache_key": "chat-42",
+}
+
+
+def test_given_the_fields_real_clients_send_routinely_when_parsed_then_they_are_accepted_and_not_sent() -> None:
+    # given every routine field at its off value, and the caller identifiers clients add
+    body = {"input": "hi", **ROUTINE_OFF_VALUES}
+    # when
+    arguments = _args(body)
+    # then the call is made as if they were absent: nothing OCI does not document reaches it
+    assert arguments == {"model": DEFAULT_MODEL, "input": "hi", "max_output_tokens": 2048, "store": False}
+
+
+@pytest.mark.parametrize("include", [["reasoning.encrypted_content"], ["message.output_text.logprobs"]])
+def test_given_an_include_on_the_allow_list_when_parsed_then_it_is_sent(include: list[str]) -> None:
+    # when
+    arguments = _args({"input": "hi", "include": include})
+    # then
+    assert arguments["include"] == include
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("include", ["file_search_call.results"], "include[0] must be a list of: reasoning.encrypted_content, "),
+        ("include", "reasoning.encrypted_content", "include must be a list of: reasoning.encrypted_content, "),
+        ("tool_choice", "required", "tool_choice must be auto or none: tools are not offered by this function"),
+        ("tool_choice", {"type": "function", "name": "f"}, "tool_choice must be auto or none: tools are not"),
+        ("parallel_tool_calls", "yes", "parallel_tool_calls must be true or false"),
+        ("truncation", "middle", "truncation must be auto or disabled"),
+        (
+            "service_tier",
+            "priority",
+            "service_tier must be auto or default: other tiers are not offered by this function",
+        ),
+        ("user", "x" * 129, "user must be 1 to 128 printable ASCII characters"),
+        ("safety_identifier", "née", "safety_identifier must be 1 to 128 printable ASCII characters"),
+        ("prompt_cache_key", "", "prompt_cache_key must be 1 to 128 printable ASCII characters"),
+    ],
+)
+def test_given_a_routine_field_with_a_value_this_function_refuses_when_parsed_then_the_message_says_why(
+    field: str, value: object, message: str
+) -> None:
+    # when
+    with pytest.raises(InvalidRequest) as raised:
+        _args({"input": "hi", field: value})
+    # then
+    assert raised.value.message.startswith(message)

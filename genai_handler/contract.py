@@ -21,6 +21,7 @@ from pydantic_core import PydanticCustomError, PydanticUndefined
 
 MAX_SCHEMA_CHARS = 16_384  # a JSON schema the model reads, as JSON text
 MAX_ID_CHARS = 256
+_ID = r"^[A-Za-z0-9_.:-]+$"
 _FORMAT_NAME = r"^[A-Za-z0-9_-]{1,64}$"  # openai SDK: ResponseFormatTextJSONSchemaConfigParam.name
 
 
@@ -70,11 +71,16 @@ class InputText(_Strict):
     text: Prose = required("the text", must="a non-empty string")
 
 
+Empty = Annotated[list[Any], Kind.JSON, Field(max_length=0)]  # an off-only list; if it held anything, JSON
+
+
 class OutputText(_Strict):
-    """A text part of an earlier answer, as callers replay it."""
+    """A text part of an earlier answer, as callers replay it (openai SDK: ResponseOutputTextParam)."""
 
     type: Literal["output_text"] = required("output_text")
     text: Prose = required("the text", must="a non-empty string")
+    annotations: Empty | None = rule("as the answer had them", must="empty: no tool this function offers cites sources")
+    logprobs: Empty | None = rule("as the answer had them", must="empty: log probabilities are not replayed")
 
 
 Part = Annotated[InputText | OutputText, Field(discriminator="type")]
@@ -88,6 +94,12 @@ class Message(_Strict):
     """One message of a conversation."""
 
     type: Literal["message"] = rule("message (may be left out)", default="message")
+    id: Annotated[str, Kind.ID] | None = rule(
+        "an earlier answer's message id, as replayed", must="a message id", max_length=MAX_ID_CHARS, pattern=_ID
+    )
+    status: Literal["in_progress", "completed", "incomplete"] | None = rule(
+        "an earlier answer's status, as replayed", must="in_progress, completed or incomplete"
+    )
     role: Literal["user", "assistant", "system", "developer"] = required("who said it")
     content: Annotated[
         Annotated[Prose, Tag("text")] | Annotated[list[Part], Tag("list"), Field(min_length=1)],
@@ -187,12 +199,10 @@ class Request(_Strict):
         must="a response id",
         min_length=1,
         max_length=MAX_ID_CHARS,
-        pattern=r"^[A-Za-z0-9_.:-]+$",
+        pattern=_ID,
     )
     stream: Literal[False] | None = rule("not offered", must="false: streaming is not offered by this function")
-    tools: Annotated[list[Any], Kind.JSON, Field(max_length=0)] | None = rule(
-        "not offered", must="empty: tools are not offered by this function"
-    )
+    tools: Empty | None = rule("not offered", must="empty: tools are not offered by this function")
     background: Literal[False] | None = rule(
         "not offered", must="false: background responses are not offered by this function"
     )

@@ -336,3 +336,36 @@ def test_given_a_routine_field_with_a_value_this_function_refuses_when_parsed_th
         _args({"input": "hi", field: value})
     # then
     assert raised.value.message.startswith(message)
+
+
+def _replayed(**part: object) -> dict[str, Any]:
+    """An earlier answer's message as the openai SDK's `response.output` gives it back (ResponseOutputMessage)."""
+    text = {"type": "output_text", "text": "Paris.", "annotations": [], **part}
+    return {"id": "msg_0123abc", "type": "message", "role": "assistant", "status": "completed", "content": [text]}
+
+
+def test_given_history_replayed_as_the_sdk_returns_it_when_parsed_then_it_is_sent_verbatim() -> None:
+    # given the previous answer's output items, then the next question, as `input += response.output` builds it
+    history = [{"role": "user", "content": "Capital of France?"}, _replayed(logprobs=[])]
+    body = {"input": [*history, {"role": "user", "content": "And of Italy?"}]}
+    # when
+    arguments = _args(body)
+    # then
+    assert arguments["input"] == body["input"]
+
+
+@pytest.mark.parametrize(
+    ("part", "message"),
+    [
+        ({"annotations": [{"type": "url_citation", "url": "https://x.example"}]}, "must be empty: no tool"),
+        ({"logprobs": [{"token": "Paris", "logprob": -0.1}]}, "must be empty: log probabilities are not replayed"),
+    ],
+)
+def test_given_a_replayed_part_with_what_no_offered_tool_makes_when_parsed_then_it_is_refused_naming_it(
+    part: dict[str, object], message: str
+) -> None:
+    # when
+    with pytest.raises(InvalidRequest) as raised:
+        _args({"input": [_replayed(**part)]})
+    # then
+    assert raised.value.message.startswith("input[0].content[0].") and message in raised.value.message

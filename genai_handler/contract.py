@@ -21,6 +21,8 @@ from pydantic_core import PydanticCustomError, PydanticUndefined
 
 MAX_SCHEMA_CHARS = 16_384  # a JSON schema the model reads, as JSON text
 MAX_ID_CHARS = 256
+MAX_TOOLS = 32  # function tools in one request; each schema counts in the input cap too
+MAX_ITEMS = 256  # input items in one request (messages, function calls and their outputs)
 _ID = r"^[A-Za-z0-9_.:-]+$"
 _FORMAT_NAME = r"^[A-Za-z0-9_-]{1,64}$"  # openai SDK: ResponseFormatTextJSONSchemaConfigParam.name
 
@@ -109,6 +111,78 @@ class Message(_Strict):
     )
 
 
+_CallId = Annotated[str, Kind.ID, Field(min_length=1, max_length=MAX_ID_CHARS, pattern=_ID)]
+_Status = Literal["in_progress", "completed", "incomplete"]
+_FunctionName = Annotated[str, Kind.NAME, Field(pattern=_FORMAT_NAME)]
+_FUNCTION_NAME_RULE = "1 to 64 letters, digits, _ or -"
+
+
+class FunctionCall(_Strict):
+    """A function call the model made, replayed (openai SDK: ResponseFunctionToolCallParam)."""
+
+    type: Literal["function_call"] = required("function_call")
+    call_id: _CallId = required("the call's id, which its output names", must="a call id")
+    name: _FunctionName = required("the function called", must=_FUNCTION_NAME_RULE)
+    arguments: Annotated[str, Kind.PROSE] = required("its arguments, as JSON text", must="a string")
+    id: _CallId | None = rule("the item's id, as replayed", must="an item id")
+    status: _Status | None = rule("as replayed", must="in_progress, completed or incomplete")
+
+
+class FunctionCallOutput(_Strict):
+    """What the caller's function returned: text the model reads, as any prompt (openai SDK:
+    FunctionCallOutput; text output only)."""
+
+    type: Literal["function_call_output"] = required("function_call_output")
+    call_id: _CallId = required("the call it answers", must="a call id")
+    output: Prose = required("the function's result, as text", must="a non-empty string")
+    id: _CallId | None = rule("the item's id, as replayed", must="an item id")
+    status: _Status | None = rule("as replayed", must="in_progress, completed or incomplete")
+
+
+def _item_type(value: Any) -> str | None:
+    found = value.get("type", "message") if isinstance(value, dict) else getattr(value, "type", None)
+    return found if isinstance(found, str) else None
+
+
+Item = Annotated[
+    Annotated[Message, Tag("message")]
+    | Annotated[FunctionCall, Tag("function_call")]
+    | Annotated[FunctionCallOutput, Tag("function_call_output")],
+    Discriminator(_item_type),
+]
+
+
+class FunctionTool(_Strict):
+    """A function the caller runs for the model (openai SDK: FunctionToolParam)."""
+
+    type: Literal["function"] = required("function")
+    name: _FunctionName = required("the function's name", must=_FUNCTION_NAME_RULE)
+    description: Prose | None = rule("what it does, for the model", must="a non-empty string")
+    parameters: JsonObject | None = rule(
+        f"a JSON schema of its arguments, at most {MAX_SCHEMA_CHARS} characters as JSON", must="a JSON schema object"
+    )
+    strict: bool | None = rule("strict schema adherence", must="true or false")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _function_only(cls, value: Any) -> Any:
+        if isinstance(value, dict) and value.get("type") != "function":
+            raise contract_error("must be a function tool: hosted tools are not offered by this function")
+        return value
+
+    @field_validator("parameters")
+    @classmethod
+    def _schema_size(cls, schema: dict[str, Any] | None) -> dict[str, Any] | None:
+        return _capped_schema(schema)
+
+
+class ToolChoiceFunction(_Strict):
+    """Call this function (openai SDK: ToolChoiceFunctionParam)."""
+
+    type: Literal["function"] = required("function")
+    name: Annotated[str, Kind.ID] = required("one of the tools' names", must="one of the tools' names")
+
+
 class JsonSchemaFormat(_Strict):
     """Structured output: the answer is JSON that conforms to `schema`."""
 
@@ -125,9 +199,16 @@ class JsonSchemaFormat(_Strict):
     @field_validator("schema_")
     @classmethod
     def _schema_size(cls, schema: dict[str, Any]) -> dict[str, Any]:
-        if len(_json_text(schema)) > MAX_SCHEMA_CHARS:
-            raise contract_error(f"is over {MAX_SCHEMA_CHARS} characters as JSON")
-        return schema
+        return _capped_schema(schema)
+
+
+S = TypeVar("S", bound=dict[str, Any] | None)
+
+
+def _capped_schema(schema: S) -> S:
+    if schema is not None and len(_json_text(schema)) > MAX_SCHEMA_CHARS:
+        raise contract_error(f"is over {MAX_SCHEMA_CHARS} characters as JSON")
+    return schema
 
 
 class PlainFormat(_Strict):
@@ -170,13 +251,15 @@ class Request(_Strict):
     prompt: Prose | None = rule("the prompt (or `input`)", must="a non-empty string")
     input: (
         Annotated[
-            Annotated[Prose, Tag("text")] | Annotated[list[Message], Tag("list"), Field(min_length=1)],
+            Annotated[Prose, Tag("text")]
+            | Annotated[list[Item], Tag("list"), Field(min_length=1, max_length=MAX_ITEMS)],
             Discriminator(_text_or_list),
         ]
         | None
     ) = rule(
-        "Responses-style: a string or a non-empty list of messages (or `prompt`)",
-        must="a non-empty string or a non-empty list of messages",
+        f"Responses-style: a string or a list of 1 to {MAX_ITEMS} items: messages, function calls and their"
+        " outputs (or `prompt`)",
+        must=f"a non-empty string or a list of 1 to {MAX_ITEMS} items",
     )
     instructions: Prose | None = rule("a system prompt", must="a non-empty string")
     model: Annotated[str, Kind.ID] | None = rule(
@@ -202,16 +285,20 @@ class Request(_Strict):
         pattern=_ID,
     )
     stream: Literal[False] | None = rule("not offered", must="false: streaming is not offered by this function")
-    tools: Empty | None = rule("not offered", must="empty: tools are not offered by this function")
+    tools: Annotated[list[FunctionTool], Field(max_length=MAX_TOOLS)] | None = rule(
+        f"at most {MAX_TOOLS} function tools; hosted tools are not offered",
+        must=f"a list of at most {MAX_TOOLS} function tools",
+    )
     background: Literal[False] | None = rule(
         "not offered", must="false: background responses are not offered by this function"
     )
     # Sent by OpenAI SDKs and agent libraries on every call, mostly at their off values.
     include: list[Includable] | None = rule("extra parts of the answer", must=f"a list of: {_INCLUDABLE}")
-    tool_choice: Literal["auto", "none"] | None = rule(
-        "accepted, not sent: no tools yet", must="auto or none: tools are not offered by this function"
+    tool_choice: Literal["auto", "none", "required"] | ToolChoiceFunction | None = rule(
+        "auto, none, required or one function; sent only with tools",
+        must="auto, none, required or an object naming one of the tools",
     )
-    parallel_tool_calls: bool | None = rule("accepted, not sent: no tools yet", must="true or false")
+    parallel_tool_calls: bool | None = rule("sent only with tools", must="true or false")
     truncation: Literal["auto", "disabled"] | None = rule("accepted, not sent", must="auto or disabled")
     service_tier: Literal["auto", "default"] | None = rule(
         "accepted, not sent", must="auto or default: other tiers are not offered by this function"
@@ -228,23 +315,34 @@ class Request(_Strict):
             raise contract_error("prompt is required (or input, Responses-style)")
         return self
 
+    @model_validator(mode="after")
+    def _choice_among_tools(self) -> Request:
+        names = [tool.name for tool in self.tools or ()]
+        if len(set(names)) != len(names):
+            raise contract_error("tools must name each function once")
+        if isinstance(self.tool_choice, ToolChoiceFunction) and self.tool_choice.name not in names:
+            raise contract_error("tool_choice must name one of the tools sent")
+        if self.tool_choice == "required" and not names:
+            raise contract_error("tool_choice must not be required without tools")
+        return self
+
     def arguments(self) -> dict[str, Any]:
         """The keyword arguments for `responses.create`: what was asked for, `prompt` as `input`.
         A field at its off value (false, empty, null) was not asked for and is not sent."""
         arguments = self.model_dump(by_alias=True, exclude_none=True, exclude_unset=True, exclude=_NOT_SENT)
         if not arguments.get("include", True):
             del arguments["include"]
+        if not arguments.get("tools"):
+            for name in ("tools", "tool_choice", "parallel_tool_calls"):
+                arguments.pop(name, None)
         if "prompt" in arguments:
             arguments["input"] = arguments.pop("prompt")
         return arguments
 
 
-# Fields accepted so that real clients work, never sent: off-only switches, tool settings without tools,
-# and what OCI does not document on its Responses API (../shared/FIELD-NOTES.md, "What OCI's ... serves").
-_NOT_SENT = {
-    "stream", "tools", "background", "tool_choice", "parallel_tool_calls",
-    "truncation", "service_tier", "user", "safety_identifier", "prompt_cache_key",
-}  # fmt: skip
+# Accepted so that real clients work, never sent: off-only switches, and what OCI's Responses API is not
+# shown to serve (docs/contracts.md).
+_NOT_SENT = {"stream", "background", "truncation", "service_tier", "user", "safety_identifier", "prompt_cache_key"}
 
 
 @dataclass(frozen=True)
@@ -440,8 +538,10 @@ def _tag(annotation: Any) -> str | None:
 def _member(members: tuple[Any, ...], part: int | str) -> tuple[Any, bool]:
     """The union member a location's next part selects, and whether that part was its tag."""
     for member in members:
-        tag = _tag(member)
+        tag, bare = _tag(member), _unwrap(member, ())[0]
         if isinstance(part, str) and tag is not None and part in tag.split("|"):
+            return member, True
+        if _is_model(bare) and part == bare.__name__:  # pydantic's name for a member of an untagged union
             return member, True
     for member in members:
         bare, _ = _unwrap(member, ())

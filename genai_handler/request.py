@@ -11,7 +11,7 @@ import json
 import math
 from typing import Any, Literal, get_args, get_origin
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from .contract import Request, locate, texts
 from .errors import InvalidRequest, PayloadTooLarge
@@ -74,7 +74,7 @@ def with_caps(request: Request, settings: Settings) -> Request:
     chars = sum(len(text.text) for text in texts(request))
     if chars > settings.max_input_chars:
         raise InvalidRequest(
-            f"the request's text is {chars} characters (prompt, instructions, format); "
+            f"the request's text is {chars} characters (prompt, instructions, format, tools, tool outputs); "
             f"the limit is {settings.max_input_chars}"
         )
     return request.model_copy(update={"model": model, "max_output_tokens": max_tokens, **_storage(request, settings)})
@@ -103,8 +103,9 @@ def _refusal(exc: ValidationError, settings: Settings) -> InvalidRequest:
         parent = unknown[0]["loc"][:-1]
         names = [str(error["loc"][-1]) for error in unknown if error["loc"][:-1] == parent]
         where, _, model = locate(parent)
-        allowed = ", ".join(f.alias or n for n, f in model.model_fields.items())
-        message = f"unknown field(s) {_names(sorted(names))}; allowed: {allowed}"
+        message = f"unknown field(s) {_names(sorted(names))}"
+        if isinstance(model, type) and issubclass(model, BaseModel):
+            message += "; allowed: " + ", ".join(f.alias or n for n, f in model.model_fields.items())
         return InvalidRequest(f"{where}: {message}" if where else message)
     error = errors[0]
     where, field, _ = locate(error["loc"])
@@ -180,5 +181,5 @@ def _check_tree(value: dict[str, Any]) -> None:
 
 def _names(names: list[str], shown: int = 5, width: int = 40) -> str:
     """A few names, each cut short and escaped: the message is answered and logged, whatever the caller sent."""
-    listed = ", ".join(printable(name if len(name) <= width else name[:width] + "…") for name in names[:shown])
+    listed = ", ".join(printable(name if len(name) <= width else name[:width] + "…") or '""' for name in names[:shown])
     return listed + (f" and {len(names) - shown} more" if len(names) > shown else "")

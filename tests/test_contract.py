@@ -106,7 +106,9 @@ def _requests() -> list[tuple[dict[str, Any], _Planted]]:
     made = []
     for plain, skip in ((True, ("input",)), (False, ("prompt",))):
         planted = _Planted()
-        made.append((_model(Request, planted, plain, skip), planted))
+        body = _model(Request, planted, plain, skip)
+        body["tool_choice"]["name"] = body["tools"][0]["name"]  # a rule across fields: one of the tools
+        made.append((body, planted))
     return made
 
 

@@ -4,11 +4,16 @@ from __future__ import annotations
 
 import io
 import json
+import os
+import re
+import subprocess
+import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import openai
 import pytest
-from agents import Agent, OpenAIResponsesModel, Runner, set_tracing_disabled
+from agents import Agent, OpenAIResponsesModel, Runner, function_tool, set_tracing_disabled
 
 from genai_handler.local.endpoint import LocalEndpoint
 from genai_handler.local.gateway import LocalGateway
@@ -16,6 +21,8 @@ from genai_handler.local.identity import LocalIdentity
 from genai_handler.settings import DEFAULT_MODEL
 
 from .conftest import function_env
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
 
 TOKEN = "agents-test-token"
 
@@ -64,3 +71,44 @@ def test_given_an_agents_first_turn_when_its_history_is_replayed_with_a_new_ques
     sent = json.loads(upstream.requests[-1].body)["input"]
     assert [item["role"] for item in sent] == ["user", "assistant", "user"]
     assert sent[1]["content"][0]["text"] == "Local answer to: Capital of France?"
+
+
+@function_tool
+def get_weather(city: str) -> str:
+    """The weather in a city."""
+    return f"sunny in {city}"
+
+
+def test_given_an_agent_with_a_function_tool_when_run_then_it_calls_the_tool_and_answers_from_its_output(
+    gateway: LocalGateway, upstream: LocalEndpoint
+) -> None:
+    # given an Agent with one @function_tool, pointed at the gateway
+    set_tracing_disabled(True)
+    client = openai.AsyncOpenAI(base_url=f"{gateway.url}/genai/v1", api_key=TOKEN, max_retries=0, timeout=30)
+    model = OpenAIResponsesModel(model=DEFAULT_MODEL, openai_client=client)
+    agent = Agent(name="assistant", model=model, tools=[get_weather])
+    # when the runner takes its turns: the model calls the tool, the runner runs it and sends its output back
+    result = Runner.run_sync(agent, "Weather in Paris?")
+    # then the answer comes from the tool's output, and OCI got the tool, then the call and its output
+    assert result.final_output == "Local answer to: sunny in local"
+    first, second = (json.loads(r.body) for r in upstream.requests[-2:])
+    assert [tool["name"] for tool in first["tools"]] == ["get_weather"] and first["tools"][0]["strict"] is True
+    assert [item.get("type", "message") for item in second["input"]] == [
+        "message",
+        "function_call",
+        "function_call_output",
+    ]
+
+
+def test_given_the_agents_page_when_its_example_runs_against_the_gateway_then_it_prints_the_tools_answer(
+    gateway: LocalGateway, upstream: LocalEndpoint
+) -> None:
+    # given the example exactly as docs/agents.md shows it, pointed at this gateway as `make serve` would be
+    page = (REPO_ROOT / "docs" / "agents.md").read_text(encoding="utf-8")
+    [example] = re.findall(r"<!-- agents-example: begin -->\n```python\n(.*?)```", page, flags=re.S)
+    env = {**os.environ, "GATEWAY_URL": gateway.url, "LOCAL_GATEWAY_TOKEN": TOKEN}
+    # when it runs as a user's script
+    done = subprocess.run([sys.executable, "-c", example], env=env, capture_output=True, text=True, timeout=60)
+    # then it prints the answer made from the tool's output
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "Local answer to: sunny in local"

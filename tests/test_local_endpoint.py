@@ -55,7 +55,7 @@ def rp_signer(identity: LocalIdentity, monkeypatch: pytest.MonkeyPatch) -> Any:
     return _rp_signer(identity, monkeypatch)
 
 
-def _ask(text: str = "hello there", **fields: Any) -> dict[str, Any]:
+def _ask(text: str | list[dict[str, Any]] = "hello there", **fields: Any) -> dict[str, Any]:
     return {"model": MODEL, "input": text, **fields}
 
 
@@ -373,6 +373,59 @@ def test_given_messages_with_parts_when_asked_then_the_last_user_text_is_answere
     assert parsed.output_text == "Local answer to: second one"
     assert parsed.instructions == "be brief" and parsed.metadata == {"k": "v"}
     assert parsed.usage is not None and parsed.usage.input_tokens == 8  # a word a token, instructions included
+
+
+SEARCH = {
+    "type": "function",
+    "name": "search",
+    "parameters": {
+        "type": "object",
+        "properties": {"query": {"type": "string"}, "limit": {"type": "integer"}, "mode": {"enum": ["fast", "deep"]}},
+        "required": ["query", "limit", "mode"],
+        "additionalProperties": False,
+    },
+    "strict": True,
+}
+CLOCK = {"type": "function", "name": "clock", "parameters": {"type": "object", "properties": {}}, "strict": True}
+
+
+@pytest.mark.parametrize(
+    ("fields", "called", "arguments"),
+    [
+        ({"tools": [SEARCH, CLOCK]}, "search", {"query": "local", "limit": 1, "mode": "fast"}),
+        ({"tools": [SEARCH, CLOCK], "tool_choice": {"type": "function", "name": "clock"}}, "clock", {}),
+        ({"tools": [SEARCH], "tool_choice": "none"}, None, None),
+    ],
+)
+def test_given_function_tools_when_asked_then_the_first_or_chosen_is_called_with_arguments_its_schema_accepts(
+    endpoint: LocalEndpoint, fields: dict[str, Any], called: str | None, arguments: dict[str, Any] | None
+) -> None:
+    # when
+    response = requests.post(f"{endpoint.base_url}/responses", json=_ask(**fields), headers=BEARER_HEADERS, timeout=5)
+    # then the openai SDK reads a function call (or, with tool_choice none, a text answer)
+    [item] = Response.model_validate(response.json()).output
+    if called is None:
+        assert item.type == "message"
+    else:
+        assert item.type == "function_call" and item.name == called and json.loads(item.arguments) == arguments
+
+
+def test_given_a_function_output_as_the_last_item_when_asked_then_the_answer_is_made_from_it(
+    endpoint: LocalEndpoint,
+) -> None:
+    # given the model's earlier call and the caller's function output
+    call = {"type": "function_call", "call_id": "call_1", "name": "search", "arguments": "{}"}
+    items = [
+        {"role": "user", "content": "find it"},
+        call,
+        {"type": "function_call_output", "call_id": "call_1", "output": "found"},
+    ]
+    # when
+    response = requests.post(
+        f"{endpoint.base_url}/responses", json=_ask(items, tools=[SEARCH]), headers=BEARER_HEADERS, timeout=5
+    )
+    # then
+    assert Response.model_validate(response.json()).output_text == "Local answer to: found"
 
 
 def test_given_max_output_tokens_below_the_answer_when_asked_then_incomplete_and_truncated(

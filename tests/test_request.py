@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from genai_handler.contract import MAX_ITEMS, MAX_TOOLS
 from genai_handler.errors import InvalidRequest, PayloadTooLarge
 from genai_handler.request import ALLOWED_FIELDS, parse, parse_body, validate, with_caps
 from genai_handler.settings import DEFAULT_MODEL, MAX_INVOKE_PAYLOAD_BYTES, Settings
@@ -314,8 +315,9 @@ def test_given_an_include_on_the_allow_list_when_parsed_then_it_is_sent(include:
     [
         ("include", ["file_search_call.results"], "include[0] must be a list of: reasoning.encrypted_content, "),
         ("include", "reasoning.encrypted_content", "include must be a list of: reasoning.encrypted_content, "),
-        ("tool_choice", "required", "tool_choice must be auto or none: tools are not offered by this function"),
-        ("tool_choice", {"type": "function", "name": "f"}, "tool_choice must be auto or none: tools are not"),
+        ("tool_choice", "required", "tool_choice must not be required without tools"),
+        ("tool_choice", {"type": "function", "name": "f"}, "tool_choice must name one of the tools sent"),
+        ("tool_choice", "any", "tool_choice must be auto, none, required or an object naming one of the tools"),
         ("parallel_tool_calls", "yes", "parallel_tool_calls must be true or false"),
         ("truncation", "middle", "truncation must be auto or disabled"),
         (
@@ -369,3 +371,85 @@ def test_given_a_replayed_part_with_what_no_offered_tool_makes_when_parsed_then_
         _args({"input": [_replayed(**part)]})
     # then
     assert raised.value.message.startswith("input[0].content[0].") and message in raised.value.message
+
+
+TOOL = {"type": "function", "name": "get_weather", "parameters": {"type": "object"}, "strict": True}
+CALL = {"type": "function_call", "call_id": "call_1", "name": "get_weather", "arguments": '{"city": "Paris"}'}
+
+
+def test_given_function_tools_and_a_replayed_call_with_its_output_when_parsed_then_all_are_sent_as_given() -> None:
+    # given an agent's second turn: its tools, the model's call and the function's output
+    items = [
+        {"role": "user", "content": "Weather?"},
+        CALL,
+        {"type": "function_call_output", "call_id": "call_1", "output": "sunny"},
+    ]
+    body = {"input": items, "tools": [TOOL], "tool_choice": "auto", "parallel_tool_calls": False}
+    # when
+    arguments = _args(body)
+    # then
+    assert arguments["input"] == items and arguments["tools"] == [TOOL]
+    assert arguments["tool_choice"] == "auto" and arguments["parallel_tool_calls"] is False
+
+
+def test_given_a_function_output_over_the_input_cap_when_parsed_then_it_counts_like_the_prompt() -> None:
+    # given a short question and a long tool output, over the cap together
+    small = Settings(project_ocid=SETTINGS.project_ocid, region="us-chicago-1", max_input_chars=100)
+    output = {"type": "function_call_output", "call_id": "call_1", "output": "x" * 95}
+    body = {"input": [{"role": "user", "content": "Weather?"}, CALL, output], "tools": [TOOL]}
+    # when
+    with pytest.raises(InvalidRequest) as raised:
+        _args(body, small)
+    # then
+    assert raised.value.message.startswith("the request's text is ")
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ({"tools": [TOOL] * 2}, "tools must name each function once"),
+        (
+            {"tools": [{**TOOL, "name": f"f{i}"} for i in range(MAX_TOOLS + 1)]},
+            f"tools must be a list of at most {MAX_TOOLS}",
+        ),
+        (
+            {"tools": [{"type": "file_search", "vector_store_ids": ["vs_1"]}]},
+            "tools[0] must be a function tool: hosted tools are not offered by this function",
+        ),
+        ({"tools": [{**TOOL, "name": "get weather"}]}, "tools[0].name must be 1 to 64 letters, digits, _ or -"),
+        (
+            {"input": [{"role": "user", "content": "x"}] * (MAX_ITEMS + 1)},
+            f"input must be a non-empty string or a list of 1 to {MAX_ITEMS} items",
+        ),
+        ({"input": [{**CALL, "call_id": "call 1"}]}, "input[0].call_id must be a call id"),
+        (
+            {"input": [{"type": "function_call_output", "call_id": "c", "output": ""}]},
+            "input[0].output must be a non-empty string",
+        ),
+    ],
+)
+def test_given_tools_or_items_outside_the_caps_when_parsed_then_the_message_names_the_field(
+    body: dict, message: str
+) -> None:
+    # when
+    with pytest.raises(InvalidRequest) as raised:
+        _args({"input": "hi", **body})
+    # then
+    assert raised.value.message.startswith(message)
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ({"tool_choice": {"": None}}, 'tool_choice: unknown field(s) ""; allowed: type, name'),
+        ({"": 1}, 'unknown field(s) ""; allowed: prompt, input,'),
+    ],
+)
+def test_given_an_unknown_field_inside_a_union_or_with_an_empty_name_when_parsed_then_the_message_names_it(
+    body: dict, message: str
+) -> None:
+    # when
+    with pytest.raises(InvalidRequest) as raised:
+        _args({"prompt": "hi", **body})
+    # then
+    assert raised.value.message.startswith(message)

@@ -551,20 +551,29 @@ def _texts(request: dict[str, Any]) -> list[Text] | None:
 
 
 def _response(request: dict[str, Any], read: list[Text]) -> dict[str, Any]:
-    """A Responses API object the openai SDK parses, derived only from the request: it answers the
-    last input item's text and counts a token per word of every text the model reads."""
+    """A Responses API object the openai SDK parses, derived only from the request: a call to a
+    declared function while the model may call one and no function output has come back, else an
+    answer to the last input item's text; a token per word of every text the model reads."""
+    call = _function_call(request)
     inputs = [text for text in read if text.at.startswith("input")]
     last = inputs[-1].at.partition("]")[0] if inputs else ""  # "input[3" for the fourth item, "input" for a string
     asked = " ".join(text.text for text in inputs if text.at.partition("]")[0] == last)
-    text = f"Local answer to: {asked}"
+    text = call["arguments"] if call else f"Local answer to: {asked}"
     words = text.split()
     limit = request.get("max_output_tokens")
     status, incomplete = "completed", None
-    if isinstance(limit, int) and len(words) > limit:
+    if isinstance(limit, int) and len(words) > limit and not call:
         words = words[:limit]
         text = " ".join(words)
         status, incomplete = "incomplete", {"reason": "max_output_tokens"}
     input_tokens = sum(len(t.text.split()) for t in read)
+    message = {
+        "type": "message",
+        "id": f"msg_{uuid.uuid4().hex}",
+        "status": status,
+        "role": "assistant",
+        "content": [{"type": "output_text", "text": text, "annotations": []}],
+    }
     return {
         "id": f"resp_{uuid.uuid4().hex}",
         "object": "response",
@@ -573,15 +582,7 @@ def _response(request: dict[str, Any], read: list[Text]) -> dict[str, Any]:
         "error": None,
         "incomplete_details": incomplete,
         "model": request["model"],
-        "output": [
-            {
-                "type": "message",
-                "id": f"msg_{uuid.uuid4().hex}",
-                "status": status,
-                "role": "assistant",
-                "content": [{"type": "output_text", "text": text, "annotations": []}],
-            }
-        ],
+        "output": [call or message],
         "usage": {
             "input_tokens": input_tokens,
             "input_tokens_details": {"cached_tokens": 0, "cache_write_tokens": 0},
@@ -691,3 +692,36 @@ def _json(value: Any) -> bytes:
 
 def _b64url_decode(text: str) -> bytes:
     return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def _function_call(request: dict[str, Any]) -> dict[str, Any] | None:
+    """The model's call (openai SDK: ResponseFunctionToolCall) to the chosen tool, or the first, with
+    arguments built from its schema; None when it may not call one or a function output came back."""
+    tools, choice = request.get("tools") or [], request.get("tool_choice", "auto")
+    items = request["input"] if isinstance(request.get("input"), list) else []
+    if not tools or choice == "none" or (items and items[-1].get("type") == "function_call_output"):
+        return None
+    name = choice["name"] if isinstance(choice, dict) else tools[0]["name"]
+    [tool] = [tool for tool in tools if tool["name"] == name]
+    return {
+        "type": "function_call",
+        "id": f"fc_{uuid.uuid4().hex}",
+        "call_id": f"call_{uuid.uuid4().hex}",
+        "name": name,
+        "arguments": json.dumps(_sample(tool.get("parameters") or {"type": "object"})),
+        "status": "completed",
+    }
+
+
+def _sample(schema: dict[str, Any]) -> Any:
+    """The plainest value a JSON schema accepts, for the schemas function tools declare."""
+    if "enum" in schema:
+        return schema["enum"][0]
+    if "anyOf" in schema:
+        return _sample(schema["anyOf"][0])
+    kind = schema.get("type", "object")
+    kind = kind[0] if isinstance(kind, list) else kind
+    if kind == "object":
+        properties = schema.get("properties", {})
+        return {name: _sample(properties[name]) for name in schema.get("required", []) if name in properties}
+    return {"string": "local", "integer": 1, "number": 1, "boolean": True, "array": [], "null": None}.get(kind)

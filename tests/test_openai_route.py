@@ -7,6 +7,7 @@ import json
 from collections.abc import Iterator
 
 import openai
+import pydantic
 import pytest
 
 from genai_handler.local.endpoint import Fault, LocalEndpoint
@@ -142,3 +143,20 @@ def test_given_an_output_item_newer_than_the_sdk_when_called_then_it_reaches_the
     # then the item arrives whole and output_text still reads the message
     assert raw.http_response.json()["output"] == [item, message]
     assert raw.parse().output_text == "still here"
+
+
+def test_given_a_pydantic_model_when_the_sdk_parses_a_response_then_the_answer_is_an_instance_of_it(
+    gateway: LocalGateway, upstream: LocalEndpoint
+) -> None:
+    # given the structured output a user declares with pydantic, as responses.parse sends it (json_schema, strict)
+    class Capital(pydantic.BaseModel):
+        city: str
+        population: int
+
+    with _client(gateway) as client:
+        # when
+        parsed = client.responses.parse(model=MODEL, input="Capital of France?", text_format=Capital)
+    # then the SDK built the model from the answer, and OCI got the schema
+    assert isinstance(parsed.output_parsed, Capital)
+    sent = json.loads(upstream.requests[-1].body)
+    assert sent["text"]["format"]["type"] == "json_schema" and sent["text"]["format"]["strict"] is True

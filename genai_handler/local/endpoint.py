@@ -558,11 +558,17 @@ def _response(request: dict[str, Any], read: list[Text]) -> dict[str, Any]:
     inputs = [text for text in read if text.at.startswith("input")]
     last = inputs[-1].at.partition("]")[0] if inputs else ""  # "input[3" for the fourth item, "input" for a string
     asked = " ".join(text.text for text in inputs if text.at.partition("]")[0] == last)
-    text = call["arguments"] if call else f"Local answer to: {asked}"
+    schema = _answer_schema(request)
+    if call:
+        text = call["arguments"]
+    elif schema is not None:  # structured output: JSON the schema accepts, as a model bound by it answers
+        text = json.dumps(_sample(schema))
+    else:
+        text = f"Local answer to: {asked}"
     words = text.split()
     limit = request.get("max_output_tokens")
     status, incomplete = "completed", None
-    if isinstance(limit, int) and len(words) > limit and not call:
+    if isinstance(limit, int) and len(words) > limit and not call and schema is None:
         words = words[:limit]
         text = " ".join(words)
         status, incomplete = "incomplete", {"reason": "max_output_tokens"}
@@ -711,6 +717,12 @@ def _function_call(request: dict[str, Any]) -> dict[str, Any] | None:
         "arguments": json.dumps(_sample(tool.get("parameters") or {"type": "object"})),
         "status": "completed",
     }
+
+
+def _answer_schema(request: dict[str, Any]) -> dict[str, Any] | None:
+    """The JSON schema the answer must conform to (text.format json_schema), if any."""
+    fmt = (request.get("text") or {}).get("format") or {}
+    return fmt.get("schema") if fmt.get("type") == "json_schema" else None
 
 
 def _sample(schema: dict[str, Any]) -> Any:

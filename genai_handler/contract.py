@@ -35,6 +35,7 @@ class Kind(enum.Enum):
     JSON = "json"  # free-form JSON the model reads (a schema): one text, its JSON; redacted, then re-read
     UNREAD = "unread"  # caller text the model never reads (metadata): capped, never screened or logged
     ID = "id"  # an identifier, checked by pattern or allow-list: not text
+    IMAGE = "image"  # an image the model sees: guardrails read text only, so never screened; counted, not logged
 
 
 READ = (Kind.PROSE, Kind.NAME, Kind.JSON)
@@ -85,7 +86,19 @@ class OutputText(_Strict):
     logprobs: Empty | None = rule("as the answer had them", must="empty: log probabilities are not replayed")
 
 
-Part = Annotated[InputText | OutputText, Field(discriminator="type")]
+class InputImage(_Strict):
+    """An image, by https URL or base64 data URL (openai SDK: ResponseInputImageParam, without file_id)."""
+
+    type: Literal["input_image"] = required("input_image")
+    image_url: Annotated[str, Kind.IMAGE] = required(
+        "https://... or data:image/(png|jpeg|gif|webp);base64,...",
+        must="an https URL or a base64 data URL",
+        pattern=r"^(https://[!-~]{1,2048}|data:image/(png|jpeg|gif|webp);base64,[A-Za-z0-9+/]+={0,2})$",
+    )
+    detail: Literal["low", "high", "auto", "original"] | None = rule("how closely the model looks")
+
+
+Part = Annotated[InputText | OutputText | InputImage, Field(discriminator="type")]
 
 
 def _text_or_list(value: Any) -> str | None:
@@ -107,7 +120,8 @@ class Message(_Strict):
         Annotated[Prose, Tag("text")] | Annotated[list[Part], Tag("list"), Field(min_length=1)],
         Discriminator(_text_or_list),
     ] = required(
-        "a string, or a non-empty list of text parts", must="a non-empty string or a non-empty list of text parts"
+        "a string, or a non-empty list of text and image parts",
+        must="a non-empty string or a non-empty list of text and image parts",
     )
 
 
@@ -284,7 +298,11 @@ class Request(_Strict):
         max_length=MAX_ID_CHARS,
         pattern=_ID,
     )
-    stream: Literal[False] | None = rule("not offered", must="false: streaming is not offered by this function")
+    stream: bool | None = rule(
+        "true: OCI's events, all sent together at the end as one text/event-stream body; on the OpenAI-compatible"
+        " route only (docs/streaming.md)",
+        must="true or false",
+    )
     tools: Annotated[list[FunctionTool], Field(max_length=MAX_TOOLS)] | None = rule(
         f"at most {MAX_TOOLS} function tools; hosted tools are not offered",
         must=f"a list of at most {MAX_TOOLS} function tools",
@@ -341,7 +359,7 @@ class Request(_Strict):
 
 
 # Accepted so that real clients work, never sent: off-only switches, and what OCI's Responses API is not
-# shown to serve (docs/contracts.md).
+# shown to serve (docs/contracts.md). `stream` is the call's to set (upstream.stream_response), not the arguments'.
 _NOT_SENT = {"stream", "background", "truncation", "service_tier", "user", "safety_identifier", "prompt_cache_key"}
 
 
@@ -365,6 +383,18 @@ def texts(request: BaseModel) -> list[Text]:
 
     _walk(request, type(request), (), "", keep)
     return found
+
+
+def images(request: Request) -> list[str]:
+    """Where each image is, e.g. `input[0].content[1]`: images live only in message parts."""
+    items = request.input if isinstance(request.input, list) else []
+    return [
+        f"input[{i}].content[{j}]"
+        for i, item in enumerate(items)
+        if isinstance(item, Message) and isinstance(item.content, list)
+        for j, part in enumerate(item.content)
+        if isinstance(part, InputImage)
+    ]
 
 
 def with_texts(request: M, replacements: list[str]) -> M:
@@ -456,7 +486,7 @@ def _walk(value: Any, annotation: Any, metadata: tuple[Any, ...], at: str, visit
     if _is_union(annotation):
         annotation, metadata = _member_for(get_args(annotation), value, metadata)
     kind = _kind(metadata)
-    if kind in (Kind.ID, Kind.UNREAD) or get_origin(annotation) is Literal:
+    if kind in (Kind.ID, Kind.UNREAD, Kind.IMAGE) or get_origin(annotation) is Literal:
         return value
     if isinstance(value, str):
         return visit(Text(at, value, kind or Kind.PROSE))

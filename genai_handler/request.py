@@ -13,7 +13,7 @@ from typing import Any, Literal, get_args, get_origin
 
 from pydantic import BaseModel, ValidationError
 
-from .contract import Request, locate, texts
+from .contract import Request, images, locate, texts
 from .errors import InvalidRequest, PayloadTooLarge
 from .logs import printable
 from .settings import Settings
@@ -71,6 +71,7 @@ def with_caps(request: Request, settings: Settings) -> Request:
     max_tokens = request.max_output_tokens if request.max_output_tokens is not None else settings.max_output_tokens
     if max_tokens > settings.max_output_tokens:
         raise InvalidRequest(f"max_output_tokens must be a whole number from 1 to {settings.max_output_tokens}")
+    _check_images(images(request), settings)
     chars = sum(len(text.text) for text in texts(request))
     if chars > settings.max_input_chars:
         raise InvalidRequest(
@@ -78,6 +79,18 @@ def with_caps(request: Request, settings: Settings) -> Request:
             f"the limit is {settings.max_input_chars}"
         )
     return request.model_copy(update={"model": model, "max_output_tokens": max_tokens, **_storage(request, settings)})
+
+
+def _check_images(found: list[str], settings: Settings) -> None:
+    if len(found) > settings.max_images:
+        raise InvalidRequest(
+            f"the request has {len(found)} images; the limit is {settings.max_images} (GENAI_MAX_IMAGES)"
+        )
+    if found and settings.guardrails == "block" and not settings.guardrails_allow_images:
+        raise InvalidRequest(
+            f"{found[0]}: guardrails cannot screen an image, and block mode refuses what it cannot screen "
+            "(GENAI_GUARDRAILS_ALLOW_IMAGES)"
+        )
 
 
 def _storage(request: Request, settings: Settings) -> dict[str, Any]:

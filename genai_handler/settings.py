@@ -469,6 +469,12 @@ class Settings:
         "instructions, the output format's name, description and schema).",
         Whole(1, MAX_INVOKE_PAYLOAD_BYTES),
     )
+    max_images: int = setting(
+        "GENAI_MAX_IMAGES",
+        4,
+        "Cap on the images (`input_image` parts) in one request; 0 refuses every image.",
+        Whole(0, 64),
+    )
     max_output_tokens: int = setting(
         "GENAI_MAX_OUTPUT_TOKENS",
         2048,
@@ -509,6 +515,12 @@ class Settings:
         "`off`, `inform` or `block`: screen every request with OCI's ApplyGuardrails "
         "before the model ([guardrails.md](guardrails.md)).",
         Choice(GUARDRAIL_MODES, fold=True),
+    )
+    guardrails_allow_images: bool = setting(
+        "GENAI_GUARDRAILS_ALLOW_IMAGES",
+        False,
+        "In `block` mode, let images through unscreened (guardrails read text only); off, an image is refused.",
+        Flag(),
     )
     guardrail_checks: tuple[str, ...] = setting(
         "GENAI_GUARDRAILS_CHECKS",

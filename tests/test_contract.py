@@ -78,6 +78,8 @@ def _value(annotation: Any, metadata: tuple[Any, ...], planted: _Planted, plain:
         return {planted.add(kind, _marker()): planted.add(kind, _marker())}
     if contract._is_model(annotation):
         return _model(annotation, planted, plain)
+    if annotation is str and kind is Kind.IMAGE:  # an image is no text: a valid data URL, planted as an image
+        return planted.add(kind, f"data:image/png;base64,{_marker()}")
     if annotation is str:
         return planted.add(kind, _marker())
     if annotation is bool:
@@ -138,8 +140,8 @@ def test_given_a_marker_in_every_string_when_walked_then_every_marker_the_model_
     for kind in (*READ, None):
         for marker in planted.by_kind.get(kind, ()):
             assert marker in walked, f"{marker} ({kind}) reaches the model but the walk misses it"
-    # and every marker the model receives is walked, or sits in a field declared as not read
-    unread = planted.by_kind.get(Kind.ID, set()) | planted.by_kind.get(Kind.UNREAD, set())
+    # and every marker the model receives is walked, or sits in a field declared as not read as text
+    unread = set().union(*(planted.by_kind.get(kind, set()) for kind in (Kind.ID, Kind.UNREAD, Kind.IMAGE)))
     for marker in {m for markers in planted.by_kind.values() for m in markers}:
         if marker in sent and marker not in unread:
             assert marker in walked, f"{marker} is sent to the model but the walk misses it"

@@ -1,4 +1,5 @@
-"""Agent libraries through the local API Gateway: the OpenAI Agents SDK, as a user points it at `make serve`."""
+"""Agent and chat clients through the local API Gateway, as a user points them at `make serve`: the OpenAI
+Agents SDK (tools, replayed history) and the OpenAI SDK with images."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from pathlib import Path
 import openai
 import pytest
 from agents import Agent, OpenAIResponsesModel, Runner, function_tool, set_tracing_disabled
+from openai.types.responses import EasyInputMessageParam
 
 from genai_handler.local.endpoint import LocalEndpoint
 from genai_handler.local.gateway import LocalGateway
@@ -112,3 +114,23 @@ def test_given_the_agents_page_when_its_example_runs_against_the_gateway_then_it
     # then it prints the answer made from the tool's output
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip() == "Local answer to: sunny in local"
+
+
+def test_given_an_image_as_a_data_url_when_the_openai_sdk_sends_it_then_it_is_answered_and_oci_gets_the_image(
+    gateway: LocalGateway, upstream: LocalEndpoint
+) -> None:
+    # given a chat app's message: a question and a PNG, as the OpenAI SDK's image input takes it
+    png = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg=="
+    message: EasyInputMessageParam = {
+        "role": "user",
+        "content": [
+            {"type": "input_text", "text": "What is in this image?"},
+            {"type": "input_image", "image_url": f"data:image/png;base64,{png}", "detail": "low"},
+        ],
+    }
+    with openai.OpenAI(base_url=f"{gateway.url}/genai/v1", api_key=TOKEN, max_retries=0) as client:
+        # when
+        answer = client.responses.create(model=DEFAULT_MODEL, input=[message])
+    # then
+    assert answer.output_text == "Local answer to: What is in this image?"
+    assert json.loads(upstream.requests[-1].body)["input"][0]["content"] == message["content"]

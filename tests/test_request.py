@@ -453,3 +453,71 @@ def test_given_an_unknown_field_inside_a_union_or_with_an_empty_name_when_parsed
         _args({"prompt": "hi", **body})
     # then
     assert raised.value.message.startswith(message)
+
+
+PNG = (  # one transparent pixel
+    "data:image/png;base64,"
+    "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg=="
+)
+
+
+def _with_images(*urls: str) -> dict[str, Any]:
+    parts = [{"type": "input_text", "text": "What is in these?"}]
+    parts += [{"type": "input_image", "image_url": url, "detail": "auto"} for url in urls]
+    return {"input": [{"role": "user", "content": parts}]}
+
+
+def test_given_images_by_data_url_and_https_url_when_parsed_then_they_are_sent_as_given() -> None:
+    # given
+    body = _with_images(PNG, "https://images.example.com/cat.jpg")
+    # when
+    arguments = _args(body)
+    # then
+    assert arguments["input"] == body["input"]
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        (
+            "http://images.example.com/cat.jpg",
+            "input[0].content[1].image_url must be an https URL or a base64 data URL",
+        ),
+        ("data:text/html;base64,PGgxPg==", "input[0].content[1].image_url must be an https URL or a base64 data URL"),
+        ("file:///etc/passwd", "input[0].content[1].image_url must be an https URL or a base64 data URL"),
+    ],
+)
+def test_given_an_image_url_that_is_not_https_or_an_image_data_url_when_parsed_then_it_is_refused(
+    url: str, message: str
+) -> None:
+    # when
+    with pytest.raises(InvalidRequest) as raised:
+        _args(_with_images(url))
+    # then
+    assert raised.value.message == message
+
+
+def test_given_more_images_than_the_operator_allows_when_parsed_then_it_is_refused_naming_the_cap() -> None:
+    # given
+    two = Settings(project_ocid=SETTINGS.project_ocid, region="us-chicago-1", max_images=2)
+    # when
+    with pytest.raises(InvalidRequest) as raised:
+        _args(_with_images(PNG, PNG, PNG), two)
+    # then
+    assert raised.value.message == "the request has 3 images; the limit is 2 (GENAI_MAX_IMAGES)"
+
+
+@pytest.mark.parametrize(("allow", "refused"), [(False, True), (True, False)])
+def test_given_guardrails_in_block_mode_when_an_image_is_sent_then_it_is_refused_unless_the_operator_allows_it(
+    allow: bool, refused: bool
+) -> None:
+    # given guardrails that cannot read an image
+    blocking = Settings(
+        project_ocid=SETTINGS.project_ocid, region="us-chicago-1", guardrails="block", guardrails_allow_images=allow
+    )
+    # when / then
+    if refused:
+        with pytest.raises(InvalidRequest, match=r"^input\[0\]\.content\[1\]: guardrails cannot screen an image"):
+            _args(_with_images(PNG), blocking)
+    else:
+        assert _args(_with_images(PNG), blocking)["input"][0]["content"][1]["image_url"] == PNG

@@ -29,6 +29,7 @@ _READS = {
     Kind.JSON: "yes, as JSON: screened, counted, redacted",
     Kind.UNREAD: "no (capped)",
     Kind.ID: "no",
+    Kind.IMAGE: "yes, as an image: counted, never screened nor logged",
 }
 _NAMES: dict[Any, str] = {str: "string", int: "integer", float: "number", bool: "boolean", Any: "any"}
 

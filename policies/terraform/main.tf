@@ -50,6 +50,7 @@ locals {
     GENAI_COMPARTMENT_OCID               = local.genai_compartment_setting
     GENAI_MAX_BODY_BYTES                 = var.genai_max_body_bytes
     GENAI_MAX_INPUT_CHARS                = var.genai_max_input_chars
+    GENAI_MAX_IMAGES                     = var.genai_max_images
     GENAI_MAX_OUTPUT_TOKENS              = var.genai_max_output_tokens
     GENAI_MAX_RETRIES                    = var.genai_max_retries
     GENAI_KEEPALIVE_SECONDS              = var.genai_keepalive_seconds
@@ -57,6 +58,7 @@ locals {
     GENAI_ALLOW_STORED_RESPONSES         = var.genai_allow_stored_responses
     GENAI_GUARDRAILS                     = var.genai_guardrails
     GENAI_GUARDRAILS_CHECKS              = var.genai_guardrails_checks
+    GENAI_GUARDRAILS_ALLOW_IMAGES        = var.genai_guardrails_allow_images
     GENAI_PII_ACTION                     = var.genai_pii_action
     GENAI_PII_TYPES                      = var.genai_pii_types
     GENAI_GUARDRAILS_CONTENT_THRESHOLD   = var.genai_guardrails_content_threshold

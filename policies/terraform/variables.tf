@@ -254,6 +254,12 @@ variable "genai_max_input_chars" {
   default     = null
 }
 
+variable "genai_max_images" {
+  description = "GENAI_MAX_IMAGES: cap on the images in one request (0 refuses every image). Function default: 4."
+  type        = number
+  default     = null
+}
+
 variable "genai_max_output_tokens" {
   description = "GENAI_MAX_OUTPUT_TOKENS: cap on max_output_tokens. Function default: 2048."
   type        = number
@@ -287,6 +293,12 @@ variable "genai_allow_stored_responses" {
 variable "genai_guardrails" {
   description = "GENAI_GUARDRAILS: off, inform or block: screen each request with OCI Generative AI guardrails before the model. Function default: off."
   type        = string
+  default     = null
+}
+
+variable "genai_guardrails_allow_images" {
+  description = "GENAI_GUARDRAILS_ALLOW_IMAGES: in block mode, let images through unscreened (guardrails read text only). Function default: false."
+  type        = bool
   default     = null
 }
 

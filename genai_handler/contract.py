@@ -177,17 +177,67 @@ class FunctionTool(_Strict):
     )
     strict: bool | None = rule("strict schema adherence", must="true or false")
 
-    @model_validator(mode="before")
-    @classmethod
-    def _function_only(cls, value: Any) -> Any:
-        if isinstance(value, dict) and value.get("type") != "function":
-            raise contract_error("must be a function tool: hosted tools are not offered by this function")
-        return value
-
     @field_validator("parameters")
     @classmethod
     def _schema_size(cls, schema: dict[str, Any] | None) -> dict[str, Any] | None:
         return _capped_schema(schema)
+
+
+class FileSearchTool(_Strict):
+    """Search the project's vector stores (OCI "tool support"; openai SDK: FileSearchToolParam)."""
+
+    type: Literal["file_search"] = required("file_search")
+    vector_store_ids: Annotated[list[_CallId], Field(min_length=1, max_length=8)] = required(
+        "the vector stores to search", must="a list of 1 to 8 vector store ids"
+    )
+    max_num_results: int | None = rule("1 to 50", must="a whole number from 1 to 50", ge=1, le=50)
+
+
+class AutoContainer(_Strict):
+    type: Literal["auto"] = required("auto")
+
+
+class CodeInterpreterTool(_Strict):
+    """Run Python in an OCI-managed sandbox (openai SDK: tool_param.CodeInterpreter), in a fresh container."""
+
+    type: Literal["code_interpreter"] = required("code_interpreter")
+    container: AutoContainer = required(
+        'a new container: {"type": "auto"}',
+        must="an object of type auto: a named container is shared by every caller",
+    )
+
+
+class McpTool(_Strict):
+    """Tools on a remote MCP server that OCI calls (OCI "MCP Tools": OpenAI's format, Streamable HTTP)."""
+
+    type: Literal["mcp"] = required("mcp")
+    server_label: _FunctionName = required("a label for the server", must=_FUNCTION_NAME_RULE)
+    server_url: Annotated[str, Kind.ID] = required(
+        "one of GENAI_MCP_ALLOWED_URLS", must="an https URL", pattern=r"^https://[!-~]{1,2048}$"
+    )
+    server_description: Prose | None = rule("what the server offers, for the model", must="a non-empty string")
+    allowed_tools: Annotated[list[_FunctionName], Field(max_length=MAX_TOOLS)] | None = rule(
+        "the server's tools the model may call", must=f"a list of at most {MAX_TOOLS} tool names"
+    )
+    require_approval: Literal["never"] | None = rule("never", must="never: approvals are not relayed by this function")
+    headers: Annotated[dict[str, str], Kind.UNREAD, Field(max_length=16)] | None = rule(
+        "sent to the MCP server by OCI (e.g. its Authorization); never read by the model nor logged",
+        must="an object of at most 16 string pairs",
+    )
+
+
+def _tool_type(value: Any) -> str | None:
+    found = value.get("type") if isinstance(value, dict) else getattr(value, "type", None)
+    return found if isinstance(found, str) else None
+
+
+Tool = Annotated[
+    Annotated[FunctionTool, Tag("function")]
+    | Annotated[FileSearchTool, Tag("file_search")]
+    | Annotated[CodeInterpreterTool, Tag("code_interpreter")]
+    | Annotated[McpTool, Tag("mcp")],
+    Discriminator(_tool_type),
+]
 
 
 class ToolChoiceFunction(_Strict):
@@ -303,9 +353,9 @@ class Request(_Strict):
         " route only (docs/streaming.md)",
         must="true or false",
     )
-    tools: Annotated[list[FunctionTool], Field(max_length=MAX_TOOLS)] | None = rule(
-        f"at most {MAX_TOOLS} function tools; hosted tools are not offered",
-        must=f"a list of at most {MAX_TOOLS} function tools",
+    tools: Annotated[list[Tool], Field(max_length=MAX_TOOLS)] | None = rule(
+        f"at most {MAX_TOOLS} tools: functions, and the hosted tools in GENAI_ALLOWED_HOSTED_TOOLS",
+        must=f"a list of at most {MAX_TOOLS} tools",
     )
     background: Literal[False] | None = rule(
         "not offered", must="false: background responses are not offered by this function"
@@ -335,7 +385,7 @@ class Request(_Strict):
 
     @model_validator(mode="after")
     def _choice_among_tools(self) -> Request:
-        names = [tool.name for tool in self.tools or ()]
+        names = [tool.name for tool in self.tools or () if isinstance(tool, FunctionTool)]
         if len(set(names)) != len(names):
             raise contract_error("tools must name each function once")
         if isinstance(self.tool_choice, ToolChoiceFunction) and self.tool_choice.name not in names:

@@ -13,7 +13,7 @@ from typing import Any, Literal, get_args, get_origin
 
 from pydantic import BaseModel, ValidationError
 
-from .contract import Request, images, locate, texts
+from .contract import McpTool, Request, images, locate, texts
 from .errors import InvalidRequest, PayloadTooLarge
 from .logs import printable
 from .settings import Settings
@@ -72,6 +72,7 @@ def with_caps(request: Request, settings: Settings) -> Request:
     if max_tokens > settings.max_output_tokens:
         raise InvalidRequest(f"max_output_tokens must be a whole number from 1 to {settings.max_output_tokens}")
     _check_images(images(request), settings)
+    _check_hosted_tools(request, settings)
     chars = sum(len(text.text) for text in texts(request))
     if chars > settings.max_input_chars:
         raise InvalidRequest(
@@ -91,6 +92,18 @@ def _check_images(found: list[str], settings: Settings) -> None:
             f"{found[0]}: guardrails cannot screen an image, and block mode refuses what it cannot screen "
             "(GENAI_GUARDRAILS_ALLOW_IMAGES)"
         )
+
+
+def _check_hosted_tools(request: Request, settings: Settings) -> None:
+    """Hosted tools reach the project's data or a URL as the function's identity: only what the operator allows."""
+    for i, tool in enumerate(request.tools or ()):
+        if tool.type != "function" and tool.type not in settings.allowed_hosted_tools:
+            raise InvalidRequest(
+                f"tools[{i}] ({tool.type}): hosted tools are off unless the operator allows them "
+                "(GENAI_ALLOWED_HOSTED_TOOLS)"
+            )
+        if isinstance(tool, McpTool) and tool.server_url not in settings.mcp_allowed_urls:
+            raise InvalidRequest(f"tools[{i}].server_url is not one the operator allows (GENAI_MCP_ALLOWED_URLS)")
 
 
 def _storage(request: Request, settings: Settings) -> dict[str, Any]:

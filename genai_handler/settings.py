@@ -166,6 +166,8 @@ MAX_INVOKE_PAYLOAD_BYTES = 6 * 1024 * 1024
 # The longest OCI Functions lets a call run: a synchronous one, and a detached one.
 MAX_SYNC_CALL_S = 300.0
 MAX_DETACHED_CALL_S = 3600.0
+HOSTED_TOOLS = ("file_search", "code_interpreter", "mcp")  # what OCI's Responses API hosts (OCI "tool support")
+_HTTPS_URL = re.compile(r"https://[!-~]{1,2048}")
 GUARDRAIL_MODES = ("off", "inform", "block")
 GUARDRAIL_CHECKS = ("content_moderation", "prompt_injection", "pii")
 PII_ACTIONS = ("block", "redact")
@@ -275,9 +277,16 @@ class Flag(Text):
 class Names(Text):
     """A comma list, kept once each in the order given; with a `rule`, required and checked."""
 
-    def __init__(self, rule: str = "", *, allowed: tuple[str, ...] = (), pattern: re.Pattern[str] | None = None):
+    def __init__(
+        self,
+        rule: str = "",
+        *,
+        allowed: tuple[str, ...] = (),
+        pattern: re.Pattern[str] | None = None,
+        may_be_empty: bool = False,
+    ):
         super().__init__()
-        self.rule, self.allowed, self.pattern = rule, allowed, pattern
+        self.rule, self.allowed, self.pattern, self.may_be_empty = rule, allowed, pattern, may_be_empty
 
     def parse(self, raw: str) -> Any:
         return tuple(name.strip() for name in raw.split(",") if name.strip())
@@ -286,7 +295,7 @@ class Names(Text):
         names = tuple(dict.fromkeys(value))
         unknown = set(names) - set(self.allowed) if self.allowed else set()
         malformed = [name for name in names if self.pattern and not self.pattern.fullmatch(name)]
-        if self.rule and (not names or unknown or malformed):
+        if self.rule and ((not names and not self.may_be_empty) or unknown or malformed):
             raise Refused(f"must be a comma list of {self.rule}")
         return names
 
@@ -509,6 +518,21 @@ class Settings:
         Flag(),
     )
     api_key: str = setting("GENAI_API_KEY", "", "Only for `GENAI_AUTH=api_key`.", shown="unset", repr=False)
+    allowed_hosted_tools: tuple[str, ...] = setting(
+        "GENAI_ALLOWED_HOSTED_TOOLS",
+        (),
+        "Hosted tools callers may use: any of `file_search`, `code_interpreter`, `mcp` "
+        "([agents.md](agents.md#hosted-tools): each reaches data or URLs as the function's identity).",
+        Names(", ".join(HOSTED_TOOLS), allowed=HOSTED_TOOLS, may_be_empty=True),
+        shown="none",
+    )
+    mcp_allowed_urls: tuple[str, ...] = setting(
+        "GENAI_MCP_ALLOWED_URLS",
+        (),
+        "Comma-separated MCP server URLs (exact, https) an `mcp` tool may name; no other URL is ever called.",
+        Names("https URLs", pattern=_HTTPS_URL, may_be_empty=True),
+        shown="none",
+    )
     guardrails: str = setting(
         "GENAI_GUARDRAILS",
         "off",

@@ -17,7 +17,7 @@ from pydantic import BaseModel, ValidationError
 from genai_handler import contract
 from genai_handler.contract import READ, Kind, Request, leaves, locate, models, texts, with_texts
 from genai_handler.request import parse
-from genai_handler.settings import DEFAULT_MODEL, MAX_INVOKE_PAYLOAD_BYTES, Settings
+from genai_handler.settings import DEFAULT_MODEL, HOSTED_TOOLS, MAX_INVOKE_PAYLOAD_BYTES, Settings
 
 _counter = itertools.count()
 
@@ -110,6 +110,8 @@ def _requests() -> list[tuple[dict[str, Any], _Planted]]:
         planted = _Planted()
         body = _model(Request, planted, plain, skip)
         body["tool_choice"]["name"] = body["tools"][0]["name"]  # a rule across fields: one of the tools
+        [mcp] = [tool for tool in body["tools"] if tool["type"] == "mcp"]
+        mcp["server_url"] = f"https://{mcp['server_url']}.example"  # an id by pattern, as an image is
         made.append((body, planted))
     return made
 
@@ -123,6 +125,8 @@ def _settings(body: dict[str, Any]) -> Settings:
         allow_stored_responses=True,
         max_output_tokens=1,
         max_input_chars=MAX_INVOKE_PAYLOAD_BYTES,
+        allowed_hosted_tools=HOSTED_TOOLS,
+        mcp_allowed_urls=tuple(tool["server_url"] for tool in body["tools"] if tool["type"] == "mcp"),
     )
 
 

@@ -414,7 +414,7 @@ def test_given_a_function_output_over_the_input_cap_when_parsed_then_it_counts_l
         ),
         (
             {"tools": [{"type": "file_search", "vector_store_ids": ["vs_1"]}]},
-            "tools[0] must be a function tool: hosted tools are not offered by this function",
+            "tools[0] (file_search): hosted tools are off unless the operator allows them",
         ),
         ({"tools": [{**TOOL, "name": "get weather"}]}, "tools[0].name must be 1 to 64 letters, digits, _ or -"),
         (
@@ -521,3 +521,72 @@ def test_given_guardrails_in_block_mode_when_an_image_is_sent_then_it_is_refused
             _args(_with_images(PNG), blocking)
     else:
         assert _args(_with_images(PNG), blocking)["input"][0]["content"][1]["image_url"] == PNG
+
+
+FILE_SEARCH = {"type": "file_search", "vector_store_ids": ["vs_123"], "max_num_results": 5}
+CODE = {"type": "code_interpreter", "container": {"type": "auto"}}
+MCP = {
+    "type": "mcp",
+    "server_label": "docs",
+    "server_url": "https://mcp.example.com/mcp",
+    "server_description": "Product documentation.",
+    "allowed_tools": ["search"],
+    "require_approval": "never",
+}
+HOSTED = Settings(
+    project_ocid=SETTINGS.project_ocid,
+    region="us-chicago-1",
+    allowed_hosted_tools=("file_search", "code_interpreter", "mcp"),
+    mcp_allowed_urls=("https://mcp.example.com/mcp",),
+)
+
+
+@pytest.mark.parametrize("tool", [FILE_SEARCH, CODE, MCP])
+def test_given_a_hosted_tool_the_operator_allows_when_parsed_then_it_is_sent_as_given(tool: dict) -> None:
+    # when
+    arguments = _args({"input": "hi", "tools": [tool, TOOL]}, HOSTED)
+    # then
+    assert arguments["tools"] == [tool, TOOL]
+
+
+@pytest.mark.parametrize("tool", [FILE_SEARCH, CODE, MCP])
+def test_given_a_hosted_tool_by_default_when_parsed_then_it_is_refused_naming_the_setting(tool: dict) -> None:
+    # when
+    with pytest.raises(InvalidRequest) as raised:
+        _args({"input": "hi", "tools": [TOOL, tool]})
+    # then
+    assert raised.value.message == (
+        f"tools[1] ({tool['type']}): hosted tools are off unless the operator allows them (GENAI_ALLOWED_HOSTED_TOOLS)"
+    )
+
+
+@pytest.mark.parametrize(
+    ("tool", "message"),
+    [
+        (
+            {**MCP, "server_url": "https://evil.example/mcp"},
+            "tools[0].server_url is not one the operator allows (GENAI_MCP_ALLOWED_URLS)",
+        ),
+        (
+            {**MCP, "require_approval": "always"},
+            "tools[0].require_approval must be never: approvals are not relayed by this function",
+        ),
+        (
+            {**CODE, "container": "cntr_123"},
+            "tools[0].container must be an object of type auto: a named container is shared by every caller",
+        ),
+        (
+            {**FILE_SEARCH, "vector_store_ids": []},
+            "tools[0].vector_store_ids must be a list of 1 to 8 vector store ids",
+        ),
+        ({"type": "web_search"}, "tools[0].type must be one of 'function', 'file_search', 'code_interpreter', 'mcp'"),
+    ],
+)
+def test_given_a_hosted_tool_outside_its_rules_when_parsed_then_the_message_says_why_without_echoing_it(
+    tool: dict, message: str
+) -> None:
+    # when
+    with pytest.raises(InvalidRequest) as raised:
+        _args({"input": "hi", "tools": [tool]}, HOSTED)
+    # then
+    assert raised.value.message == message and "evil" not in raised.value.message

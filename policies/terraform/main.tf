@@ -56,6 +56,8 @@ locals {
     GENAI_KEEPALIVE_SECONDS              = var.genai_keepalive_seconds
     GENAI_LOG_PROMPTS                    = var.genai_log_prompts
     GENAI_ALLOW_STORED_RESPONSES         = var.genai_allow_stored_responses
+    GENAI_ALLOWED_HOSTED_TOOLS           = var.genai_allowed_hosted_tools
+    GENAI_MCP_ALLOWED_URLS               = var.genai_mcp_allowed_urls
     GENAI_GUARDRAILS                     = var.genai_guardrails
     GENAI_GUARDRAILS_CHECKS              = var.genai_guardrails_checks
     GENAI_GUARDRAILS_ALLOW_IMAGES        = var.genai_guardrails_allow_images

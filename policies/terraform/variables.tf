@@ -290,6 +290,18 @@ variable "genai_allow_stored_responses" {
   default     = null
 }
 
+variable "genai_allowed_hosted_tools" {
+  description = "GENAI_ALLOWED_HOSTED_TOOLS: comma list of the hosted tools callers may use (file_search, code_interpreter, mcp). Function default: none."
+  type        = string
+  default     = null
+}
+
+variable "genai_mcp_allowed_urls" {
+  description = "GENAI_MCP_ALLOWED_URLS: comma list of the MCP server URLs (https, exact) an mcp tool may name. Function default: none."
+  type        = string
+  default     = null
+}
+
 variable "genai_guardrails" {
   description = "GENAI_GUARDRAILS: off, inform or block: screen each request with OCI Generative AI guardrails before the model. Function default: off."
   type        = string

@@ -39,6 +39,11 @@ from genai_handler.settings import DEFAULT_MODEL  # noqa: E402  (after the path 
 
 PROJECT_OCID = "ocid1.generativeaiproject.oc1.us-chicago-1.aaaabenchproject"
 PROMPT_BODY = {"prompt": "Say hello from OCI Functions"}
+OPENAI_ROUTE = "/genai/v1/responses"
+STREAM_BODIES: dict[str, dict[str, Any]] = {
+    "plain": {"input": "Say hello"},
+    "stream": {"input": "Say hello", "stream": True},
+}
 CACHE_DIR = BENCH_DIR / ".venv-cache"  # git-ignored with the venvs (bench/.venv*/)
 MB = 1024 * 1024
 
@@ -380,6 +385,28 @@ class Bench:
             for r in self.runners
         }
 
+    def streamed(self, runner: Runner) -> dict[str, Any]:
+        """A relayed stream (`stream: true`, docs/streaming.md) against the same call answered whole, on
+        the OpenAI-compatible route, alternating in one warm container: p50 latency and body bytes of each."""
+        latencies: dict[str, list[float]] = {name: [] for name in STREAM_BODIES}
+        sizes: dict[str, int] = {}
+        with self.function(runner) as process:
+            process.start()
+            for index in range(self.plan.warmup_calls + self.plan.warm_calls // 10):
+                for name, body in STREAM_BODIES.items():
+                    started = time.perf_counter()
+                    answer = process.invoke(body, path=OPENAI_ROUTE)
+                    elapsed = (time.perf_counter() - started) * 1000
+                    if answer.http_status != 200:
+                        raise RuntimeError(f"{name}: HTTP {answer.http_status}: {answer.body[:500]!r}")
+                    if index >= self.plan.warmup_calls:
+                        latencies[name].append(elapsed)
+                    sizes[name] = len(answer.body)
+        return {
+            **{f"{name}_p50_ms": percentile(values, 50) for name, values in latencies.items()},
+            **{f"{name}_bytes": size for name, size in sizes.items()},
+        }
+
     def connections(self) -> dict[str, dict[str, Any]]:
         """Upstream TCP connections a fresh warm container opens for calls on both sides of a pause."""
         results: dict[str, dict[str, Any]] = {}
@@ -561,6 +588,10 @@ def build_rows(results: dict[str, Any]) -> list[Row]:
         on, off = get(guarded, *path), get(this, *path)
         return None if on is None or off is None else on - off
 
+    streamed, plain = get(this, "streamed", "stream_p50_ms"), get(this, "streamed", "plain_p50_ms")
+    stream_cost = None if streamed is None or plain is None else streamed - plain
+    stream_bytes, plain_bytes = get(this, "streamed", "stream_bytes"), get(this, "streamed", "plain_bytes")
+    size_ratio = None if not stream_bytes or not plain_bytes else stream_bytes / plain_bytes
     rows += [
         Row("GENAI_GUARDRAILS=block: warm latency p50 (ms)", get(guarded, "warm", "p50_ms"), None, None, "", None, 2),
         Row(
@@ -598,6 +629,33 @@ def build_rows(results: dict[str, Any]) -> list[Row]:
             "1 (one pool)",
             at_most(get(guarded, "connections", "connections"), 1),
             0,
+        ),
+        Row(
+            "stream: true on /v1/responses, warm p50 (ms)",
+            get(this, "streamed", "stream_p50_ms"),
+            None,
+            None,
+            "",
+            None,
+            2,
+        ),
+        Row(
+            "  the relay's cost, warm p50 stream − plain (ms)",  # noqa: RUF001  (a minus sign, as printed)
+            stream_cost,
+            None,
+            None,
+            "",
+            None,
+            2,
+        ),
+        Row(
+            "  body bytes, stream / plain",
+            size_ratio,
+            None,
+            None,
+            "",
+            None,
+            1,
         ),
         Row(
             "request contract: classes built at import (ms)",
@@ -699,6 +757,8 @@ def main(argv: list[str] | None = None) -> int:
             say("warm calls ...")
             for name, warm in bench.warm().items():
                 figures[name]["warm"] = warm
+            say("a relayed stream against a call answered whole ...")
+            figures["this"]["streamed"] = bench.streamed(all_runners[1])
             say(f"upstream connections ({plan.pause_s:g} s pause) ...")
             for name, conns in bench.connections().items():
                 figures[name]["connections"] = conns

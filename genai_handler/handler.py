@@ -19,10 +19,19 @@ from fdk import response as fdk_response
 
 from . import logs
 from .contract import Request, texts
-from .errors import HandlerError, InternalError, MethodNotAllowed, MisconfiguredError
+from .errors import HandlerError, InternalError, InvalidRequest, MethodNotAllowed, MisconfiguredError
 from .request import parse
 from .settings import MAX_DETACHED_CALL_S, Settings
-from .upstream import REQUEST_ID_HEADER, Attempt, UpstreamResult, client_for, create_response, usage_counts
+from .upstream import (
+    REQUEST_ID_HEADER,
+    Attempt,
+    StreamResult,
+    UpstreamResult,
+    client_for,
+    create_response,
+    stream_response,
+    usage_counts,
+)
 
 _DEADLINE_MARGIN_S = 1.0  # answer this long before the platform would kill the call
 _DEFAULT_BUDGET_S = 30.0
@@ -30,6 +39,10 @@ _DEFAULT_BUDGET_S = 30.0
 _MAX_BUDGET_S = MAX_DETACHED_CALL_S
 _OPENAI_ROUTE_SUFFIX = "/responses"
 _JSON_HEADERS = {"content-type": "application/json"}  # copied for each reply, which adds its own
+_EVENT_STREAM = "text/event-stream"
+_STREAM_ON_OPENAI_ROUTE = (
+    "stream must be false here: streaming is offered on the OpenAI-compatible route (/v1/responses)"
+)
 _BUG = "the function failed unexpectedly; see its logs by call id"
 _settings: Settings | MisconfiguredError | None = None
 
@@ -46,7 +59,7 @@ class _Call:
     settings: Settings | None = None
     model: str | None = None
     sent: Request | None = None  # what reached the model: the only prompt ever logged
-    result: UpstreamResult | None = None
+    result: UpstreamResult | StreamResult | None = None
     error: HandlerError | None = None
     screened: dict[str, Any] = field(default_factory=dict)  # the guardrails' verdict for the log line
     attempts: list[Attempt] = field(default_factory=list)
@@ -54,6 +67,11 @@ class _Call:
     @property
     def status(self) -> int:
         return self.error.status if self.error else 200
+
+    @property
+    def failure(self) -> HandlerError | None:
+        """The error to log and trace: the call's, or what ended a stream answered 200 (its closing event)."""
+        return self.error or (self.result.failure if isinstance(self.result, StreamResult) else None)
 
 
 def handle(ctx: context.InvokeContext, data: io.BytesIO | None = None) -> fdk_response.Response:
@@ -92,20 +110,28 @@ def _invoke(
     return reply
 
 
-def _answer(call: _Call, method: str | None, body: bytes) -> dict[str, Any] | None:
-    """Parse, screen, call the model, shape: the caller's answer, or None with `call.error` set."""
+def _answer(call: _Call, method: str | None, body: bytes) -> dict[str, Any] | bytes | None:
+    """Parse, screen, call the model, shape: the caller's answer (for `stream: true`, OCI's events as one
+    text/event-stream body: docs/streaming.md), or None with `call.error` set."""
     try:
         settings = call.settings = load_settings()
         if method is not None and method.upper() != "POST":
             raise MethodNotAllowed("use POST with a JSON body")
         request = parse(body, settings)
         call.model = request.model
+        if request.stream and not call.openai_route:  # the events are the Responses API's, not this route's
+            raise InvalidRequest(_STREAM_ON_OPENAI_ROUTE)
         if settings.guardrails_on:
             from .guardrails import screen  # noqa: PLC0415  (off: never imported, nothing on the cold path)
 
             request = screen(client_for(settings), settings, request, call.deadline_mono, call.screened)
         call.sent = request
         record = call.attempts.append if call.trace is not None else None
+        if request.stream:
+            stream = call.result = stream_response(
+                client_for(settings), request.arguments(), call.deadline_mono, settings.max_retries, record
+            )
+            return stream.body
         call.result = create_response(
             client_for(settings), request.arguments(), call.deadline_mono, settings.max_retries, record
         )
@@ -149,12 +175,13 @@ def shape(result: UpstreamResult) -> dict[str, Any]:
 
 def _reply(
     ctx: context.InvokeContext,
-    answer: dict[str, Any] | None,
+    answer: dict[str, Any] | bytes | None,
     request_id: str | None,
     error: HandlerError | None,
     openai_route: bool,
 ) -> fdk_response.Response:
     headers = dict(_JSON_HEADERS)
+    data: str | bytes
     if error is None and answer is not None:
         status, body = 200, answer
     else:
@@ -165,11 +192,15 @@ def _reply(
             headers["retry-after"] = str(error.retry_after)
         if isinstance(error, MethodNotAllowed):
             headers["allow"] = "POST"
+    if isinstance(body, bytes):
+        headers["content-type"], data = _EVENT_STREAM, body
+    else:
+        data = json.dumps(body)
     if request_id:
         headers[REQUEST_ID_HEADER] = request_id
         if openai_route:
             headers["x-request-id"] = request_id  # what the OpenAI SDKs expose as `_request_id`
-    reply = fdk_response.Response(ctx, response_data=json.dumps(body), headers=headers, status_code=status)
+    reply = fdk_response.Response(ctx, response_data=data, headers=headers, status_code=status)
     # Through API Gateway the caller's status travels in Fn-Http-Status, set just above. The socket
     # answer stays 200 (the fdk sends 4xx and 500 as 200 anyway): the Fn agent takes a socket 502
     # or 504 for a failed or timed-out function and drops this JSON body.
@@ -218,7 +249,7 @@ def _report_trace(ctx: context.InvokeContext, trace: context.TracingContext, cal
             start_at=call.start_at,
             duration_s=time.monotonic() - call.start_mono,
             status=call.status,
-            error_type=call.error.type if call.error else None,
+            error_type=call.failure.type if call.failure else None,
             model=call.model,
             attempts=call.attempts,
         )
@@ -241,8 +272,9 @@ def _budget(ctx: context.InvokeContext) -> float:
 
 def _log(ctx: context.InvokeContext, call: _Call, traced: dict[str, str]) -> None:
     prompts = call.settings is not None and call.settings.log_prompts
-    result, error = call.result, call.error
+    result, error = call.result, call.failure
     response = result.response if result else None
+    streamed = isinstance(result, StreamResult)
     logs.invocation(
         call_id=ctx.CallID(),
         **logs.caller_fields(ctx.HTTPHeaders().get(logs.CALLER_HEADER.lower())),  # gateway calls only
@@ -250,6 +282,7 @@ def _log(ctx: context.InvokeContext, call: _Call, traced: dict[str, str]) -> Non
         request_id=result.request_id if result else error.request_id if error else None,
         model=call.model,
         status=call.status,
+        stream=streamed or None,
         error_type=error.type if error else None,
         error=error.message if error else None,
         latency_ms=_ms_since(call.start_mono),

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import email.utils
+import itertools
 import json
 import math
 import random
@@ -27,6 +28,7 @@ import openai
 from openai.types.responses import Response, ResponseUsage
 from openai.types.responses.response import IncompleteDetails
 
+from . import streaming
 from .auth import OciInstancePrincipalAuth, OciResourcePrincipalAuth, OciSessionAuth, OciUserPrincipalAuth
 from .errors import (
     HandlerError,
@@ -89,6 +91,20 @@ class UpstreamResult:
     request_id: str | None
     attempts: int
     latency_ms: float
+
+
+@dataclass(frozen=True)
+class StreamResult:
+    """A relayed stream: `body` is OCI's events as one text/event-stream body; `response` the final
+    event's response, if one came and reads (usage and the answer for the log line); `failure` why the
+    stream did not end well: the relay's own closing event ends `body`, or OCI's failed response did."""
+
+    body: bytes
+    response: Response | None
+    request_id: str | None
+    attempts: int
+    latency_ms: float
+    failure: HandlerError | None
 
 
 @dataclass(frozen=True)
@@ -190,6 +206,114 @@ def create_response(
                 latency_ms = (time.monotonic() - start_mono) * 1000
                 return UpstreamResult(outcome.response, outcome.body, outcome.request_id, number, latency_ms)
     raise AssertionError("unreachable")
+
+
+def stream_response(
+    client: openai.OpenAI,
+    arguments: dict[str, Any],
+    deadline_mono: float,
+    max_retries: int,
+    record: Callable[[Attempt], None] | None = None,
+) -> StreamResult:
+    """`responses.create` with `stream: true` before `deadline_mono`: retried as create_response is
+    until OCI's first event arrives, then relayed (streaming.relay) without retries, as a stream
+    already under way would be. Every socket read ends by the deadline, and so does the relay."""
+    start_mono = time.monotonic()
+    with _deadline(deadline_mono):
+        for number in range(1, max_retries + 2):
+            start_at, attempt_mono = time.time(), time.monotonic()
+            status: int | None = None
+            request_id: str | None = None
+            try:
+                timeout = _timeout(deadline_mono, _MODEL_LATE)
+                with (
+                    _mapped(_MODEL_LATE),
+                    client.responses.with_streaming_response.create(**arguments, stream=True, timeout=timeout) as raw,
+                ):
+                    status, request_id = raw.status_code, raw.headers.get(REQUEST_ID_HEADER)
+                    relayed = _relay(raw.http_response, request_id, deadline_mono)
+            except _Failure as failed:
+                _record(record, arguments, number, start_at, attempt_mono, failed.status or status, request_id, None)
+                failed.error.request_id = failed.error.request_id or request_id
+                time.sleep(_pause_s(failed, number, max_retries, deadline_mono))
+                continue
+            response = _final_response(relayed.final)
+            failure = relayed.failure or _final_failure(relayed.final, request_id)
+            error = failure.type if failure else None
+            _record(record, arguments, number, start_at, attempt_mono, status, request_id, response, error)
+            latency_ms = (time.monotonic() - start_mono) * 1000
+            return StreamResult(relayed.body, response, request_id, number, latency_ms, failure)
+    raise AssertionError("unreachable")
+
+
+def _relay(response: httpx2.Response, request_id: str | None, deadline_mono: float) -> streaming.Relayed:
+    """Read OCI's first event (a failure before it is a _Failure, retried as any), then relay the rest."""
+    if response.headers.get("content-type", "").partition(";")[0].strip() != "text/event-stream":
+        raise _Failure(UpstreamError(_UNREADABLE, request_id=request_id))
+    events = streaming.events(response.iter_bytes())
+    try:
+        first = next(events, None)
+    except streaming.Unreadable:
+        raise _Failure(UpstreamError(_UNREADABLE, request_id=request_id)) from None
+    if first is None:
+        raise _Failure(UpstreamError(_UNREADABLE, request_id=request_id))
+    return streaming.relay(_read_on(itertools.chain([first], events), request_id), deadline_mono, _MODEL_LATE)
+
+
+def _read_on(events: Iterator[streaming.Event], request_id: str | None) -> Iterator[streaming.Event]:
+    """The events, each failure to read one as the caller's error (the relay's closing event)."""
+    try:
+        with _mapped(_MODEL_LATE):
+            yield from events
+    except _Failure as failure:
+        failure.error.request_id = request_id
+        raise failure.error from None
+    except streaming.Unreadable:
+        raise UpstreamError(_UNREADABLE, request_id=request_id) from None
+
+
+def _final_response(final: dict[str, Any] | None) -> Response | None:
+    """The final event's response, as the SDK reads one, if its fields read later have their shapes."""
+    body = final.get("response") if final else None
+    if not isinstance(body, dict) or not isinstance(body.get("output"), list):
+        return None
+    try:
+        response = Response.construct(**body)
+        if not isinstance(response.usage, (ResponseUsage, type(None))):
+            return None
+        _ = response.output_text
+    except Exception:
+        return None
+    return response
+
+
+def _final_failure(final: dict[str, Any] | None, request_id: str | None) -> HandlerError | None:
+    """OCI's own closing event said the response failed (response.failed or error): for the log line,
+    as a non-streamed failed answer is; the caller has OCI's event itself."""
+    if final is None or final.get("type") not in ("response.failed", "error"):
+        return None
+    response = final.get("response")
+    error = response.get("error") if isinstance(response, dict) else final
+    code = _identifier(error.get("code")) if isinstance(error, dict) else ""
+    return UpstreamError(_NO_ANSWER.format(code=f" ({code})" if code else ""), request_id=request_id)
+
+
+def _record(  # noqa: PLR0913, PLR0917  (one attempt's facts, as Attempt has them)
+    record: Callable[[Attempt], None] | None,
+    arguments: dict[str, Any],
+    number: int,
+    start_at: float,
+    start_mono: float,
+    status: int | None,
+    request_id: str | None,
+    response: Response | None,
+    error_type: str | None = None,
+) -> None:
+    if record is not None:
+        duration_s = time.monotonic() - start_mono
+        model = str(arguments.get("model"))
+        usage = usage_counts(response)
+        record(Attempt(number, model, start_at, duration_s, status, request_id, usage, error_type))
 
 
 def _attempt(

@@ -13,6 +13,7 @@ from fdk.context import InvokeContext, TracingContext
 import genai_handler
 from genai_handler import doctor, handler, logs, tracing
 from genai_handler.settings import Settings
+from genai_handler.upstream import StreamResult
 
 SETTINGS = Settings(
     project_ocid="ocid1.generativeaiproject.oc1.us-chicago-1.aaaa", base_url="http://127.0.0.1:9/openai/v1"
@@ -241,3 +242,52 @@ def test_given_a_caller_header_when_invoked_then_it_is_read_only_from_the_gatewa
     # then only the gateway's is logged
     first, second = _log_lines(capsys)
     assert first["caller"] == "alice" and "caller" not in second
+
+
+def test_given_stream_true_on_the_plain_route_when_invoked_then_400_naming_the_openai_route() -> None:
+    # when
+    reply = handler.handle(_ctx(), io.BytesIO(b'{"prompt": "hi", "stream": true}'))
+    # then
+    error = json.loads(reply.body())["error"]
+    assert _status(reply) == 400 and error["type"] == "invalid_request"
+    assert (
+        error["message"]
+        == "stream must be false here: streaming is offered on the OpenAI-compatible route (/v1/responses)"
+    )
+
+
+def test_given_a_relayed_stream_when_invoked_then_the_reply_is_the_event_stream_with_its_request_id(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # given the relay returns OCI's events (upstream.stream_response, tested in test_streaming.py)
+    events = b'event: response.created\ndata: {"type": "response.created", "sequence_number": 0}\n\n'
+    result = StreamResult(events, None, "opc-7", 1, 2.0, None)
+    monkeypatch.setattr(handler, "client_for", lambda _: None)
+    monkeypatch.setattr(handler, "stream_response", lambda *_: result)
+    _capture_logs()
+    # when
+    reply = handler.handle(_ctx(url="/genai/v1/responses"), io.BytesIO(b'{"input": "hi", "stream": true}'))
+    # then
+    headers = reply.context().GetResponseHeaders()
+    assert _status(reply) == 200 and reply.body() == events
+    assert headers["content-type"] == "text/event-stream"
+    assert headers["fn-http-h-x-request-id"] == "opc-7" and headers["fn-http-h-opc-request-id"] == "opc-7"
+    [line] = _log_lines(capsys)
+    assert line["stream"] is True and line["request_id"] == "opc-7" and line["status"] == 200
+
+
+def test_given_a_bug_in_the_relay_when_streaming_then_it_is_a_designed_json_error_without_its_text(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # given
+    def broken(*_: object) -> None:
+        raise RuntimeError("secret-stream-bug")
+
+    monkeypatch.setattr(handler, "client_for", lambda _: None)
+    monkeypatch.setattr(handler, "stream_response", broken)
+    # when
+    reply = handler.handle(_ctx(url="/genai/v1/responses"), io.BytesIO(b'{"input": "hi", "stream": true}'))
+    # then
+    assert _status(reply) == 500 and json.loads(reply.body())["error"]["code"] == "internal_error"
+    assert reply.context().GetResponseHeaders()["content-type"] == "application/json"
+    assert "secret-stream-bug" not in capsys.readouterr().err

@@ -21,7 +21,7 @@ import openai
 import pydantic
 import pytest
 import requests
-from openai.types.responses import Response
+from openai.types.responses import Response, ResponseStreamEvent
 
 from genai_handler.local.endpoint import Fault, LocalEndpoint, blackhole, oci_errors
 from genai_handler.local.identity import LocalIdentity, make_api_key_profile
@@ -395,6 +395,8 @@ CLOCK = {"type": "function", "name": "clock", "parameters": {"type": "object", "
         ({"tools": [SEARCH, CLOCK]}, "search", {"query": "local", "limit": 1, "mode": "fast"}),
         ({"tools": [SEARCH, CLOCK], "tool_choice": {"type": "function", "name": "clock"}}, "clock", {}),
         ({"tools": [SEARCH], "tool_choice": "none"}, None, None),
+        ({"tools": [{"type": "file_search", "vector_store_ids": ["vs_1"]}, CLOCK]}, "clock", {}),
+        ({"tools": [{"type": "file_search", "vector_store_ids": ["vs_1"]}]}, None, None),
     ],
 )
 def test_given_function_tools_when_asked_then_the_first_or_chosen_is_called_with_arguments_its_schema_accepts(
@@ -858,3 +860,180 @@ def test_given_details_without_their_required_fields_when_sent_then_invalid_para
         response = connection.getresponse()
         # then
         assert response.status == 400 and json.loads(response.read())["code"] == "InvalidParameter"
+
+
+# Streamed answers (stream: true), as OCI sends them: server-sent events in the Responses API's order
+
+_TEXT_EVENTS = [
+    "response.created",
+    "response.in_progress",
+    "response.output_item.added",
+    "response.content_part.added",
+    "response.output_text.delta",
+    "response.output_text.done",
+    "response.content_part.done",
+    "response.output_item.done",
+    "response.completed",
+]
+_STREAM_EVENT: pydantic.TypeAdapter[Any] = pydantic.TypeAdapter(ResponseStreamEvent)
+
+
+def _sse(body: bytes) -> list[tuple[str, dict[str, Any]]]:
+    """(event name, data) of every server-sent event in `body`."""
+    events = []
+    for block in body.decode().split("\n\n"):
+        if block.strip():
+            lines = dict(line.split(": ", 1) for line in block.split("\n"))
+            events.append((lines["event"], json.loads(lines["data"])))
+    return events
+
+
+def _collapsed(types: list[str]) -> list[str]:
+    """Runs of one delta type as one, so the order reads as the Responses API documents it."""
+    return [t for i, t in enumerate(types) if not (t.endswith(".delta") and i and types[i - 1] == t)]
+
+
+def test_given_stream_true_when_asked_then_server_sent_events_in_oci_s_order_that_the_openai_sdk_parses(
+    endpoint: LocalEndpoint,
+) -> None:
+    # when
+    response = requests.post(
+        f"{endpoint.base_url}/responses", json=_ask("what is OCI?", stream=True), headers=BEARER_HEADERS, timeout=5
+    )
+    # then it is an event stream, each event named by its type, numbered from 0, and parsed by the SDK's own types
+    assert response.status_code == 200 and response.headers["Content-Type"] == "text/event-stream"
+    assert response.headers["opc-request-id"]
+    events = _sse(response.content)
+    assert [name for name, _ in events] == [data["type"] for _, data in events]
+    assert _collapsed([name for name, _ in events]) == _TEXT_EVENTS
+    assert [data["sequence_number"] for _, data in events] == list(range(len(events)))
+    parsed = [_STREAM_EVENT.validate_python(data) for _, data in events]
+    deltas = [event.delta for event in parsed if event.type == "response.output_text.delta"]
+    assert len(deltas) > 1 and "".join(deltas) == "Local answer to: what is OCI?"
+    completed = parsed[-1].response
+    assert completed.output_text == "Local answer to: what is OCI?" and completed.usage.total_tokens > 0
+    item_ids = {data["item"]["id"] if "item" in data else data.get("item_id") for _, data in events[2:-1]}
+    assert item_ids == {completed.output[0].id}
+
+
+def test_given_stream_true_with_a_function_tool_when_asked_then_the_call_s_arguments_arrive_as_deltas(
+    endpoint: LocalEndpoint,
+) -> None:
+    # when
+    body = _ask("weather?", stream=True, tools=[SEARCH])
+    response = requests.post(f"{endpoint.base_url}/responses", json=body, headers=BEARER_HEADERS, timeout=5)
+    # then
+    events = [_STREAM_EVENT.validate_python(data) for _, data in _sse(response.content)]
+    assert _collapsed([event.type for event in events]) == [
+        "response.created",
+        "response.in_progress",
+        "response.output_item.added",
+        "response.function_call_arguments.delta",
+        "response.function_call_arguments.done",
+        "response.output_item.done",
+        "response.completed",
+    ]
+    deltas = "".join(e.delta for e in events if e.type == "response.function_call_arguments.delta")
+    [call] = events[-1].response.output
+    assert call.type == "function_call" and deltas == call.arguments and json.loads(call.arguments)
+
+
+def test_given_stream_true_and_max_output_tokens_below_the_answer_when_asked_then_it_ends_response_incomplete(
+    endpoint: LocalEndpoint,
+) -> None:
+    # when
+    body = _ask("a long question indeed", stream=True, max_output_tokens=4)
+    response = requests.post(f"{endpoint.base_url}/responses", json=body, headers=BEARER_HEADERS, timeout=5)
+    # then
+    last = _STREAM_EVENT.validate_python(_sse(response.content)[-1][1])
+    assert last.type == "response.incomplete" and last.response.output_text == "Local answer to: a"
+
+
+def test_given_the_openai_sdk_when_it_streams_then_its_stream_helper_assembles_the_final_response(
+    endpoint: LocalEndpoint,
+) -> None:
+    # given
+    client = openai.OpenAI(base_url=endpoint.base_url, api_key=BEARER, max_retries=0, timeout=5)
+    # when
+    with client, client.responses.stream(model=MODEL, input="ping") as stream:
+        final = stream.get_final_response()
+    # then
+    assert final.output_text == "Local answer to: ping"
+
+
+@pytest.mark.parametrize("kind", ["reset", "truncated"])
+def test_given_a_cutting_fault_when_streaming_then_some_events_arrive_then_the_connection_ends_mid_stream(
+    endpoint: LocalEndpoint, kind: str
+) -> None:
+    # given
+    endpoint.inject(Fault(kind, after_events=3))
+    # when
+    client = openai.OpenAI(base_url=endpoint.base_url, api_key=BEARER, max_retries=0, timeout=5)
+    seen: list[str] = []
+
+    def read_all() -> None:
+        for event in client.responses.create(model=MODEL, input="ping", stream=True):
+            seen.append(event.type)
+
+    with client, pytest.raises(openai.APIConnectionError):
+        read_all()
+    # then exactly the events before the cut arrived
+    assert seen == _TEXT_EVENTS[:3]
+    assert endpoint.requests[-1].status == 200
+
+
+def test_given_a_drip_fault_when_streaming_then_the_events_arrive_one_every_delay(endpoint: LocalEndpoint) -> None:
+    # given
+    endpoint.inject(Fault("drip", delay_s=0.05))
+    client = openai.OpenAI(base_url=endpoint.base_url, api_key=BEARER, max_retries=0, timeout=5)
+    # when
+    arrivals = []
+    with client:
+        for event in client.responses.create(model=MODEL, input="ping", stream=True):
+            arrivals.append((event.type, time.monotonic()))
+    # then
+    assert arrivals[-1][0] == "response.completed"
+    assert arrivals[-1][1] - arrivals[0][1] >= 0.05 * (len(arrivals) - 2)
+
+
+def test_given_a_patched_failed_status_when_streaming_then_the_stream_ends_with_response_failed(
+    endpoint: LocalEndpoint,
+) -> None:
+    # given OCI's answer says it failed
+    error = {"code": "server_error", "message": "The model failed"}
+    endpoint.inject(Fault("patched", fields={"status": "failed", "error": error}))
+    # when
+    body = _ask(stream=True)
+    response = requests.post(f"{endpoint.base_url}/responses", json=body, headers=BEARER_HEADERS, timeout=5)
+    # then
+    last = _STREAM_EVENT.validate_python(_sse(response.content)[-1][1])
+    assert last.type == "response.failed" and last.response.error.code == "server_error"
+
+
+def test_given_a_status_fault_when_streaming_then_oci_s_json_error_comes_before_any_event(
+    endpoint: LocalEndpoint,
+) -> None:
+    # given
+    endpoint.inject(Fault("status", status=429, code="TooManyRequests"))
+    # when
+    response = requests.post(
+        f"{endpoint.base_url}/responses", json=_ask(stream=True), headers=BEARER_HEADERS, timeout=5
+    )
+    # then
+    assert response.status_code == 429 and response.headers["Content-Type"] == "application/json"
+    assert response.json()["code"] == "TooManyRequests"
+
+
+def test_given_a_streamed_answer_when_the_connection_is_kept_alive_then_the_next_request_reuses_it(
+    endpoint: LocalEndpoint, connection: http.client.HTTPConnection
+) -> None:
+    # given a streamed answer read to its end
+    connection.request(
+        "POST", "/openai/v1/responses", body=json.dumps(_ask(stream=True)).encode(), headers=BEARER_HEADERS
+    )
+    connection.getresponse().read()
+    # when
+    _bearer_request(connection)
+    # then
+    assert connection.getresponse().status == 200
+    assert endpoint.connections_opened == 1

@@ -88,15 +88,16 @@ def test_given_a_model_outside_the_allow_list_when_called_then_a_bad_request_nam
     assert upstream.requests == []
 
 
-def test_given_stream_true_when_called_then_it_is_refused_with_400(
+def test_given_stream_true_when_called_then_the_sdk_iterates_oci_s_events_ending_with_response_completed(
     gateway: LocalGateway, upstream: LocalEndpoint
 ) -> None:
-    # when
-    with _client(gateway) as client, pytest.raises(openai.BadRequestError) as refused:
-        client.responses.create(model=MODEL, input="stream please", stream=True)
+    # when (the events arrive together at the end: docs/streaming.md)
+    with _client(gateway) as client:
+        events = list(client.responses.create(model=MODEL, input="stream please", stream=True))
     # then
-    assert "streaming is not offered" in refused.value.message
-    assert upstream.requests == []
+    assert events[0].type == "response.created" and events[-1].type == "response.completed"
+    assert events[-1].response.output_text == "Local answer to: stream please"
+    assert json.loads(upstream.requests[-1].body)["stream"] is True
 
 
 def test_given_a_wrong_gateway_token_when_called_then_it_is_an_authentication_error(

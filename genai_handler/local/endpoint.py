@@ -57,6 +57,10 @@ _OCI_ERRORS = Path(__file__).with_name("oci_errors.json")
 _BODY_METHODS = ("POST", "PUT", "PATCH")
 _BODY_HEADERS = ("content-length", "content-type", "x-content-sha256")
 _DRIP_BYTES = 16
+_STREAM_FAULTS = ("patched", "drip", "reset", "truncated", "trickle_headers", "trickle_body")
+# The Responses API's closing event for each final status of a response.
+_FINAL_EVENTS = {"completed": "response.completed", "incomplete": "response.incomplete", "failed": "response.failed"}
+_ARGUMENT_CHUNK_CHARS = 8  # a function call's arguments arrive in pieces this long
 _SESSION_KEY_ID = "ST$"  # a session token signs as keyId "ST$<token>"
 _MODEL_ROUTES = (("POST", f"{_PREFIX}/responses"), ("GET", f"{_PREFIX}/models"))
 GUARDRAILS_PATH = "/20231130/actions/applyGuardrails"  # oci SDK: base_path /20231130 + /actions/applyGuardrails
@@ -88,6 +92,12 @@ class Fault:
     delay, drip (16 bytes every delay_s), trickle_headers / trickle_body (one byte every
     delay_s of the status line and headers, or of the body), drop, reset, truncated, non_json,
     wrong_shape: what a network or an overloaded service does.
+
+    A streamed answer (`stream: true`) takes them as a stream would: drip sends an event every
+    delay_s; reset (a TCP reset) and truncated (a clean close, the chunked body unfinished) cut the
+    stream after `after_events` events (default: half of them); patched changes the final response,
+    whose status names the last event (response.completed, response.incomplete or response.failed);
+    the others strike before any event, as for an answer sent whole.
     """
 
     kind: str
@@ -98,6 +108,7 @@ class Fault:
     name: str | None = None
     fields: dict[str, Any] = field(default_factory=dict)
     path: str | None = None
+    after_events: int | None = None
 
     def __post_init__(self) -> None:
         if self.kind not in _FAULT_KINDS:
@@ -442,7 +453,9 @@ class _Handler(BaseHTTPRequestHandler):
         if fault is not None and fault.kind == "delay":
             time.sleep(fault.delay_s)
             fault = None
-        if fault is None:
+        if _asks_to_stream(path, body) and (fault is None or fault.kind in _STREAM_FAULTS):
+            self._stream(fault, *self._answer(path, body))
+        elif fault is None:
             self._send(*self._answer(path, body))
         elif fault.kind == "status":
             extra = {"Retry-After": fault.retry_after} if fault.retry_after is not None else {}
@@ -509,6 +522,45 @@ class _Handler(BaseHTTPRequestHandler):
         """Every answer's headers, as OCI sends them."""
         headers = {"Content-Type": "application/json", "Content-Length": str(content_length)}
         return [*headers.items(), ("opc-request-id", self.request_id), *(extra_headers or {}).items()]
+
+    def _stream(self, fault: Fault | None, status: int, body: bytes) -> None:
+        """A streamed answer: OCI's events, one chunk each (chunked transfer coding), delivered
+        as `fault` says; an error is OCI's JSON error, sent before any event."""
+        if status != 200:
+            self._send(status, body)
+            return
+        response = json.loads(body)
+        if fault is not None and fault.kind == "patched":
+            response.update(fault.fields)
+        chunks = [_chunk(event) for event in stream_events(response)]
+        self._record_answer(status)
+        head = [f"HTTP/1.1 200 {self.responses[200][0]}", "Content-Type: text/event-stream"]
+        head += ["Transfer-Encoding: chunked", f"opc-request-id: {self.request_id}"]
+        head_bytes = "".join(f"{line}\r\n" for line in [*head, ""]).encode()
+        kind = fault.kind if fault is not None else None
+        if kind == "trickle_headers":
+            _trickle(self.wfile, head_bytes, fault.delay_s if fault else 0.0)
+        else:
+            self.wfile.write(head_bytes)
+        if kind in ("reset", "truncated"):
+            cut = fault.after_events if fault and fault.after_events is not None else len(chunks) // 2
+            self.wfile.write(b"".join(chunks[:cut]))
+            self.wfile.flush()
+            self.close_connection = True
+            if kind == "reset":
+                self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                self.rfile.close()
+                self.connection.close()
+            return
+        if kind == "trickle_body":
+            _trickle(self.wfile, b"".join([*chunks, _LAST_CHUNK]), fault.delay_s if fault else 0.0)
+            return
+        for chunk in chunks:
+            self.wfile.write(chunk)
+            self.wfile.flush()
+            if kind == "drip" and fault is not None:
+                time.sleep(fault.delay_s)
+        self.wfile.write(_LAST_CHUNK)
 
     def _misdeliver(self, fault: Fault, status: int, body: bytes) -> None:
         """Deliver an answer the broken ways a network or an overloaded service does."""
@@ -604,6 +656,75 @@ def _response(request: dict[str, Any], read: list[Text]) -> dict[str, Any]:
         "instructions": request.get("instructions"),
         "metadata": request.get("metadata", {}),
     }
+
+
+def stream_events(response: dict[str, Any]) -> list[dict[str, Any]]:
+    """The server-sent events that stream `response`, in the Responses API's order (openai SDK:
+    ResponseStreamEvent), each with its `sequence_number`: created, in_progress, then per output item
+    its added, content or argument deltas and done events, then the closing event its status names."""
+    events: list[dict[str, Any]] = []
+
+    def emit(kind: str, **fields: Any) -> None:
+        events.append({"type": kind, **fields, "sequence_number": len(events)})
+
+    started = {**response, "status": "in_progress", "output": [], "usage": None, "incomplete_details": None}
+    started["error"] = None
+    emit("response.created", response=started)
+    emit("response.in_progress", response=started)
+    output = response.get("output")
+    for index, item in enumerate(output if isinstance(output, list) else []):
+        where = {"item_id": item.get("id"), "output_index": index} if isinstance(item, dict) else {}
+        if not isinstance(item, dict) or item.get("type") not in ("message", "function_call"):
+            emit("response.output_item.added", output_index=index, item=item)
+        elif item["type"] == "message":
+            emit(
+                "response.output_item.added", output_index=index, item={**item, "status": "in_progress", "content": []}
+            )
+            for part_index, part in enumerate(item.get("content") or []):
+                at = {**where, "content_index": part_index}
+                text = part.get("text", "")
+                emit("response.content_part.added", **at, part={**part, "text": ""})
+                for delta in _pieces(text, r"\S+\s*|\s+"):
+                    emit("response.output_text.delta", **at, delta=delta, logprobs=[])
+                emit("response.output_text.done", **at, text=text, logprobs=[])
+                emit("response.content_part.done", **at, part=part)
+        else:
+            emit(
+                "response.output_item.added",
+                output_index=index,
+                item={**item, "status": "in_progress", "arguments": ""},
+            )
+            arguments = item.get("arguments", "")
+            for delta in _pieces(arguments, f".{{1,{_ARGUMENT_CHUNK_CHARS}}}"):
+                emit("response.function_call_arguments.delta", **where, delta=delta)
+            emit("response.function_call_arguments.done", **where, name=item.get("name"), arguments=arguments)
+        emit("response.output_item.done", output_index=index, item=item)
+    emit(_FINAL_EVENTS.get(str(response.get("status")), "response.completed"), response=response)
+    return events
+
+
+def _pieces(text: str, pattern: str) -> list[str]:
+    """`text` in the pieces a model streams it in; one empty piece for an empty text."""
+    return re.findall(pattern, text, flags=re.S) or [""]
+
+
+def _chunk(event: dict[str, Any]) -> bytes:
+    """One server-sent event as one HTTP chunk."""
+    data = f"event: {event['type']}\ndata: {json.dumps(event)}\n\n".encode()
+    return f"{len(data):x}\r\n".encode() + data + b"\r\n"
+
+
+_LAST_CHUNK = b"0\r\n\r\n"
+
+
+def _asks_to_stream(path: str, body: bytes) -> bool:
+    if not path.endswith("/responses"):
+        return False
+    try:
+        request = json.loads(body)
+    except ValueError:
+        return False
+    return isinstance(request, dict) and request.get("stream") is True
 
 
 def _guardrails_answer(body: bytes, unit: str) -> tuple[int, bytes]:
@@ -703,7 +824,8 @@ def _b64url_decode(text: str) -> bytes:
 def _function_call(request: dict[str, Any]) -> dict[str, Any] | None:
     """The model's call (openai SDK: ResponseFunctionToolCall) to the chosen tool, or the first, with
     arguments built from its schema; None when it may not call one or a function output came back."""
-    tools, choice = request.get("tools") or [], request.get("tool_choice", "auto")
+    tools = [tool for tool in request.get("tools") or [] if tool.get("type") == "function"]  # hosted ones: OCI's
+    choice = request.get("tool_choice", "auto")
     items = request["input"] if isinstance(request.get("input"), list) else []
     if not tools or choice == "none" or (items and items[-1].get("type") == "function_call_output"):
         return None

@@ -41,8 +41,8 @@ run: export MAKE_RUN_PROMPT := $(value PROMPT)
 run: $(RUNTIME_STAMP)  ## one prompt through the function, locally, no cloud account
 	$(BIN)/python -m genai_handler.local.run
 
-test: $(DEV_STAMP)  ## unit and end-to-end tests under the real fdk
-	$(BIN)/pytest
+test: $(DEV_STAMP)  ## unit and end-to-end tests under the real fdk: the soak alone, then the rest in parallel
+	$(BIN)/pytest -m soak && $(BIN)/pytest -n 4 --dist worksteal -m "not soak"
 
 # Runs all three checks, so one pass shows every problem, and fails if any failed.
 lint: $(DEV_STAMP)  ## ruff (lint and format) and mypy, configured in pyproject.toml, as CI runs them

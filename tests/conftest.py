@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -41,6 +42,16 @@ def upstream(endpoint: LocalEndpoint) -> LocalEndpoint:
     """The module's endpoint, with no faults or recorded requests left over from other tests."""
     endpoint.reset()
     return endpoint
+
+
+def wait_until_recorded(endpoint: LocalEndpoint, count: int, timeout_s: float = 10.0) -> bool:
+    """Waits until `endpoint` has recorded `count` requests. It records a request when it answers, so
+    one it was told to delay lands after the caller gave up: waited for here, it cannot land in the
+    next test's record (xdist moves tests between workers, so any test may be next)."""
+    until = time.monotonic() + timeout_s
+    while len(endpoint.requests) < count and time.monotonic() < until:
+        time.sleep(0.01)
+    return len(endpoint.requests) >= count
 
 
 def function_env(identity: LocalIdentity, endpoint: LocalEndpoint, **settings: str) -> dict[str, str]:

@@ -190,18 +190,41 @@ def test_an_async_client_sharing_the_auth_retries_once_after_a_rotation(
     )
 
 
+class _SlowCallerTransport(httpx2.BaseTransport):
+    """Sets `slow_attempt_sent` when the slow caller's `attempt`-th request leaves the auth flow for
+    the network: the one OCI answers slowly, so whatever the auth holds then, it holds throughout."""
+
+    def __init__(self, attempt: int) -> None:
+        self.slow_attempt_sent = threading.Event()
+        self._attempts_left = attempt
+        self._inner = httpx2.HTTPTransport()
+
+    def handle_request(self, request: httpx2.Request) -> httpx2.Response:
+        if request.headers.get("x-caller") == "slow":
+            self._attempts_left -= 1
+            if self._attempts_left == 0:
+                self.slow_attempt_sent.set()
+        return self._inner.handle_request(request)
+
+    def close(self) -> None:
+        self._inner.close()
+
+
 def _run_while_one_request_is_slow(
     auth: OciResourcePrincipalAuth,
     identity: LocalIdentity,
     endpoint: LocalEndpoint,
     others: Callable[[httpx2.Client], None],
+    slow_attempt: int = 1,
 ) -> tuple[float, bool]:
-    """Start one request that OCI answers slowly; meanwhile the credentials rotate, so `others`
-    must reload them (taking the lock). Returns (their time, slow one still busy)."""
-    with httpx2.Client(auth=auth, timeout=20) as client:
+    """Start one request whose `slow_attempt`-th attempt OCI answers slowly; once that attempt is
+    on its way, the credentials rotate, so `others` must reload them (taking the lock). Returns
+    (their time, slow one still busy)."""
+    transport = _SlowCallerTransport(slow_attempt)
+    with httpx2.Client(auth=auth, timeout=20, transport=transport) as client:
         slow = threading.Thread(target=lambda: client.get(f"{endpoint.base_url}/models", headers={"x-caller": "slow"}))
         slow.start()
-        time.sleep(0.3)  # the slow request is now in its delayed attempt; only it takes faults
+        assert transport.slow_attempt_sent.wait(10), "the slow attempt was never sent"
         identity.rotate()
         started = time.monotonic()
         others(client)
@@ -245,7 +268,7 @@ def test_a_slow_retry_after_a_401_does_not_hold_the_lock(
     # where oci-genai-auth 1.1.1 keeps its lock across the retried request
     rp_endpoint.inject(Fault(kind="status", status=401, code="NotAuthenticated"), Fault(kind="delay", delay_s=3))
     elapsed, still_busy = _run_while_one_request_is_slow(
-        OciResourcePrincipalAuth(), rp_identity, rp_endpoint, _eight_threads_sign_and_send(rp_endpoint)
+        OciResourcePrincipalAuth(), rp_identity, rp_endpoint, _eight_threads_sign_and_send(rp_endpoint), slow_attempt=2
     )
     assert still_busy and elapsed < 1.5
     slow = [r.status for r in rp_endpoint.requests if r.headers["x-caller"] == "slow"]

@@ -22,7 +22,7 @@ from genai_handler.local.endpoint import Fault, LocalEndpoint, blackhole
 from genai_handler.local.identity import LocalIdentity
 from genai_handler.settings import DEFAULT_MODEL
 
-from .conftest import PROJECT_OCID, function_env, start_function
+from .conftest import PROJECT_OCID, function_env, start_function, wait_until_recorded
 
 DEADLINE_S = 6.0
 
@@ -50,21 +50,19 @@ def _recovers(function: FunctionProcess, upstream: LocalEndpoint) -> None:
     assert [r.status for r in upstream.requests] == [200]
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def test_connection_refused_is_a_502_and_the_container_recovers_when_oci_is_back(
     identity: LocalIdentity, tmp_path: Path
 ) -> None:
-    # given a function whose GENAI_BASE_URL points at a port nobody listens on
-    port = _free_port()
+    # given a function whose GENAI_BASE_URL points at a port nobody listens on: bound here and never
+    # listened on, so connections are refused and no other test (xdist runs them side by side) takes it
+    reserved = socket.socket()
+    reserved.bind(("127.0.0.1", 0))
+    port = reserved.getsockname()[1]
     env = function_env(identity, LocalEndpoint(), GENAI_BASE_URL=f"http://127.0.0.1:{port}/openai/v1")
     function = start_function(env, tmp_path / "function.log")
     try:
-        answer, elapsed = _timed(function)
+        with reserved:
+            answer, elapsed = _timed(function)
         # then the caller gets 502 upstream_error, retried within the deadline, not a hang
         error = _error(answer, 502, "upstream_error")
         assert "could not reach" in error["message"] and elapsed < DEADLINE_S
@@ -215,6 +213,7 @@ def test_upstream_failures_reach_the_caller_with_the_socket_status_200(
     assert answer.json()["error"]["type"] in ("upstream_error", "upstream_auth", "timeout")
     if gateway:
         assert answer.http_status == status
+    assert wait_until_recorded(upstream, 1)  # a delayed answer lands here, not in the next test's record
 
 
 def test_a_blackholed_route_is_a_502_could_not_reach_before_the_deadline(
@@ -254,7 +253,7 @@ def test_408_and_409_are_retried_then_a_502(function: FunctionProcess, upstream:
     upstream.reset()
     upstream.inject(*[Fault(kind="status", status=status, code="Conflict")] * 3)
     answer, _ = _timed(function)
-    assert "HTTP %d Conflict" % status in _error(answer, 502, "upstream_error")["message"]
+    assert f"HTTP {status} Conflict" in _error(answer, 502, "upstream_error")["message"]
     assert len(upstream.requests) == 3
 
 

@@ -75,7 +75,7 @@ def _run_catalogue(function: FunctionProcess, endpoint: LocalEndpoint) -> list[s
 
 def _secrets(identity: LocalIdentity, signatures: set[str]) -> list[str]:
     """Strings that must never be logged: token, its parts, key material, signatures, caller credentials."""
-    header, claims, signature = identity.token.split(".")
+    _header, claims, signature = identity.token.split(".")
     pem_lines = [line for line in identity.key_path.read_text().splitlines() if not line.startswith("-----")]
     return [
         identity.token,

@@ -20,7 +20,13 @@ pytestmark = [pytest.mark.soak, pytest.mark.timeout(180)]
 WARM_UP, MIXED, STEADY = 200, 1600, 200
 RSS_GROWTH_LIMIT = 3 * 1024 * 1024  # measured ~0.4 MB of allocator noise; a 2 KB-per-call leak would add 3.5 MB
 VALID = {"prompt": "soak", "max_output_tokens": 16}
-INVALID = [b"{not json", {"prompt": ""}, {"prompt": "a", "colour": 1}, {"prompt": "a", "temperature": 9}, b"[]"]
+INVALID: list[bytes | dict[str, object]] = [
+    b"{not json",
+    {"prompt": ""},
+    {"prompt": "a", "colour": 1},
+    {"prompt": "a", "temperature": 9},
+    b"[]",
+]
 # (faults, caller status); Retry-After 0 keeps the retries immediate
 FAULTS: list[tuple[list[Fault], int]] = [
     ([Fault(kind="status", status=503, code="ServiceUnavailable", retry_after="0")], 200),
@@ -37,6 +43,7 @@ CONNECTION_FAULTS: list[tuple[list[Fault], int]] = [([Fault(kind="reset")], 200)
 def _one(function: FunctionProcess, endpoint: LocalEndpoint, rng: random.Random, *, mixed: bool) -> None:
     roll = rng.random() if mixed else 0.0
     endpoint.reset()  # keeps the endpoint's record (in this process) small
+    body: bytes | dict[str, object]
     if roll < 0.70:
         body, expected = VALID, 200
     elif roll < 0.90:

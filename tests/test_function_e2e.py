@@ -13,7 +13,7 @@ from genai_handler.local.agent import FunctionProcess
 from genai_handler.local.endpoint import Fault, LocalEndpoint
 from genai_handler.local.identity import LocalIdentity
 
-from .conftest import PROJECT_OCID
+from .conftest import PROJECT_OCID, wait_until_recorded
 
 ANSWER_FIELDS = {"id", "model", "status", "output_text", "usage", "incomplete_details", "request_id"}
 
@@ -208,13 +208,15 @@ def test_iam_refusals_become_502_with_what_to_check(
 
 
 def test_a_slow_model_gets_504_before_the_deadline(function: FunctionProcess, upstream: LocalEndpoint) -> None:
-    upstream.inject(Fault(kind="delay", delay_s=8))
+    # given a model that answers 1 s after Fn-Deadline (3 s)
+    upstream.inject(Fault(kind="delay", delay_s=4))
     started = time.monotonic()
     answer = function.invoke({"prompt": "slow"}, deadline_s=3)
     elapsed = time.monotonic() - started
     _error(answer, 504, "timeout")
     assert elapsed < 3  # answered before Fn-Deadline, not killed by the platform
     assert function.invoke({"prompt": "next"}).http_status == 200  # and the container recovers
+    assert wait_until_recorded(upstream, 2)  # the late answer, before the next test resets the record
 
 
 def test_rotated_credentials_cost_no_rejected_request(

@@ -6,17 +6,25 @@ import json
 import time
 from collections.abc import Iterator
 
+import httpcore2._sync.http11
 import httpx2
 import pytest
 
 from genai_handler import upstream as upstream_module
-from genai_handler.errors import RateLimited, UpstreamAuthError, UpstreamError, UpstreamRejected, UpstreamTimeout
+from genai_handler.errors import (
+    HandlerError,
+    RateLimited,
+    UpstreamAuthError,
+    UpstreamError,
+    UpstreamRejected,
+    UpstreamTimeout,
+)
 from genai_handler.local.endpoint import GUARDRAILS_PATH, Fault, LocalEndpoint, blackhole
 from genai_handler.local.identity import LocalIdentity
 from genai_handler.settings import DEFAULT_MODEL, Settings
 from genai_handler.upstream import Attempt, _build_client, client_for, create_response, oci_error_code, post_oci
 
-from .conftest import PROJECT_OCID
+from .conftest import PROJECT_OCID, wait_until_recorded
 
 ARGS = {"model": DEFAULT_MODEL, "input": "hello", "max_output_tokens": 50, "store": False}
 
@@ -111,7 +119,7 @@ def test_rate_limit_without_retry_after_suggests_the_backoff(call, upstream: Loc
     upstream.inject(*[Fault(kind="status", status=429)] * 3)
     with pytest.raises(RateLimited) as caught:
         call(retries=0)
-    assert caught.value.retry_after >= 1
+    assert caught.value.retry_after is not None and caught.value.retry_after >= 1
 
 
 def test_upstream_400_passes_oci_code_through_without_blaming_the_fields(call, upstream: LocalEndpoint) -> None:
@@ -282,7 +290,7 @@ def test_a_unicode_digit_retry_after_is_ignored_not_a_crash(call, upstream: Loca
     upstream.inject(*[Fault("status", status=429, code="TooManyRequests", retry_after="²")] * 3)
     with pytest.raises(RateLimited) as caught:
         call(retries=0)
-    assert caught.value.retry_after >= 1
+    assert caught.value.retry_after is not None and caught.value.retry_after >= 1
 
 
 def test_wrong_project_is_an_iam_error(rp_env: None, upstream: LocalEndpoint) -> None:
@@ -310,11 +318,35 @@ def test_idle_connection_closed_by_the_server_is_replaced_transparently(rp_env: 
         assert server.connections_opened == 2
 
 
-def test_connection_outlives_httpx_default_five_second_keepalive(call, upstream: LocalEndpoint) -> None:
+class _PoolClock:
+    """The clock httpcore2's HTTP/1.1 connections read to expire idle keep-alives, `idle_s` ahead of
+    time.monotonic(): six idle seconds pass for the pool without the test waiting them out."""
+
+    def __init__(self) -> None:
+        self.idle_s = 0.0
+
+    def monotonic(self) -> float:
+        return time.monotonic() + self.idle_s
+
+
+def test_connection_outlives_httpx_default_five_second_keepalive(
+    call, upstream: LocalEndpoint, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    clock = _PoolClock()
+    monkeypatch.setattr(httpcore2._sync.http11, "time", clock)
+    # given a call, then 6 s idle: longer than httpx2's default keepalive_expiry (5 s)
     call()
-    time.sleep(6)  # longer than httpx2's default keepalive_expiry
+    clock.idle_s += 6
+    # when the next call comes, then it reuses the connection
     call()
     assert upstream.connections_opened == 1
+    # and the 6 s are real to the pool: a client with httpx2's default keepalive opens a new one
+    upstream.reset()
+    with httpx2.Client() as default:
+        default.get(f"{upstream.base_url}/models")
+        clock.idle_s += 6
+        default.get(f"{upstream.base_url}/models")
+    assert upstream.connections_opened == 2
 
 
 def test_a_5xx_asking_for_a_long_wait_passes_its_retry_after_on(call, upstream: LocalEndpoint) -> None:
@@ -357,6 +389,7 @@ def test_each_attempt_is_recorded_with_its_status_request_id_and_usage(
     assert failed.request_id == upstream.requests[0].request_id
     assert (answered.number, answered.status, answered.error_type) == (2, 200, None)
     assert answered.request_id == result.request_id == upstream.requests[1].request_id
+    assert result.response.usage is not None
     assert answered.usage == result.response.usage.model_dump(include={"input_tokens", "output_tokens", "total_tokens"})
     assert failed.model == answered.model == DEFAULT_MODEL
     assert failed.start_at <= answered.start_at and all(a.duration_s >= 0 for a in recorded)
@@ -365,7 +398,7 @@ def test_each_attempt_is_recorded_with_its_status_request_id_and_usage(
 
 def test_an_attempt_without_an_answer_is_recorded_without_a_status(settings: Settings, upstream: LocalEndpoint) -> None:
     # given the connection is reset, then the answer is cut by the deadline
-    upstream.inject(Fault(kind="reset"), Fault(kind="delay", delay_s=5))
+    upstream.inject(Fault(kind="reset"), Fault(kind="delay", delay_s=3.5))
     recorded: list[Attempt] = []
     client = _build_client(settings)
     with pytest.raises(UpstreamTimeout):
@@ -373,6 +406,7 @@ def test_an_attempt_without_an_answer_is_recorded_without_a_status(settings: Set
     client.close()
     # then each attempt is recorded: no HTTP status, the error type that ended it
     assert [(a.status, a.error_type) for a in recorded] == [(None, "upstream_error"), (None, "timeout")]
+    assert wait_until_recorded(upstream, 2)  # the late answer, before the next test resets the record
 
 
 def test_an_answer_that_cannot_be_read_is_recorded_and_not_retried(settings: Settings, upstream: LocalEndpoint) -> None:
@@ -421,7 +455,7 @@ def _origin(base_url: str) -> str:
     ids=["non_json", "503", "429", "400"],
 )
 def test_given_another_oci_api_fails_when_posted_to_then_its_error_is_the_model_s_without_a_retry(
-    settings: Settings, upstream: LocalEndpoint, fault: Fault, error: type, message: str
+    settings: Settings, upstream: LocalEndpoint, fault: Fault, error: type[HandlerError], message: str
 ) -> None:
     # given ApplyGuardrails answers as the model route would fail
     upstream.inject(fault)

@@ -39,7 +39,7 @@ from genai_handler.local.gateway import (
 from genai_handler.local.identity import LocalIdentity
 from genai_handler.settings import DEFAULT_MODEL, MAX_INVOKE_PAYLOAD_BYTES
 
-from .conftest import function_env
+from .conftest import function_env, wait_until_recorded
 from .test_local_agent import SLEEPY_FUNCTION
 
 TOKEN = "local-gateway-test-token"
@@ -207,6 +207,8 @@ def test_given_a_slow_model_when_called_then_504_passes_through_within_the_timeo
     # then
     assert answer.status_code == 504 and answer.json()["error"]["type"] == "timeout"
     assert time.monotonic() - started < 4
+    # and the late answer is recorded here, not in whichever test this worker runs next
+    assert wait_until_recorded(upstream, 1)
 
 
 @pytest.mark.parametrize(
@@ -571,6 +573,7 @@ def test_given_a_call_in_flight_when_the_function_is_killed_then_the_call_gets_5
     # then
     _gateway_error(answer, 502)
     assert gateway.restarts == restarts + 1
+    assert wait_until_recorded(upstream, 1)  # the killed call's request, answered late
     assert client.post("/genai/chat", json={"prompt": "after the crash"}).status_code == 200
 
 

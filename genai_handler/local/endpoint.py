@@ -386,6 +386,7 @@ class LocalEndpoint:
 
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
+    request_queue_size = socket.SOMAXCONN  # Python's default of 5 drops a burst of callers, who retry 1 s later
 
     def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler], endpoint: LocalEndpoint):
         self.endpoint = endpoint

@@ -39,14 +39,19 @@ def gateway(
     log.close()
 
 
+def _model(gateway: LocalGateway) -> OpenAIResponsesModel:
+    """The Agents SDK's Responses model on an AsyncOpenAI client pointed at the gateway, tracing off
+    (its exporter would call api.openai.com)."""
+    set_tracing_disabled(True)
+    client = openai.AsyncOpenAI(base_url=f"{gateway.url}/genai/v1", api_key=TOKEN, max_retries=0, timeout=30)
+    return OpenAIResponsesModel(model=DEFAULT_MODEL, openai_client=client)
+
+
 def test_given_an_agents_sdk_agent_without_tools_when_run_then_it_answers_through_the_gateway(
     gateway: LocalGateway, upstream: LocalEndpoint
 ) -> None:
-    # given an Agent whose Responses model is an AsyncOpenAI client pointed at the gateway, tracing off
-    # (its exporter would call api.openai.com)
-    set_tracing_disabled(True)
-    client = openai.AsyncOpenAI(base_url=f"{gateway.url}/genai/v1", api_key=TOKEN, max_retries=0, timeout=30)
-    model = OpenAIResponsesModel(model=DEFAULT_MODEL, openai_client=client)
+    # given an Agent whose Responses model is an AsyncOpenAI client pointed at the gateway
+    model = _model(gateway)
     agent = Agent(name="assistant", instructions="Answer in one line.", model=model)
     # when the runner takes one turn
     result = Runner.run_sync(agent, "What is OCI?")
@@ -60,9 +65,7 @@ def test_given_an_agents_first_turn_when_its_history_is_replayed_with_a_new_ques
     gateway: LocalGateway, upstream: LocalEndpoint
 ) -> None:
     # given a first turn, and the runner's own history of it (the assistant message as the SDK returns it)
-    set_tracing_disabled(True)
-    client = openai.AsyncOpenAI(base_url=f"{gateway.url}/genai/v1", api_key=TOKEN, max_retries=0, timeout=30)
-    agent = Agent(name="assistant", model=OpenAIResponsesModel(model=DEFAULT_MODEL, openai_client=client))
+    agent = Agent(name="assistant", model=_model(gateway))
     first = Runner.run_sync(agent, "Capital of France?")
     history = first.to_input_list()
     history.append({"role": "user", "content": "And of Italy?"})
@@ -85,9 +88,7 @@ def test_given_an_agent_with_a_function_tool_when_run_then_it_calls_the_tool_and
     gateway: LocalGateway, upstream: LocalEndpoint
 ) -> None:
     # given an Agent with one @function_tool, pointed at the gateway
-    set_tracing_disabled(True)
-    client = openai.AsyncOpenAI(base_url=f"{gateway.url}/genai/v1", api_key=TOKEN, max_retries=0, timeout=30)
-    model = OpenAIResponsesModel(model=DEFAULT_MODEL, openai_client=client)
+    model = _model(gateway)
     agent = Agent(name="assistant", model=model, tools=[get_weather])
     # when the runner takes its turns: the model calls the tool, the runner runs it and sends its output back
     result = Runner.run_sync(agent, "Weather in Paris?")

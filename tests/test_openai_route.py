@@ -16,6 +16,7 @@ from genai_handler.local.identity import LocalIdentity
 from genai_handler.settings import DEFAULT_MODEL
 
 from .conftest import function_env
+from .test_request import ROUTINE_OFF_VALUES
 
 TOKEN = "openai-route-test-token"
 MODEL = DEFAULT_MODEL
@@ -53,22 +54,10 @@ def test_given_the_fields_clients_send_on_every_call_when_created_then_it_answer
     gateway: LocalGateway, upstream: LocalEndpoint
 ) -> None:
     # given the routine fields OpenAI SDK users and agent libraries send, at the values that ask for nothing
-    routine = {
-        "stream": False,
-        "background": False,
-        "tools": [],
-        "include": [],
-        "tool_choice": "auto",
-        "parallel_tool_calls": True,
-        "truncation": "disabled",
-        "service_tier": "auto",
-        "user": "user-1234",
-        "safety_identifier": "b1946ac92492d2347c6235b4d2611184",
-        "prompt_cache_key": "chat-42",
-    }
+    routine = ROUTINE_OFF_VALUES
     with _client(gateway) as client:
         # when the real SDK sends them
-        answer = client.responses.create(model=MODEL, input="hi", **routine)  # type: ignore[call-overload]
+        answer = client.responses.create(model=MODEL, input="hi", **routine)
     # then the call is answered, and OCI was asked only for what the caller asked for
     assert answer.output_text == "Local answer to: hi"
     sent = json.loads(upstream.requests[-1].body)

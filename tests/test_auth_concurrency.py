@@ -123,7 +123,7 @@ def _assert_each_first_attempt_retried_once(
             assert [(a.status, a.key_id) for a in attempts] == [(200, fresh_key)], caller
 
 
-def test_threads_sharing_one_auth_each_retry_once_after_a_rotation(
+def test_given_threads_sharing_one_auth_when_credentials_rotate_then_each_retries_once(
     rp_identity: LocalIdentity, rp_endpoint: LocalEndpoint
 ) -> None:
     # given 16 threads sharing one auth and one client, warmed up
@@ -156,9 +156,10 @@ def test_threads_sharing_one_auth_each_retry_once_after_a_rotation(
     assert auth.credentials().key_id == fresh_key
 
 
-def test_an_async_client_sharing_the_auth_retries_once_after_a_rotation(
+def test_given_an_async_client_sharing_the_auth_when_credentials_rotate_then_it_retries_once(
     rp_identity: LocalIdentity, rp_endpoint: LocalEndpoint
 ) -> None:
+    # given
     auth = OciResourcePrincipalAuth()
     old_key = auth.credentials().key_id
     gate = _Gate(old_key)
@@ -246,11 +247,12 @@ def _eight_threads_sign_and_send(endpoint: LocalEndpoint) -> Callable[[httpx2.Cl
     return others
 
 
-def test_a_slow_request_does_not_block_other_threads_from_signing(
+def test_given_a_slow_request_when_other_threads_sign_then_they_are_not_blocked(
     rp_identity: LocalIdentity, rp_endpoint: LocalEndpoint
 ) -> None:
     # given one request whose answer takes 3 s
     rp_endpoint.inject(Fault(kind="delay", delay_s=3))
+    # when
     elapsed, still_busy = _run_while_one_request_is_slow(
         OciResourcePrincipalAuth(), rp_identity, rp_endpoint, _eight_threads_sign_and_send(rp_endpoint)
     )
@@ -261,15 +263,17 @@ def test_a_slow_request_does_not_block_other_threads_from_signing(
     }
 
 
-def test_a_slow_retry_after_a_401_does_not_hold_the_lock(
+def test_given_a_slow_retry_after_a_401_when_other_threads_sign_then_the_lock_is_not_held(
     rp_identity: LocalIdentity, rp_endpoint: LocalEndpoint
 ) -> None:
     # given a request rejected once, whose retry (after the reload) OCI answers slowly: the point
     # where oci-genai-auth 1.1.1 keeps its lock across the retried request
     rp_endpoint.inject(Fault(kind="status", status=401, code="NotAuthenticated"), Fault(kind="delay", delay_s=3))
+    # when
     elapsed, still_busy = _run_while_one_request_is_slow(
         OciResourcePrincipalAuth(), rp_identity, rp_endpoint, _eight_threads_sign_and_send(rp_endpoint), slow_attempt=2
     )
+    # then
     assert still_busy and elapsed < 1.5
     slow = [r.status for r in rp_endpoint.requests if r.headers["x-caller"] == "slow"]
     assert slow == [401, 200]

@@ -50,7 +50,7 @@ def _recovers(function: FunctionProcess, upstream: LocalEndpoint) -> None:
     assert [r.status for r in upstream.requests] == [200]
 
 
-def test_connection_refused_is_a_502_and_the_container_recovers_when_oci_is_back(
+def test_given_a_refused_connection_when_invoked_then_a_502_and_the_container_recovers_when_oci_is_back(
     identity: LocalIdentity, tmp_path: Path
 ) -> None:
     # given a function whose GENAI_BASE_URL points at a port nobody listens on: bound here and never
@@ -60,6 +60,7 @@ def test_connection_refused_is_a_502_and_the_container_recovers_when_oci_is_back
     port = reserved.getsockname()[1]
     env = function_env(identity, LocalEndpoint(), GENAI_BASE_URL=f"http://127.0.0.1:{port}/openai/v1")
     function = start_function(env, tmp_path / "function.log")
+    # when
     try:
         with reserved:
             answer, elapsed = _timed(function)
@@ -75,11 +76,12 @@ def test_connection_refused_is_a_502_and_the_container_recovers_when_oci_is_back
 
 
 @pytest.mark.parametrize("kind", ["reset", "truncated", "drop"])
-def test_a_connection_broken_on_every_attempt_is_a_502_within_the_deadline(
+def test_given_a_connection_broken_on_every_attempt_when_invoked_then_a_502_comes_within_the_deadline(
     function: FunctionProcess, upstream: LocalEndpoint, kind: str
 ) -> None:
     # given OCI's connection breaks mid-answer on the first try and both retries
     upstream.inject(*[Fault(kind=kind)] * 3)
+    # when
     answer, elapsed = _timed(function)
     # then the caller gets 502 after three attempts, well before the deadline
     error = _error(answer, 502, "upstream_error")
@@ -88,11 +90,12 @@ def test_a_connection_broken_on_every_attempt_is_a_502_within_the_deadline(
     _recovers(function, upstream)
 
 
-def test_mixed_transient_failures_within_the_retry_budget_end_in_200(
+def test_given_mixed_transient_failures_within_the_retry_budget_when_invoked_then_they_end_in_200(
     function: FunctionProcess, upstream: LocalEndpoint
 ) -> None:
     # given a 503 (Retry-After: 0) and then a reset mid-answer, then a good answer
     upstream.inject(Fault(kind="status", status=503, code="ServiceUnavailable", retry_after="0"), Fault(kind="reset"))
+    # when
     answer, elapsed = _timed(function)
     # then the caller only sees the good answer, from the third attempt on a new connection
     assert answer.http_status == 200 and elapsed < DEADLINE_S
@@ -102,12 +105,14 @@ def test_mixed_transient_failures_within_the_retry_budget_end_in_200(
 
 
 @pytest.mark.parametrize("kind", ["non_json", "wrong_shape"])
-def test_an_unreadable_answer_is_a_502_with_oci_request_id_and_is_not_paid_for_twice(
+def test_given_an_unreadable_answer_when_invoked_then_a_502_with_oci_request_id_and_no_second_call(
     function: FunctionProcess, upstream: LocalEndpoint, kind: str
 ) -> None:
     # given OCI answers 200 with a body that is not a Responses object
     upstream.inject(Fault(kind=kind))
+    # when
     answer, elapsed = _timed(function)
+    # then
     error = _error(answer, 502, "upstream_error")
     assert "cannot read" in error["message"] and elapsed < DEADLINE_S
     # then the caller can quote OCI's request id, and the (billed) call was not repeated
@@ -117,11 +122,12 @@ def test_an_unreadable_answer_is_a_502_with_oci_request_id_and_is_not_paid_for_t
     _recovers(function, upstream)
 
 
-def test_an_answer_dripping_past_the_deadline_is_cut_with_504_before_it(
+def test_given_an_answer_dripping_past_the_deadline_when_invoked_then_it_is_cut_with_504_before_it(
     function: FunctionProcess, upstream: LocalEndpoint
 ) -> None:
     # given OCI sends headers at once, then the body 16 bytes every 0.25 s (about 15 s in all)
     upstream.inject(Fault(kind="drip", delay_s=0.25))
+    # when
     answer, elapsed = _timed(function, deadline_s=3.0)
     # then the function answers 504 before Fn-Deadline: per-read socket timeouts alone would not
     _error(answer, 504, "timeout")
@@ -130,7 +136,7 @@ def test_an_answer_dripping_past_the_deadline_is_cut_with_504_before_it(
 
 
 @pytest.mark.parametrize("retry_after", ["5", "date"])
-def test_retry_after_longer_than_the_time_left_is_a_429_at_once_with_retry_after(
+def test_given_a_retry_after_longer_than_the_time_left_when_invoked_then_a_429_with_retry_after_at_once(
     function: FunctionProcess, upstream: LocalEndpoint, retry_after: str
 ) -> None:
     # given OCI throttles and asks for a wait longer than the 4 s this invocation has left,
@@ -140,6 +146,7 @@ def test_retry_after_longer_than_the_time_left_is_a_429_at_once_with_retry_after
     if retry_after == "date":
         wait_s = 60
     upstream.inject(Fault(kind="status", status=429, code="TooManyRequests", retry_after=value))
+    # when
     answer, elapsed = _timed(function, deadline_s=4.0)
     # then the caller is told at once, with how long to wait
     error = _error(answer, 429, "rate_limited")
@@ -149,19 +156,25 @@ def test_retry_after_longer_than_the_time_left_is_a_429_at_once_with_retry_after
     _recovers(function, upstream)
 
 
-def test_a_503_asking_for_a_long_wait_is_a_502_at_once(function: FunctionProcess, upstream: LocalEndpoint) -> None:
+def test_given_a_503_asking_for_a_long_wait_when_invoked_then_a_502_at_once(
+    function: FunctionProcess, upstream: LocalEndpoint
+) -> None:
+    # given
     upstream.inject(Fault(kind="status", status=503, code="ServiceUnavailable", retry_after="120"))
+    # when
     answer, elapsed = _timed(function)
+    # then
     _error(answer, 502, "upstream_error")
     assert elapsed < 1.5 and len(upstream.requests) == 1
     _recovers(function, upstream)
 
 
-def test_a_single_401_reloads_the_credentials_and_retries_once(
+def test_given_a_single_401_when_invoked_then_the_credentials_are_reloaded_and_retried_once(
     identity: LocalIdentity, function: FunctionProcess, upstream: LocalEndpoint
 ) -> None:
     # given OCI rejects the function's signature once (as after a key rotation it had not seen)
     upstream.inject(Fault(kind="status", status=401, code="NotAuthenticated"))
+    # when
     answer, elapsed = _timed(function)
     # then the caller sees 200: exactly one rejection, one retry signed with the current token
     assert answer.http_status == 200 and elapsed < DEADLINE_S
@@ -169,11 +182,12 @@ def test_a_single_401_reloads_the_credentials_and_retries_once(
     assert upstream.requests[1].key_id == f"ST${identity.token}"
 
 
-def test_faults_on_the_openai_route_keep_openai_error_shape_and_headers(
+def test_given_the_openai_route_when_a_fault_occurs_then_the_error_keeps_openai_shape_and_headers(
     function: FunctionProcess, upstream: LocalEndpoint
 ) -> None:
     # given a caller using an OpenAI SDK through the gateway's .../v1/responses route
     upstream.inject(Fault(kind="status", status=429, code="TooManyRequests", retry_after="90"))
+    # when
     answer, _ = _timed(function, path="/v1/responses")
     # then the error is OpenAI-shaped and carries what the SDK reads: Retry-After and x-request-id
     assert answer.http_status == 429
@@ -201,11 +215,12 @@ def test_faults_on_the_openai_route_keep_openai_error_shape_and_headers(
     ids=["upstream_error", "upstream_auth", "unreadable", "timeout"],
 )
 @pytest.mark.parametrize("gateway", [True, False], ids=["gateway", "direct"])
-def test_upstream_failures_reach_the_caller_with_the_socket_status_200(
+def test_given_an_upstream_failure_when_invoked_then_it_reaches_the_caller_with_socket_status_200(
     function: FunctionProcess, upstream: LocalEndpoint, faults: list[Fault], status: int, gateway: bool
 ) -> None:
     # given an upstream failure the function maps to a documented 502 or 504
     upstream.inject(*faults)
+    # when
     answer = function.invoke({"prompt": "fault?"}, deadline_s=3.0, gateway=gateway)
     # then the fdk answers the agent 200, so the platform passes the JSON error on; the caller's
     # status travels in Fn-Http-Status (gateway) or only in the body (direct invoke)
@@ -216,12 +231,13 @@ def test_upstream_failures_reach_the_caller_with_the_socket_status_200(
     assert wait_until_recorded(upstream, 1)  # a delayed answer lands here, not in the next test's record
 
 
-def test_a_blackholed_route_is_a_502_could_not_reach_before_the_deadline(
+def test_given_a_blackholed_route_when_invoked_then_a_502_could_not_reach_comes_before_the_deadline(
     identity: LocalIdentity, tmp_path: Path
 ) -> None:
     # given a route that drops every connection attempt (no NAT or service gateway), 12 s to go
     with blackhole() as base_url:
         function = start_function(function_env(identity, LocalEndpoint(), GENAI_BASE_URL=base_url), tmp_path / "log")
+        # when
         try:
             answer, elapsed = _timed(function, deadline_s=12.0)
         finally:
@@ -232,12 +248,13 @@ def test_a_blackholed_route_is_a_502_could_not_reach_before_the_deadline(
 
 
 @pytest.mark.parametrize("kind", ["trickle_headers", "trickle_body"])
-def test_an_answer_trickling_a_byte_every_3_5_s_is_a_504_before_the_deadline(
+def test_given_an_answer_trickling_a_byte_every_3_5_s_when_invoked_then_a_504_before_the_deadline(
     function: FunctionProcess, upstream: LocalEndpoint, kind: str
 ) -> None:
     # given OCI sends its status line and headers, or its body, one byte every 3.5 s: each read
     # is quick, the next byte after the deadline comes at 7 s
     upstream.inject(Fault(kind=kind, delay_s=3.5))
+    # when
     answer, elapsed = _timed(function)
     # then the function gives up at its deadline and says so, while the platform still listens
     _error(answer, 504, "timeout")
@@ -246,8 +263,12 @@ def test_an_answer_trickling_a_byte_every_3_5_s_is_a_504_before_the_deadline(
 
 
 @pytest.mark.parametrize("status", [408, 409])
-def test_408_and_409_are_retried_then_a_502(function: FunctionProcess, upstream: LocalEndpoint, status: int) -> None:
+def test_given_a_408_or_409_when_invoked_then_it_is_retried_then_a_502(
+    function: FunctionProcess, upstream: LocalEndpoint, status: int
+) -> None:
+    # given
     upstream.inject(Fault(kind="status", status=status, code="Conflict"))
+    # when / then
     answer, _ = _timed(function)
     assert answer.http_status == 200 and len(upstream.requests) == 2
     upstream.reset()
@@ -261,12 +282,13 @@ FAILED_ANSWER = {"status": "failed", "error": {"code": "server_error", "message"
 
 
 @pytest.mark.parametrize("path", [None, "/genai/v1/responses"], ids=["chat", "openai"])
-def test_an_answer_that_says_it_failed_is_retried_and_then_a_502_logged_as_such(
+def test_given_an_answer_that_says_it_failed_when_invoked_then_it_is_retried_then_a_502_logged_as_such(
     function: FunctionProcess, upstream: LocalEndpoint, function_log: Path, path: str | None
 ) -> None:
     # given OCI answers 200 three times, each saying the response failed
     upstream.inject(*[Fault(kind="patched", fields=FAILED_ANSWER)] * 3)
     call_id = f"failed-{time.monotonic_ns()}"
+    # when
     answer = function.invoke({"prompt": "fail?"}, deadline_s=DEADLINE_S, path=path, call_id=call_id)
     # then the caller gets 502 upstream_error after the retries, never the failed answer as a 200
     assert answer.http_status == 502 and answer.json()["error"]["type"] == "upstream_error"
@@ -280,10 +302,12 @@ def test_an_answer_that_says_it_failed_is_retried_and_then_a_502_logged_as_such(
     "fields", [{"usage": "lots"}, {"incomplete_details": ["max_output_tokens"]}], ids=["usage", "incomplete_details"]
 )
 @pytest.mark.parametrize("path", [None, "/genai/v1/responses"], ids=["chat", "openai"])
-def test_a_200_whose_usage_or_incomplete_details_is_not_an_object_is_a_designed_502(
+def test_given_a_200_whose_usage_or_incomplete_details_is_not_an_object_when_invoked_then_a_designed_502(
     function: FunctionProcess, upstream: LocalEndpoint, fields: dict, path: str | None
 ) -> None:
+    # given
     upstream.inject(Fault(kind="patched", fields=fields))
+    # when
     answer, _ = _timed(function, path=path)
     # then the fdk answers 200 with our JSON error, not its own 502 with the exception's text
     assert answer.status == 200 and answer.http_status == 502
@@ -307,7 +331,7 @@ def _new_log(log: Path, call_id: str) -> list[str]:
     return lines
 
 
-def test_an_output_item_the_sdk_does_not_know_is_returned_intact_and_nothing_unstructured_is_logged(
+def test_given_an_output_item_unknown_to_the_sdk_when_invoked_then_it_is_returned_intact_and_not_logged(
     function: FunctionProcess, upstream: LocalEndpoint, function_log: Path
 ) -> None:
     # given OCI's answer holds an output item type newer than the pinned SDK, quoting the answer
@@ -340,26 +364,36 @@ def test_an_output_item_the_sdk_does_not_know_is_returned_intact_and_nothing_uns
     ],
     ids=["temperature", "schema"],
 )
-def test_a_number_too_large_for_a_float_is_a_400(
+def test_given_a_number_too_large_for_a_float_when_invoked_then_it_is_a_400(
     function: FunctionProcess, upstream: LocalEndpoint, body: bytes
 ) -> None:
+    # when
     answer = function.invoke(body)
+    # then
     assert "number too large" in _error(answer, 400, "invalid_request")["message"]
     assert upstream.requests == []
 
 
-def test_a_unicode_digit_retry_after_is_ignored_not_a_500(function: FunctionProcess, upstream: LocalEndpoint) -> None:
+def test_given_a_unicode_digit_retry_after_when_invoked_then_it_is_ignored_not_a_500(
+    function: FunctionProcess, upstream: LocalEndpoint
+) -> None:
+    # given
     upstream.inject(Fault(kind="status", status=429, code="TooManyRequests", retry_after="²"))
+    # when
     answer, _ = _timed(function)
+    # then
     assert answer.http_status == 200 and len(upstream.requests) == 2
 
 
-def test_a_far_future_fn_deadline_is_answered_normally(function: FunctionProcess, upstream: LocalEndpoint) -> None:
+def test_given_a_far_future_fn_deadline_when_invoked_then_it_is_answered_normally(
+    function: FunctionProcess, upstream: LocalEndpoint
+) -> None:
     # given the agent says the call may run until the year 9999 (the agent stand-in can't send that)
     connection = http.client.HTTPConnection("localhost", timeout=30)
     connection.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     connection.sock.connect(str(function.socket_path))
     headers = {"Fn-Call-Id": "far-future", "Fn-Deadline": "9999-12-31T23:59:59Z", "Content-Type": "application/json"}
+    # when
     try:
         connection.request("POST", "/call", body=b'{"prompt": "someday"}', headers=headers)
         reply = connection.getresponse()

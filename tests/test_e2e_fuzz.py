@@ -332,7 +332,7 @@ def invalid_bodies(draw: st.DrawFn) -> bytes:
 
 @_FUZZ
 @given(request=valid_requests(), path=st.sampled_from(ROUTES), ascii_only=st.booleans())
-def test_any_valid_request_is_answered_200_with_one_upstream_call(
+def test_given_any_valid_request_when_sent_then_it_is_answered_200_with_one_upstream_call(
     function: FunctionProcess,
     endpoint: LocalEndpoint,
     identity: LocalIdentity,
@@ -340,32 +340,38 @@ def test_any_valid_request_is_answered_200_with_one_upstream_call(
     path: str,
     ascii_only: bool,
 ) -> None:
+    # given
     body = json.dumps(request, ensure_ascii=ascii_only).encode()
+    # when / then
     assert _send(function, endpoint, identity, body, path) == 200
 
 
 @_FUZZ
 @given(body=invalid_bodies(), path=st.sampled_from(ROUTES))
-def test_any_mutated_request_gets_a_documented_4xx_and_never_reaches_oci(
+def test_given_any_mutated_request_when_sent_then_it_gets_a_documented_4xx_and_never_reaches_oci(
     function: FunctionProcess, endpoint: LocalEndpoint, identity: LocalIdentity, body: bytes, path: str
 ) -> None:
+    # when
     status = _send(function, endpoint, identity, body, path)
+    # then
     assert status == (413 if len(body) > MAX_BODY_BYTES else 400)
 
 
 @_FUZZ
 @given(body=st.binary(max_size=512), path=st.sampled_from(ROUTES))
-def test_arbitrary_bytes_get_a_documented_answer(
+def test_given_arbitrary_bytes_when_sent_then_they_get_a_documented_answer(
     function: FunctionProcess, endpoint: LocalEndpoint, identity: LocalIdentity, body: bytes, path: str
 ) -> None:
+    # when / then
     _send(function, endpoint, identity, body, path)
 
 
 @_FUZZ
 @given(value=json_values | st.dictionaries(st.sampled_from([*ALLOWED_FIELDS, "stream", "x"]), json_values, max_size=5))
-def test_arbitrary_json_values_get_a_documented_answer(
+def test_given_arbitrary_json_values_when_sent_then_they_get_a_documented_answer(
     function: FunctionProcess, endpoint: LocalEndpoint, identity: LocalIdentity, value: Any
 ) -> None:
+    # when / then
     _send(function, endpoint, identity, json.dumps(value).encode())
 
 
@@ -374,9 +380,10 @@ def test_arbitrary_json_values_get_a_documented_answer(
     method=st.sampled_from(["GET", "PUT", "DELETE", "PATCH", "OPTIONS", "HEAD", "get", "TRACE"]),
     body=st.binary(max_size=64),
 )
-def test_any_other_method_gets_405_and_never_reaches_oci(
+def test_given_any_other_method_when_sent_then_it_gets_405_and_never_reaches_oci(
     function: FunctionProcess, endpoint: LocalEndpoint, identity: LocalIdentity, method: str, body: bytes
 ) -> None:
+    # when / then
     assert _send(function, endpoint, identity, body, method=method) == 405
 
 
@@ -395,20 +402,22 @@ _SURROGATE_PLACES = {
 
 @pytest.mark.parametrize("place", list(_SURROGATE_PLACES))
 @pytest.mark.parametrize("escape", ["\\ud800", "\\udfff", "\\udc00\\ud800", "a\\ud83d"])
-def test_a_lone_surrogate_is_refused_with_400_not_500(
+def test_given_a_lone_surrogate_when_sent_then_it_is_refused_with_400_not_500(
     function: FunctionProcess, endpoint: LocalEndpoint, identity: LocalIdentity, place: str, escape: str
 ) -> None:
     # given a JSON string escape that names half a UTF-16 pair: valid JSON, but no Unicode text
     body = json.dumps(_SURROGATE_PLACES[place]("@@")).replace("@@", escape).encode()
-    # then the caller is told, and nothing is sent to OCI
+    # when / then the caller is told, and nothing is sent to OCI
     assert _send(function, endpoint, identity, body) == 400
 
 
 @pytest.mark.parametrize("escape", ["\\ud800", "\\udfff"])
-def test_a_lone_surrogate_in_a_refused_field_name_is_a_400(
+def test_given_a_lone_surrogate_in_a_refused_field_name_when_sent_then_it_is_a_400(
     function: FunctionProcess, endpoint: LocalEndpoint, identity: LocalIdentity, escape: str
 ) -> None:
+    # given
     body = f'{{"prompt": "hi", "{escape}": 1}}'.encode()
+    # when / then
     assert _send(function, endpoint, identity, body) == 400
 
 
@@ -418,19 +427,23 @@ def test_a_lone_surrogate_in_a_refused_field_name_is_a_400(
     ["\U0001f600", "\u0000 nul", "\u200b", "\ufeffbom", "e\u0301", "\U0010ffff", "\u202eevil", "a\u2028b\u2029"],
     ids=["astral-pair", "nul", "zero-width-space", "bom", "combining", "max-code-point", "bidi", "line-separators"],
 )
-def test_unusual_but_valid_unicode_prompts_are_answered_200(
+def test_given_unusual_but_valid_unicode_prompts_when_sent_then_they_are_answered_200(
     function: FunctionProcess, endpoint: LocalEndpoint, identity: LocalIdentity, text: str, ascii_only: bool
 ) -> None:
+    # given
     # ensure_ascii writes the astral character as an escaped surrogate pair, which is valid
     body = json.dumps({"prompt": text}, ensure_ascii=ascii_only).encode()
+    # when / then
     assert _send(function, endpoint, identity, body) == 200
     assert json.loads(endpoint.requests[0].body.decode("utf-8"))["input"] == text
 
 
 @pytest.mark.parametrize("name", ["temperature", "top_p"])
 @pytest.mark.parametrize("number", ["1" + "0" * 400, "-" + "9" * 4000])
-def test_a_huge_integer_sampling_parameter_is_refused_with_400(
+def test_given_a_huge_integer_sampling_parameter_when_sent_then_it_is_refused_with_400(
     function: FunctionProcess, endpoint: LocalEndpoint, identity: LocalIdentity, name: str, number: str
 ) -> None:
+    # given
     body = f'{{"prompt": "hi", "{name}": {number}}}'.encode()
+    # when / then
     assert _send(function, endpoint, identity, body) == 400

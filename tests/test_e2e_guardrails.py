@@ -99,7 +99,7 @@ def _call(function: FunctionProcess, body: dict[str, Any], call_id: str, **kwarg
 
 
 @pytest.mark.parametrize("check", list(FLAGGED))
-def test_block_mode_answers_400_content_blocked_naming_the_check_and_never_calls_the_model(
+def test_given_block_mode_when_a_prompt_is_flagged_then_a_400_names_the_check_and_the_model_is_not_called(
     blocking: FunctionProcess, upstream: LocalEndpoint, logs_dir: Path, check: str
 ) -> None:
     # given a flagged prompt, when it reaches a function with GENAI_GUARDRAILS=block
@@ -117,16 +117,24 @@ def test_block_mode_answers_400_content_blocked_naming_the_check_and_never_calls
         assert text not in answer.body.decode() and text not in json.dumps(line)
 
 
-def test_a_clean_request_is_screened_once_then_answered(blocking: FunctionProcess, upstream: LocalEndpoint) -> None:
+def test_given_a_clean_request_when_invoked_then_it_is_screened_once_then_answered(
+    blocking: FunctionProcess, upstream: LocalEndpoint
+) -> None:
+    # when
     answer = blocking.invoke({"input": [{"role": "user", "content": "What is OCI?"}], "instructions": "Be brief"})
+    # then
     assert answer.http_status == 200 and answer.json()["output_text"] == "Local answer to: What is OCI?"
     assert _paths(upstream) == [GUARDRAILS_PATH, "/openai/v1/responses"]
     assert json.loads(upstream.requests[0].body)["input"]["content"] == "What is OCI?\n\nBe brief"
     assert upstream.requests[0].connection_id == upstream.requests[1].connection_id  # the same pooled connection
 
 
-def test_on_the_openai_route_the_block_is_an_openai_error(blocking: FunctionProcess, upstream: LocalEndpoint) -> None:
+def test_given_the_openai_route_when_a_prompt_is_blocked_then_the_block_is_an_openai_error(
+    blocking: FunctionProcess, upstream: LocalEndpoint
+) -> None:
+    # when
     answer = blocking.invoke({"input": FLAGGED["prompt_injection"]}, path=OPENAI_ROUTE)
+    # then
     assert answer.http_status == 400
     assert answer.json() == {
         "error": {
@@ -138,11 +146,14 @@ def test_on_the_openai_route_the_block_is_an_openai_error(blocking: FunctionProc
     }
 
 
-def test_inform_mode_answers_and_logs_the_verdict_without_the_text(
+def test_given_inform_mode_when_a_prompt_is_flagged_then_it_is_answered_and_the_verdict_logged_without_text(
     informing: FunctionProcess, upstream: LocalEndpoint, logs_dir: Path
 ) -> None:
+    # given
     prompt = " ".join(FLAGGED.values())
+    # when
     answer = _call(informing, {"prompt": prompt}, "inform-all")
+    # then
     assert answer.http_status == 200
     assert _paths(upstream) == [GUARDRAILS_PATH, "/openai/v1/responses"]
     verdict = _line(logs_dir / "inform.log", "inform-all")["guardrails"]
@@ -151,11 +162,14 @@ def test_inform_mode_answers_and_logs_the_verdict_without_the_text(
     assert EMAIL not in json.dumps(verdict) and "BADWORD" not in json.dumps(verdict)
 
 
-def test_redaction_sends_the_model_labels_in_place_of_the_spans_after_non_ascii_text(
+def test_given_non_ascii_text_before_pii_when_redacted_then_the_model_gets_labels_in_place_of_the_spans(
     redacting: FunctionProcess, upstream: LocalEndpoint
 ) -> None:
+    # given
     prompt = f"Héllo 😀👍🏽 café 日本: write to {EMAIL} please"
+    # when
     answer = redacting.invoke({"prompt": prompt})
+    # then
     assert answer.http_status == 200, answer.body
     sent = json.loads(upstream.requests[1].body)
     assert sent["input"] == "Héllo 😀👍🏽 café 日本: write to [EMAIL] please"
@@ -168,6 +182,7 @@ def test_given_flagged_text_only_in_the_output_format_when_blocking_then_the_mod
     # given a harmless prompt, and the attack in the format's description and a schema description
     schema = {"type": "object", "properties": {"a": {"type": "string", "description": FLAGGED["content_moderation"]}}}
     fmt = {"type": "json_schema", "name": "reply", "description": FLAGGED["prompt_injection"], "schema": schema}
+    # when
     answer = blocking.invoke({"prompt": "hello", "text": {"format": fmt}})
     # then it is blocked like the same text in the prompt
     assert answer.http_status == 400, answer.body
@@ -181,8 +196,11 @@ def test_given_flagged_text_only_in_the_output_format_when_blocking_then_the_mod
 def test_given_pii_in_a_schema_when_redacting_then_the_model_gets_the_schema_with_labels(
     redacting: FunctionProcess, upstream: LocalEndpoint
 ) -> None:
+    # given
     fmt = {"type": "json_schema", "name": "reply", "schema": {"type": "object", "description": f"cc {EMAIL}"}}
+    # when
     answer = redacting.invoke({"prompt": "hello", "text": {"format": fmt}})
+    # then
     assert answer.http_status == 200, answer.body
     sent = json.loads(upstream.requests[1].body)
     assert sent["text"]["format"]["schema"] == {"type": "object", "description": "cc [EMAIL]"}
@@ -206,8 +224,9 @@ def test_given_4500_emails_after_an_emoji_when_redacting_then_the_answer_comes_w
 def test_given_prompt_logging_then_the_logged_prompt_is_what_the_model_got_and_nothing_when_it_got_nothing(
     logging_prompts: FunctionProcess, upstream: LocalEndpoint, logs_dir: Path
 ) -> None:
+    # given
     log = logs_dir / "prompts.log"
-    # a redacted prompt is logged as sent: labels, not the email
+    # when / then a redacted prompt is logged as sent: labels, not the email
     assert _call(logging_prompts, {"prompt": f"mail {EMAIL}"}, "prompts-redacted").http_status == 200
     assert _line(log, "prompts-redacted")["prompt"] == {"prompt": "mail [EMAIL]"}
     # a blocked prompt never reached the model: none of it is logged
@@ -220,21 +239,27 @@ def test_given_prompt_logging_then_the_logged_prompt_is_what_the_model_got_and_n
         assert "prompt" not in line and text not in json.dumps(line)
 
 
-def test_block_mode_fails_closed_when_the_service_fails(
+def test_given_block_mode_when_the_guardrails_service_fails_then_it_fails_closed(
     blocking: FunctionProcess, upstream: LocalEndpoint, logs_dir: Path
 ) -> None:
+    # given
     upstream.inject(Fault("oci_error", name="internal_server_error", path=GUARDRAILS_PATH))
+    # when
     answer = _call(blocking, {"prompt": "hello"}, "block-5xx")
+    # then
     assert answer.http_status == 502 and answer.json()["error"]["type"] == "upstream_error"
     assert _paths(upstream) == [GUARDRAILS_PATH]
     assert _line(logs_dir / "block.log", "block-5xx")["guardrails"]["skipped"] == "upstream_error"
 
 
-def test_inform_mode_fails_open_and_logs_the_skipped_check(
+def test_given_inform_mode_when_the_guardrails_service_fails_then_it_fails_open_and_logs_the_skip(
     informing: FunctionProcess, upstream: LocalEndpoint, logs_dir: Path
 ) -> None:
+    # given
     upstream.inject(Fault("oci_error", name="service_unavailable", path=GUARDRAILS_PATH))
+    # when
     answer = _call(informing, {"prompt": "hello"}, "inform-5xx")
+    # then
     assert answer.http_status == 200
     assert _paths(upstream) == [GUARDRAILS_PATH, "/openai/v1/responses"]
     assert _line(logs_dir / "inform.log", "inform-5xx")["guardrails"] == {
@@ -244,19 +269,26 @@ def test_inform_mode_fails_open_and_logs_the_skipped_check(
     }
 
 
-def test_a_slow_service_in_block_mode_is_a_504_before_the_deadline(
+def test_given_a_slow_guardrails_service_in_block_mode_when_invoked_then_a_504_comes_before_the_deadline(
     blocking: FunctionProcess, upstream: LocalEndpoint
 ) -> None:
+    # given
     upstream.inject(Fault("trickle_body", delay_s=1.5, path=GUARDRAILS_PATH))
+    # when
     started = time.monotonic()
     answer = blocking.invoke({"prompt": "hello"}, deadline_s=4.0)
+    # then
     assert answer.http_status == 504 and answer.json()["error"]["type"] == "timeout"
     assert time.monotonic() - started < 4.0
     assert _paths(upstream) == [GUARDRAILS_PATH]
 
 
-def test_guardrails_off_send_nothing_to_the_guardrails_path(function: FunctionProcess, upstream: LocalEndpoint) -> None:
+def test_given_guardrails_off_when_invoked_then_nothing_is_sent_to_the_guardrails_path(
+    function: FunctionProcess, upstream: LocalEndpoint
+) -> None:
+    # when
     answer = function.invoke({"prompt": FLAGGED["prompt_injection"]})
+    # then
     assert answer.http_status == 200 and _paths(upstream) == ["/openai/v1/responses"]
 
 
@@ -271,13 +303,16 @@ print(json.dumps({"body": json.loads(reply.body()), "loaded": "genai_handler.gua
 
 
 @pytest.mark.parametrize(("mode", "loaded"), [("off", False), ("inform", True)])
-def test_guardrails_off_import_nothing_new_on_the_cold_path(
+def test_given_a_guardrails_mode_when_cold_started_then_guardrails_are_imported_only_when_on(
     identity: LocalIdentity, upstream: LocalEndpoint, mode: str, loaded: bool
 ) -> None:
+    # given
     env = {**os.environ, **function_env(identity, upstream, GENAI_GUARDRAILS=mode), "PYTHONPATH": str(REPO_ROOT)}
+    # when
     out = subprocess.run(
         [sys.executable, "-c", _COLD_PATH], env=env, capture_output=True, text=True, timeout=60, check=True
     )
     result = json.loads(out.stdout.strip().splitlines()[-1])
+    # then
     assert result["body"]["output_text"] == "Local answer to: hello"
     assert result["loaded"] is loaded

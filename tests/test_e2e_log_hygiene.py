@@ -123,7 +123,7 @@ def quiet(
     function.stop()
 
 
-def test_nothing_the_caller_sent_or_any_secret_is_logged_by_default(
+def test_given_default_settings_when_invoked_then_nothing_the_caller_sent_or_any_secret_is_logged(
     quiet: tuple[FunctionProcess, Path], identity: LocalIdentity, endpoint: LocalEndpoint
 ) -> None:
     function, path = quiet
@@ -134,6 +134,7 @@ def test_nothing_the_caller_sent_or_any_secret_is_logged_by_default(
         call_ids += _run_catalogue(function, endpoint)
         signatures |= _signatures(endpoint)
         identity.rotate()  # and a rotation in between
+    # when
     endpoint.reset()
     doctor = function.invoke(b'{"doctor": true}', gateway=False)  # a direct, IAM-authorised diagnosis
     signatures |= _signatures(endpoint)
@@ -149,17 +150,20 @@ def test_nothing_the_caller_sent_or_any_secret_is_logged_by_default(
     assert all(len(lines) == 1 for lines in _json_lines(log, call_ids).values())
 
 
-def test_with_log_prompts_prompts_and_answers_are_logged_but_secrets_never(
+def test_given_log_prompts_when_invoked_then_prompts_and_answers_are_logged_but_secrets_never(
     identity: LocalIdentity, endpoint: LocalEndpoint, tmp_path: Path
 ) -> None:
+    # given
     path = tmp_path / "function.log"
     function = start_function(function_env(identity, endpoint, GENAI_LOG_PROMPTS="true", **NOISY), path)
+    # when
     try:
         call_ids = _run_catalogue(function, endpoint)
         signatures = _signatures(endpoint)
         log = _log(function, path)
     finally:
         function.stop()
+    # then
     lines = _json_lines(log, call_ids)
     happy = lines[call_ids[0]][0]
     assert happy["prompt"] == {"prompt": PROMPT, "instructions": INSTRUCTIONS}
@@ -170,7 +174,7 @@ def test_with_log_prompts_prompts_and_answers_are_logged_but_secrets_never(
     assert "Traceback" not in log
 
 
-def test_broken_credentials_are_reported_without_their_content(
+def test_given_broken_credentials_when_invoked_then_they_are_reported_without_their_content(
     identity: LocalIdentity, endpoint: LocalEndpoint, tmp_path: Path
 ) -> None:
     # given the token and a damaged key passed as literal values, not file paths
@@ -184,6 +188,7 @@ def test_broken_credentials_are_reported_without_their_content(
     )
     path = tmp_path / "function.log"
     function = start_function(env, path)
+    # when
     try:
         answer = function.invoke({"prompt": PROMPT})
         log = _log(function, path)
@@ -197,26 +202,32 @@ def test_broken_credentials_are_reported_without_their_content(
     assert "Traceback" not in log
 
 
-def test_an_invalid_setting_is_logged_without_the_prompt(
+def test_given_an_invalid_setting_when_invoked_then_it_is_logged_without_the_prompt(
     identity: LocalIdentity, endpoint: LocalEndpoint, tmp_path: Path
 ) -> None:
+    # given
     path = tmp_path / "function.log"
     function = start_function(function_env(identity, endpoint, GENAI_MAX_RETRIES="lots", **NOISY), path)
+    # when
     try:
         answer = function.invoke({"prompt": PROMPT, "instructions": INSTRUCTIONS})
         log = _log(function, path)
     finally:
         function.stop()
+    # then
     assert answer.http_status == 500 and "GENAI_MAX_RETRIES" in log
     assert PROMPT not in log and INSTRUCTIONS not in log and identity.token not in log and "Traceback" not in log
 
 
-def test_an_api_key_is_never_logged(identity: LocalIdentity, endpoint: LocalEndpoint, tmp_path: Path) -> None:
+def test_given_an_api_key_when_invoked_and_refused_then_the_key_is_never_logged(
+    identity: LocalIdentity, endpoint: LocalEndpoint, tmp_path: Path
+) -> None:
     # given GENAI_AUTH=api_key, which the SDK sends as a Bearer token, and the SDK asked to log
     endpoint.register_bearer(API_KEY)
     path = tmp_path / "function.log"
     env = function_env(identity, endpoint, GENAI_AUTH="api_key", GENAI_API_KEY=API_KEY, **NOISY)
     function = start_function(env, path)
+    # when
     try:
         endpoint.reset()
         assert function.invoke({"prompt": PROMPT}).http_status == 200
@@ -226,36 +237,43 @@ def test_an_api_key_is_never_logged(identity: LocalIdentity, endpoint: LocalEndp
         log = _log(function, path)
     finally:
         function.stop()
+    # then
     assert API_KEY not in log and PROMPT not in log
 
 
-def test_a_refused_request_leaves_a_small_log_line_whatever_its_field_names(
+def test_given_a_request_with_many_field_names_when_refused_then_its_log_line_stays_small(
     quiet: tuple[FunctionProcess, Path], endpoint: LocalEndpoint
 ) -> None:
+    # given
     function, path = quiet
     body = {"prompt": "hi", **{f"{METADATA}-{i:05d}-{'x' * 40}": 1 for i in range(5000)}}
+    # when
     answer = function.invoke(body, call_id="hygiene-field-names")
+    # then
     assert answer.http_status == 400
     [line] = _json_lines(_log(function, path), ["hygiene-field-names"])["hygiene-field-names"]
     assert len(json.dumps(line)) < 2048 and len(answer.body) < 2048
 
 
-def test_fdk_debug_would_log_the_callers_authorization_header(
+def test_given_fdk_debug_when_invoked_then_the_callers_authorization_header_is_logged(
     identity: LocalIdentity, endpoint: LocalEndpoint, tmp_path: Path
 ) -> None:
     """Why the README's threat model warns against FDK_DEBUG: the fdk then logs every request header."""
+    # given
     path = tmp_path / "function.log"
     function = start_function(function_env(identity, endpoint, FDK_DEBUG="1"), path)
+    # when
     try:
         function.invoke({"prompt": PROMPT}, headers={"Authorization": f"Bearer {CALLER_TOKEN}"})
         log = _log(function, path)
     finally:
         function.stop()
+    # then
     assert CALLER_TOKEN in log
     assert PROMPT not in log and identity.token not in log  # ours stay out even then
 
 
-def test_with_caller_tracing_and_guardrails_on_no_prompt_or_secret_reaches_the_log_or_the_spans(
+def test_given_caller_tracing_and_guardrails_on_when_invoked_then_no_prompt_or_secret_is_logged_or_traced(
     identity: LocalIdentity, endpoint: LocalEndpoint, tmp_path: Path
 ) -> None:
     # given every operations feature switched on: the gateway's caller header, tracing to a

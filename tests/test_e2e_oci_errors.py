@@ -43,17 +43,19 @@ EXPECTED = {
 }
 
 
-def test_every_recorded_oci_error_has_an_expected_mapping() -> None:
+def test_given_the_recorded_oci_errors_when_listed_then_each_has_an_expected_mapping() -> None:
+    # when / then
     assert set(EXPECTED) == set(oci_errors())
 
 
 @pytest.mark.parametrize("name", sorted(EXPECTED))
-def test_an_oci_error_reaches_the_caller_as_documented(
+def test_given_a_recorded_oci_error_when_invoked_then_the_caller_gets_it_as_documented(
     function: FunctionProcess, upstream: LocalEndpoint, name: str
 ) -> None:
     expected = EXPECTED[name]
     # given OCI answers every attempt with this real error body
     upstream.inject(*[Fault("oci_error", name=name)] * expected.sent)
+    # when
     started = time.monotonic()
     answer = function.invoke({"prompt": "which error?"}, deadline_s=DEADLINE_S)
     elapsed = time.monotonic() - started
@@ -69,11 +71,12 @@ def test_an_oci_error_reaches_the_caller_as_documented(
     assert text.replace("{model}", DEFAULT_MODEL).replace("{region}", "us-chicago-1") not in error["message"]
 
 
-def test_a_model_not_deployed_in_the_region_is_named_with_the_region_and_not_retried(
+def test_given_a_model_not_deployed_in_the_region_when_invoked_then_it_is_named_and_not_retried(
     function: FunctionProcess, upstream: LocalEndpoint
 ) -> None:
     # given OCI's region does not have the default model deployed (the endpoint answers as OCI does)
     upstream.unavailable_models = (DEFAULT_MODEL,)
+    # when
     try:
         answer = function.invoke({"prompt": "anyone there?"}, deadline_s=DEADLINE_S)
     finally:

@@ -62,7 +62,7 @@ def _usage(function: FunctionProcess) -> tuple[int, int]:
     return process.memory_info().rss, process.num_fds()
 
 
-def test_two_thousand_mixed_invocations_leak_no_memory_sockets_or_files(
+def test_given_a_warm_container_when_two_thousand_mixed_calls_run_then_no_memory_sockets_or_files_leak(
     function: FunctionProcess, endpoint: LocalEndpoint
 ) -> None:
     rng = random.Random(20240607)

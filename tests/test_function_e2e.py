@@ -26,7 +26,9 @@ def _error(invocation, status: int, error_type: str) -> dict:
     return body["error"]
 
 
-def test_gateway_call_answers_with_the_documented_fields(function: FunctionProcess, upstream: LocalEndpoint) -> None:
+def test_given_a_gateway_call_when_invoked_then_it_answers_with_the_documented_fields(
+    function: FunctionProcess, upstream: LocalEndpoint
+) -> None:
     # when API Gateway forwards a prompt
     answer = function.invoke({"prompt": "What is OCI?"})
     # then the caller gets 200 and exactly the documented fields, output_text included
@@ -41,31 +43,45 @@ def test_gateway_call_answers_with_the_documented_fields(function: FunctionProce
     assert json.loads(sent.body)["store"] is False
 
 
-def test_direct_invoke_answers_the_same_json(function: FunctionProcess, upstream: LocalEndpoint) -> None:
+def test_given_a_direct_invoke_when_invoked_then_it_answers_the_same_json(
+    function: FunctionProcess, upstream: LocalEndpoint
+) -> None:
+    # when
     answer = function.invoke({"input": [{"role": "user", "content": "direct"}]}, gateway=False)
+    # then
     assert answer.status == 200
     assert answer.json()["output_text"] == "Local answer to: direct"
 
 
-def test_direct_invoke_carries_errors_in_the_body(function: FunctionProcess, upstream: LocalEndpoint) -> None:
+def test_given_a_direct_invoke_when_the_request_is_bad_then_the_error_is_in_the_body(
+    function: FunctionProcess, upstream: LocalEndpoint
+) -> None:
     # a plain `fn invoke` loses 4xx statuses, so the body must say what went wrong
+    # when
     answer = function.invoke(b"not json", gateway=False)
+    # then
     assert answer.status == 200
     assert answer.json()["error"]["type"] == "invalid_request"
 
 
-def test_many_invocations_share_one_upstream_connection(function: FunctionProcess, upstream: LocalEndpoint) -> None:
+def test_given_a_warm_container_when_invoked_many_times_then_one_upstream_connection_is_shared(
+    function: FunctionProcess, upstream: LocalEndpoint
+) -> None:
+    # when
     for i in range(20):
         assert function.invoke({"prompt": f"call {i}"}).http_status == 200
+    # then
     assert upstream.connections_opened <= 1  # the warm container's connection, opened earlier
     assert len({r.connection_id for r in upstream.requests}) == 1
 
 
-def test_form_content_type_is_accepted_when_the_body_is_json(
+def test_given_a_form_content_type_and_a_json_body_when_invoked_then_it_is_accepted(
     function: FunctionProcess, upstream: LocalEndpoint
 ) -> None:
     # curl -d sends application/x-www-form-urlencoded
+    # when
     answer = function.invoke('{"prompt": "curl"}', headers={"Content-Type": "application/x-www-form-urlencoded"})
+    # then
     assert answer.http_status == 200
 
 
@@ -145,107 +161,142 @@ BAD_BODIES = [
 
 
 @pytest.mark.parametrize(("body", "named"), BAD_BODIES, ids=[str(i) for i in range(len(BAD_BODIES))])
-def test_bad_input_gets_a_400_naming_the_problem_and_never_reaches_oci(
+def test_given_bad_input_when_invoked_then_a_400_names_the_problem_and_it_never_reaches_oci(
     function: FunctionProcess, upstream: LocalEndpoint, body: bytes | dict, named: str
 ) -> None:
+    # when / then
     error = _error(function.invoke(body), 400, "invalid_request")
     assert named in error["message"]
     assert upstream.requests == []
 
 
-def test_body_over_the_size_cap_gets_413(function: FunctionProcess, upstream: LocalEndpoint) -> None:
+def test_given_a_body_over_the_size_cap_when_invoked_then_it_gets_413(
+    function: FunctionProcess, upstream: LocalEndpoint
+) -> None:
+    # when
     answer = function.invoke(json.dumps({"prompt": "x" * (1024 * 1024 + 1)}))
+    # then
     _error(answer, 413, "payload_too_large")
     assert upstream.requests == []
 
 
-def test_other_methods_get_405_with_allow_post(function: FunctionProcess, upstream: LocalEndpoint) -> None:
+def test_given_another_method_when_invoked_then_it_gets_405_with_allow_post(
+    function: FunctionProcess, upstream: LocalEndpoint
+) -> None:
+    # when
     answer = function.invoke(b"", method="GET")
+    # then
     _error(answer, 405, "method_not_allowed")
     assert answer.http_headers["allow"] == "POST"
 
 
-def test_throttling_with_a_long_retry_after_answers_429_at_once(
+def test_given_throttling_with_a_long_retry_after_when_invoked_then_429_comes_at_once(
     function: FunctionProcess, upstream: LocalEndpoint
 ) -> None:
+    # given
     upstream.inject(Fault(kind="status", status=429, code="TooManyRequests", retry_after="120"))
+    # when
     started = time.monotonic()
     answer = function.invoke({"prompt": "busy?"}, deadline_s=30)
+    # then
     assert time.monotonic() - started < 5
     error = _error(answer, 429, "rate_limited")
     assert answer.http_headers["retry-after"] == "120"
     assert error["request_id"] == upstream.requests[-1].request_id
 
 
-def test_a_short_throttle_is_retried_and_the_caller_sees_200(
+def test_given_a_short_throttle_when_invoked_then_it_is_retried_and_the_caller_sees_200(
     function: FunctionProcess, upstream: LocalEndpoint
 ) -> None:
+    # given
     upstream.inject(Fault(kind="status", status=429, code="TooManyRequests", retry_after="1"))
+    # when / then
     assert function.invoke({"prompt": "retry me"}).http_status == 200
     assert [r.status for r in upstream.requests] == [429, 200]
 
 
-def test_a_503_then_success_is_retried(function: FunctionProcess, upstream: LocalEndpoint) -> None:
+def test_given_a_503_then_success_when_invoked_then_it_is_retried(
+    function: FunctionProcess, upstream: LocalEndpoint
+) -> None:
+    # given
     upstream.inject(Fault(kind="status", status=503, code="ServiceUnavailable"))
+    # when / then
     assert function.invoke({"prompt": "flaky"}).http_status == 200
     assert [r.status for r in upstream.requests] == [503, 200]
 
 
-def test_persistent_5xx_becomes_502_upstream_error(function: FunctionProcess, upstream: LocalEndpoint) -> None:
+def test_given_persistent_5xx_when_invoked_then_it_becomes_502_upstream_error(
+    function: FunctionProcess, upstream: LocalEndpoint
+) -> None:
+    # given
     upstream.inject(*[Fault(kind="status", status=500)] * 3)
+    # when / then
     error = _error(function.invoke({"prompt": "down"}), 502, "upstream_error")
     assert "HTTP 500" in error["message"]
     assert len(upstream.requests) == 3  # the first try and GENAI_MAX_RETRIES=2
 
 
 @pytest.mark.parametrize(("status", "code"), [(401, "NotAuthenticated"), (404, "NotAuthorizedOrNotFound")])
-def test_iam_refusals_become_502_with_what_to_check(
+def test_given_an_iam_refusal_when_invoked_then_it_becomes_502_with_what_to_check(
     function: FunctionProcess, upstream: LocalEndpoint, status: int, code: str
 ) -> None:
+    # given
     upstream.inject(*[Fault(kind="status", status=status, code=code)] * 2)
+    # when / then
     error = _error(function.invoke({"prompt": "who am i"}), 502, "upstream_auth")
     assert code in error["message"] and "dynamic group" in error["message"] and "policy" in error["message"]
 
 
-def test_a_slow_model_gets_504_before_the_deadline(function: FunctionProcess, upstream: LocalEndpoint) -> None:
+def test_given_a_slow_model_when_invoked_then_it_gets_504_before_the_deadline(
+    function: FunctionProcess, upstream: LocalEndpoint
+) -> None:
     # given a model that answers 1 s after Fn-Deadline (3 s)
     upstream.inject(Fault(kind="delay", delay_s=4))
+    # when
     started = time.monotonic()
     answer = function.invoke({"prompt": "slow"}, deadline_s=3)
     elapsed = time.monotonic() - started
+    # then
     _error(answer, 504, "timeout")
     assert elapsed < 3  # answered before Fn-Deadline, not killed by the platform
     assert function.invoke({"prompt": "next"}).http_status == 200  # and the container recovers
     assert wait_until_recorded(upstream, 2)  # the late answer, before the next test resets the record
 
 
-def test_rotated_credentials_cost_no_rejected_request(
+def test_given_rotated_credentials_when_invoked_then_no_request_is_rejected(
     identity: LocalIdentity, function: FunctionProcess, upstream: LocalEndpoint
 ) -> None:
+    # when
     for _ in range(3):
         assert function.invoke({"prompt": "before"}).http_status == 200
         identity.rotate()
         assert function.invoke({"prompt": "after"}).http_status == 200
+    # then
     assert all(r.status == 200 for r in upstream.requests)
     assert upstream.requests[-1].key_id == f"ST${identity.token}"
 
 
-def test_every_invocation_logs_one_json_line_without_the_prompt(
+def test_given_an_invocation_when_it_ends_then_it_logs_one_json_line_without_the_prompt(
     function: FunctionProcess, upstream: LocalEndpoint, function_log: Path
 ) -> None:
+    # given
     before = function_log.read_text().count("\n")
+    # when
     function.invoke({"prompt": "a secret plan"}, call_id="call-log-test")
     time.sleep(0.2)
+    # then
     lines = [json.loads(line) for line in function_log.read_text().splitlines()[before:] if line.startswith("{")]
     [line] = [line for line in lines if line.get("call_id") == "call-log-test"]
     assert line["status"] == 200 and line["model"] and line["request_id"] and "latency_ms" in line
     assert "secret plan" not in function_log.read_text()
 
 
-def test_missing_setting_is_a_500_misconfigured_naming_it(
+def test_given_a_missing_setting_when_invoked_then_a_500_misconfigured_names_it(
     misconfigured_function: FunctionProcess, tmp_path: Path
 ) -> None:
+    # when
     answer = misconfigured_function.invoke({"prompt": "hello"})
+    # then
     error = _error(answer, 500, "misconfigured")
     assert "GENAI_PROJECT_OCID" in error["message"]
     log = (tmp_path / "log").read_text()

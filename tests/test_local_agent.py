@@ -68,7 +68,9 @@ def sleepy(tmp_path: Path) -> Iterator[FunctionProcess]:
         yield function
 
 
-def test_a_call_past_fn_deadline_is_cut_at_the_deadline_and_the_container_replaced(sleepy: FunctionProcess) -> None:
+def test_given_a_call_past_fn_deadline_when_invoked_then_it_is_cut_and_the_container_replaced(
+    sleepy: FunctionProcess,
+) -> None:
     # given a warm function that answers in time
     assert sleepy.invoke(b"sleep 0", deadline_s=30).status == 200
     old = psutil.Process(sleepy.pid)
@@ -84,7 +86,9 @@ def test_a_call_past_fn_deadline_is_cut_at_the_deadline_and_the_container_replac
     assert sleepy.invoke(b"sleep 0", deadline_s=30).body == chat_route().encode()
 
 
-def test_an_answer_trickling_past_the_deadline_is_cut_at_the_deadline(tmp_path: Path) -> None:
+def test_given_an_answer_trickling_past_the_deadline_when_invoked_then_it_is_cut_at_the_deadline(
+    tmp_path: Path,
+) -> None:
     # given a container that starts answering at once but trickles its body past the deadline
     fake_python = tmp_path / "bin" / "python"
     fake_python.parent.mkdir()
@@ -100,33 +104,41 @@ def test_an_answer_trickling_past_the_deadline_is_cut_at_the_deadline(tmp_path: 
         assert time.monotonic() - started < DEADLINE_S + 6
 
 
-def test_a_call_answered_in_time_keeps_its_warm_container(sleepy: FunctionProcess) -> None:
+def test_given_a_warm_container_when_calls_answer_in_time_then_it_is_kept(sleepy: FunctionProcess) -> None:
+    # given
     pid = sleepy.pid
+    # when
     for _ in range(3):
         assert sleepy.invoke(b"sleep 0.1", deadline_s=DEADLINE_S).status == 200
+    # then
     assert sleepy.pid == pid
 
 
-def test_calls_go_to_the_deployments_chat_route_unless_told_otherwise(sleepy: FunctionProcess) -> None:
+def test_given_no_path_when_invoked_then_the_call_goes_to_the_deployments_chat_route(sleepy: FunctionProcess) -> None:
+    # when / then
     assert chat_route() == "/genai/chat" and chat_route() in routes()
     assert sleepy.invoke(b"").body == b"/genai/chat"
     assert sleepy.invoke(b"", path="/genai/v1/responses").body == b"/genai/v1/responses"
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the parent-death signal is Linux's prctl(2)")
-def test_a_function_restarted_from_a_short_lived_thread_outlives_that_thread(sleepy: FunctionProcess) -> None:
+def test_given_a_short_lived_thread_when_it_restarts_the_function_then_the_function_outlives_it(
+    sleepy: FunctionProcess,
+) -> None:
     """Linux sends the parent-death signal when the forking *thread* ends: the gateway restarts
     functions from request threads, so the restarted function must not die with them."""
+    # when
     restarter = threading.Thread(target=sleepy.restart)
     restarter.start()
     restarter.join()
     time.sleep(1.0)  # a signal sent when the thread ended would have landed by now
+    # then
     assert sleepy.alive()
     assert sleepy.invoke(b"sleep 0").status == 200
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the parent-death signal is Linux's prctl(2)")
-def test_a_function_dies_with_a_parent_that_was_killed(tmp_path: Path) -> None:
+def test_given_a_function_started_by_a_parent_when_the_parent_is_killed_then_the_function_dies(tmp_path: Path) -> None:
     # given a process that started a function and cannot clean up: it gets SIGKILL
     (tmp_path / "func.py").write_text(SLEEPY_FUNCTION)
     parent_code = textwrap.dedent(f"""

@@ -133,7 +133,9 @@ def _report(url: str, bound_s: float = 5.0, trace: Any = None, **overrides: Any)
     return tracing.report(trace or _context(url), tracing.Invocation(**arguments), bound_s=bound_s)
 
 
-def test_the_invocation_span_joins_the_platform_s_trace_and_each_attempt_is_its_child(fresh: Collector) -> None:
+def test_given_two_attempts_when_reported_then_the_span_joins_the_platform_trace_with_attempt_children(
+    fresh: Collector,
+) -> None:
     # when an invocation with two upstream attempts is reported
     fields = _report(fresh.url)
     # then the collector gets Zipkin v2 JSON: the invocation, child of the platform's span, same trace id
@@ -174,24 +176,29 @@ def test_the_invocation_span_joins_the_platform_s_trace_and_each_attempt_is_its_
     assert fresh.paths == ["/" + fresh.url.split("/", 3)[3]]
 
 
-def test_a_failed_invocation_is_marked_with_its_error_type(fresh: Collector) -> None:
+def test_given_a_failed_invocation_when_reported_then_it_is_marked_with_its_error_type(fresh: Collector) -> None:
+    # when
     _report(fresh.url, status=502, error_type="upstream_error")
+    # then
     [invocation, *_] = fresh.spans()
     assert invocation["tags"]["error"] == "upstream_error" and invocation["tags"]["http.status_code"] == "502"
 
 
-def test_a_refused_report_is_counted_not_raised(fresh: Collector) -> None:
+def test_given_a_refusing_collector_when_reported_then_it_is_counted_not_raised(fresh: Collector) -> None:
+    # given
     fresh.reset("refuse")
+    # when / then
     assert _report(fresh.url)["trace_report"] == "rejected"
 
 
-def test_a_dead_collector_is_counted_not_raised() -> None:
+def test_given_a_dead_collector_when_reported_then_it_is_counted_not_raised() -> None:
+    # when / then
     started = time.monotonic()
     assert _report(dead_url())["trace_report"] == "failed"
     assert time.monotonic() - started < tracing.REPORT_BOUND_S + 0.5
 
 
-def test_a_slow_collector_delays_the_invocation_by_the_bound_at_most(fresh: Collector) -> None:
+def test_given_a_slow_collector_when_reported_then_the_invocation_waits_the_bound_at_most(fresh: Collector) -> None:
     # given a collector that answers after 5 s
     fresh.reset("slow")
     # when spans are reported
@@ -203,15 +210,19 @@ def test_a_slow_collector_delays_the_invocation_by_the_bound_at_most(fresh: Coll
     assert fresh.spans()
 
 
-def test_the_wait_never_passes_the_invocation_deadline(fresh: Collector) -> None:
+def test_given_a_slow_collector_when_reported_then_the_wait_never_passes_the_invocation_deadline(
+    fresh: Collector,
+) -> None:
+    # given
     fresh.reset("slow")
+    # when / then
     started = time.monotonic()
     assert _report(fresh.url, bound_s=0.05)["trace_report"] == "late"
     assert time.monotonic() - started < 0.4
     assert _report(fresh.url, bound_s=-1)["trace_report"] == "skipped"
 
 
-def test_sends_left_running_are_capped_and_later_reports_dropped(fresh: Collector) -> None:
+def test_given_a_slow_collector_when_too_many_reports_come_then_extra_sends_are_dropped(fresh: Collector) -> None:
     # given a collector slower than the bound, when more reports come than may run at once
     fresh.reset("slow")
     fresh.delay_s = 2.0
@@ -236,20 +247,25 @@ def _report_once_not_busy(url: str, timeout_s: float = 5.0) -> str:
     return outcome
 
 
-def test_an_incoming_trace_id_that_is_not_a_zipkin_id_is_not_joined(fresh: Collector) -> None:
+def test_given_a_trace_id_that_is_not_a_zipkin_id_when_reported_then_it_is_not_joined(fresh: Collector) -> None:
+    # given
     trace = _context(fresh.url, trace_id="not-hex\n")
+    # when / then
     assert _report(fresh.url, trace=trace) == {"trace_report": "skipped"}
     assert not fresh.received
 
 
-def test_a_128_or_64_bit_trace_id_is_kept_as_sent(fresh: Collector) -> None:
+def test_given_a_128_or_64_bit_trace_id_when_reported_then_it_is_kept_as_sent(fresh: Collector) -> None:
+    # when / then
     assert _report(fresh.url, trace=_context(fresh.url, trace_id=TRACE_ID[16:]))["trace_id"] == TRACE_ID[16:]
 
 
-def test_a_report_that_cannot_be_built_is_counted_not_raised(fresh: Collector) -> None:
+def test_given_a_report_that_cannot_be_built_when_reported_then_it_is_counted_not_raised(fresh: Collector) -> None:
     class Broken(TracingContext):
         def zipkin_attrs(self) -> Any:
             raise RuntimeError("a bug")
 
+    # given
     broken = Broken(True, fresh.url, TRACE_ID, PLATFORM_SPAN, None, 1, None)
+    # when / then
     assert _report(fresh.url, trace=broken) == {"trace_report": "failed"}

@@ -51,18 +51,22 @@ def call(settings: Settings, upstream: LocalEndpoint) -> Iterator:
     client.close()
 
 
-def test_success_returns_the_response_and_the_opc_request_id(call, upstream: LocalEndpoint) -> None:
+def test_given_a_good_answer_when_called_then_the_response_and_its_opc_request_id_come_back(
+    call, upstream: LocalEndpoint
+) -> None:
     result = call()
     assert result.response.output_text == "Local answer to: hello"
     assert result.request_id == upstream.requests[-1].request_id
     assert result.attempts == 1
 
 
-def test_the_client_is_built_once_per_settings(settings: Settings) -> None:
+def test_given_the_same_settings_when_asked_twice_then_one_client_is_built(settings: Settings) -> None:
     assert client_for(settings) is client_for(settings)
 
 
-def test_compartment_setting_is_sent_as_opc_compartment_id(rp_env: None, upstream: LocalEndpoint) -> None:
+def test_given_a_compartment_setting_when_called_then_it_is_sent_as_opc_compartment_id(
+    rp_env: None, upstream: LocalEndpoint
+) -> None:
     compartment = "ocid1.compartment.oc1..aaaacompartment"
     client = _build_client(
         Settings(project_ocid=PROJECT_OCID, base_url=upstream.base_url, compartment_ocid=compartment)
@@ -72,20 +76,24 @@ def test_compartment_setting_is_sent_as_opc_compartment_id(rp_env: None, upstrea
 
 
 @pytest.mark.parametrize("kind", ["drop", "reset", "truncated"])
-def test_broken_connections_are_retried(call, upstream: LocalEndpoint, kind: str) -> None:
+def test_given_a_broken_connection_when_called_then_it_is_retried(call, upstream: LocalEndpoint, kind: str) -> None:
     upstream.inject(Fault(kind=kind))
     assert call().attempts == 2
 
 
 @pytest.mark.parametrize("kind", ["drop", "reset", "truncated"])
-def test_broken_connections_without_retries_left_are_upstream_errors(call, upstream: LocalEndpoint, kind: str) -> None:
+def test_given_broken_connections_and_no_retries_left_when_called_then_upstream_error(
+    call, upstream: LocalEndpoint, kind: str
+) -> None:
     upstream.inject(Fault(kind=kind))
     with pytest.raises(UpstreamError):
         call(retries=0)
 
 
 @pytest.mark.parametrize("kind", ["non_json", "wrong_shape"])
-def test_unreadable_answers_are_upstream_errors_with_the_request_id(call, upstream: LocalEndpoint, kind: str) -> None:
+def test_given_an_unreadable_answer_when_called_then_upstream_error_with_the_request_id(
+    call, upstream: LocalEndpoint, kind: str
+) -> None:
     upstream.inject(Fault(kind=kind))
     with pytest.raises(UpstreamError) as caught:
         call()
@@ -93,7 +101,7 @@ def test_unreadable_answers_are_upstream_errors_with_the_request_id(call, upstre
     assert "cannot read" in caught.value.message
 
 
-def test_a_dripping_body_is_cut_at_the_deadline(call, upstream: LocalEndpoint) -> None:
+def test_given_a_dripping_body_when_called_then_it_is_cut_at_the_deadline(call, upstream: LocalEndpoint) -> None:
     upstream.inject(Fault(kind="drip", delay_s=0.3))
     started = time.monotonic()
     with pytest.raises(UpstreamTimeout):
@@ -101,13 +109,15 @@ def test_a_dripping_body_is_cut_at_the_deadline(call, upstream: LocalEndpoint) -
     assert time.monotonic() - started < 3.0
 
 
-def test_connection_refused_is_an_upstream_error(rp_env: None) -> None:
+def test_given_a_refused_connection_when_called_then_upstream_error(rp_env: None) -> None:
     client = _build_client(Settings(project_ocid=PROJECT_OCID, base_url="http://127.0.0.1:9/openai/v1"))
     with pytest.raises(UpstreamError, match="could not reach"):
         create_response(client, ARGS, time.monotonic() + 5, 1)
 
 
-def test_retry_after_beyond_the_deadline_is_not_waited_for(call, upstream: LocalEndpoint) -> None:
+def test_given_retry_after_beyond_the_deadline_when_throttled_then_it_is_not_waited_for(
+    call, upstream: LocalEndpoint
+) -> None:
     upstream.inject(Fault(kind="status", status=429, retry_after="30"))
     started = time.monotonic()
     with pytest.raises(RateLimited) as caught:
@@ -115,14 +125,18 @@ def test_retry_after_beyond_the_deadline_is_not_waited_for(call, upstream: Local
     assert time.monotonic() - started < 2 and caught.value.retry_after == 30
 
 
-def test_rate_limit_without_retry_after_suggests_the_backoff(call, upstream: LocalEndpoint) -> None:
+def test_given_a_rate_limit_without_retry_after_when_throttled_then_the_backoff_is_suggested(
+    call, upstream: LocalEndpoint
+) -> None:
     upstream.inject(*[Fault(kind="status", status=429)] * 3)
     with pytest.raises(RateLimited) as caught:
         call(retries=0)
     assert caught.value.retry_after is not None and caught.value.retry_after >= 1
 
 
-def test_upstream_400_passes_oci_code_through_without_blaming_the_fields(call, upstream: LocalEndpoint) -> None:
+def test_given_an_oci_400_when_called_then_its_code_passes_without_blaming_the_fields(
+    call, upstream: LocalEndpoint
+) -> None:
     upstream.inject(Fault("oci_error", name="invalid_parameter"))
     with pytest.raises(UpstreamRejected) as caught:
         call()
@@ -130,7 +144,9 @@ def test_upstream_400_passes_oci_code_through_without_blaming_the_fields(call, u
     assert len(upstream.requests) == 1
 
 
-def test_an_openai_shaped_400_passes_its_code_and_param_but_not_its_text(call, upstream: LocalEndpoint) -> None:
+def test_given_an_openai_shaped_400_when_called_then_its_code_and_param_pass_not_its_text(
+    call, upstream: LocalEndpoint
+) -> None:
     upstream.inject(Fault("oci_error", name="openai_invalid_request"))
     with pytest.raises(UpstreamRejected) as caught:
         call()
@@ -139,13 +155,15 @@ def test_an_openai_shaped_400_passes_its_code_and_param_but_not_its_text(call, u
     )
 
 
-def test_a_400_without_a_code_still_suggests_checking_the_fields(call, upstream: LocalEndpoint) -> None:
+def test_given_a_400_without_a_code_when_called_then_checking_the_fields_is_suggested(
+    call, upstream: LocalEndpoint
+) -> None:
     upstream.inject(Fault("status", status=400, code="not a code!"))
     with pytest.raises(UpstreamRejected, match=r"\(HTTP 400\); check the model supports the fields sent"):
         call()
 
 
-def test_a_model_not_deployed_is_not_retried_and_is_named_with_the_region(
+def test_given_a_model_not_deployed_when_called_then_no_retry_and_model_and_region_named(
     rp_env: None, identity: LocalIdentity
 ) -> None:
     # given a region where the model is not deployed: OCI answers 500 with its own text
@@ -161,19 +179,23 @@ def test_a_model_not_deployed_is_not_retried_and_is_named_with_the_region(
     assert f"model {DEFAULT_MODEL} is not available in OCI Generative AI region eu-frankfurt-1" in caught.value.message
 
 
-def test_a_model_not_found_text_that_does_not_look_like_oci_s_is_an_ordinary_500(call, upstream: LocalEndpoint) -> None:
+def test_given_a_model_not_found_text_unlike_ocis_when_called_then_an_ordinary_500(
+    call, upstream: LocalEndpoint
+) -> None:
     upstream.inject(*[Fault("status", status=500, code="500")] * 2)
     assert call(retries=2).attempts == 3  # retried as any 5xx
 
 
 @pytest.mark.parametrize("status", [408, 409])
-def test_408_and_409_are_retried_like_5xx(call, upstream: LocalEndpoint, status: int) -> None:
+def test_given_408_or_409_when_called_then_retried_like_5xx(call, upstream: LocalEndpoint, status: int) -> None:
     upstream.inject(Fault("status", status=status, code="Conflict"))
     assert call().attempts == 2
 
 
 @pytest.mark.parametrize("status", [408, 409])
-def test_408_and_409_without_retries_left_are_upstream_errors(call, upstream: LocalEndpoint, status: int) -> None:
+def test_given_408_or_409_and_no_retries_left_when_called_then_upstream_error(
+    call, upstream: LocalEndpoint, status: int
+) -> None:
     upstream.inject(Fault("status", status=status, code="RequestTimeout"))
     with pytest.raises(UpstreamError, match=f"HTTP {status} RequestTimeout"):
         call(retries=0)
@@ -185,12 +207,16 @@ FAILED = {"status": "failed", "error": {"code": "server_error", "message": "The 
 @pytest.mark.parametrize(
     "fields", [FAILED, {"error": FAILED["error"]}, {"status": "failed"}], ids=["both", "error", "status"]
 )
-def test_an_answer_that_says_it_failed_is_retried(call, upstream: LocalEndpoint, fields: dict) -> None:
+def test_given_an_answer_that_says_it_failed_when_called_then_it_is_retried(
+    call, upstream: LocalEndpoint, fields: dict
+) -> None:
     upstream.inject(Fault("patched", fields=fields))
     assert call().attempts == 2
 
 
-def test_an_answer_that_keeps_failing_is_an_upstream_error_with_its_code_only(call, upstream: LocalEndpoint) -> None:
+def test_given_an_answer_that_keeps_failing_when_called_then_upstream_error_with_its_code_only(
+    call, upstream: LocalEndpoint
+) -> None:
     upstream.inject(*[Fault("patched", fields=FAILED)] * 3)
     with pytest.raises(UpstreamError) as caught:
         call()
@@ -201,21 +227,23 @@ def test_an_answer_that_keeps_failing_is_an_upstream_error_with_its_code_only(ca
 @pytest.mark.parametrize(
     "fields", [{"usage": "lots"}, {"usage": [1]}, {"incomplete_details": "cut"}, {"incomplete_details": 3}]
 )
-def test_usage_or_incomplete_details_not_an_object_is_unreadable(call, upstream: LocalEndpoint, fields: dict) -> None:
+def test_given_usage_or_incomplete_details_not_an_object_when_read_then_it_is_unreadable(
+    call, upstream: LocalEndpoint, fields: dict
+) -> None:
     upstream.inject(Fault("patched", fields=fields))
     with pytest.raises(UpstreamError, match="cannot read"):
         call()
     assert len(upstream.requests) == 1
 
 
-def test_the_answer_json_is_kept_as_oci_sent_it(call, upstream: LocalEndpoint) -> None:
+def test_given_an_answer_when_called_then_its_json_is_kept_as_oci_sent_it(call, upstream: LocalEndpoint) -> None:
     future = {"type": "future_item", "id": "fi_1", "payload": {"x": 1}}
     upstream.inject(Fault("patched", fields={"output": [future], "vendor_field": 7}))
     result = call()
     assert result.body["output"] == [future] and result.body["vendor_field"] == 7
 
 
-def test_a_blackholed_route_is_retried_and_answered_could_not_reach_before_the_deadline(
+def test_given_a_blackholed_route_when_called_then_retried_and_could_not_reach_by_the_deadline(
     rp_env: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # given a route where connection attempts hang, and a 1 s connect timeout
@@ -232,7 +260,7 @@ def test_a_blackholed_route_is_retried_and_answered_could_not_reach_before_the_d
     assert 3.0 <= elapsed < 10
 
 
-def test_a_blackholed_route_with_little_time_left_ends_by_the_deadline(rp_env: None) -> None:
+def test_given_a_blackholed_route_and_little_time_left_when_called_then_it_ends_by_the_deadline(rp_env: None) -> None:
     with blackhole() as base_url:
         client = _build_client(Settings(project_ocid=PROJECT_OCID, base_url=base_url))
         started = time.monotonic()
@@ -242,7 +270,9 @@ def test_a_blackholed_route_with_little_time_left_ends_by_the_deadline(rp_env: N
 
 
 @pytest.mark.parametrize("kind", ["trickle_headers", "trickle_body"])
-def test_an_answer_trickling_a_byte_at_a_time_is_cut_at_the_deadline(call, upstream: LocalEndpoint, kind: str) -> None:
+def test_given_an_answer_trickling_a_byte_at_a_time_when_called_then_it_is_cut_at_the_deadline(
+    call, upstream: LocalEndpoint, kind: str
+) -> None:
     # given each byte (of the status line and headers, or of the body) comes 1.5 s after the last
     upstream.inject(Fault(kind, delay_s=1.5))
     started = time.monotonic()
@@ -270,30 +300,36 @@ def test_an_answer_trickling_a_byte_at_a_time_is_cut_at_the_deadline(call, upstr
         (["not", "an", "object"], ""),
     ],
 )
-def test_oci_error_code_reads_oci_and_openai_shaped_bodies(body: object, code: str) -> None:
+def test_given_oci_and_openai_shaped_bodies_when_the_error_code_is_read_then_both_are_understood(
+    body: object, code: str
+) -> None:
     assert oci_error_code(httpx2.Response(500, content=json.dumps(body).encode())) == code
 
 
-def test_oci_error_code_of_a_body_that_is_not_json_is_empty() -> None:
+def test_given_a_body_that_is_not_json_when_the_error_code_is_read_then_it_is_empty() -> None:
     assert oci_error_code(httpx2.Response(502, content=b"<html>bad gateway</html>")) == ""
 
 
 @pytest.mark.parametrize(
     ("value", "expected"), [("²", None), ("١٢", None), ("12", 12.0), ("99999999999", 300.0), ("-5", None)]
 )
-def test_retry_after_takes_ascii_digits_only_and_is_capped(value: str, expected: float | None) -> None:
+def test_given_a_retry_after_header_when_read_then_only_ascii_digits_count_and_it_is_capped(
+    value: str, expected: float | None
+) -> None:
     response = httpx2.Response(429, headers=[(b"retry-after", value.encode())])
     assert upstream_module._retry_after(response) == expected
 
 
-def test_a_unicode_digit_retry_after_is_ignored_not_a_crash(call, upstream: LocalEndpoint) -> None:
+def test_given_a_unicode_digit_retry_after_when_read_then_it_is_ignored_not_a_crash(
+    call, upstream: LocalEndpoint
+) -> None:
     upstream.inject(*[Fault("status", status=429, code="TooManyRequests", retry_after="²")] * 3)
     with pytest.raises(RateLimited) as caught:
         call(retries=0)
     assert caught.value.retry_after is not None and caught.value.retry_after >= 1
 
 
-def test_wrong_project_is_an_iam_error(rp_env: None, upstream: LocalEndpoint) -> None:
+def test_given_a_wrong_project_when_called_then_an_iam_error(rp_env: None, upstream: LocalEndpoint) -> None:
     client = _build_client(
         Settings(project_ocid="ocid1.generativeaiproject.oc1.us-chicago-1.other", base_url=upstream.base_url)
     )
@@ -301,13 +337,15 @@ def test_wrong_project_is_an_iam_error(rp_env: None, upstream: LocalEndpoint) ->
         create_response(client, ARGS, time.monotonic() + 5, 0)
 
 
-def test_an_expired_deadline_makes_no_call(call, upstream: LocalEndpoint) -> None:
+def test_given_an_expired_deadline_when_called_then_no_call_is_made(call, upstream: LocalEndpoint) -> None:
     with pytest.raises(UpstreamTimeout):
         call(budget_s=-1)
     assert upstream.requests == []
 
 
-def test_idle_connection_closed_by_the_server_is_replaced_transparently(rp_env: None, identity: LocalIdentity) -> None:
+def test_given_an_idle_connection_closed_by_the_server_when_called_then_it_is_replaced(
+    rp_env: None, identity: LocalIdentity
+) -> None:
     # given a server that closes idle keep-alive connections after 0.5 s
     with LocalEndpoint(trusted_issuer=identity.issuer_public_key, idle_timeout_s=0.5) as server:
         client = _build_client(Settings(project_ocid=PROJECT_OCID, base_url=server.base_url))
@@ -329,7 +367,7 @@ class _PoolClock:
         return time.monotonic() + self.idle_s
 
 
-def test_connection_outlives_httpx_default_five_second_keepalive(
+def test_given_a_six_second_pause_when_called_again_then_the_connection_outlives_httpx_keepalive(
     call, upstream: LocalEndpoint, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     clock = _PoolClock()
@@ -349,7 +387,9 @@ def test_connection_outlives_httpx_default_five_second_keepalive(
     assert upstream.connections_opened == 2
 
 
-def test_a_5xx_asking_for_a_long_wait_passes_its_retry_after_on(call, upstream: LocalEndpoint) -> None:
+def test_given_a_5xx_asking_for_a_long_wait_when_called_then_its_retry_after_is_passed_on(
+    call, upstream: LocalEndpoint
+) -> None:
     upstream.inject(Fault(kind="status", status=503, code="ServiceUnavailable", retry_after="45"))
     with pytest.raises(UpstreamError) as caught:
         call(budget_s=10)
@@ -368,12 +408,14 @@ def test_a_5xx_asking_for_a_long_wait_passes_its_retry_after_on(call, upstream: 
         ("Internal Server Error", None),
     ],
 )
-def test_model_not_deployed_reads_only_oci_s_exact_wording(message: str, found: tuple[str, str] | None) -> None:
+def test_given_model_not_found_texts_when_read_then_only_ocis_exact_wording_counts(
+    message: str, found: tuple[str, str] | None
+) -> None:
     response = httpx2.Response(500, content=json.dumps({"code": "500", "message": message}).encode())
     assert upstream_module.model_not_deployed(response) == found
 
 
-def test_each_attempt_is_recorded_with_its_status_request_id_and_usage(
+def test_given_retries_when_called_then_each_attempt_is_recorded_with_status_request_id_usage(
     settings: Settings, upstream: LocalEndpoint
 ) -> None:
     # given OCI answers its real 500 once, then the answer
@@ -396,7 +438,9 @@ def test_each_attempt_is_recorded_with_its_status_request_id_and_usage(
     assert "hello" not in repr(recorded)
 
 
-def test_an_attempt_without_an_answer_is_recorded_without_a_status(settings: Settings, upstream: LocalEndpoint) -> None:
+def test_given_an_attempt_without_an_answer_when_recorded_then_it_has_no_status(
+    settings: Settings, upstream: LocalEndpoint
+) -> None:
     # given the connection is reset, then the answer is cut by the deadline
     upstream.inject(Fault(kind="reset"), Fault(kind="delay", delay_s=3.5))
     recorded: list[Attempt] = []
@@ -409,7 +453,9 @@ def test_an_attempt_without_an_answer_is_recorded_without_a_status(settings: Set
     assert wait_until_recorded(upstream, 2)  # the late answer, before the next test resets the record
 
 
-def test_an_answer_that_cannot_be_read_is_recorded_and_not_retried(settings: Settings, upstream: LocalEndpoint) -> None:
+def test_given_an_answer_that_cannot_be_read_when_called_then_it_is_recorded_not_retried(
+    settings: Settings, upstream: LocalEndpoint
+) -> None:
     upstream.inject(Fault(kind="non_json"))
     recorded: list[Attempt] = []
     client = _build_client(settings)

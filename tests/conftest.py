@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import io
 import os
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 
 from genai_handler.local.agent import FunctionProcess
 from genai_handler.local.endpoint import LocalEndpoint
+from genai_handler.local.gateway import LocalGateway
 from genai_handler.local.identity import LocalIdentity
 
 PROJECT_OCID = "ocid1.generativeaiproject.oc1.us-chicago-1.aaaalocalproject"
@@ -93,3 +96,16 @@ def misconfigured_function(
 
 def pytest_configure(config: pytest.Config) -> None:
     os.environ.setdefault("PYTHONDONTWRITEBYTECODE", "1")
+
+
+@contextmanager
+def token_gateway(
+    identity: LocalIdentity, endpoint: LocalEndpoint, log_dir: Path, token: str
+) -> Iterator[LocalGateway]:
+    """The local API Gateway, requiring `token`, in front of the function against `endpoint`; the
+    function's log goes to a file in `log_dir`, the gateway's console nowhere."""
+    with (
+        open(log_dir / "function.log", "ab") as log,
+        LocalGateway(function_env(identity, endpoint), token=token, function_log=log, console=io.StringIO()) as gw,
+    ):
+        yield gw

@@ -3,7 +3,6 @@ Agents SDK (tools, replayed history) and the OpenAI SDK with images."""
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import re
@@ -22,7 +21,7 @@ from genai_handler.local.gateway import LocalGateway
 from genai_handler.local.identity import LocalIdentity
 from genai_handler.settings import DEFAULT_MODEL
 
-from .conftest import function_env
+from .conftest import token_gateway
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -33,10 +32,8 @@ TOKEN = "agents-test-token"
 def gateway(
     identity: LocalIdentity, endpoint: LocalEndpoint, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[LocalGateway]:
-    log = open(tmp_path_factory.mktemp("agents") / "function.log", "ab")  # noqa: SIM115
-    with LocalGateway(function_env(identity, endpoint), token=TOKEN, function_log=log, console=io.StringIO()) as gw:
+    with token_gateway(identity, endpoint, tmp_path_factory.mktemp("agents"), TOKEN) as gw:
         yield gw
-    log.close()
 
 
 def _model(gateway: LocalGateway) -> OpenAIResponsesModel:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import json
 from collections.abc import Iterator
 
@@ -15,7 +14,7 @@ from genai_handler.local.gateway import LocalGateway
 from genai_handler.local.identity import LocalIdentity
 from genai_handler.settings import DEFAULT_MODEL
 
-from .conftest import function_env
+from .conftest import token_gateway
 from .test_request import ROUTINE_OFF_VALUES
 
 TOKEN = "openai-route-test-token"
@@ -27,10 +26,8 @@ OTHER_MODEL = "vendor.not-on-the-allow-list"
 def gateway(
     identity: LocalIdentity, endpoint: LocalEndpoint, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[LocalGateway]:
-    log = open(tmp_path_factory.mktemp("openai") / "function.log", "ab")  # noqa: SIM115
-    with LocalGateway(function_env(identity, endpoint), token=TOKEN, function_log=log, console=io.StringIO()) as gw:
+    with token_gateway(identity, endpoint, tmp_path_factory.mktemp("openai"), TOKEN) as gw:
         yield gw
-    log.close()
 
 
 def _client(gateway: LocalGateway, token: str = TOKEN) -> openai.OpenAI:

@@ -219,7 +219,7 @@ variable "genai_base_url" {
 }
 
 variable "genai_model" {
-  description = "GENAI_MODEL: the model used when a request names none. Function default: xai.grok-4-1-fast-reasoning."
+  description = "GENAI_MODEL: the model used when a request names none. Null: the function's default (docs/settings.md)."
   type        = string
   default     = null
 }

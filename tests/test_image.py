@@ -67,7 +67,8 @@ def _image_interpreter() -> str | None:
 
 def _install_image_packages(python: str, target: Path) -> Path:
     """/python as Dockerfile.slim builds it: requirements.txt with --no-deps, wheels only, by `python`'s
-    own pip, so a pin without a wheel for that Python fails here rather than in `fn build`."""
+    own pip, so a pin without a wheel for that Python fails here rather than in `fn build`. Without
+    bytecode, which is the build's business, not what is checked here: it halves the install."""
     pip = subprocess.run(
         [
             python,
@@ -78,6 +79,7 @@ def _install_image_packages(python: str, target: Path) -> Path:
             "--disable-pip-version-check",
             "--no-deps",
             "--only-binary=:all:",
+            "--no-compile",
             "--target",
             str(target),
             "-r",

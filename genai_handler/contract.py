@@ -23,6 +23,7 @@ MAX_SCHEMA_CHARS = 16_384  # a JSON schema the model reads, as JSON text
 MAX_ID_CHARS = 256
 MAX_TOOLS = 32  # function tools in one request; each schema counts in the input cap too
 MAX_ITEMS = 256  # input items in one request (messages, function calls and their outputs)
+MAX_SEALED_CHARS = 1_048_576  # one item's encrypted reasoning; the payload limit caps the whole body
 _ID = r"^[A-Za-z0-9_.:-]+$"
 _FORMAT_NAME = r"^[A-Za-z0-9_-]{1,64}$"  # openai SDK: ResponseFormatTextJSONSchemaConfigParam.name
 
@@ -36,9 +37,11 @@ class Kind(enum.Enum):
     UNREAD = "unread"  # caller text the model never reads (metadata): capped, never screened or logged
     ID = "id"  # an identifier, checked by pattern or allow-list: not text
     IMAGE = "image"  # an image the model sees: guardrails read text only, so never screened; counted, not logged
+    SEALED = "sealed"  # OCI's own ciphertext (encrypted reasoning): read by the model once OCI opens it; never logged
 
 
 READ = (Kind.PROSE, Kind.NAME, Kind.JSON)
+NOT_TEXT = (Kind.ID, Kind.UNREAD, Kind.IMAGE, Kind.SEALED)  # what the walk passes by
 M = TypeVar("M", bound=BaseModel)
 
 
@@ -153,6 +156,40 @@ class FunctionCallOutput(_Strict):
     status: _Status | None = rule("as replayed", must="in_progress, completed or incomplete")
 
 
+class SummaryText(_Strict):
+    """A summary of the model's reasoning, replayed: text the model reads, as any prompt."""
+
+    type: Literal["summary_text"] = required("summary_text")
+    text: Prose = required("the summary", must="a non-empty string")
+
+
+class ReasoningText(_Strict):
+    """The model's reasoning, replayed as text (open-weight models return it)."""
+
+    type: Literal["reasoning_text"] = required("reasoning_text")
+    text: Prose = required("the reasoning", must="a non-empty string")
+
+
+class Reasoning(_Strict):
+    """A reasoning model's reasoning, replayed (openai SDK: ResponseReasoningItemParam)."""
+
+    type: Literal["reasoning"] = required("reasoning")
+    id: _CallId = required("the item's id, as replayed", must="a reasoning item id")
+    summary: Annotated[list[SummaryText], Field(max_length=MAX_ITEMS)] = required(
+        "its summary parts, as replayed (often empty)", must=f"a list of at most {MAX_ITEMS} summary_text parts"
+    )
+    content: Annotated[list[ReasoningText], Field(max_length=MAX_ITEMS)] | None = rule(
+        "its reasoning text, as replayed", must=f"a list of at most {MAX_ITEMS} reasoning_text parts"
+    )
+    encrypted_content: Annotated[str, Kind.SEALED] | None = rule(
+        "OCI's sealed reasoning (include: reasoning.encrypted_content), as replayed",
+        must="OCI's sealed reasoning, as it was answered",
+        max_length=MAX_SEALED_CHARS,
+        pattern=r"^[A-Za-z0-9+/=_-]+$",
+    )
+    status: _Status | None = rule("as replayed", must="in_progress, completed or incomplete")
+
+
 def _item_type(value: Any) -> str | None:
     found = value.get("type", "message") if isinstance(value, dict) else getattr(value, "type", None)
     return found if isinstance(found, str) else None
@@ -161,7 +198,8 @@ def _item_type(value: Any) -> str | None:
 Item = Annotated[
     Annotated[Message, Tag("message")]
     | Annotated[FunctionCall, Tag("function_call")]
-    | Annotated[FunctionCallOutput, Tag("function_call_output")],
+    | Annotated[FunctionCallOutput, Tag("function_call_output")]
+    | Annotated[Reasoning, Tag("reasoning")],
     Discriminator(_item_type),
 ]
 
@@ -321,8 +359,8 @@ class Request(_Strict):
         ]
         | None
     ) = rule(
-        f"Responses-style: a string or a list of 1 to {MAX_ITEMS} items: messages, function calls and their"
-        " outputs (or `prompt`)",
+        f"Responses-style: a string or a list of 1 to {MAX_ITEMS} items: messages, function calls, their"
+        " outputs and reasoning (or `prompt`)",
         must=f"a non-empty string or a list of 1 to {MAX_ITEMS} items",
     )
     instructions: Prose | None = rule("a system prompt", must="a non-empty string")
@@ -536,7 +574,7 @@ def _walk(value: Any, annotation: Any, metadata: tuple[Any, ...], at: str, visit
     if _is_union(annotation):
         annotation, metadata = _member_for(get_args(annotation), value, metadata)
     kind = _kind(metadata)
-    if kind in (Kind.ID, Kind.UNREAD, Kind.IMAGE) or get_origin(annotation) is Literal:
+    if kind in NOT_TEXT or get_origin(annotation) is Literal:
         return value
     if isinstance(value, str):
         return visit(Text(at, value, kind or Kind.PROSE))

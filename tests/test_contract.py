@@ -15,7 +15,7 @@ import pytest
 from pydantic import BaseModel, ValidationError
 
 from genai_handler import contract
-from genai_handler.contract import READ, Kind, Request, leaves, locate, models, texts, with_texts
+from genai_handler.contract import NOT_TEXT, READ, Kind, Request, leaves, locate, models, texts, with_texts
 from genai_handler.request import parse
 from genai_handler.settings import DEFAULT_MODEL, HOSTED_TOOLS, MAX_INVOKE_PAYLOAD_BYTES, Settings
 
@@ -145,7 +145,7 @@ def test_given_a_marker_in_every_string_when_walked_then_every_marker_the_model_
         for marker in planted.by_kind.get(kind, ()):
             assert marker in walked, f"{marker} ({kind}) reaches the model but the walk misses it"
     # and every marker the model receives is walked, or sits in a field declared as not read as text
-    unread = set().union(*(planted.by_kind.get(kind, set()) for kind in (Kind.ID, Kind.UNREAD, Kind.IMAGE)))
+    unread = set().union(*(planted.by_kind.get(kind, set()) for kind in NOT_TEXT))
     for marker in {m for markers in planted.by_kind.values() for m in markers}:
         if marker in sent and marker not in unread:
             assert marker in walked, f"{marker} is sent to the model but the walk misses it"

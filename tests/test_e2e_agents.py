@@ -14,7 +14,7 @@ from pathlib import Path
 import openai
 import pytest
 from agents import Agent, OpenAIResponsesModel, Runner, function_tool, set_tracing_disabled
-from openai.types.responses import EasyInputMessageParam
+from openai.types.responses import EasyInputMessageParam, ResponseInputItemParam, ResponseReasoningItemParam
 
 from genai_handler.local.endpoint import LocalEndpoint
 from genai_handler.local.gateway import LocalGateway
@@ -132,3 +132,37 @@ def test_given_an_image_as_a_data_url_when_the_openai_sdk_sends_it_then_it_is_an
     # then
     assert answer.output_text == "Local answer to: What is in this image?"
     assert json.loads(upstream.requests[-1].body)["input"][0]["content"] == message["content"]
+
+
+def test_given_a_reasoning_models_turn_replayed_when_the_openai_sdk_sends_it_then_oci_gets_it_verbatim(
+    gateway: LocalGateway, upstream: LocalEndpoint
+) -> None:
+    # given the first turn's output as a reasoning model answers it with include=["reasoning.encrypted_content"],
+    # replayed the idiomatic way (input += response.output), then the next question
+    reasoning: ResponseReasoningItemParam = {
+        "type": "reasoning",
+        "id": "rs_0123abc",
+        "summary": [{"type": "summary_text", "text": "A capital city is asked for."}],
+        "encrypted_content": "gAAAAABpZ2VuYWktc2VhbGVkLWJ5LW9jaQ==",
+    }
+    history: list[ResponseInputItemParam] = [
+        {"role": "user", "content": "Capital of France?"},
+        reasoning,
+        {
+            "type": "message",
+            "id": "msg_1",
+            "role": "assistant",
+            "status": "completed",
+            "content": [{"type": "output_text", "text": "Paris.", "annotations": []}],
+        },
+        {"role": "user", "content": "And of Italy?"},
+    ]
+    with openai.OpenAI(base_url=f"{gateway.url}/genai/v1", api_key=TOKEN, max_retries=0) as client:
+        # when
+        answer = client.responses.create(
+            model=DEFAULT_MODEL, input=history, include=["reasoning.encrypted_content"], reasoning={"effort": "low"}
+        )
+    # then
+    assert answer.output_text == "Local answer to: And of Italy?"
+    sent = json.loads(upstream.requests[-1].body)
+    assert sent["input"][1] == reasoning and sent["include"] == ["reasoning.encrypted_content"]

@@ -6,8 +6,9 @@ import json
 from typing import Any
 
 import pytest
+from openai.types.responses import ResponseReasoningItem
 
-from genai_handler.contract import MAX_ITEMS, MAX_TOOLS
+from genai_handler.contract import MAX_ITEMS, MAX_TOOLS, texts
 from genai_handler.errors import InvalidRequest, PayloadTooLarge
 from genai_handler.request import ALLOWED_FIELDS, parse, parse_body, validate, with_caps
 from genai_handler.settings import DEFAULT_MODEL, MAX_INVOKE_PAYLOAD_BYTES, Settings
@@ -371,6 +372,49 @@ def test_given_a_replayed_part_with_what_no_offered_tool_makes_when_parsed_then_
         _args({"input": [_replayed(**part)]})
     # then
     assert raised.value.message.startswith("input[0].content[0].") and message in raised.value.message
+
+
+def _reasoning(**fields: object) -> dict[str, Any]:
+    """A reasoning model's reasoning item, as the openai SDK's `response.output` gives it back."""
+    item = ResponseReasoningItem(
+        id="rs_0123abc",
+        type="reasoning",
+        summary=[{"type": "summary_text", "text": "The user asks for a capital."}],
+        encrypted_content="gAAAAABpZ2VuYWktc2VhbGVkLWJ5LW9jaQ==",
+        status="completed",
+    )
+    return {**item.model_dump(exclude_none=True), **fields}
+
+
+def test_given_a_replayed_reasoning_item_when_parsed_then_it_is_sent_verbatim_and_its_summary_is_read() -> None:
+    # given a reasoning model's earlier turn replayed verbatim, with include=["reasoning.encrypted_content"]
+    items = [{"role": "user", "content": "Capital of France?"}, _reasoning(), _replayed()]
+    body = {"input": [*items, {"role": "user", "content": "And of Italy?"}], "include": ["reasoning.encrypted_content"]}
+    # when
+    request = parse(json.dumps(body).encode(), SETTINGS)
+    # then OCI gets the items as sent, and the summary is text the model reads; the sealed content is not
+    assert request.arguments()["input"] == body["input"]
+    read = {text.at: text.text for text in texts(request)}
+    assert read["input[1].summary[0].text"] == "The user asks for a capital."
+    assert not any("gAAAA" in text for text in read.values())
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({"summary": [{"type": "summary_text", "text": ""}]}, "input[0].summary[0].text must be a non-empty string"),
+        ({"encrypted_content": "not sealed: spaces"}, "input[0].encrypted_content must be OCI's sealed reasoning"),
+        ({"id": None}, "input[0].id must be a reasoning item id"),
+    ],
+)
+def test_given_a_malformed_reasoning_item_when_parsed_then_it_is_refused_naming_it(
+    fields: dict[str, object], message: str
+) -> None:
+    # when
+    with pytest.raises(InvalidRequest) as raised:
+        _args({"input": [_reasoning(**fields)]})
+    # then
+    assert raised.value.message.startswith(message)
 
 
 TOOL = {"type": "function", "name": "get_weather", "parameters": {"type": "object"}, "strict": True}

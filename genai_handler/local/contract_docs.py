@@ -30,6 +30,7 @@ _READS = {
     Kind.UNREAD: "no (capped)",
     Kind.ID: "no",
     Kind.IMAGE: "yes, as an image: counted, never screened nor logged",
+    Kind.SEALED: "yes, once OCI opens it: never screened nor logged",
 }
 _NAMES: dict[Any, str] = {str: "string", int: "integer", float: "number", bool: "boolean", Any: "any"}
 

@@ -167,6 +167,8 @@ MAX_INVOKE_PAYLOAD_BYTES = 6 * 1024 * 1024
 MAX_SYNC_CALL_S = 300.0
 MAX_DETACHED_CALL_S = 3600.0
 HOSTED_TOOLS = ("file_search", "code_interpreter", "mcp")  # what OCI's Responses API hosts (OCI "tool support")
+# Model families OCI serves on Chat Completions only, never on the Responses API (OCI "OpenAI-compatible API").
+NOT_ON_RESPONSES_API = ("meta.", "cohere.")
 _HTTPS_URL = re.compile(r"https://[!-~]{1,2048}")
 GUARDRAIL_MODES = ("off", "inform", "block")
 GUARDRAIL_CHECKS = ("content_moderation", "prompt_injection", "pii")
@@ -438,7 +440,8 @@ class Settings:
     model: str = setting(
         "GENAI_MODEL",
         DEFAULT_MODEL,
-        "Model used when a request names none.",
+        "Model used when a request names none. A model OCI serves on its Responses API: not `meta.*` or `cohere.*`"
+        " (Chat Completions only).",
         Text(required="must not be empty"),
         shown=f"`{DEFAULT_MODEL}` (`settings.DEFAULT_MODEL`)",
     )
@@ -651,6 +654,11 @@ def _check_together(values: dict[str, Any]) -> None:
     """The rules that read more than one setting; each names the variable to change."""
     if values["auth"] == "api_key" and not values["api_key"]:
         raise SettingError("GENAI_API_KEY", "GENAI_API_KEY is required when GENAI_AUTH is api_key")
+    for name, models in (("GENAI_MODEL", [values["model"]]), ("GENAI_ALLOWED_MODELS", values["allowed_models"])):
+        if any(model.startswith(NOT_ON_RESPONSES_API) for model in models):
+            families = " or ".join(family.rstrip(".") for family in NOT_ON_RESPONSES_API)
+            message = f"{name} names a {families} model: OCI does not serve them on the Responses API"
+            raise SettingError(name, message)
     if values["model"] not in values["allowed_models"]:
         raise SettingError("GENAI_MODEL", "GENAI_MODEL must be one of GENAI_ALLOWED_MODELS")
     if values["guardrails"] != "off" and not values["compartment_ocid"] and values["auth"] != "resource_principal":

@@ -356,6 +356,23 @@ def test_given_a_list_of_models_when_another_is_asked_then_model_not_found(endpo
     assert only.models == ("openai.only-this",)
 
 
+@pytest.mark.parametrize("model", ["meta.llama-3.3-70b-instruct", "cohere.command-a-03-2025"])
+def test_given_a_model_oci_serves_only_on_chat_completions_when_asked_on_responses_then_it_is_refused(
+    model: str,
+) -> None:
+    # given a region that deploys the model (on Chat Completions)
+    with LocalEndpoint(models=[MODEL, model]) as endpoint:
+        endpoint.register_bearer(BEARER)
+        # when the Responses API is asked for it
+        response = requests.post(
+            f"{endpoint.base_url}/responses", json=_ask(model=model), headers=BEARER_HEADERS, timeout=5
+        )
+    # then it is refused, never answered: OCI's closest published answer, model not found (its exact
+    # answer here is not published; the function's settings refuse these models before any call)
+    assert response.status_code == 500
+    assert response.json()["message"].startswith(f"Internal Server Error: Model '{model}' not found")
+
+
 def test_given_messages_with_parts_when_asked_then_the_last_user_text_is_answered(endpoint: LocalEndpoint) -> None:
     # given
     messages = [

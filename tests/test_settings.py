@@ -119,6 +119,26 @@ def test_given_an_invalid_setting_when_read_then_it_is_misconfigured_and_named(e
     assert caught.value.status == 500 and caught.value.type == "misconfigured"
 
 
+@pytest.mark.parametrize(
+    ("env", "named"),
+    [
+        ({"GENAI_MODEL": "meta.llama-3.3-70b-instruct"}, "GENAI_MODEL"),
+        ({"GENAI_ALLOWED_MODELS": f"{DEFAULT_MODEL},cohere.command-a-03-2025"}, "GENAI_ALLOWED_MODELS"),
+    ],
+)
+def test_given_a_model_oci_serves_only_on_chat_completions_when_read_then_it_is_misconfigured_saying_why(
+    env: dict[str, str], named: str
+) -> None:
+    # given a Meta or Cohere model, which OCI does not serve on the Responses API this function calls
+    base = {"GENAI_PROJECT_OCID": PROJECT, "GENAI_REGION": "us-chicago-1"}
+    # when
+    with pytest.raises(SettingError) as caught:
+        Settings.from_env({**base, "GENAI_ALLOWED_MODELS": env.get("GENAI_MODEL", ""), **env})
+    # then the operator learns which setting and why, before any caller does
+    assert caught.value.setting == named
+    assert caught.value.message == f"{named} names a meta or cohere model: OCI does not serve them on the Responses API"
+
+
 def test_given_no_guardrail_settings_when_read_then_they_are_off_with_the_documented_defaults() -> None:
     # when
     settings = Settings.from_env({"GENAI_PROJECT_OCID": PROJECT, "GENAI_REGION": "us-chicago-1"})

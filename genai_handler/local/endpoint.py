@@ -36,7 +36,7 @@ from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey, RSAPubli
 from pydantic import ValidationError
 
 from ..contract import Request, Text, texts
-from ..settings import DEFAULT_MODEL
+from ..settings import DEFAULT_MODEL, NOT_ON_RESPONSES_API
 
 _PREFIX = "/openai/v1"
 _FAULT_KINDS = (
@@ -270,7 +270,8 @@ class LocalEndpoint:
             self._open_sockets.discard(sock)
 
     def deployed(self, model: object) -> bool:
-        if not isinstance(model, str) or model in self.unavailable_models:
+        """Served on the Responses API, the only model route here (never a Meta or Cohere model)."""
+        if not isinstance(model, str) or model in self.unavailable_models or model.startswith(NOT_ON_RESPONSES_API):
             return False
         return not self._only_models or model in self.models
 

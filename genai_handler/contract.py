@@ -102,6 +102,11 @@ class InputImage(_Strict):
 
 
 Part = Annotated[InputText | OutputText | InputImage, Field(discriminator="type")]
+# Types the openai SDK sends that no union here takes, and why (the refusal's message).
+REFUSED_TYPES = {
+    # docs.oracle.com/iaas/Content/generative-ai/responses-api.htm: "It supports text and image inputs"
+    "input_file": "input_file is not offered: OCI's Responses API takes text and image inputs",
+}
 
 
 def _text_or_list(value: Any) -> str | None:

@@ -13,7 +13,7 @@ from typing import Any, Literal, get_args, get_origin
 
 from pydantic import BaseModel, ValidationError
 
-from .contract import McpTool, Request, images, locate, texts
+from .contract import REFUSED_TYPES, McpTool, Request, images, locate, texts
 from .errors import InvalidRequest, PayloadTooLarge
 from .logs import printable
 from .settings import Settings
@@ -140,7 +140,10 @@ def _refusal(exc: ValidationError, settings: Settings) -> InvalidRequest:
     if error["type"] == "missing":
         return InvalidRequest(f"{where} is required")
     if error["type"] == "union_tag_invalid":
-        return InvalidRequest(f"{where}.type must be one of {error['ctx']['expected_tags']}")
+        refused = REFUSED_TYPES.get(error["ctx"]["tag"])  # a key only: the caller's value is never echoed
+        return InvalidRequest(
+            f"{where}: {refused}" if refused else f"{where}.type must be one of {error['ctx']['expected_tags']}"
+        )
     must = field.json_schema_extra.get("must") if field and isinstance(field.json_schema_extra, dict) else None
     if must is None and field is not None:
         must = _describe(field.annotation)

@@ -417,6 +417,25 @@ def test_given_a_malformed_reasoning_item_when_parsed_then_it_is_refused_naming_
     assert raised.value.message.startswith(message)
 
 
+@pytest.mark.parametrize("part", [{"file_id": "file-1"}, {"file_url": "https://x.example/a.pdf"}])
+def test_given_a_file_part_when_parsed_then_it_is_refused_saying_oci_takes_text_and_images(
+    part: dict[str, str],
+) -> None:
+    # given a PDF as the openai SDK's ResponseInputFileParam sends it
+    body = {
+        "input": [
+            {"role": "user", "content": [{"type": "input_text", "text": "Summarise"}, {"type": "input_file", **part}]}
+        ]
+    }
+    # when
+    with pytest.raises(InvalidRequest) as raised:
+        _args(body)
+    # then
+    assert raised.value.message == (
+        "input[0].content[1]: input_file is not offered: OCI's Responses API takes text and image inputs"
+    )
+
+
 TOOL = {"type": "function", "name": "get_weather", "parameters": {"type": "object"}, "strict": True}
 CALL = {"type": "function_call", "call_id": "call_1", "name": "get_weather", "arguments": '{"city": "Paris"}'}
 

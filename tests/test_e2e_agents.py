@@ -21,7 +21,7 @@ from genai_handler.local.gateway import LocalGateway
 from genai_handler.local.identity import LocalIdentity
 from genai_handler.settings import DEFAULT_MODEL
 
-from .conftest import token_gateway
+from .conftest import function_env, start_function, token_gateway
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -166,3 +166,38 @@ def test_given_a_reasoning_models_turn_replayed_when_the_openai_sdk_sends_it_the
     assert answer.output_text == "Local answer to: And of Italy?"
     sent = json.loads(upstream.requests[-1].body)
     assert sent["input"][1] == reasoning and sent["include"] == ["reasoning.encrypted_content"]
+
+
+MCP_URL = "https://mcp.example.com/mcp"
+
+
+def test_given_an_allowed_mcp_server_when_used_through_the_fdk_then_oci_gets_it_and_no_secret_is_logged(
+    identity: LocalIdentity, upstream: LocalEndpoint, tmp_path: Path
+) -> None:
+    # given a function whose operator allows MCP tools on one server
+    settings = {"GENAI_ALLOWED_HOSTED_TOOLS": "mcp", "GENAI_MCP_ALLOWED_URLS": MCP_URL}
+    function = start_function(function_env(identity, upstream, **settings), tmp_path / "function.log")
+    mcp = {
+        "type": "mcp",
+        "server_label": "docs",
+        "server_url": MCP_URL,
+        "require_approval": "never",
+        "headers": {"Authorization": "Bearer mcp-secret-123"},
+    }
+    try:
+        # when a caller sends it, and another caller sends a server of its own choosing
+        allowed = function.invoke({"input": "Search the docs", "tools": [mcp]}, path="/genai/v1/responses")
+        sent = json.loads(upstream.requests[-1].body)
+        chosen = function.invoke(
+            {"input": "Search", "tools": [{**mcp, "server_url": "https://attacker.example/mcp"}]},
+            path="/genai/v1/responses",
+        )
+    finally:
+        function.stop()
+    # then OCI gets the tool as sent, the caller's own server is refused before any call, and the
+    # server's credentials never reach the log
+    assert allowed.http_status == 200, allowed.body
+    assert sent["tools"] == [mcp]
+    assert chosen.http_status == 400 and len(upstream.requests) == 1
+    assert "GENAI_MCP_ALLOWED_URLS" in chosen.json()["error"]["message"]
+    assert "mcp-secret-123" not in (tmp_path / "function.log").read_text()

@@ -40,9 +40,22 @@ from genai_handler.settings import DEFAULT_MODEL  # noqa: E402  (after the path 
 PROJECT_OCID = "ocid1.generativeaiproject.oc1.us-chicago-1.aaaabenchproject"
 PROMPT_BODY = {"prompt": "Say hello from OCI Functions"}
 OPENAI_ROUTE = "/genai/v1/responses"
-STREAM_BODIES: dict[str, dict[str, Any]] = {
+_TOOL = {"type": "function", "name": "get_weather", "parameters": {"type": "object", "properties": {}}}
+_CALL = {"type": "function_call", "call_id": "call_1", "name": "get_weather", "arguments": "{}"}
+# Calls on the OpenAI-compatible route, alternated in one warm container: a plain call, the same call
+# streamed, and an agent's tool round trip (the model calls the tool; its output goes back).
+ROUTE_BODIES: dict[str, dict[str, Any]] = {
     "plain": {"input": "Say hello"},
     "stream": {"input": "Say hello", "stream": True},
+    "tool_call": {"input": "Weather in Paris?", "tools": [_TOOL], "tool_choice": "required"},
+    "tool_output": {
+        "input": [
+            {"role": "user", "content": "Weather in Paris?"},
+            _CALL,
+            {"type": "function_call_output", "call_id": "call_1", "output": "sunny"},
+        ],
+        "tools": [_TOOL],
+    },
 }
 CACHE_DIR = BENCH_DIR / ".venv-cache"  # git-ignored with the venvs (bench/.venv*/)
 MB = 1024 * 1024
@@ -385,15 +398,15 @@ class Bench:
             for r in self.runners
         }
 
-    def streamed(self, runner: Runner) -> dict[str, Any]:
-        """A relayed stream (`stream: true`, docs/streaming.md) against the same call answered whole, on
-        the OpenAI-compatible route, alternating in one warm container: p50 latency and body bytes of each."""
-        latencies: dict[str, list[float]] = {name: [] for name in STREAM_BODIES}
+    def openai_route(self, runner: Runner) -> dict[str, Any]:
+        """ROUTE_BODIES alternating in one warm container: p50 latency and body bytes of each, so a relayed
+        stream (docs/streaming.md) and a tool round trip (docs/agents.md) compare with a plain call."""
+        latencies: dict[str, list[float]] = {name: [] for name in ROUTE_BODIES}
         sizes: dict[str, int] = {}
         with self.function(runner) as process:
             process.start()
             for index in range(self.plan.warmup_calls + self.plan.warm_calls // 10):
-                for name, body in STREAM_BODIES.items():
+                for name, body in ROUTE_BODIES.items():
                     started = time.perf_counter()
                     answer = process.invoke(body, path=OPENAI_ROUTE)
                     elapsed = (time.perf_counter() - started) * 1000
@@ -588,9 +601,12 @@ def build_rows(results: dict[str, Any]) -> list[Row]:
         on, off = get(guarded, *path), get(this, *path)
         return None if on is None or off is None else on - off
 
-    streamed, plain = get(this, "streamed", "stream_p50_ms"), get(this, "streamed", "plain_p50_ms")
+    streamed, plain = get(this, "route", "stream_p50_ms"), get(this, "route", "plain_p50_ms")
     stream_cost = None if streamed is None or plain is None else streamed - plain
-    stream_bytes, plain_bytes = get(this, "streamed", "stream_bytes"), get(this, "streamed", "plain_bytes")
+    stream_bytes, plain_bytes = get(this, "route", "stream_bytes"), get(this, "route", "plain_bytes")
+    turns = [get(this, "route", f"tool_{turn}_p50_ms") for turn in ("call", "output")]
+    round_trip = None if None in turns else sum(t for t in turns if t is not None)
+    tool_cost = None if round_trip is None or plain is None else round_trip - 2 * plain
     size_ratio = None if not stream_bytes or not plain_bytes else stream_bytes / plain_bytes
     rows += [
         Row("GENAI_GUARDRAILS=block: warm latency p50 (ms)", get(guarded, "warm", "p50_ms"), None, None, "", None, 2),
@@ -632,7 +648,7 @@ def build_rows(results: dict[str, Any]) -> list[Row]:
         ),
         Row(
             "stream: true on /v1/responses, warm p50 (ms)",
-            get(this, "streamed", "stream_p50_ms"),
+            get(this, "route", "stream_p50_ms"),
             None,
             None,
             "",
@@ -656,6 +672,24 @@ def build_rows(results: dict[str, Any]) -> list[Row]:
             "",
             None,
             1,
+        ),
+        Row(
+            "function tool round trip (2 calls), warm p50 sum (ms)",
+            round_trip,
+            None,
+            None,
+            "call, then output",
+            None,
+            2,
+        ),
+        Row(
+            "  its cost over two plain calls (ms)",
+            tool_cost,
+            None,
+            None,
+            "",
+            None,
+            2,
         ),
         Row(
             "request contract: classes built at import (ms)",
@@ -757,8 +791,8 @@ def main(argv: list[str] | None = None) -> int:
             say("warm calls ...")
             for name, warm in bench.warm().items():
                 figures[name]["warm"] = warm
-            say("a relayed stream against a call answered whole ...")
-            figures["this"]["streamed"] = bench.streamed(all_runners[1])
+            say("a relayed stream and a tool round trip against a plain call ...")
+            figures["this"]["route"] = bench.openai_route(all_runners[1])
             say(f"upstream connections ({plan.pause_s:g} s pause) ...")
             for name, conns in bench.connections().items():
                 figures[name]["connections"] = conns

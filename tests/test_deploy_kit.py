@@ -121,15 +121,24 @@ def test_given_a_misspelt_field_when_deserialized_then_the_comparison_catches_it
     assert kept != _snake_keys(spec)
 
 
-def test_given_the_spec_when_deserialized_then_every_route_posts_to_the_function(
+def test_given_the_spec_when_deserialized_then_every_route_goes_to_the_function_with_its_methods(
     deserializer: oci.base_client.BaseClient,
 ) -> None:
     # given / when
     instance, _ = _round_trip(deserializer, _spec(), "ApiSpecification")
     # then
-    assert {route.path for route in instance.routes} == {"/chat", "/v1/responses"}
+    assert {route.path: route.methods for route in instance.routes} == {
+        "/chat": ["POST"],
+        "/v1/responses": ["POST"],
+        "/v1/responses/{id}": ["GET", "DELETE"],
+        "/v1/responses/{id}/input_items": ["GET"],
+        "/v1/responses/{id}/cancel": ["POST"],
+        "/v1/conversations": ["POST"],
+        "/v1/conversations/{id}": ["GET", "POST", "DELETE"],
+        "/v1/conversations/{id}/items": ["GET", "POST"],
+        "/v1/conversations/{id}/items/{item_id}": ["GET", "DELETE"],
+    }
     for route in instance.routes:
-        assert route.methods == ["POST"]
         assert isinstance(route.backend, oci.apigateway.models.OracleFunctionBackend)
         assert route.backend.function_id == FUNCTION
         assert route.request_policies.authorization.type == "AUTHENTICATION_ONLY"
@@ -161,7 +170,7 @@ def test_given_the_spec_when_deserialized_then_it_is_rate_limited_and_cors_is_ex
     # then
     assert rate.rate_in_requests_per_second > 0 and rate.rate_key in {"CLIENT_IP", "TOTAL"}
     assert cors.allowed_origins == [SPEC_VALUES["CORS_ALLOWED_ORIGIN"]] and "*" not in cors.allowed_origins
-    assert cors.allowed_methods == ["POST"] and cors.is_allow_credentials_enabled is False
+    assert cors.allowed_methods == ["POST", "GET", "DELETE"] and cors.is_allow_credentials_enabled is False
 
 
 def test_given_the_template_when_read_then_placeholders_are_the_documented_ones() -> None:

@@ -28,11 +28,13 @@ from genai_handler.local.agent import REPO_ROOT
 from genai_handler.local.endpoint import Fault, LocalEndpoint
 from genai_handler.local.gateway import (
     LocalGateway,
+    _banner,
     function_settings,
     function_timeout,
     main,
     parse_dotenv,
     read_dotenv,
+    route_pattern,
     routes,
     upstream,
 )
@@ -59,6 +61,24 @@ def handler(ctx, data=None):
         calls.write("call\\n")
     return response.Response(ctx, response_data="counted", headers={"Content-Type": "text/plain"})
 """
+# Appends what it was invoked with to $CALLS_FILE, one JSON line per call: what API Gateway hands the function.
+RECORDING_FUNCTION = """\
+import json
+import os
+
+from fdk import response
+
+
+def handler(ctx, data=None):
+    body = data.getvalue() if data is not None else b""
+    caller = ctx.HTTPHeaders().get("x-genai-caller")
+    seen = {"method": ctx.Method(), "url": ctx.RequestURL(), "caller": caller, "body": body.decode()}
+    with open(os.environ["CALLS_FILE"], "a") as calls:
+        calls.write(json.dumps(seen) + "\\n")
+    return response.Response(ctx, response_data="{}", headers={"Content-Type": "application/json"})
+"""
+# Two callers of the local gateway, each with its own token, told apart as two JWT subjects would be.
+ALICE_TOKEN, BOB_TOKEN = "alice-local-token", "bob-local-token"
 
 
 @pytest.fixture(scope="module")
@@ -110,9 +130,34 @@ def _raw_exchange(gateway: LocalGateway, request: bytes) -> tuple[int, bytes]:
     return int(head.split()[1]), body
 
 
-def test_given_the_deployment_when_the_gateway_lists_routes_then_they_are_under_the_genai_prefix() -> None:
+def test_given_the_deployment_when_the_gateway_lists_routes_then_each_path_is_under_the_prefix_with_its_methods() -> (
+    None
+):
     # when / then
-    assert routes() == ("/genai/chat", "/genai/v1/responses")
+    assert routes() == {
+        "/genai/chat": ("POST",),
+        "/genai/v1/responses": ("POST",),
+        "/genai/v1/responses/{id}": ("GET", "DELETE"),
+        "/genai/v1/responses/{id}/input_items": ("GET",),
+        "/genai/v1/responses/{id}/cancel": ("POST",),
+        "/genai/v1/conversations": ("POST",),
+        "/genai/v1/conversations/{id}": ("GET", "POST", "DELETE"),
+        "/genai/v1/conversations/{id}/items": ("GET", "POST"),
+        "/genai/v1/conversations/{id}/items/{item_id}": ("GET", "DELETE"),
+    }
+
+
+def test_given_one_path_in_two_routes_when_read_then_it_takes_the_methods_of_both(tmp_path: Path) -> None:
+    # given
+    spec = {
+        "routes": [
+            {"path": "/items/{id}", "methods": ["GET"]},
+            {"path": "/items/{id}", "methods": ["DELETE", "GET"]},
+        ]
+    }
+    (tmp_path / "spec.json").write_text(json.dumps(spec))
+    # when / then
+    assert routes(tmp_path / "spec.json", "/p") == {"/p/items/{id}": ("GET", "DELETE")}
 
 
 def test_given_a_prompt_when_posted_then_the_functions_answer_comes_back_and_one_console_line(
@@ -163,14 +208,15 @@ def test_given_a_request_the_function_refuses_when_posted_then_its_status_and_bo
     assert upstream.requests == []
 
 
-def test_given_a_method_other_than_post_when_sent_then_it_reaches_the_function_and_gets_405_with_allow(
-    client: httpx2.Client, upstream: LocalEndpoint
+def test_given_a_method_the_route_does_not_take_when_sent_then_the_gateway_answers_405_with_allow(
+    client: httpx2.Client, upstream: LocalEndpoint, console: io.StringIO
 ) -> None:
     # when
     answer = client.get("/genai/chat")
-    # then
-    assert answer.status_code == 405 and answer.headers["allow"] == "POST"
-    assert answer.json()["error"]["type"] == "method_not_allowed"
+    # then: the gateway's own error, in its {"code", "message"} shape, naming the methods the route takes
+    body = _gateway_error(answer, 405)
+    assert answer.headers["allow"] == "POST" and body["message"] == "Method Not Allowed"
+    assert upstream.requests == []
 
 
 def test_given_a_throttled_model_when_called_then_429_passes_through_with_retry_after(
@@ -237,6 +283,282 @@ def test_given_an_unrouted_path_when_posted_then_it_gets_404_json(
 ) -> None:
     # when / then
     _gateway_error(client.post(path, json={"prompt": "where?"}), 404)
+
+
+@pytest.mark.parametrize(
+    ("path", "matches"),
+    [
+        ("/genai/v1/conversations/conv_1/items/msg_1", True),
+        ("/genai/v1/conversations/conv%2F1/items/msg.1", True),
+        ("/genai/v1/conversations//items/msg_1", False),
+        ("/genai/v1/conversations/a/b/items/msg_1", False),
+        ("/genai/v1/conversations/conv_1/items/", False),
+        ("/genai/v1/conversationsX/conv_1/items/msg_1", False),
+    ],
+)
+def test_given_a_route_template_when_a_path_is_matched_then_each_parameter_is_one_non_empty_segment(
+    path: str, matches: bool
+) -> None:
+    # given / when / then
+    assert bool(route_pattern("/genai/v1/conversations/{id}/items/{item_id}").fullmatch(path)) is matches
+
+
+@pytest.mark.parametrize("template", ["/genai/files/{path*}", "/genai/v1/x{id}", "/genai/v1/{id"])
+def test_given_a_route_the_local_gateway_cannot_match_like_api_gateway_when_read_then_it_refuses(
+    template: str,
+) -> None:
+    # when / then: better no local gateway than one that routes otherwise than the deployed one
+    with pytest.raises(ValueError, match="whole-segment"):
+        route_pattern(template)
+
+
+# Every call an OpenAI SDK pointed at <gateway>/genai/v1 makes on stored responses and conversations.
+STORED_OBJECT_CALLS = [
+    ("GET", "/genai/v1/responses/resp_1"),
+    ("DELETE", "/genai/v1/responses/resp_1"),
+    ("GET", "/genai/v1/responses/resp_1/input_items"),
+    ("POST", "/genai/v1/responses/resp_1/cancel"),
+    ("POST", "/genai/v1/conversations"),
+    ("GET", "/genai/v1/conversations/conv_1"),
+    ("POST", "/genai/v1/conversations/conv_1"),
+    ("DELETE", "/genai/v1/conversations/conv_1"),
+    ("GET", "/genai/v1/conversations/conv_1/items"),
+    ("POST", "/genai/v1/conversations/conv_1/items"),
+    ("GET", "/genai/v1/conversations/conv_1/items/msg_1"),
+    ("DELETE", "/genai/v1/conversations/conv_1/items/msg_1"),
+]
+
+
+@pytest.fixture(scope="module")
+def recorder(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[LocalGateway, Path]]:
+    """A gateway with three callers (the one `token`, and two in `tokens`) in front of a function that
+    records what each invocation hands it."""
+    folder = tmp_path_factory.mktemp("recorder")
+    (folder / "func.py").write_text(RECORDING_FUNCTION)
+    calls = folder / "calls"
+    calls.touch()
+    with LocalGateway(
+        {"CALLS_FILE": str(calls)},
+        function_dir=folder,
+        token=TOKEN,
+        subject="carol@example.com",
+        tokens={ALICE_TOKEN: "alice@example.com", BOB_TOKEN: "bob@example.com"},
+        allowed_origin=APP_ORIGIN,
+        console=io.StringIO(),
+        function_log=subprocess.DEVNULL,
+    ) as gw:
+        yield gw, calls
+
+
+def _seen(calls: Path) -> list[dict]:
+    return [json.loads(line) for line in calls.read_text().splitlines()]
+
+
+@pytest.mark.parametrize(("method", "path"), STORED_OBJECT_CALLS)
+def test_given_a_stored_object_route_when_called_then_the_function_gets_its_method_full_url_query_and_body(
+    recorder: tuple[LocalGateway, Path], method: str, path: str
+) -> None:
+    # given
+    gateway, calls = recorder
+    before = len(_seen(calls))
+    body = b'{"metadata": {"topic": "x"}}' if method == "POST" else b""
+    # when
+    answer = httpx2.request(
+        method,
+        f"{gateway.url}{path}?limit=2&order=asc",
+        content=body or None,
+        headers={"Authorization": f"Bearer {ALICE_TOKEN}"},
+    )
+    # then: the URL as API Gateway passes it (the deployment's prefix, the path as sent, the query);
+    # GET and DELETE with no body
+    assert answer.status_code == 200, answer.text
+    [seen] = _seen(calls)[before:]
+    assert seen == {
+        "method": method,
+        "url": f"{path}?limit=2&order=asc",
+        "caller": "alice@example.com",
+        "body": body.decode(),
+    }
+
+
+def test_given_an_openai_sdk_on_the_gateway_when_it_uses_stored_objects_then_every_call_reaches_the_function(
+    recorder: tuple[LocalGateway, Path],
+) -> None:
+    # given the OpenAI SDK pointed at <gateway>/genai/v1, as a deployed caller points it
+    gateway, calls = recorder
+    before = len(_seen(calls))
+    sdk = openai.OpenAI(base_url=f"{gateway.url}/genai/v1", api_key=BOB_TOKEN, max_retries=0)
+    # when
+    sdk.responses.retrieve("resp_1")
+    sdk.responses.delete("resp_1")
+    sdk.responses.input_items.list("resp_1", limit=2)
+    sdk.responses.cancel("resp_1")
+    sdk.conversations.create()
+    sdk.conversations.retrieve("conv_1")
+    sdk.conversations.update("conv_1", metadata={"topic": "x"})
+    sdk.conversations.delete("conv_1")
+    sdk.conversations.items.list("conv_1", limit=2)
+    sdk.conversations.items.create("conv_1", items=[{"type": "message", "role": "user", "content": "hi"}])
+    sdk.conversations.items.retrieve("msg_1", conversation_id="conv_1")
+    sdk.conversations.items.delete("msg_1", conversation_id="conv_1")
+    sdk.close()
+    # then
+    seen = _seen(calls)[before:]
+    assert [(call["method"], call["url"].partition("?")[0]) for call in seen] == STORED_OBJECT_CALLS
+    assert {call["url"].partition("?")[2] for call in seen if call["method"] == "GET"} == {"", "limit=2"}
+    assert {call["caller"] for call in seen} == {"bob@example.com"}
+
+
+@pytest.mark.parametrize("method", ["GET", "POST", "DELETE"])
+def test_given_the_real_function_when_a_stored_object_route_is_called_then_it_is_the_function_that_answers(
+    client: httpx2.Client, upstream: LocalEndpoint, method: str
+) -> None:
+    # given every stored-object call with this method
+    paths = [path for verb, path in STORED_OBJECT_CALLS if verb == method]
+    # when
+    answers = [client.request(method, path, content=b"{}" if method == "POST" else None) for path in paths]
+    # then: none is refused by the gateway (its errors are {"code", "message"}); the function answers
+    for path, answer in zip(paths, answers, strict=True):
+        assert answer.headers["content-type"] == "application/json", path
+        assert set(answer.json()) != {"code", "message"}, (path, answer.text)
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "allow"),
+    [
+        ("POST", "/genai/v1/responses/resp_1", "GET, DELETE"),
+        ("PUT", "/genai/v1/conversations/conv_1", "GET, POST, DELETE"),
+        ("PATCH", "/genai/v1/conversations/conv_1/items/msg_1", "GET, DELETE"),
+        ("DELETE", "/genai/v1/conversations", "POST"),
+        ("GET", "/genai/v1/responses", "POST"),
+        ("DELETE", "/genai/v1/responses/resp_1/input_items", "GET"),
+        ("GET", "/genai/v1/responses/resp_1/cancel", "POST"),
+        ("DELETE", "/genai/v1/conversations/conv_1/items", "GET, POST"),
+        ("OPTIONS", "/genai/chat", "POST"),
+    ],
+)
+def test_given_a_method_a_known_path_does_not_route_when_sent_then_405_with_allow_and_no_call(
+    recorder: tuple[LocalGateway, Path], method: str, path: str, allow: str
+) -> None:
+    # given
+    gateway, calls = recorder
+    before = len(_seen(calls))
+    # when
+    answer = httpx2.request(method, f"{gateway.url}{path}", headers={"Authorization": f"Bearer {ALICE_TOKEN}"})
+    # then
+    assert _gateway_error(answer, 405) == {"code": 405, "message": "Method Not Allowed"}
+    assert answer.headers["allow"] == allow
+    assert len(_seen(calls)) == before
+
+
+def test_given_head_on_a_get_route_when_sent_then_405_as_the_route_lists_no_head(
+    recorder: tuple[LocalGateway, Path],
+) -> None:
+    # given
+    gateway, calls = recorder
+    before = len(_seen(calls))
+    # when
+    answer = httpx2.head(f"{gateway.url}/genai/v1/responses/resp_1", headers={"Authorization": f"Bearer {TOKEN}"})
+    # then
+    assert answer.status_code == 405 and answer.headers["allow"] == "GET, DELETE"
+    assert len(_seen(calls)) == before
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/genai/v1/responses//cancel",
+        "/genai/v1/responses/resp_1/unknown",
+        "/genai/v1/responses/resp_1/input_items/x",
+        "/genai/v1/responses/a/b/cancel",
+        "/genai/v1/conversations/conv_1/items/msg_1/more",
+        "/genai/v1/conversation/conv_1",
+        "/genai/v1/models",
+        "/genai/v1/responses/{id}/cancel/x",
+    ],
+)
+@pytest.mark.parametrize("method", ["GET", "POST", "DELETE"])
+def test_given_a_path_no_route_template_matches_when_called_then_404_and_no_call(
+    recorder: tuple[LocalGateway, Path], path: str, method: str
+) -> None:
+    # given: a parameter stands for one whole, non-empty segment
+    gateway, calls = recorder
+    before = len(_seen(calls))
+    # when
+    answer = httpx2.request(method, f"{gateway.url}{path}", headers={"Authorization": f"Bearer {ALICE_TOKEN}"})
+    # then
+    assert _gateway_error(answer, 404) == {"code": 404, "message": "Not Found"}
+    assert len(_seen(calls)) == before
+
+
+def test_given_two_callers_with_their_own_tokens_when_each_calls_then_the_function_tells_them_apart(
+    recorder: tuple[LocalGateway, Path],
+) -> None:
+    # given
+    gateway, calls = recorder
+    before = len(_seen(calls))
+    # when each caller asks for the same conversation, one forging the other's caller header
+    for token, forged in ((ALICE_TOKEN, None), (BOB_TOKEN, "alice@example.com"), (TOKEN, None)):
+        headers = {"Authorization": f"Bearer {token}", **({"X-Genai-Caller": forged} if forged else {})}
+        assert httpx2.get(f"{gateway.url}/genai/v1/conversations/conv_1", headers=headers).status_code == 200
+    # then each is its own token's subject; the `token`/`subject` pair still counts as one caller
+    callers = [call["caller"] for call in _seen(calls)[before:]]
+    assert callers == ["alice@example.com", "bob@example.com", "carol@example.com"]
+
+
+@pytest.mark.parametrize("authorization", [None, "Bearer", "Bearer alice", f"Bearer {ALICE_TOKEN}{BOB_TOKEN}"])
+def test_given_several_tokens_when_a_caller_has_none_of_them_then_401_and_no_call(
+    recorder: tuple[LocalGateway, Path], authorization: str | None
+) -> None:
+    # given
+    gateway, calls = recorder
+    before = len(_seen(calls))
+    # when
+    answer = httpx2.get(
+        f"{gateway.url}/genai/v1/responses/resp_1", headers={"Authorization": authorization} if authorization else {}
+    )
+    # then
+    _gateway_error(answer, 401)
+    assert len(_seen(calls)) == before
+
+
+@pytest.mark.parametrize(
+    "tokens", [{"": "mallory"}, {"a-token": ""}, {"a-token": "  "}], ids=["token", "subject", "blank"]
+)
+def test_given_an_empty_token_or_subject_when_the_gateway_is_made_then_it_refuses(tokens: dict[str, str]) -> None:
+    # when / then: an empty token would let anyone in, an empty subject would name no caller
+    with pytest.raises(ValueError, match="tokens"):
+        LocalGateway({}, tokens=tokens)
+
+
+def test_given_the_allowed_origin_when_it_preflights_a_delete_then_cors_allows_it_without_a_call(
+    recorder: tuple[LocalGateway, Path],
+) -> None:
+    # given
+    gateway, calls = recorder
+    before = len(_seen(calls))
+    # when
+    answer = httpx2.options(
+        f"{gateway.url}/genai/v1/conversations/conv_1",
+        headers={"Origin": APP_ORIGIN, "Access-Control-Request-Method": "DELETE"},
+    )
+    # then
+    assert answer.status_code == 200
+    assert {"GET", "POST", "DELETE"} <= set(answer.headers["access-control-allow-methods"].split(", "))
+    assert len(_seen(calls)) == before
+
+
+def test_given_the_gateway_when_make_serve_prints_its_banner_then_each_route_shows_its_methods(
+    gateway: LocalGateway, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # when
+    _banner(gateway, "the local endpoint", None)
+    # then: one line per route, its methods before its path
+    lines = capsys.readouterr().err.splitlines()
+    assert lines[0] == f"Local API Gateway on {gateway.url}, routing:"
+    for path, methods in routes().items():
+        assert f"  {', '.join(methods)} {path}" in lines, path
+    assert "  GET, DELETE /genai/v1/responses/{id}" in lines
 
 
 @pytest.fixture(scope="module")

@@ -543,3 +543,89 @@ def test_given_the_renderer_when_asked_for_the_spec_then_every_route_overwrites_
     for route in spec["routes"]:
         items = route["requestPolicies"]["headerTransformations"]["setHeaders"]["items"]
         assert items == [{"name": "X-Genai-Caller", "values": ["${request.auth[sub]}"], "ifExists": "OVERWRITE"}]
+
+
+# --- the routes ------------------------------------------------------------------------------------
+
+# Where callers reach the function: plain prompts, the OpenAI-compatible Responses API, and the stored
+# responses and conversations an OpenAI SDK pointed at https://<gateway>/genai/v1 asks for.
+ROUTES = {
+    "/chat": ["POST"],
+    "/v1/responses": ["POST"],
+    "/v1/responses/{id}": ["GET", "DELETE"],
+    "/v1/responses/{id}/input_items": ["GET"],
+    "/v1/responses/{id}/cancel": ["POST"],
+    "/v1/conversations": ["POST"],
+    "/v1/conversations/{id}": ["GET", "POST", "DELETE"],
+    "/v1/conversations/{id}/items": ["GET", "POST"],
+    "/v1/conversations/{id}/items/{item_id}": ["GET", "DELETE"],
+}
+# OCI API Gateway's route path syntax ("Adding Path Parameters and Wildcards to Route Paths",
+# docs.oracle.com/en-us/iaas/Content/APIGateway/Tasks/apigatewayaddingparamswildcards.htm): a path
+# parameter is a name in curly brackets that stands for exactly one whole segment; the name may hold
+# upper- and lower-case letters, digits and `_`, nothing else. `{name*}` (a wildcard over the rest of
+# the path) is not used here: each stored object has its own exact route.
+_ROUTE_SEGMENT = re.compile(r"[A-Za-z0-9._~-]+|\{[A-Za-z0-9_]+\}")
+# The methods the oci SDK's ApiSpecificationRoute.methods documents.
+_ROUTE_METHODS = {"ANY", "HEAD", "GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"}
+
+
+def _rendered_spec() -> dict[str, Any]:
+    return policies.render_gateway_spec(FUNCTION, _ISSUER, "aud", _JWKS_URI, _ORIGIN)
+
+
+def test_given_the_spec_when_rendered_then_it_routes_the_responses_and_conversations_an_openai_sdk_calls() -> None:
+    # given / when
+    spec = _rendered_spec()
+    # then: each path once, with exactly its methods
+    assert {route["path"]: route["methods"] for route in spec["routes"]} == ROUTES
+    assert len(spec["routes"]) == len(ROUTES)
+
+
+def test_given_every_route_path_when_checked_then_it_is_written_in_api_gateways_path_syntax() -> None:
+    # given / when
+    spec = _rendered_spec()
+    # then
+    for route in spec["routes"]:
+        path = route["path"]
+        assert path.startswith("/") and not path.endswith("/"), path
+        assert all(_ROUTE_SEGMENT.fullmatch(segment) for segment in path[1:].split("/")), path
+        parameters = re.findall(r"\{(\w+)\}", path)
+        assert len(parameters) == len(set(parameters)), path
+        assert route["methods"] and set(route["methods"]) <= _ROUTE_METHODS, path
+        assert len(route["methods"]) == len(set(route["methods"])), path
+
+
+def test_given_the_spec_format_when_every_route_repeats_its_policies_then_they_are_identical() -> None:
+    """A deployment specification has no shared route policies (authorization and header transformations
+    belong to each route; oci.apigateway.models.ApiSpecificationRequestPolicies holds neither), so every
+    route repeats them: none may drift, or one route would take a caller the others refuse or lose the
+    caller header the function scopes stored objects by."""
+    # given
+    spec = _rendered_spec()
+    # when
+    policies_and_backends = [(route["requestPolicies"], route["backend"]) for route in spec["routes"]]
+    # then
+    (route_policies, backend) = policies_and_backends[0]
+    assert route_policies == {
+        "authorization": {"type": "AUTHENTICATION_ONLY"},
+        "headerTransformations": {
+            "setHeaders": {
+                "items": [{"name": "X-Genai-Caller", "values": ["${request.auth[sub]}"], "ifExists": "OVERWRITE"}]
+            }
+        },
+    }
+    assert backend == {"type": "ORACLE_FUNCTIONS_BACKEND", "functionId": FUNCTION}
+    assert all(pair == (route_policies, backend) for pair in policies_and_backends)
+    assert set(spec["routes"][0]) == {"path", "methods", "requestPolicies", "backend"}
+    assert all(set(route) == set(spec["routes"][0]) for route in spec["routes"])
+
+
+def test_given_the_routes_methods_when_a_browser_preflights_then_cors_allows_each_of_them() -> None:
+    # given
+    spec = _rendered_spec()
+    # when
+    routed = {method for route in spec["routes"] for method in route["methods"]}
+    # then: a page may call every route, and nothing is allowed that no route takes
+    assert spec["requestPolicies"]["cors"]["allowedMethods"] == ["POST", "GET", "DELETE"]
+    assert set(spec["requestPolicies"]["cors"]["allowedMethods"]) == routed

@@ -854,8 +854,11 @@ def test_given_the_deployment_when_parsed_then_every_route_overwrites_the_caller
     ]
     content = specification["dynamic"][0]['"routes"']["content"][0]
     (item_block,) = content["request_policies"][0]["header_transformations"][0]["set_headers"][0]["dynamic"]
-    # then: every route, the subject claim, OVERWRITE; the block copies each field as it is
-    assert len(items) == len(spec["routes"]) == 2
+    # then: one item on every route, the subject claim, OVERWRITE; the block copies each field as it is
+    assert len(spec["routes"]) >= 9
+    assert [
+        len(route["requestPolicies"]["headerTransformations"]["setHeaders"]["items"]) for route in spec["routes"]
+    ] == [1] * len(spec["routes"])
     assert all(
         item == {"name": "X-Genai-Caller", "values": ["${request.auth[sub]}"], "ifExists": "OVERWRITE"}
         for item in items
@@ -875,6 +878,30 @@ def test_given_the_spec_local_when_parsed_then_it_loads_the_json_with_every_plac
     assert expression.startswith("${jsondecode(templatefile(")
     assert read == "apigateway-deployment.json"
     assert set(re.findall(r"(\w+) =", variables)) == placeholders
+
+
+@pytest.mark.skipif(
+    shutil.which("terraform") is None,
+    reason="terraform is not installed: the renderer's fill() stands in for templatefile() above",
+)
+def test_given_terraform_when_it_reads_the_spec_as_the_stack_does_then_it_gets_the_renderers_routes(
+    tmp_path: Path, tf_locals: dict[str, Any]
+) -> None:
+    # given the spec file beside a module that reads it with the stack's own templatefile() call
+    read, variables = _template_reads(tf_locals["spec"])
+    values = {name: f"value-of-{name}" for name in re.findall(r"(\w+) =", variables)}
+    shutil.copy(KIT / read, tmp_path / read)
+    (tmp_path / "main.tf").write_text("", encoding="utf-8")
+    assert _terraform(tmp_path, "init", "-input=false", "-backend=false").returncode == 0
+    fields = ", ".join(f'{name} = "{value}"' for name, value in values.items())
+    console = f'jsonencode(jsondecode(templatefile("${{path.module}}/{read}", {{{fields}}})))\n'
+    # when
+    result = _terraform(tmp_path, "console", stdin=console)
+    # then: the same routes, path parameters and methods, as the renderer and the local gateway read them
+    assert result.returncode == 0, result.stderr
+    spec = json.loads(json.loads(result.stdout))
+    assert spec == json.loads(policies.fill((KIT / read).read_text(encoding="utf-8"), values))
+    assert "/v1/conversations/{id}/items/{item_id}" in {route["path"] for route in spec["routes"]}
 
 
 # --- Resource Manager: schema.yaml ------------------------------------------------------------------

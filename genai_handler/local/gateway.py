@@ -13,6 +13,7 @@ import http.client
 import io
 import json
 import os
+import re
 import signal
 import socket
 import sys
@@ -33,13 +34,12 @@ from dotenv import dotenv_values
 from ..logs import CALLER_HEADER
 from ..policies import ORIGIN  # the deploy kit's rule for CORS_ALLOWED_ORIGIN, applied here to the local one
 from ..settings import MAX_INVOKE_PAYLOAD_BYTES
-from .agent import DEPLOYMENT_SPEC, HTTP_STATUS_HEADER, PATH_PREFIX, REPO_ROOT, FunctionProcess, routes
+from .agent import DEFAULT_SUBJECT, DEPLOYMENT_SPEC, HTTP_STATUS_HEADER, PATH_PREFIX, REPO_ROOT, FunctionProcess, routes
 from .endpoint import LocalEndpoint
 from .identity import LocalIdentity
 from .stack import StackError, read_func_yaml
 
 DEFAULT_PORT = 8080
-DEFAULT_SUBJECT = "local-user"  # the caller header's value unless LOCAL_GATEWAY_SUBJECT is set
 TOKEN_SETTING = "LOCAL_GATEWAY_TOKEN"  # noqa: S105  (the setting's name, not a secret)
 SUBJECT_SETTING = "LOCAL_GATEWAY_SUBJECT"
 ORIGIN_SETTING = "LOCAL_GATEWAY_ALLOWED_ORIGIN"
@@ -50,6 +50,8 @@ _DEFAULT_TIMEOUT_S = 30.0  # OCI Functions' default when func.yaml sets none
 _MAX_LINE_BYTES = 8192  # a chunk-size or trailer line
 _MAX_TRAILER_LINES = 100
 _REAL_AUTH_MODES = ("session", "user_principal", "api_key")
+# A route's path parameter as OCI API Gateway writes it: a name of letters, digits and _ in braces, one whole segment.
+_PATH_PARAMETER = re.compile(r"\{[A-Za-z0-9_]+\}")
 # Settings that say where the function's calls go; the local endpoint sets its own.
 _UPSTREAM_SETTINGS = frozenset(
     {
@@ -215,6 +217,31 @@ class CorsPolicy:
         }
 
 
+def route_pattern(template: str) -> re.Pattern[str]:
+    """A route's path as API Gateway matches it: each {name} stands for one whole, non-empty segment.
+    ValueError for what this stand-in cannot route the same way ({name*} wildcards, a parameter within a segment)."""
+    segments = []
+    for segment in template.split("/"):
+        if _PATH_PARAMETER.fullmatch(segment):
+            segments.append("[^/]+")
+        elif "{" in segment or "}" in segment:
+            raise ValueError(f"the local gateway routes only whole-segment {{name}} parameters, not {template!r}")
+        else:
+            segments.append(re.escape(segment))
+    return re.compile("/".join(segments))
+
+
+def _callers(token: str | None, subject: str, tokens: Mapping[str, str] | None) -> dict[str, str]:
+    """Each accepted token and the subject it stands for; none: every caller is `subject`. An empty token
+    would admit anyone, a blank subject would name no one: both are refused."""
+    callers = {token: subject} if token else {}
+    for key, name in (tokens or {}).items():
+        if not key or not name.strip():
+            raise ValueError("tokens: each token and its subject must be non-empty")
+        callers[key] = name
+    return callers
+
+
 def own_hosts(host: str, port: int) -> tuple[str, ...]:
     """The Host values that name a gateway listening on host:port, as a browser or curl sends them:
     the address, and `localhost` when the address is loopback; without the port when it is 80."""
@@ -241,6 +268,7 @@ class LocalGateway:
         host: str = "127.0.0.1",
         token: str | None = None,
         subject: str = DEFAULT_SUBJECT,
+        tokens: Mapping[str, str] | None = None,
         allowed_origin: str | None = None,
         timeout_s: float | None = None,
         function_dir: Path = REPO_ROOT,
@@ -251,7 +279,7 @@ class LocalGateway:
         self._function_env = dict(function_env)
         self._host = host
         self._port = port
-        self._token = token or None
+        self._callers = _callers(token, subject, tokens)  # as the deployed gateway reads each JWT's subject
         self.subject = subject
         self._cors = CorsPolicy.deployed(parse_origin(allowed_origin)) if allowed_origin else None
         self._function_dir = Path(function_dir)
@@ -260,6 +288,7 @@ class LocalGateway:
         self._function_log = function_log
         self._console = console or sys.stderr
         self.routes = routes()
+        self._patterns = [(route_pattern(template), template) for template in self.routes]
         self.restarts = 0
         self.function: FunctionProcess | None = None
         self._lock = threading.Lock()
@@ -358,25 +387,45 @@ class LocalGateway:
     def _say(self, line: str) -> None:
         print(line, file=self._console, flush=True)
 
+    def methods(self, path: str) -> tuple[str, ...] | None:
+        """The methods of the route `path` matches, None if none does; the most literal route wins."""
+        matched = [template for pattern, template in self._patterns if pattern.fullmatch(path)]
+        return self.routes[min(matched, key=lambda template: template.count("{"))] if matched else None
+
     def handle(self, method: str, target: str, headers: list[tuple[str, str]], body: bytes, client: str) -> _Answer:
-        """One admitted caller request, answered as API Gateway would."""
+        """One admitted caller request, answered as API Gateway would; the target, query string included,
+        goes to the function as it came (Fn-Http-Request-Url)."""
         path = target.partition("?")[0].rstrip("/") or "/"
-        if path not in self.routes:
+        methods = self.methods(path)
+        if methods is None:
             return _gateway_error(404, "Not Found")
         cors = self._cross_origin(headers)
-        if cors is None:
-            return self._invoke(method, target, headers, body, client)
-        if method == "OPTIONS" and _header(headers, "access-control-request-method") is not None:
+        if cors is not None and method == "OPTIONS" and _header(headers, "access-control-request-method") is not None:
             return _Answer(200, cors.preflight_headers(), b"")  # a preflight never carries the token
-        answer = self._invoke(method, target, headers, body, client)
-        answer.headers.update(cors.response_headers())
+        if method in methods or "ANY" in methods:
+            answer = self._invoke(method, target, headers, body, client)
+        else:
+            answer = _gateway_error(405, "Method Not Allowed", {"Allow": ", ".join(methods)})
+        if cors is not None:
+            answer.headers.update(cors.response_headers())
         return answer
 
+    def _caller(self, headers: list[tuple[str, str]]) -> str | None:
+        """The subject of the caller's token (every caller's, when no token is asked for); None: refused."""
+        if not self._callers:
+            return self.subject
+        credential = _bearer_credential(headers)
+        if credential is None:
+            return None
+        found = [name for token, name in self._callers.items() if hmac.compare_digest(credential, token.encode())]
+        return found[0] if found else None
+
     def _invoke(self, method: str, target: str, headers: list[tuple[str, str]], body: bytes, client: str) -> _Answer:
-        if self._token is not None and not _bearer_matches(headers, self._token):
+        caller = self._caller(headers)
+        if caller is None:
             return _gateway_error(401, "Unauthorized", {"WWW-Authenticate": "Bearer"})
         forwarded = _forwarded_headers(headers, client)
-        forwarded[_canonical(CALLER_HEADER)] = self.subject  # as `ifExists: OVERWRITE`: a caller cannot forge it
+        forwarded[_canonical(CALLER_HEADER)] = caller  # as `ifExists: OVERWRITE`: a caller cannot forge it
         with self._lock:
             function = self._running()
             if not function.alive():
@@ -423,12 +472,13 @@ def _header(headers: list[tuple[str, str]], name: str) -> str | None:
     return next((value for key, value in headers if key.lower() == name), None)
 
 
-def _bearer_matches(headers: list[tuple[str, str]], token: str) -> bool:
+def _bearer_credential(headers: list[tuple[str, str]]) -> bytes | None:
+    """The credential of the one `Authorization: Bearer` header, None without exactly one."""
     values = [v for k, v in headers if k.lower() == "authorization"]
     if len(values) != 1:
-        return False
+        return None
     scheme, _, credential = values[0].strip().partition(" ")
-    return scheme.lower() == "bearer" and hmac.compare_digest(credential.strip().encode(), token.encode())
+    return credential.strip().encode() if scheme.lower() == "bearer" else None
 
 
 def _canonical(name: str) -> str:
@@ -616,7 +666,8 @@ def _banner(gateway: LocalGateway, where: str, token: str | None) -> None:
     allowed = gateway.allowed_origin
     origins = f"its own and {allowed} ({ORIGIN_SETTING})" if allowed else f"its own ({ORIGIN_SETTING} adds one)"
     for line in (
-        f"Local API Gateway on {gateway.url}: {', '.join('POST ' + r for r in gateway.routes)}",
+        f"Local API Gateway on {gateway.url}, routing:",
+        *(f"  {', '.join(methods)} {path}" for path, methods in gateway.routes.items()),
         f"  → func.py under the fdk (timeout {gateway.timeout_s:.0f} s) → {where}",
         f"  {CALLER_HEADER}: {gateway.subject} ({SUBJECT_SETTING}), as the JWT subject when deployed",
         f"  Host: {' or '.join(gateway.hosts)} only; browser Origin: {origins}",

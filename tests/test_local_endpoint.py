@@ -21,7 +21,13 @@ import openai
 import pydantic
 import pytest
 import requests
-from openai.types.responses import Response, ResponseStreamEvent
+from openai.types.conversations import (
+    Conversation,
+    ConversationDeletedResource,
+    ConversationItem,
+    ConversationItemList,
+)
+from openai.types.responses import Response, ResponseItemList, ResponseStreamEvent
 
 from genai_handler.local.endpoint import Fault, LocalEndpoint, blackhole, oci_errors
 from genai_handler.local.identity import LocalIdentity, make_api_key_profile
@@ -1054,3 +1060,689 @@ def test_given_a_streamed_answer_when_the_connection_is_kept_alive_then_the_next
     # then
     assert connection.getresponse().status == 200
     assert endpoint.connections_opened == 1
+
+
+# Stored responses and conversations: per Generative AI project (the OpenAI-Project header), retained for the
+# project's hours, in OpenAI's shapes (the openai SDK's own client and types read every answer)
+
+PROJECT = "ocid1.generativeaiproject.oc1.us-chicago-1.aaaaone"
+OTHER_PROJECT = "ocid1.generativeaiproject.oc1.us-chicago-1.aaaatwo"
+NOT_FOUND = oci_errors()["not_authorized_or_not_found"]
+STEP_S = 10.0  # seconds a background response spends queued, then in progress
+_CONVERSATION_ITEM: pydantic.TypeAdapter[Any] = pydantic.TypeAdapter(ConversationItem)
+
+
+class _Clock:
+    """The endpoint's clock, moved by the test: objects expire and background responses progress at once."""
+
+    def __init__(self) -> None:
+        self.now = time.time()
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+@pytest.fixture
+def clock() -> _Clock:
+    return _Clock()
+
+
+@pytest.fixture
+def stored(clock: _Clock) -> Iterator[LocalEndpoint]:
+    with LocalEndpoint(
+        clock=clock, responses_retention_hours=1, conversations_retention_hours=2, background_steps_s=(STEP_S, STEP_S)
+    ) as endpoint:
+        endpoint.register_bearer(BEARER)
+        yield endpoint
+
+
+def _client(endpoint: LocalEndpoint, project: str = PROJECT) -> openai.OpenAI:
+    return openai.OpenAI(base_url=endpoint.base_url, api_key=BEARER, project=project, max_retries=0, timeout=5)
+
+
+def _raw(
+    endpoint: LocalEndpoint, method: str, path: str, body: Any = None, project: str = PROJECT
+) -> requests.Response:
+    headers = {**BEARER_HEADERS, "OpenAI-Project": project}
+    return requests.request(method, f"{endpoint.base_url}{path}", json=body, headers=headers, timeout=5)
+
+
+def _assert_oci_not_found(response: requests.Response) -> None:
+    assert (response.status_code, response.json()) == (NOT_FOUND["status"], NOT_FOUND["body"])
+    assert response.headers["opc-request-id"]
+
+
+def _texts_of(items: Any) -> list[str]:
+    """The text of each listed item (a message's parts, a function output), in list order."""
+    found = []
+    for item in items:
+        if item.type == "message":
+            found.append(" ".join(part.text for part in item.content))
+        elif item.type == "function_call_output":
+            found.append(item.output)
+        else:
+            found.append(item.type)
+    return found
+
+
+def test_given_store_true_or_left_out_when_created_then_retrieve_returns_it_with_its_metadata(
+    stored: LocalEndpoint,
+) -> None:
+    # given
+    with _client(stored) as client:
+        created = client.responses.create(model=MODEL, input="what is OCI?", metadata={"ticket": "T-1"})
+        kept = client.responses.create(model=MODEL, input="and again", store=True)
+        # when
+        retrieved = client.responses.retrieve(created.id)
+        again = client.responses.retrieve(kept.id)
+    # then the stored response is the one answered, fields as the Response type has them
+    assert retrieved.model_dump() == created.model_dump()
+    assert retrieved.output_text == "Local answer to: what is OCI?" and retrieved.metadata == {"ticket": "T-1"}
+    assert (retrieved.background, retrieved.previous_response_id, retrieved.conversation) == (False, None, None)
+    assert created.model_extra is not None and created.model_extra["store"] is True
+    assert again.output_text == "Local answer to: and again" and again.metadata == {}
+
+
+def test_given_store_false_when_created_then_a_later_retrieve_is_oci_s_not_found(stored: LocalEndpoint) -> None:
+    # given
+    with _client(stored) as client:
+        created = client.responses.create(model=MODEL, input="forget me", store=False)
+        # when / then
+        with pytest.raises(openai.NotFoundError):
+            client.responses.retrieve(created.id)
+    _assert_oci_not_found(_raw(stored, "GET", f"/responses/{created.id}"))
+
+
+@pytest.mark.parametrize(
+    ("metadata", "param", "code"),
+    [
+        ({f"k{i}": "v" for i in range(17)}, "metadata", "object_above_max_properties"),
+        ({"k" * 65: "v"}, "metadata", "string_above_max_length"),
+        ({"k": "v" * 513}, "metadata.k", "string_above_max_length"),
+        ({"k": 1}, "metadata.k", "invalid_type"),
+        ("not an object", "metadata", "invalid_type"),
+    ],
+)
+def test_given_metadata_over_openai_s_limits_when_sent_then_400_in_openai_s_error_shape(
+    stored: LocalEndpoint, metadata: Any, param: str, code: str
+) -> None:
+    # given a response and a conversation to write to
+    conversation = _raw(stored, "POST", "/conversations", {}).json()["id"]
+    # when
+    answers = [
+        _raw(stored, "POST", "/responses", _ask(metadata=metadata)),
+        _raw(stored, "POST", "/conversations", {"metadata": metadata}),
+        _raw(stored, "POST", f"/conversations/{conversation}", {"metadata": metadata}),
+    ]
+    # then
+    for answer in answers:
+        assert answer.status_code == 400
+        error = answer.json()["error"]
+        assert (error["type"], error["param"], error["code"]) == ("invalid_request_error", param, code)
+        assert error["message"].startswith(f"Invalid type for '{param}'" if code == "invalid_type" else "Invalid '")
+    with _client(stored) as client, pytest.raises(openai.BadRequestError):
+        client.responses.create(model=MODEL, input="hi", metadata=metadata)
+
+
+def test_given_metadata_at_openai_s_limits_when_sent_then_kept_as_sent() -> None:
+    # given
+    metadata = {f"{i:02d}" + "k" * 62: "v" * 512 for i in range(16)}
+    with LocalEndpoint() as endpoint, _client(endpoint) as client:
+        endpoint.register_bearer(BEARER)
+        # when
+        created = client.responses.create(model=MODEL, input="hi", metadata=metadata)
+        # then
+        assert client.responses.retrieve(created.id).metadata == metadata
+
+
+def test_given_a_stored_response_when_deleted_then_openai_s_deleted_answer_and_then_gone(stored: LocalEndpoint) -> None:
+    # given
+    with _client(stored) as client:
+        first = client.responses.create(model=MODEL, input="one")
+        second = client.responses.create(model=MODEL, input="two")
+        # when
+        client.responses.delete(first.id)  # the openai SDK reads no body: it returns None
+        deleted = _raw(stored, "DELETE", f"/responses/{second.id}")
+        # then
+        assert deleted.status_code == 200
+        assert deleted.json() == {"id": second.id, "object": "response.deleted", "deleted": True}
+        for gone in (first.id, second.id):
+            with pytest.raises(openai.NotFoundError):
+                client.responses.retrieve(gone)
+            _assert_oci_not_found(_raw(stored, "DELETE", f"/responses/{gone}"))
+
+
+ID_ROUTES = [
+    ("GET", "/responses/{id}", None),
+    ("DELETE", "/responses/{id}", None),
+    ("GET", "/responses/{id}/input_items", None),
+    ("POST", "/responses/{id}/cancel", None),
+    ("POST", "/responses", {"model": MODEL, "input": "go on", "previous_response_id": "{id}"}),
+    ("POST", "/responses", {"model": MODEL, "input": "go on", "conversation": "{id}"}),
+    ("POST", "/responses", {"model": MODEL, "input": "go on", "conversation": {"id": "{id}"}}),
+    ("GET", "/conversations/{id}", None),
+    ("POST", "/conversations/{id}", {"metadata": {"k": "v"}}),
+    ("DELETE", "/conversations/{id}", None),
+    ("GET", "/conversations/{id}/items", None),
+    ("POST", "/conversations/{id}/items", {"items": [{"role": "user", "content": "hi"}]}),
+    ("GET", "/conversations/{conversation}/items/{item}", None),
+    ("DELETE", "/conversations/{conversation}/items/{item}", None),
+]
+
+
+def _route(method: str, path: str, body: Any, ids: dict[str, str]) -> tuple[str, str, Any]:
+    """The route with `ids` filled in, in its path and its body."""
+    return method, path.format(**ids), json.loads(json.dumps(body).replace('"{id}"', json.dumps(ids["id"])))
+
+
+def _stored_ids(endpoint: LocalEndpoint, project: str = PROJECT) -> dict[str, dict[str, str]]:
+    """A stored response and a conversation with an item, of `project`: the ids each route takes."""
+    response = _raw(endpoint, "POST", "/responses", _ask("kept"), project).json()["id"]
+    conversation = _raw(endpoint, "POST", "/conversations", {"items": [{"role": "user", "content": "hi"}]}, project)
+    conversation_id = conversation.json()["id"]
+    item = _raw(endpoint, "GET", f"/conversations/{conversation_id}/items", project=project).json()["data"][0]["id"]
+    by_response = {"id": response, "conversation": conversation_id, "item": item}
+    by_conversation = {"id": conversation_id, "conversation": conversation_id, "item": item}
+    return {"response": by_response, "conversation": by_conversation}
+
+
+def _ids_for(path: str, body: Any, ids: dict[str, dict[str, str]]) -> dict[str, str]:
+    return ids["conversation" if "conversation" in path or "conversation" in (body or {}) else "response"]
+
+
+@pytest.mark.parametrize(("method", "path", "body"), ID_ROUTES)
+def test_given_an_unknown_id_when_used_on_any_route_then_oci_s_not_found(
+    stored: LocalEndpoint, method: str, path: str, body: Any
+) -> None:
+    # given ids that were never created
+    ids = {"id": "resp_0000", "conversation": "conv_0000", "item": "msg_0000"}
+    if "conversation" in path or "conversation" in (body or {}):
+        ids["id"] = "conv_0000"
+    # when
+    answer = _raw(stored, *_route(method, path, body, ids))
+    # then
+    _assert_oci_not_found(answer)
+
+
+@pytest.mark.parametrize(("method", "path", "body"), ID_ROUTES)
+def test_given_another_project_s_ids_when_used_on_any_route_then_oci_s_not_found_and_they_are_untouched(
+    stored: LocalEndpoint, method: str, path: str, body: Any
+) -> None:
+    # given objects of one project
+    ids = _ids_for(path, body, _stored_ids(stored))
+    # when another project uses their ids, or a caller sends no project
+    answers = [_raw(stored, *_route(method, path, body, ids), project=project) for project in (OTHER_PROJECT, "")]
+    # then
+    for answer in answers:
+        _assert_oci_not_found(answer)
+    assert _raw(
+        stored, "GET", f"/responses/{ids['id']}" if ids["id"].startswith("resp") else f"/conversations/{ids['id']}"
+    ).ok
+
+
+@pytest.mark.parametrize(("method", "path", "body"), ID_ROUTES)
+def test_given_deleted_ids_when_used_on_any_route_then_oci_s_not_found(
+    stored: LocalEndpoint, method: str, path: str, body: Any
+) -> None:
+    # given objects deleted: the response, the conversation (its item with it)
+    ids = _ids_for(path, body, _stored_ids(stored))
+    assert _raw(
+        stored, "DELETE", f"/responses/{ids['id']}" if ids["id"].startswith("resp") else f"/conversations/{ids['id']}"
+    ).ok
+    # when / then
+    _assert_oci_not_found(_raw(stored, *_route(method, path, body, ids)))
+
+
+@pytest.mark.parametrize(("method", "path", "body"), ID_ROUTES)
+def test_given_expired_ids_when_used_on_any_route_then_oci_s_not_found(
+    stored: LocalEndpoint, clock: _Clock, method: str, path: str, body: Any
+) -> None:
+    # given objects older than both retentions (1 h for responses, 2 h for conversations)
+    ids = _ids_for(path, body, _stored_ids(stored))
+    clock.advance(2 * 3600 + 1)
+    # when / then
+    _assert_oci_not_found(_raw(stored, *_route(method, path, body, ids)))
+
+
+def test_given_a_deleted_item_when_asked_for_then_not_found_and_the_conversation_remains(stored: LocalEndpoint) -> None:
+    # given
+    ids = _stored_ids(stored)["conversation"]
+    with _client(stored) as client:
+        # when
+        conversation = client.conversations.items.delete(ids["item"], conversation_id=ids["conversation"])
+        # then
+        assert conversation.id == ids["conversation"] and conversation.object == "conversation"
+        with pytest.raises(openai.NotFoundError):
+            client.conversations.items.retrieve(ids["item"], conversation_id=ids["conversation"])
+        assert client.conversations.items.list(ids["conversation"]).data == []
+
+
+def test_given_previous_response_id_when_created_then_it_carries_the_history_and_input_items_list_it_all(
+    stored: LocalEndpoint,
+) -> None:
+    # given
+    with _client(stored) as client:
+        first = client.responses.create(model=MODEL, input="first question", instructions="be brief")
+        # when
+        second = client.responses.create(model=MODEL, input="second question", previous_response_id=first.id)
+        items = client.responses.input_items.list(second.id, order="asc")
+        raw = _raw(stored, "GET", f"/responses/{second.id}/input_items?order=asc").json()
+    # then the answer is to the new text, and the model read the history too
+    assert second.output_text == "Local answer to: second question"
+    assert second.previous_response_id == first.id and second.instructions is None
+    assert first.usage is not None and second.usage is not None
+    assert second.usage.input_tokens == 2 + 2 + first.usage.output_tokens  # the previous input, output, new input
+    # and its input items are the previous input, the previous output, then the new input, each with an id
+    assert _texts_of(items.data) == ["first question", "Local answer to: first question", "second question"]
+    assert items.data[1].id == first.output[0].id
+    assert len({item.id for item in items.data}) == 3
+    listed = ResponseItemList.model_validate(raw)
+    assert (listed.first_id, listed.last_id, listed.has_more) == (items.data[0].id, items.data[-1].id, False)
+
+
+def test_given_a_function_call_when_its_output_comes_with_previous_response_id_then_the_answer_is_made_from_it(
+    stored: LocalEndpoint,
+) -> None:
+    # given the model called a function
+    with _client(stored) as client:
+        called = client.responses.create(model=MODEL, input="find it", tools=[SEARCH])  # type: ignore[list-item]
+        [call] = called.output
+        assert call.type == "function_call"
+        # when the caller sends its output on top of the stored response
+        output: Any = {"type": "function_call_output", "call_id": call.call_id, "output": "found"}
+        answered = client.responses.create(
+            model=MODEL,
+            input=[output],
+            previous_response_id=called.id,
+            tools=[SEARCH],  # type: ignore[list-item]
+        )
+        items = client.responses.input_items.list(answered.id, order="asc")
+    # then
+    assert answered.output_text == "Local answer to: found"
+    assert [item.type for item in items.data] == ["message", "function_call", "function_call_output"]
+
+
+def test_given_many_input_items_when_listed_then_pages_by_limit_after_and_order_desc_by_default(
+    stored: LocalEndpoint,
+) -> None:
+    # given
+    messages = [{"role": "user", "content": f"item {i}"} for i in range(5)]
+    with _client(stored) as client:
+        created = client.responses.create(model=MODEL, input=messages)  # type: ignore[arg-type]
+        # when
+        newest = client.responses.input_items.list(created.id, limit=2)
+        following = client.responses.input_items.list(created.id, limit=2, after=newest.data[-1].id)
+        oldest = client.responses.input_items.list(created.id, order="asc", limit=2)
+        everything = client.responses.input_items.list(created.id)
+    # then
+    assert (_texts_of(newest.data), newest.has_more) == (["item 4", "item 3"], True)
+    assert (_texts_of(following.data), following.has_more) == (["item 2", "item 1"], True)
+    assert _texts_of(oldest.data) == ["item 0", "item 1"]
+    assert (_texts_of(everything.data), everything.has_more) == ([f"item {i}" for i in range(4, -1, -1)], False)
+
+
+@pytest.mark.parametrize(
+    ("query", "param", "code"),
+    [
+        ("limit=0", "limit", "integer_below_min_value"),
+        ("limit=101", "limit", "integer_above_max_value"),
+        ("limit=many", "limit", "invalid_type"),
+        ("order=sideways", "order", "invalid_value"),
+    ],
+)
+def test_given_a_bad_list_parameter_when_listing_then_400_in_openai_s_error_shape(
+    stored: LocalEndpoint, query: str, param: str, code: str
+) -> None:
+    # given
+    ids = _stored_ids(stored)
+    # when
+    answers = [
+        _raw(stored, "GET", f"/responses/{ids['response']['id']}/input_items?{query}"),
+        _raw(stored, "GET", f"/conversations/{ids['conversation']['id']}/items?{query}"),
+    ]
+    # then
+    for answer in answers:
+        assert answer.status_code == 400
+        error = answer.json()["error"]
+        assert (error["type"], error["param"], error["code"]) == ("invalid_request_error", param, code)
+
+
+def test_given_the_openai_sdk_when_it_manages_a_conversation_then_each_answer_parses_as_its_type(
+    stored: LocalEndpoint, clock: _Clock
+) -> None:
+    # given
+    with _client(stored) as client:
+        # when
+        created = client.conversations.create(
+            items=[{"role": "user", "content": "hello"}, {"role": "assistant", "content": "hi there"}],
+            metadata={"topic": "greeting"},
+        )
+        clock.advance(5)
+        updated = client.conversations.update(created.id, metadata={"topic": "farewell"})
+        retrieved = client.conversations.retrieve(created.id)
+        added = client.conversations.items.create(created.id, items=[{"role": "user", "content": "bye"}])
+        listed = client.conversations.items.list(created.id, order="asc")
+        added_id = str(added.data[0].id)
+        one = client.conversations.items.retrieve(added_id, conversation_id=created.id)
+        raw = _raw(stored, "GET", f"/conversations/{created.id}/items").json()
+        deleted = client.conversations.delete(created.id)
+        # then
+        with pytest.raises(openai.NotFoundError):
+            client.conversations.retrieve(created.id)
+    assert created.metadata == {"topic": "greeting"}
+    assert updated.metadata == retrieved.metadata == {"topic": "farewell"}
+    assert updated.created_at == created.created_at
+    assert _texts_of(listed.data) == ["hello", "hi there", "bye"]
+    assert [item.role for item in listed.data] == ["user", "assistant", "user"]  # type: ignore[union-attr]
+    assert [part.type for item in listed.data for part in item.content] == [  # type: ignore[union-attr]
+        "input_text",
+        "output_text",
+        "input_text",
+    ]
+    assert ConversationItemList.model_validate(raw).data[0].id == added_id  # newest first by default
+    assert one.id == added_id and one.type == "message"
+    assert (deleted.id, deleted.deleted, deleted.object) == (created.id, True, "conversation.deleted")
+
+
+def test_given_a_conversation_when_responses_use_it_then_they_read_it_and_add_their_input_and_output(
+    stored: LocalEndpoint,
+) -> None:
+    # given
+    with _client(stored) as client:
+        conversation = client.conversations.create(items=[{"role": "user", "content": "my name is Ada"}])
+        # when
+        first = client.responses.create(model=MODEL, input="hello", conversation=conversation.id)
+        second = client.responses.create(model=MODEL, input="again", conversation={"id": conversation.id})
+        items = client.conversations.items.list(conversation.id, order="asc")
+        inputs = client.responses.input_items.list(second.id, order="asc")
+    # then
+    assert second.output_text == "Local answer to: again"
+    assert first.conversation is not None and second.conversation is not None
+    assert first.conversation.id == second.conversation.id == conversation.id
+    history = ["my name is Ada", "hello", "Local answer to: hello"]
+    assert _texts_of(items.data) == [*history, "again", "Local answer to: again"]
+    assert _texts_of(inputs.data) == [*history, "again"]
+    assert second.usage is not None and second.usage.input_tokens == 4 + 1 + 4 + 1
+
+
+def test_given_previous_response_id_and_conversation_together_when_created_then_400(stored: LocalEndpoint) -> None:
+    # given
+    ids = _stored_ids(stored)
+    body = _ask(previous_response_id=ids["response"]["id"], conversation=ids["conversation"]["id"])
+    # when
+    answer = _raw(stored, "POST", "/responses", body)
+    # then
+    assert answer.status_code == 400 and answer.json()["error"]["type"] == "invalid_request_error"
+
+
+def test_given_more_than_20_items_when_added_to_a_conversation_then_400(stored: LocalEndpoint) -> None:
+    # given
+    items = [{"role": "user", "content": f"item {i}"} for i in range(21)]
+    conversation = _raw(stored, "POST", "/conversations", {}).json()["id"]
+    # when
+    answers = [
+        _raw(stored, "POST", "/conversations", {"items": items}),
+        _raw(stored, "POST", f"/conversations/{conversation}/items", {"items": items}),
+    ]
+    # then
+    for answer in answers:
+        assert answer.status_code == 400
+        assert (answer.json()["error"]["param"], answer.json()["error"]["code"]) == ("items", "array_above_max_length")
+
+
+def test_given_retention_hours_when_time_passes_then_responses_expire_from_creation(
+    stored: LocalEndpoint, clock: _Clock
+) -> None:
+    # given a response, used later as a previous response
+    with _client(stored) as client:
+        created = client.responses.create(model=MODEL, input="one")
+        clock.advance(3600 - 1)
+        client.responses.create(model=MODEL, input="two", previous_response_id=created.id)
+        assert client.responses.retrieve(created.id).id == created.id
+        # when
+        clock.advance(1)
+        # then use did not extend it: an hour after its creation it is gone
+        with pytest.raises(openai.NotFoundError):
+            client.responses.retrieve(created.id)
+
+
+def test_given_retention_hours_when_time_passes_then_conversations_expire_from_their_last_update(
+    stored: LocalEndpoint, clock: _Clock
+) -> None:
+    # given a conversation updated an hour after its creation
+    with _client(stored) as client:
+        conversation = client.conversations.create()
+        clock.advance(3600)
+        client.conversations.items.create(conversation.id, items=[{"role": "user", "content": "still here"}])
+        # when two hours pass after that update, less a second, then that second
+        clock.advance(2 * 3600 - 1)
+        kept = client.conversations.retrieve(conversation.id)
+        clock.advance(1)
+        # then
+        assert kept.id == conversation.id
+        with pytest.raises(openai.NotFoundError):
+            client.conversations.retrieve(conversation.id)
+
+
+def test_given_the_default_retention_when_made_then_720_hours_for_both() -> None:
+    # given
+    clock = _Clock()
+    with LocalEndpoint(clock=clock) as endpoint, _client(endpoint) as client:
+        endpoint.register_bearer(BEARER)
+        created = client.responses.create(model=MODEL, input="one")
+        conversation = client.conversations.create()
+        # when
+        clock.advance(720 * 3600 - 1)
+        # then
+        assert client.responses.retrieve(created.id).id == created.id
+        assert client.conversations.retrieve(conversation.id).id == conversation.id
+        clock.advance(1)
+        with pytest.raises(openai.NotFoundError):
+            client.responses.retrieve(created.id)
+        with pytest.raises(openai.NotFoundError):
+            client.conversations.retrieve(conversation.id)
+
+
+def test_given_background_true_when_created_then_queued_at_once_and_it_progresses_to_the_foreground_answer(
+    stored: LocalEndpoint, clock: _Clock
+) -> None:
+    # given
+    with _client(stored) as client:
+        foreground = client.responses.create(model=MODEL, input="take your time", metadata={"job": "1"})
+        # when
+        queued = client.responses.create(model=MODEL, input="take your time", background=True, metadata={"job": "1"})
+        clock.advance(STEP_S)
+        in_progress = client.responses.retrieve(queued.id)
+        clock.advance(STEP_S)
+        completed = client.responses.retrieve(queued.id)
+    # then
+    assert (queued.status, queued.output, queued.usage, queued.background) == ("queued", [], None, True)
+    assert (in_progress.status, in_progress.output) == ("in_progress", [])
+    assert completed.status == "completed" and completed.background is True
+    assert completed.output_text == foreground.output_text and completed.metadata == {"job": "1"}
+    assert completed.usage is not None and foreground.usage is not None
+    assert completed.usage.total_tokens == foreground.usage.total_tokens
+    assert completed.completed_at is not None and completed.completed_at >= completed.created_at + 2 * STEP_S
+
+
+def test_given_a_background_response_when_cancelled_before_it_finishes_then_it_stays_cancelled(
+    stored: LocalEndpoint, clock: _Clock
+) -> None:
+    # given
+    with _client(stored) as client:
+        queued = client.responses.create(model=MODEL, input="long job", background=True)
+        clock.advance(STEP_S)
+        # when
+        cancelled = client.responses.cancel(queued.id)
+        clock.advance(10 * STEP_S)
+        later = client.responses.retrieve(queued.id)
+        again = client.responses.cancel(queued.id)
+    # then
+    assert (cancelled.status, cancelled.output) == ("cancelled", [])
+    assert later.status == again.status == "cancelled"
+
+
+def test_given_a_finished_background_response_when_cancelled_then_it_is_returned_as_it_is(
+    stored: LocalEndpoint, clock: _Clock
+) -> None:
+    # given
+    with _client(stored) as client:
+        queued = client.responses.create(model=MODEL, input="quick job", background=True)
+        clock.advance(2 * STEP_S)
+        # when
+        answer = client.responses.cancel(queued.id)
+    # then OpenAI's background guide: cancelling is idempotent, a finished response comes back as it is
+    assert answer.status == "completed" and answer.output_text == "Local answer to: quick job"
+
+
+def test_given_a_foreground_response_when_cancelled_then_400_only_background_responses_can_be(
+    stored: LocalEndpoint,
+) -> None:
+    # given
+    with _client(stored) as client:
+        created = client.responses.create(model=MODEL, input="done already")
+        # when / then
+        with pytest.raises(openai.BadRequestError) as raised:
+            client.responses.cancel(created.id)
+    error = raised.value.body
+    assert isinstance(error, dict) and error["type"] == "invalid_request_error"
+    assert "background" in error["message"]
+    assert _raw(stored, "GET", f"/responses/{created.id}").json()["status"] == "completed"
+
+
+def test_given_background_with_store_false_when_created_then_it_is_kept_only_to_be_polled(
+    stored: LocalEndpoint, clock: _Clock
+) -> None:
+    # given OCI's release note: background responses are kept temporarily, even with store=false
+    with _client(stored) as client:
+        queued = client.responses.create(model=MODEL, input="poll me", background=True, store=False)
+        clock.advance(2 * STEP_S)
+        # when / then it can be polled to its end
+        assert client.responses.retrieve(queued.id).output_text == "Local answer to: poll me"
+        # but it is not stored: no history to build on, no input items
+        with pytest.raises(openai.NotFoundError):
+            client.responses.create(model=MODEL, input="go on", previous_response_id=queued.id)
+        with pytest.raises(openai.NotFoundError):
+            client.responses.input_items.list(queued.id)
+        # and it is gone after the polling window (OpenAI's "roughly 10 minutes"; OCI names none)
+        clock.advance(600)
+        with pytest.raises(openai.NotFoundError):
+            client.responses.retrieve(queued.id)
+
+
+def test_given_background_with_a_conversation_when_it_completes_then_its_items_join_the_conversation(
+    stored: LocalEndpoint, clock: _Clock
+) -> None:
+    # given
+    with _client(stored) as client:
+        conversation = client.conversations.create()
+        client.responses.create(model=MODEL, input="later", conversation=conversation.id, background=True)
+        # when / then nothing is added until it completes
+        assert client.conversations.items.list(conversation.id).data == []
+        clock.advance(2 * STEP_S)
+        items = client.conversations.items.list(conversation.id, order="asc")
+    assert _texts_of(items.data) == ["later", "Local answer to: later"]
+
+
+def test_given_background_and_stream_when_created_then_refused_before_anything_is_stored(stored: LocalEndpoint) -> None:
+    # when
+    answer = _raw(stored, "POST", "/responses", _ask(background=True, stream=True))
+    # then
+    assert answer.status_code == 400 and answer.json()["code"] == "InvalidParameter"
+
+
+def test_given_stream_true_when_stored_then_the_streamed_response_can_be_retrieved(stored: LocalEndpoint) -> None:
+    # given
+    with _client(stored) as client:
+        with client.responses.stream(model=MODEL, input="ping", metadata={"k": "v"}) as stream:
+            final = stream.get_final_response()
+        # when
+        retrieved = client.responses.retrieve(final.id)
+    # then
+    assert retrieved.output_text == final.output_text == "Local answer to: ping" and retrieved.metadata == {"k": "v"}
+
+
+def test_given_a_fault_when_a_stored_route_is_asked_then_it_takes_the_fault(stored: LocalEndpoint) -> None:
+    # given
+    response_id = _raw(stored, "POST", "/responses", _ask()).json()["id"]
+    stored.inject(Fault("oci_error", name="service_unavailable"))
+    # when
+    answers = [_raw(stored, "GET", f"/responses/{response_id}") for _ in range(2)]
+    # then
+    assert [answer.status_code for answer in answers] == [503, 200]
+
+
+def test_given_a_project_ocid_when_stored_routes_are_asked_for_another_project_then_not_authorized_or_not_found(
+    identity: LocalIdentity,
+) -> None:
+    # given
+    with LocalEndpoint(trusted_issuer=identity.issuer_public_key, project_ocid=PROJECT) as endpoint:
+        endpoint.register_bearer(BEARER)
+        conversation = _raw(endpoint, "POST", "/conversations", {}).json()["id"]
+        # when
+        wrong = _raw(endpoint, "GET", f"/conversations/{conversation}", project=OTHER_PROJECT)
+    # then
+    assert wrong.status_code == 404 and wrong.json()["code"] == "NotAuthorizedOrNotFound"
+
+
+def test_given_each_stored_route_when_answered_then_its_body_validates_as_the_openai_sdk_s_type(
+    stored: LocalEndpoint,
+) -> None:
+    # given (the openai SDK's client builds its objects without validating; its types validate here)
+    ids = _stored_ids(stored)
+    response, conversation, item = ids["response"]["id"], ids["conversation"]["id"], ids["response"]["item"]
+    background = _raw(stored, "POST", "/responses", _ask(background=True)).json()["id"]
+    answers: list[tuple[Any, requests.Response]] = [
+        (Response, _raw(stored, "GET", f"/responses/{response}")),
+        (ResponseItemList, _raw(stored, "GET", f"/responses/{response}/input_items")),
+        (Response, _raw(stored, "POST", f"/responses/{background}/cancel")),
+        (Conversation, _raw(stored, "GET", f"/conversations/{conversation}")),
+        (Conversation, _raw(stored, "POST", f"/conversations/{conversation}", {"metadata": {"k": "v"}})),
+        (ConversationItemList, _raw(stored, "GET", f"/conversations/{conversation}/items")),
+        (_CONVERSATION_ITEM, _raw(stored, "GET", f"/conversations/{conversation}/items/{item}")),
+        (
+            ConversationItemList,
+            _raw(stored, "POST", f"/conversations/{conversation}/items", {"items": [{"role": "user", "content": "x"}]}),
+        ),
+        (Conversation, _raw(stored, "DELETE", f"/conversations/{conversation}/items/{item}")),
+        (ConversationDeletedResource, _raw(stored, "DELETE", f"/conversations/{conversation}")),
+    ]
+    # when / then
+    for kind, answer in answers:
+        assert answer.status_code == 200, answer.text
+        validator = kind if isinstance(kind, pydantic.TypeAdapter) else pydantic.TypeAdapter(kind)
+        validator.validate_python(answer.json())
+
+
+@pytest.mark.parametrize("field", ["store", "background"])
+def test_given_a_switch_that_is_not_a_boolean_when_created_then_400_in_openai_s_error_shape(
+    stored: LocalEndpoint, field: str
+) -> None:
+    # when
+    answer = _raw(stored, "POST", "/responses", _ask(**{field: "yes"}))
+    # then
+    assert answer.status_code == 400
+    assert (answer.json()["error"]["param"], answer.json()["error"]["code"]) == (field, "invalid_type")
+
+
+def test_given_an_after_id_not_in_the_list_when_listing_then_oci_s_not_found(stored: LocalEndpoint) -> None:
+    # given
+    ids = _stored_ids(stored)
+    # when / then
+    _assert_oci_not_found(_raw(stored, "GET", f"/responses/{ids['response']['id']}/input_items?after=msg_0000"))
+    _assert_oci_not_found(_raw(stored, "GET", f"/conversations/{ids['conversation']['id']}/items?after=msg_0000"))
+
+
+def test_given_the_real_clock_when_a_background_response_is_polled_then_queued_first_and_completed_soon() -> None:
+    # given the default steps (0.05 s queued, 0.05 s in progress) on the wall clock
+    with LocalEndpoint() as endpoint, _client(endpoint) as client:
+        endpoint.register_bearer(BEARER)
+        # when
+        queued = client.responses.create(model=MODEL, input="soon", background=True)
+        time.sleep(0.2)
+        done = client.responses.retrieve(queued.id)
+    # then
+    assert (queued.status, done.status, done.output_text) == ("queued", "completed", "Local answer to: soon")

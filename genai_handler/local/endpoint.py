@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import copy
 import email.utils
 import functools
 import hashlib
+import heapq
 import itertools
 import json
 import re
@@ -21,9 +23,10 @@ import struct
 import sys
 import threading
 import time
+import urllib.parse
 import uuid
 from collections import deque
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -62,7 +65,41 @@ _STREAM_FAULTS = ("patched", "drip", "reset", "truncated", "trickle_headers", "t
 _FINAL_EVENTS = {"completed": "response.completed", "incomplete": "response.incomplete", "failed": "response.failed"}
 _ARGUMENT_CHUNK_CHARS = 8  # a function call's arguments arrive in pieces this long
 _SESSION_KEY_ID = "ST$"  # a session token signs as keyId "ST$<token>"
-_MODEL_ROUTES = (("POST", f"{_PREFIX}/responses"), ("GET", f"{_PREFIX}/models"))
+_RESPONSE = r"/responses/(?P<response_id>[^/]+)"
+_CONVERSATION = r"/conversations/(?P<conversation_id>[^/]+)"
+# Every model route, by name: what OCI's OpenAI-compatible endpoint serves here (shared/FIELD-NOTES.md,
+# "Checked for the agents and conversations work"), at the paths the openai SDK's resources call.
+_ROUTES = tuple(
+    (name, method, re.compile(f"{re.escape(_PREFIX)}{pattern}"))
+    for name, method, pattern in (
+        ("create_response", "POST", "/responses"),
+        ("models", "GET", "/models"),
+        ("retrieve_response", "GET", _RESPONSE),
+        ("delete_response", "DELETE", _RESPONSE),
+        ("list_input_items", "GET", f"{_RESPONSE}/input_items"),
+        ("cancel_response", "POST", f"{_RESPONSE}/cancel"),
+        ("create_conversation", "POST", "/conversations"),
+        ("retrieve_conversation", "GET", _CONVERSATION),
+        ("update_conversation", "POST", _CONVERSATION),
+        ("delete_conversation", "DELETE", _CONVERSATION),
+        ("list_items", "GET", f"{_CONVERSATION}/items"),
+        ("create_items", "POST", f"{_CONVERSATION}/items"),
+        ("retrieve_item", "GET", f"{_CONVERSATION}/items/(?P<item_id>[^/]+)"),
+        ("delete_item", "DELETE", f"{_CONVERSATION}/items/(?P<item_id>[^/]+)"),
+    )
+)
+# Fields this endpoint handles itself, left out of the function's contract walk (_texts).
+_STATE_FIELDS = ("background", "conversation", "metadata", "previous_response_id", "store")
+# openai SDK: the `metadata` docstring (Response, ConversationCreateParams): 16 pairs, keys up to 64 characters,
+# values up to 512.
+_METADATA_PAIRS, _METADATA_KEY_CHARS, _METADATA_VALUE_CHARS = 16, 64, 512
+_MAX_ADDED_ITEMS = 20  # openai SDK: ConversationCreateParams, ItemCreateParams: "up to 20 items at a time"
+# openai SDK: InputItemListParams, ItemListParams: limit 1 to 100, default 20; order asc or desc, default desc.
+_LIST_LIMIT_MIN, _LIST_LIMIT_MAX, _LIST_LIMIT_DEFAULT = 1, 100, 20
+# How long a background response sent with store=false stays to be polled: OCI's release note says only
+# "temporary"; OpenAI's background guide says roughly 10 minutes.
+_UNSTORED_BACKGROUND_S = 600.0
+_ID_PREFIXES = {"message": "msg", "function_call": "fc", "function_call_output": "fco", "reasoning": "rs"}
 GUARDRAILS_PATH = "/20231130/actions/applyGuardrails"  # oci SDK: base_path /20231130 + /actions/applyGuardrails
 GUARDRAILS_MARKER = "BADWORD"  # flagged by content moderation (OVERALL)
 _INJECTION = re.compile(r"ignore\s+(?:all\s+)?previous\s+instructions", re.IGNORECASE)
@@ -168,6 +205,13 @@ class LocalEndpoint:
     Any model is answered, except `unavailable_models` (and, when `models` is given, any model
     not in it), for which it answers what OCI does for a model not deployed in the region:
     oci_errors.json's `model_not_found`, with `region` filled in. `GET /models` lists `models`.
+
+    Responses (unless `store: false`) and conversations are kept per Generative AI project (the
+    `OpenAI-Project` header), as OCI keeps them: responses for `responses_retention_hours` after their
+    creation, conversations for `conversations_retention_hours` after their last update (OCI sets both
+    per project and publishes no default; 720 hours is OpenAI's 30 days). A `background: true`
+    response is queued, then in progress, then done, spending `background_steps_s` seconds in the
+    first two. `clock` (time.time's stand-in) is what all of these read, so tests move time on.
     """
 
     def __init__(  # noqa: PLR0913  (keyword options, as tests call it)
@@ -183,6 +227,10 @@ class LocalEndpoint:
         port: int = 0,
         max_skew_s: int = 300,
         idle_timeout_s: float | None = None,
+        responses_retention_hours: float = 720,
+        conversations_retention_hours: float = 720,
+        background_steps_s: tuple[float, float] = (0.05, 0.05),
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.trusted_issuer = trusted_issuer
         self.project_ocid = project_ocid
@@ -207,6 +255,9 @@ class LocalEndpoint:
         self._connection_ids = itertools.count(1)
         self._open_sockets: set[socket.socket] = set()
         self._server: _Server | None = None
+        self._storage = _Storage(
+            clock, responses_retention_hours * 3600, conversations_retention_hours * 3600, background_steps_s
+        )
 
     def start(self) -> LocalEndpoint:
         self._server = _Server((self.host, self.port), _Handler, self)
@@ -286,6 +337,85 @@ class LocalEndpoint:
     def record(self, request: RecordedRequest) -> None:
         with self._lock:
             self.requests.append(request)
+
+    def respond(self, request: dict[str, Any], read: list[Text], project: str) -> dict[str, Any]:
+        """Answer a valid POST /responses for `project`: with the history its previous response or
+        conversation holds, kept unless `store` is false (raising _Refused for what OCI refuses)."""
+        background, store = _flag(request, "background", False), _flag(request, "store", True)
+        if background and request.get("stream") is True:
+            raise _Refused(400, _error("InvalidParameter", "background streaming is not served by the local endpoint"))
+        previous, conversation = request.get("previous_response_id"), _conversation_id(request.get("conversation"))
+        if previous is not None and conversation is not None:
+            # openai SDK: `previous_response_id` "Cannot be used in conjunction with `conversation`."
+            raise _invalid(
+                "Mutually exclusive parameters: Ensure you are only providing one of: 'previous_response_id' or"
+                " 'conversation'.",
+                None,
+                "mutually_exclusive_parameters",
+            )
+        if previous is not None:
+            history = self._storage.history(project, _id_text(previous, "previous_response_id"))
+        elif conversation is not None:
+            history = self._storage.items(project, conversation)
+        else:
+            history = []
+        answer, now = _response(request, read), self._storage.now()
+        heard = sum(_item_words(item) for item in history)
+        answer["usage"]["input_tokens"] += heard
+        answer["usage"]["total_tokens"] += heard
+        answer.update(
+            created_at=int(now),
+            metadata=request.get("metadata") or {},
+            store=store,
+            background=background,
+            previous_response_id=previous,
+            conversation={"id": conversation} if conversation is not None else None,
+        )
+        added = _stored_items(request["input"])
+        if not store and not background:
+            self._storage.add_to_conversation(project, conversation, [*added, *answer["output"]])
+            return answer
+        items = [*history, *added]
+        return self._storage.keep(_Kept(project, answer, items, added, store, background, conversation, now))
+
+    def stored_answer(self, call: _Call) -> dict[str, Any]:
+        """The answer of a route on stored responses or conversations, raising _Refused otherwise."""
+        storage, ids = self._storage, call.ids
+        if call.name == "retrieve_response":
+            if _one(call.query, "stream") not in (None, "false"):
+                raise _Refused(
+                    400, _error("InvalidParameter", "resumable streaming is not served by the local endpoint")
+                )
+            return storage.response(call.project, ids["response_id"])
+        if call.name == "delete_response":
+            return storage.delete_response(call.project, ids["response_id"])
+        if call.name == "list_input_items":
+            return _page(storage.input_items(call.project, ids["response_id"]), call.query)
+        if call.name == "cancel_response":
+            return storage.cancel(call.project, ids["response_id"])
+        if call.name == "list_items":
+            return _page(storage.items(call.project, ids["conversation_id"]), call.query)
+        if call.name == "retrieve_conversation":
+            return storage.conversation(call.project, ids["conversation_id"])
+        if call.name == "delete_conversation":
+            return storage.delete_conversation(call.project, ids["conversation_id"])
+        if call.name == "retrieve_item":
+            return storage.item(call.project, ids["conversation_id"], ids["item_id"])
+        if call.name == "delete_item":
+            return storage.delete_item(call.project, ids["conversation_id"], ids["item_id"])
+        fields = _json_object(call.body)
+        if call.name == "create_conversation":
+            _check_metadata(fields.get("metadata"))
+            items = _checked_items(fields.get("items") or [])
+            return storage.create_conversation(call.project, items, fields.get("metadata") or {})
+        if call.name == "update_conversation":
+            if "metadata" not in fields:
+                raise _invalid("Missing required parameter: 'metadata'.", "metadata", "missing_required_parameter")
+            _check_metadata(fields["metadata"])
+            return storage.update_conversation(call.project, ids["conversation_id"], fields["metadata"] or {})
+        if "items" not in fields:  # create_items
+            raise _invalid("Missing required parameter: 'items'.", "items", "missing_required_parameter")
+        return _list_object(storage.add_items(call.project, ids["conversation_id"], _checked_items(fields["items"])))
 
     def authenticate(self, method: str, target: str, headers: dict[str, str], body: bytes) -> None:
         """Check credentials as OCI does, raising _AuthError with the reason on any failure."""
@@ -442,7 +572,7 @@ class _Handler(BaseHTTPRequestHandler):
         except _AuthError as error:
             self._send(401, _error("NotAuthenticated", str(error)))
             return
-        if (self.command, path) not in (*_MODEL_ROUTES, ("POST", GUARDRAILS_PATH)):
+        if _route(self.command, path) is None and (self.command, path) != ("POST", GUARDRAILS_PATH):
             self._send(404, _error("NotFound", f"No route for {self.command} {path}"))
         elif path != GUARDRAILS_PATH and self.endpoint.project_ocid not in (None, headers.get("openai-project")):
             message = "Authorization failed or requested resource not found (wrong project or missing policy)"
@@ -481,21 +611,33 @@ class _Handler(BaseHTTPRequestHandler):
     def _answer(self, path: str, body: bytes) -> tuple[int, bytes]:
         if path == GUARDRAILS_PATH:
             return _guardrails_answer(body, self.endpoint.guardrails_offset_unit)
-        if path.endswith("/models"):
+        name, ids = _route(self.command, path) or ("", {})
+        if name == "models":
             models = [{"id": m, "object": "model", "created": 0, "owned_by": "oci"} for m in self.endpoint.models]
             return 200, _json({"object": "list", "data": models})
+        project = self.headers.get("OpenAI-Project") or ""
+        try:
+            if name != "create_response":
+                query = urllib.parse.parse_qs(self.path.partition("?")[2], keep_blank_values=True)
+                return 200, _json(self.endpoint.stored_answer(_Call(name, ids, query, body, project)))
+            return self._create_response(body, project)
+        except _Refused as refusal:
+            return refusal.status, refusal.body
+
+    def _create_response(self, body: bytes, project: str) -> tuple[int, bytes]:
         try:
             request = json.loads(body)
         except ValueError:
             return 400, _error("InvalidParameter", "Request body is not valid JSON")
         if not isinstance(request, dict) or not isinstance(request.get("model"), str):
             return 400, _error("InvalidParameter", "Request body has no model")
-        read = _texts(request)
+        _check_metadata(request.get("metadata"))
+        read = _texts({name: value for name, value in request.items() if name not in _STATE_FIELDS})
         if read is None:
             return 400, _error("InvalidParameter", "Request body is not a valid Responses API request")
         if not self.endpoint.deployed(request["model"]):
             return self._oci_error("model_not_found", request["model"])
-        return 200, _json(_response(request, read))
+        return 200, _json(self.endpoint.respond(request, read, project))
 
     def _oci_error(self, name: str, model: str) -> tuple[int, bytes]:
         """OCI's real answer `name`, with the model and region it names filled in."""
@@ -591,6 +733,504 @@ class _Handler(BaseHTTPRequestHandler):
             self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
             self.rfile.close()
             self.connection.close()
+
+
+# --- stored responses and conversations ---
+
+
+class _Refused(Exception):
+    """An answer other than 200 (its status and body), raised where the reason is found."""
+
+    def __init__(self, status: int, body: bytes) -> None:
+        super().__init__(status)
+        self.status, self.body = status, body
+
+
+def _not_found() -> _Refused:
+    """OCI's 404 for an id it does not know, has deleted or expired, or keeps for another project."""
+    entry = oci_errors()["not_authorized_or_not_found"]
+    return _Refused(entry["status"], _json(entry["body"]))
+
+
+def _invalid(message: str, param: str | None, code: str | None) -> _Refused:
+    """A 400 in OpenAI's error shape (openai SDK: the body its BadRequestError carries: message, type,
+    param, code), which OCI's OpenAI-compatible endpoint also answers (oci_errors.json: openai_invalid_request)."""
+    error = {"message": message, "type": "invalid_request_error", "param": param, "code": code}
+    return _Refused(400, _json({"error": error}))
+
+
+@dataclass(frozen=True)
+class _Call:
+    """One request to a route on stored objects: the route's name, the ids in its path, its query, its body
+    and the project (OpenAI-Project header) it asks in."""
+
+    name: str
+    ids: dict[str, str]
+    query: dict[str, list[str]]
+    body: bytes
+    project: str
+
+
+@dataclass
+class _Kept:
+    """A response as kept: its answer once done (what a foreground call answers at once), its input items
+    (history first) and the items it adds to its conversation."""
+
+    project: str
+    answer: dict[str, Any]
+    items: list[dict[str, Any]]
+    added: list[dict[str, Any]]
+    stored: bool
+    background: bool
+    conversation: str | None
+    created: float  # the clock's time, unrounded (the answer's created_at is whole seconds)
+    cancelled: bool = False
+    settled: bool = False  # done (or cancelled), its items added to its conversation
+
+
+@dataclass
+class _Conversation:
+    """A conversation as kept (openai SDK: Conversation, with its items as ConversationItem)."""
+
+    project: str
+    id: str
+    created_at: int
+    metadata: dict[str, Any]
+    items: list[dict[str, Any]]
+    updated: float
+
+
+class _Storage:
+    """Responses and conversations of every project, as OCI keeps them: each visible only to the project
+    that made it, gone after the project's retention, a background response moving on with the clock.
+
+    Every method takes the lock, settles what finished and forgets what expired first; what it returns
+    is a copy, and an id it cannot serve raises OCI's not-found answer."""
+
+    def __init__(
+        self, clock: Callable[[], float], responses_s: float, conversations_s: float, steps_s: tuple[float, float]
+    ) -> None:
+        self.now = clock
+        self._responses_s, self._conversations_s = responses_s, conversations_s
+        self._queued_s, self._in_progress_s = steps_s
+        self._responses: dict[str, _Kept] = {}
+        self._conversations: dict[str, _Conversation] = {}
+        self._pending: set[str] = set()  # background responses not yet settled
+        self._expiries: list[tuple[float, str]] = []  # a heap of (when, id), one per creation or update
+        self._lock = threading.Lock()
+
+    # responses
+
+    def keep(self, kept: _Kept) -> dict[str, Any]:
+        with self._lock:
+            now = self._tidy()
+            self._responses[kept.answer["id"]] = kept
+            kept_s = self._responses_s if kept.stored else _UNSTORED_BACKGROUND_S
+            heapq.heappush(self._expiries, (kept.created + kept_s, kept.answer["id"]))
+            if kept.background:
+                self._pending.add(kept.answer["id"])
+            else:
+                self._settle(kept, now)
+            return copy.deepcopy(self._view(kept, now))
+
+    def response(self, project: str, response_id: str) -> dict[str, Any]:
+        with self._lock:
+            now = self._tidy()
+            return copy.deepcopy(self._view(self._response(project, response_id), now))
+
+    def history(self, project: str, response_id: str) -> list[dict[str, Any]]:
+        """What a response continuing this one reads first: its input items, then its output."""
+        with self._lock:
+            now = self._tidy()
+            kept = self._response(project, response_id, stored=True)
+            return copy.deepcopy([*kept.items, *self._view(kept, now)["output"]])
+
+    def input_items(self, project: str, response_id: str) -> list[dict[str, Any]]:
+        with self._lock:
+            self._tidy()
+            return copy.deepcopy(self._response(project, response_id, stored=True).items)
+
+    def delete_response(self, project: str, response_id: str) -> dict[str, Any]:
+        with self._lock:
+            self._tidy()
+            self._response(project, response_id)
+            del self._responses[response_id]
+        # The openai SDK reads no body (responses.delete returns None); OpenAI's API reference answers this.
+        return {"id": response_id, "object": "response.deleted", "deleted": True}
+
+    def cancel(self, project: str, response_id: str) -> dict[str, Any]:
+        """openai SDK (responses.cancel): "Only responses created with the `background` parameter set to
+        `true` can be cancelled"; OpenAI's background guide: cancelling again, or once finished, returns
+        the response as it is."""
+        with self._lock:
+            now = self._tidy()
+            kept = self._response(project, response_id)
+            if not kept.background:
+                raise _invalid(
+                    "Only responses created with the `background` parameter set to `true` can be cancelled.",
+                    None,
+                    None,
+                )
+            if not kept.settled:
+                kept.cancelled = kept.settled = True
+            return copy.deepcopy(self._view(kept, now))
+
+    # conversations
+
+    def create_conversation(
+        self, project: str, items: list[dict[str, Any]], metadata: dict[str, Any]
+    ) -> dict[str, Any]:
+        with self._lock:
+            now = self._tidy()
+            conversation = _Conversation(project, f"conv_{uuid.uuid4().hex}", int(now), metadata, items, now)
+            self._conversations[conversation.id] = conversation
+            self._touch(conversation, now)
+            return _conversation_view(conversation)
+
+    def conversation(self, project: str, conversation_id: str) -> dict[str, Any]:
+        with self._lock:
+            self._tidy()
+            return _conversation_view(self._conversation(project, conversation_id))
+
+    def update_conversation(self, project: str, conversation_id: str, metadata: dict[str, Any]) -> dict[str, Any]:
+        with self._lock:
+            now = self._tidy()
+            conversation = self._conversation(project, conversation_id)
+            conversation.metadata = metadata
+            self._touch(conversation, now)
+            return _conversation_view(conversation)
+
+    def delete_conversation(self, project: str, conversation_id: str) -> dict[str, Any]:
+        with self._lock:
+            self._tidy()
+            self._conversation(project, conversation_id)
+            del self._conversations[conversation_id]
+        return {"id": conversation_id, "object": "conversation.deleted", "deleted": True}  # ConversationDeletedResource
+
+    def items(self, project: str, conversation_id: str) -> list[dict[str, Any]]:
+        with self._lock:
+            self._tidy()
+            return copy.deepcopy(self._conversation(project, conversation_id).items)
+
+    def add_items(self, project: str, conversation_id: str, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        with self._lock:
+            now = self._tidy()
+            conversation = self._conversation(project, conversation_id)
+            conversation.items.extend(copy.deepcopy(items))
+            self._touch(conversation, now)
+            return copy.deepcopy(items)
+
+    def add_to_conversation(self, project: str, conversation_id: str | None, items: list[dict[str, Any]]) -> None:
+        """A response not kept still adds its items to its conversation."""
+        if conversation_id is not None:
+            self.add_items(project, conversation_id, items)
+
+    def item(self, project: str, conversation_id: str, item_id: str) -> dict[str, Any]:
+        with self._lock:
+            self._tidy()
+            conversation = self._conversation(project, conversation_id)
+            return copy.deepcopy(conversation.items[_index(conversation.items, item_id)])
+
+    def delete_item(self, project: str, conversation_id: str, item_id: str) -> dict[str, Any]:
+        """openai SDK: conversations.items.delete answers the Conversation."""
+        with self._lock:
+            now = self._tidy()
+            conversation = self._conversation(project, conversation_id)
+            del conversation.items[_index(conversation.items, item_id)]
+            self._touch(conversation, now)
+            return _conversation_view(conversation)
+
+    # under the lock
+
+    def _response(self, project: str, response_id: str, *, stored: bool = False) -> _Kept:
+        """The response `project` kept; with `stored`, only one kept for good (store was not false)."""
+        kept = self._responses.get(response_id)
+        if kept is None or kept.project != project or (stored and not kept.stored):
+            raise _not_found()
+        return kept
+
+    def _conversation(self, project: str, conversation_id: str) -> _Conversation:
+        conversation = self._conversations.get(conversation_id)
+        if conversation is None or conversation.project != project:
+            raise _not_found()
+        return conversation
+
+    def _done_at(self, kept: _Kept) -> float:
+        return kept.created + (self._queued_s + self._in_progress_s if kept.background else 0)
+
+    def _tidy(self) -> float:
+        """Settle the background responses done by now (in the order they finished), then forget what
+        expired; returns now."""
+        now = self.now()
+        waiting = [self._responses[i] for i in self._pending if i in self._responses and not self._responses[i].settled]
+        for kept in sorted(waiting, key=self._done_at):
+            if self._done_at(kept) <= now:
+                self._settle(kept, self._done_at(kept))
+        self._pending = {kept.answer["id"] for kept in waiting if not kept.settled}
+        while self._expiries and self._expiries[0][0] <= now:
+            _, object_id = heapq.heappop(self._expiries)
+            conversation = self._conversations.get(object_id)
+            if conversation is None:
+                self._responses.pop(object_id, None)
+            elif now >= conversation.updated + self._conversations_s:  # not updated since
+                del self._conversations[object_id]
+        return now
+
+    def _touch(self, conversation: _Conversation, at: float) -> None:
+        """The conversation was updated `at`: its retention starts again."""
+        conversation.updated = max(conversation.updated, at)
+        heapq.heappush(self._expiries, (conversation.updated + self._conversations_s, conversation.id))
+
+    def _settle(self, kept: _Kept, at: float) -> None:
+        """A response done at `at` adds its input and output items to its conversation (openai SDK: the
+        `conversation` parameter: "after this response completes"), unless that had expired by then."""
+        kept.settled = True
+        conversation = self._conversations.get(kept.conversation or "")
+        if conversation is not None and at < conversation.updated + self._conversations_s:
+            conversation.items.extend(copy.deepcopy([*kept.added, *kept.answer["output"]]))
+            self._touch(conversation, at)
+
+    def _view(self, kept: _Kept, now: float) -> dict[str, Any]:
+        """The response as it is at `now`: a background one is queued, then in progress, then its answer
+        (or cancelled), with no output until then (openai SDK: Response, ResponseStatus)."""
+        if not kept.background:
+            return kept.answer
+        done_at = self._done_at(kept)
+        if not kept.cancelled and now >= done_at:
+            completed = done_at if kept.answer["status"] == "completed" else None
+            return {**kept.answer, "completed_at": completed}
+        status = "cancelled" if kept.cancelled else "queued"
+        if status == "queued" and now >= kept.created + self._queued_s:
+            status = "in_progress"
+        waiting: dict[str, Any] = {
+            "status": status,
+            "output": [],
+            "usage": None,
+            "incomplete_details": None,
+            "completed_at": None,
+        }
+        return {**kept.answer, **waiting}
+
+
+def _conversation_view(conversation: _Conversation) -> dict[str, Any]:
+    """openai SDK: Conversation."""
+    return {
+        "id": conversation.id,
+        "object": "conversation",
+        "created_at": conversation.created_at,
+        "metadata": copy.deepcopy(conversation.metadata),
+    }
+
+
+def _index(items: list[dict[str, Any]], item_id: str) -> int:
+    for index, item in enumerate(items):
+        if item["id"] == item_id:
+            return index
+    raise _not_found()
+
+
+def _stored_items(value: Any) -> list[dict[str, Any]]:
+    """A request's `input` (or a conversation's `items`) as stored items, each with an id: openai SDK
+    ResponseItem for input items, ConversationItem for a conversation's (a user, system or developer message
+    as ResponseInputMessageItem / Message with input_text parts; an assistant's as ResponseOutputMessage with
+    output_text parts; function calls, their outputs and reasoning as sent, with an id and a status)."""
+    if isinstance(value, str):
+        value = [{"role": "user", "content": value}]
+    items = []
+    for item in value:
+        kind = item.get("type", "message")
+        stored: dict[str, Any] = {
+            **copy.deepcopy(item),
+            "id": item.get("id") or f"{_ID_PREFIXES.get(kind, 'item')}_{uuid.uuid4().hex}",
+        }
+        if kind == "message":
+            part = "output_text" if item.get("role") == "assistant" else "input_text"
+            content = item.get("content")
+            parts: list[dict[str, Any]] = (
+                [{"type": part, "text": content}] if isinstance(content, str) else stored["content"]
+            )
+            for each in parts:
+                if each.get("type") == "output_text":
+                    each.setdefault("annotations", [])
+            stored.update(type="message", content=parts)
+        if kind != "reasoning":
+            stored.setdefault("status", "completed")
+        items.append(stored)
+    return items
+
+
+def _item_words(item: dict[str, Any]) -> int:
+    """A history item's tokens, a word each, as _response counts the texts the model reads."""
+    if item.get("type") == "function_call_output":
+        return len(str(item.get("output", "")).split())
+    if item.get("type") != "message":
+        return 0
+    return sum(len(str(part.get("text", "")).split()) for part in item.get("content") or [])
+
+
+def _checked_items(items: Any) -> list[dict[str, Any]]:
+    """Items to add to a conversation, refused as OpenAI refuses more than 20 and as this endpoint
+    refuses a request's input it does not take (the function's contract walk, _texts)."""
+    if not isinstance(items, list):
+        raise _invalid(
+            f"Invalid type for 'items': expected an array, but got {_json_type(items)} instead.",
+            "items",
+            "invalid_type",
+        )
+    if len(items) > _MAX_ADDED_ITEMS:
+        raise _invalid(
+            f"Invalid 'items': array too long. Expected an array with maximum length {_MAX_ADDED_ITEMS}, but got an"
+            f" array with length {len(items)} instead.",
+            "items",
+            "array_above_max_length",
+        )
+    if items and _texts({"input": items}) is None:
+        raise _Refused(400, _error("InvalidParameter", "Request body has items that are not valid Responses API items"))
+    return _stored_items(items)
+
+
+def _check_metadata(metadata: Any) -> None:
+    """Refuse metadata beyond OpenAI's limits, with OpenAI's answers. The too-many-pairs, value-too-long
+    and type answers are as public issue threads quote OpenAI's; its key-too-long wording is not public,
+    so that one follows the others."""
+    if metadata is None:
+        return
+    if not isinstance(metadata, dict):
+        raise _invalid(
+            f"Invalid type for 'metadata': expected an object, but got {_json_type(metadata)} instead.",
+            "metadata",
+            "invalid_type",
+        )
+    if len(metadata) > _METADATA_PAIRS:
+        raise _invalid(
+            f"Invalid 'metadata': too many properties. Expected an object with at most {_METADATA_PAIRS} properties,"
+            f" but got an object with {len(metadata)} properties instead.",
+            "metadata",
+            "object_above_max_properties",
+        )
+    for key, value in metadata.items():
+        if len(key) > _METADATA_KEY_CHARS:
+            raise _invalid(
+                f"Invalid 'metadata': key too long. Expected a key with maximum length {_METADATA_KEY_CHARS}, but got"
+                f" a key with length {len(key)} instead.",
+                "metadata",
+                "string_above_max_length",
+            )
+        if not isinstance(value, str):
+            raise _invalid(
+                f"Invalid type for 'metadata.{key}': expected a string, but got {_json_type(value)} instead.",
+                f"metadata.{key}",
+                "invalid_type",
+            )
+        if len(value) > _METADATA_VALUE_CHARS:
+            raise _invalid(
+                f"Invalid 'metadata.{key}': string too long. Expected a string with maximum length"
+                f" {_METADATA_VALUE_CHARS}, but got a string with length {len(value)} instead.",
+                f"metadata.{key}",
+                "string_above_max_length",
+            )
+
+
+def _json_type(value: Any) -> str:
+    """How OpenAI's errors name a JSON value's type."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int):
+        return "an integer"
+    kinds = {float: "a decimal", str: "a string", list: "an array", dict: "an object"}
+    return next((name for kind, name in kinds.items() if isinstance(value, kind)), "a value")
+
+
+def _flag(request: dict[str, Any], name: str, default: bool) -> bool:
+    value = request.get(name)
+    if value is None:
+        return default
+    if not isinstance(value, bool):
+        raise _invalid(
+            f"Invalid type for '{name}': expected a boolean, but got {_json_type(value)} instead.", name, "invalid_type"
+        )
+    return value
+
+
+def _id_text(value: Any, param: str) -> str:
+    if not isinstance(value, str):
+        raise _invalid(
+            f"Invalid type for '{param}': expected a string, but got {_json_type(value)} instead.",
+            param,
+            "invalid_type",
+        )
+    return value
+
+
+def _conversation_id(value: Any) -> str | None:
+    """openai SDK: ResponseCreateParams.conversation, a conversation id or {"id": ...}."""
+    if value is None:
+        return None
+    return _id_text(value.get("id") if isinstance(value, dict) else value, "conversation")
+
+
+def _json_object(body: bytes) -> dict[str, Any]:
+    try:
+        fields = json.loads(body) if body.strip() else {}
+    except ValueError:
+        raise _Refused(400, _error("InvalidParameter", "Request body is not valid JSON")) from None
+    if not isinstance(fields, dict):
+        raise _Refused(400, _error("InvalidParameter", "Request body is not a JSON object"))
+    return fields
+
+
+def _one(query: dict[str, list[str]], name: str) -> str | None:
+    values = query.get(name)
+    return values[-1] if values else None
+
+
+def _page(items: list[dict[str, Any]], query: dict[str, list[str]]) -> dict[str, Any]:
+    """One page of `items` (oldest first) as `limit`, `order` and `after` ask (openai SDK: InputItemListParams,
+    ItemListParams), refused with OpenAI's answers outside their ranges; an `after` not listed is not found."""
+    limit = _LIST_LIMIT_DEFAULT
+    if (text := _one(query, "limit")) is not None:
+        if not re.fullmatch(r"-?\d+", text):
+            raise _invalid(
+                "Invalid type for 'limit': expected an integer, but got a string instead.", "limit", "invalid_type"
+            )
+        limit = int(text)
+        if limit < _LIST_LIMIT_MIN:
+            raise _invalid(
+                f"Invalid 'limit': integer below minimum value. Expected a value >= {_LIST_LIMIT_MIN}, but got {limit}"
+                " instead.",
+                "limit",
+                "integer_below_min_value",
+            )
+        if limit > _LIST_LIMIT_MAX:
+            raise _invalid(
+                f"Invalid 'limit': integer above maximum value. Expected a value <= {_LIST_LIMIT_MAX}, but got {limit}"
+                " instead.",
+                "limit",
+                "integer_above_max_value",
+            )
+    order = _one(query, "order") or "desc"
+    if order not in ("asc", "desc"):
+        raise _invalid(f"Invalid value: '{order}'. Supported values are: 'asc' and 'desc'.", "order", "invalid_value")
+    ordered = items if order == "asc" else items[::-1]
+    if (after := _one(query, "after")) is not None:
+        ordered = ordered[_index(ordered, after) + 1 :]
+    return _list_object(ordered[:limit], has_more=len(ordered) > limit)
+
+
+def _list_object(items: list[dict[str, Any]], *, has_more: bool = False) -> dict[str, Any]:
+    """openai SDK: ResponseItemList / ConversationItemList (first_id and last_id null when empty)."""
+    first, last = (items[0]["id"], items[-1]["id"]) if items else (None, None)
+    return {"object": "list", "data": items, "first_id": first, "last_id": last, "has_more": has_more}
+
+
+def _route(method: str, path: str) -> tuple[str, dict[str, str]] | None:
+    """The model route `method` and `path` name, and the ids in the path."""
+    for name, route_method, pattern in _ROUTES:
+        if method == route_method and (match := pattern.fullmatch(path)):
+            return name, {key: urllib.parse.unquote(value) for key, value in match.groupdict().items()}
+    return None
 
 
 def _texts(request: dict[str, Any]) -> list[Text] | None:

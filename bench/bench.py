@@ -56,6 +56,7 @@ ROUTE_BODIES: dict[str, dict[str, Any]] = {
         ],
         "tools": [_TOOL],
     },
+    "continued": {"input": "And then?"},  # previous_response_id: the plain call's, so the owner check runs first
 }
 CACHE_DIR = BENCH_DIR / ".venv-cache"  # git-ignored with the venvs (bench/.venv*/)
 MB = 1024 * 1024
@@ -406,15 +407,19 @@ class Bench:
         with self.function(runner) as process:
             process.start()
             for index in range(self.plan.warmup_calls + self.plan.warm_calls // 10):
+                last_id = None
                 for name, body in ROUTE_BODIES.items():
+                    sent = {**body, "previous_response_id": last_id} if name == "continued" else body
                     started = time.perf_counter()
-                    answer = process.invoke(body, path=OPENAI_ROUTE)
+                    answer = process.invoke(sent, path=OPENAI_ROUTE)
                     elapsed = (time.perf_counter() - started) * 1000
                     if answer.http_status != 200:
                         raise RuntimeError(f"{name}: HTTP {answer.http_status}: {answer.body[:500]!r}")
                     if index >= self.plan.warmup_calls:
                         latencies[name].append(elapsed)
                     sizes[name] = len(answer.body)
+                    if name == "plain":
+                        last_id = answer.json()["id"]
         return {
             **{f"{name}_p50_ms": percentile(values, 50) for name, values in latencies.items()},
             **{f"{name}_bytes": size for name, size in sizes.items()},
@@ -607,6 +612,8 @@ def build_rows(results: dict[str, Any]) -> list[Row]:
     turns = [get(this, "route", f"tool_{turn}_p50_ms") for turn in ("call", "output")]
     round_trip = None if None in turns else sum(t for t in turns if t is not None)
     tool_cost = None if round_trip is None or plain is None else round_trip - 2 * plain
+    continued = get(this, "route", "continued_p50_ms")
+    owner_cost = None if continued is None or plain is None else continued - plain
     size_ratio = None if not stream_bytes or not plain_bytes else stream_bytes / plain_bytes
     rows += [
         Row("GENAI_GUARDRAILS=block: warm latency p50 (ms)", get(guarded, "warm", "p50_ms"), None, None, "", None, 2),
@@ -685,6 +692,24 @@ def build_rows(results: dict[str, Any]) -> list[Row]:
         Row(
             "  its cost over two plain calls (ms)",
             tool_cost,
+            None,
+            None,
+            "",
+            None,
+            2,
+        ),
+        Row(
+            "previous_response_id (owner check, then the call), warm p50 (ms)",
+            continued,
+            None,
+            None,
+            "one extra read",
+            None,
+            2,
+        ),
+        Row(
+            "  the owner check's cost over a plain call (ms)",
+            owner_cost,
             None,
             None,
             "",

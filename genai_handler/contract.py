@@ -347,9 +347,22 @@ _INCLUDABLE = ", ".join(get_args(Includable))
 CallerLabel = Annotated[str, Kind.ID, Field(pattern=r"^[!-~]{1,128}$")]
 _LABEL_RULE = "1 to 128 printable ASCII characters"
 
+MAX_METADATA = 15  # OCI keeps 16 pairs; the 16th is the owner's (stored.py)
 Metadata = Annotated[
-    dict[Annotated[str, Field(max_length=64)], Annotated[str, Field(max_length=512)]], Kind.UNREAD, Field(max_length=16)
+    dict[Annotated[str, Field(max_length=64)], Annotated[str, Field(max_length=512)]],
+    Kind.UNREAD,
+    Field(max_length=MAX_METADATA),
 ]
+_METADATA_RULE = (
+    f"an object of at most {MAX_METADATA} string pairs, keys of at most 64 characters and values of at most 512"
+)
+StoredId = Annotated[str, Kind.ID, Field(min_length=1, max_length=MAX_ID_CHARS, pattern=_ID)]
+
+
+class ConversationRef(_Strict):
+    """A conversation named as an object (openai SDK: ResponseConversationParam)."""
+
+    id: StoredId = required("the conversation's id", must="a conversation id")
 
 
 class Request(_Strict):
@@ -379,17 +392,18 @@ class Request(_Strict):
     top_p: float | None = rule("0 to 1", must="a number from 0 to 1", ge=0, le=1)
     text: TextConfig | None = rule("the answer's format and verbosity", must="an object with format and/or verbosity")
     metadata: Metadata | None = rule(
-        "stored with the response, never read by the model nor logged",
-        must="an object of at most 16 string pairs, keys of at most 64 characters and values of at most 512",
+        "stored with the response, never read by the model nor logged", must=_METADATA_RULE
     )
     reasoning: ReasoningConfig | None = rule("effort and summary", must="an object with effort and/or summary")
-    store: bool | None = rule("keep the response (GENAI_ALLOW_STORED_RESPONSES)", must="true or false")
-    previous_response_id: Annotated[str, Kind.ID] | None = rule(
-        "continue a stored response (GENAI_ALLOW_STORED_RESPONSES)",
-        must="a response id",
-        min_length=1,
-        max_length=MAX_ID_CHARS,
-        pattern=_ID,
+    store: bool | None = rule(
+        "keep the response for its caller; default true (GENAI_ALLOW_STORED_RESPONSES)", must="true or false"
+    )
+    previous_response_id: StoredId | None = rule(
+        "continue the caller's own stored response (GENAI_ALLOW_STORED_RESPONSES)", must="a response id"
+    )
+    conversation: StoredId | ConversationRef | None = rule(
+        "continue the caller's own conversation: its id or {id} (GENAI_ALLOW_STORED_RESPONSES)",
+        must="a conversation id, or an object with its id",
     )
     stream: bool | None = rule(
         "true: OCI's events, all sent together at the end as one text/event-stream body; on the OpenAI-compatible"
@@ -400,8 +414,8 @@ class Request(_Strict):
         f"at most {MAX_TOOLS} tools: functions, and the hosted tools in GENAI_ALLOWED_HOSTED_TOOLS",
         must=f"a list of at most {MAX_TOOLS} tools",
     )
-    background: Literal[False] | None = rule(
-        "not offered", must="false: background responses are not offered by this function"
+    background: bool | None = rule(
+        "answer at once, queued; poll GET /v1/responses/{id} (stored responses only)", must="true or false"
     )
     # Sent by OpenAI SDKs and agent libraries on every call, mostly at their off values.
     include: list[Includable] | None = rule("extra parts of the answer", must=f"a list of: {_INCLUDABLE}")
@@ -437,12 +451,21 @@ class Request(_Strict):
             raise contract_error("tool_choice must not be required without tools")
         return self
 
+    @model_validator(mode="after")
+    def _one_history(self) -> Request:
+        if self.previous_response_id is not None and self.conversation is not None:
+            raise contract_error("send either previous_response_id or conversation, not both")
+        if self.background and self.stream:
+            raise contract_error("send either background or stream, not both")
+        return self
+
     def arguments(self) -> dict[str, Any]:
         """The keyword arguments for `responses.create`: what was asked for, `prompt` as `input`.
         A field at its off value (false, empty, null) was not asked for and is not sent."""
         arguments = self.model_dump(by_alias=True, exclude_none=True, exclude_unset=True, exclude=_NOT_SENT)
-        if not arguments.get("include", True):
-            del arguments["include"]
+        for name in ("include", "background"):
+            if name in arguments and not arguments[name]:
+                del arguments[name]
         if not arguments.get("tools"):
             for name in ("tools", "tool_choice", "parallel_tool_calls"):
                 arguments.pop(name, None)
@@ -451,9 +474,35 @@ class Request(_Strict):
         return arguments
 
 
+MAX_CONVERSATION_ITEMS = 20  # openai SDK: conversation_create_params / item_create_params ("up to 20 items at a time")
+
+
+class ConversationCreate(_Strict):
+    """POST /v1/conversations (openai SDK: ConversationCreateParams): its items are text the model reads later."""
+
+    items: Annotated[list[Item], Field(max_length=MAX_CONVERSATION_ITEMS)] | None = rule(
+        f"up to {MAX_CONVERSATION_ITEMS} items to start with", must=f"a list of at most {MAX_CONVERSATION_ITEMS} items"
+    )
+    metadata: Metadata | None = rule("stored with the conversation, never read by the model", must=_METADATA_RULE)
+
+
+class ConversationUpdate(_Strict):
+    """POST /v1/conversations/{id} (openai SDK: ConversationUpdateParams)."""
+
+    metadata: Metadata = required("the conversation's new metadata", must=_METADATA_RULE)
+
+
+class ConversationItems(_Strict):
+    """POST /v1/conversations/{id}/items (openai SDK: ItemCreateParams)."""
+
+    items: Annotated[list[Item], Field(min_length=1, max_length=MAX_CONVERSATION_ITEMS)] = required(
+        f"1 to {MAX_CONVERSATION_ITEMS} items to add", must=f"a list of 1 to {MAX_CONVERSATION_ITEMS} items"
+    )
+
+
 # Accepted so that real clients work, never sent: off-only switches, and what OCI's Responses API is not
 # shown to serve (docs/contracts.md). `stream` is the call's to set (upstream.stream_response), not the arguments'.
-_NOT_SENT = {"stream", "background", "truncation", "service_tier", "user", "safety_identifier", "prompt_cache_key"}
+_NOT_SENT = {"stream", "truncation", "service_tier", "user", "safety_identifier", "prompt_cache_key"}
 
 
 @dataclass(frozen=True)

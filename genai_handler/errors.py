@@ -4,7 +4,9 @@ HandlerError                      base; never raised itself
 ├── InvalidRequest          400   invalid_request: the body breaks the request contract
 ├── UpstreamRejected        400   upstream_rejected: the model service refused a valid request
 ├── ContentBlocked          400   content_blocked: guardrails flagged the request (GENAI_GUARDRAILS=block)
-├── MethodNotAllowed        405   method_not_allowed: only POST (adds `Allow: POST`)
+├── NotFound                404   not_found: no stored response or conversation of this caller by that id
+│                                 (absent, expired, deleted or another caller's: one answer for all)
+├── MethodNotAllowed        405   method_not_allowed: a method the route does not take (adds `Allow`)
 ├── PayloadTooLarge         413   payload_too_large: body over GENAI_MAX_BODY_BYTES
 ├── RateLimited             429   rate_limited: OCI throttled and the deadline allows no retry
 ├── MisconfiguredError      500   misconfigured: a setting or the credentials are wrong
@@ -56,8 +58,18 @@ class ContentBlocked(HandlerError):
     status, type = 400, "content_blocked"
 
 
+class NotFound(HandlerError):
+    status, type = 404, "not_found"
+
+
 class MethodNotAllowed(HandlerError):
+    """`allow` lists the route's methods, for the `Allow` header."""
+
     status, type = 405, "method_not_allowed"
+
+    def __init__(self, message: str, *, allow: tuple[str, ...] = ("POST",), request_id: str | None = None) -> None:
+        super().__init__(message, request_id=request_id)
+        self.allow = allow
 
 
 class PayloadTooLarge(HandlerError):

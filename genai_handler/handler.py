@@ -17,7 +17,7 @@ from typing import Any
 from fdk import context
 from fdk import response as fdk_response
 
-from . import logs
+from . import logs, stored
 from .contract import Request, texts
 from .errors import HandlerError, InternalError, InvalidRequest, MethodNotAllowed, MisconfiguredError
 from .request import parse
@@ -25,6 +25,7 @@ from .settings import MAX_DETACHED_CALL_S, Settings
 from .upstream import (
     REQUEST_ID_HEADER,
     Attempt,
+    StoredResult,
     StreamResult,
     UpstreamResult,
     client_for,
@@ -56,6 +57,9 @@ class _Call:
     deadline_mono: float
     openai_route: bool
     trace: context.TracingContext | None
+    caller: str | None = None  # the gateway's X-Genai-Caller
+    route: stored.Route | None = None  # a stored response or conversation's route
+    kept: StoredResult | None = None  # what OCI answered on that route
     settings: Settings | None = None
     model: str | None = None
     sent: Request | None = None  # what reached the model: the only prompt ever logged
@@ -69,6 +73,11 @@ class _Call:
         return self.error.status if self.error else 200
 
     @property
+    def request_id(self) -> str | None:
+        """OCI's id of the call that answered: the model's, or a stored object's."""
+        return self.result.request_id if self.result else self.kept.request_id if self.kept else None
+
+    @property
     def failure(self) -> HandlerError | None:
         """The error to log and trace: the call's, or what ended a stream answered 200 (its closing event)."""
         return self.error or (self.result.failure if isinstance(self.result, StreamResult) else None)
@@ -79,8 +88,9 @@ def handle(ctx: context.InvokeContext, data: io.BytesIO | None = None) -> fdk_re
     start_mono = time.monotonic()
     openai_route = False
     try:
-        openai_route = _is_openai_route(ctx)
-        return _invoke(ctx, data, start_mono, openai_route)
+        route = stored.match(ctx.RequestURL())
+        openai_route = route is not None or _is_openai_route(ctx)
+        return _invoke(ctx, data, start_mono, openai_route, route)
     except Exception:  # a bug while logging, shaping or diagnosing: still the documented shape
         error = InternalError(_BUG)
     # logged outside the except, so a failing log handler cannot print the bug's traceback
@@ -95,16 +105,21 @@ def handle(ctx: context.InvokeContext, data: io.BytesIO | None = None) -> fdk_re
 
 
 def _invoke(
-    ctx: context.InvokeContext, data: io.BytesIO | None, start_mono: float, openai_route: bool
+    ctx: context.InvokeContext,
+    data: io.BytesIO | None,
+    start_mono: float,
+    openai_route: bool,
+    route: stored.Route | None,
 ) -> fdk_response.Response:
     start_at, deadline_mono = time.time(), start_mono + _budget(ctx)
     body = data.getvalue() if data else b""
     method = ctx.Method()  # None on a direct `fn invoke`; the caller's method via API Gateway
     if method is None and _is_doctor_request(body):
         return _doctor(ctx, start_mono)  # before the settings: it explains a misconfiguration too
-    call = _Call(start_mono, start_at, deadline_mono, openai_route, _trace_context(ctx))
+    caller = ctx.HTTPHeaders().get(logs.CALLER_HEADER.lower())
+    call = _Call(start_mono, start_at, deadline_mono, openai_route, _trace_context(ctx), caller, route)
     answer = _answer(call, method, body)
-    reply = _reply(ctx, answer, call.result.request_id if call.result else None, call.error, openai_route)
+    reply = _reply(ctx, answer, call.request_id, call.error, openai_route)
     traced = _report_trace(ctx, call.trace, call) if call.trace is not None else {}
     _log(ctx, call, traced)
     return reply
@@ -115,6 +130,8 @@ def _answer(call: _Call, method: str | None, body: bytes) -> dict[str, Any] | by
     text/event-stream body: docs/streaming.md), or None with `call.error` set."""
     try:
         settings = call.settings = load_settings()
+        if call.route is not None:
+            return _kept(call, settings, (method or "POST").upper(), body)
         if method is not None and method.upper() != "POST":
             raise MethodNotAllowed("use POST with a JSON body")
         request = parse(body, settings)
@@ -127,14 +144,21 @@ def _answer(call: _Call, method: str | None, body: bytes) -> dict[str, Any] | by
             request = screen(client_for(settings), settings, request, call.deadline_mono, call.screened)
         call.sent = request
         record = call.attempts.append if call.trace is not None else None
+        arguments = request.arguments()
+        if (
+            arguments.get("store")
+            or arguments.get("background")
+            or request.previous_response_id
+            or request.conversation
+        ):
+            owner = stored.owner_of(call.caller, via_gateway=method is not None)
+            arguments = stored.create_arguments(client_for(settings), request, owner, call.deadline_mono)
         if request.stream:
             stream = call.result = stream_response(
-                client_for(settings), request.arguments(), call.deadline_mono, settings.max_retries, record
+                client_for(settings), arguments, call.deadline_mono, settings.max_retries, record
             )
             return stream.body
-        call.result = create_response(
-            client_for(settings), request.arguments(), call.deadline_mono, settings.max_retries, record
-        )
+        call.result = create_response(client_for(settings), arguments, call.deadline_mono, settings.max_retries, record)
         # The OpenAI route answers OCI's JSON as received: dumping the SDK's model of an output
         # item it does not know warns, with the answer's text in the warning.
         return call.result.body if call.openai_route else shape(call.result)
@@ -143,6 +167,23 @@ def _answer(call: _Call, method: str | None, body: bytes) -> dict[str, Any] | by
     except Exception:  # a bug: answer in the documented shape; log nothing that could leak
         call.error = InternalError(_BUG)
     return None
+
+
+def _kept(call: _Call, settings: Settings, method: str, body: bytes) -> dict[str, Any]:
+    """A stored response or conversation's route, for its owner: OCI's JSON as answered."""
+    assert call.route is not None  # noqa: S101  (for the type checker: _answer routes here only then)
+    owner = stored.owner_of(call.caller, via_gateway=True)
+    client = client_for(settings)
+
+    def screened(request: Request) -> Request:
+        if not settings.guardrails_on:
+            return request
+        from .guardrails import screen  # noqa: PLC0415  (off: never imported)
+
+        return screen(client, settings, request, call.deadline_mono, call.screened)
+
+    call.kept = stored.serve(client, settings, call.route, method, body, owner, call.deadline_mono, screened)
+    return call.kept.body
 
 
 def load_settings() -> Settings:
@@ -191,7 +232,7 @@ def _reply(
         if error.retry_after is not None:
             headers["retry-after"] = str(error.retry_after)
         if isinstance(error, MethodNotAllowed):
-            headers["allow"] = "POST"
+            headers["allow"] = ", ".join(error.allow)
     if isinstance(body, bytes):
         headers["content-type"], data = _EVENT_STREAM, body
     else:
@@ -277,9 +318,10 @@ def _log(ctx: context.InvokeContext, call: _Call, traced: dict[str, str]) -> Non
     streamed = isinstance(result, StreamResult)
     logs.invocation(
         call_id=ctx.CallID(),
-        **logs.caller_fields(ctx.HTTPHeaders().get(logs.CALLER_HEADER.lower())),  # gateway calls only
+        **logs.caller_fields(call.caller),  # gateway calls only
         **traced,
-        request_id=result.request_id if result else error.request_id if error else None,
+        route=f"{call.route.template}" if call.route else None,
+        request_id=call.request_id or (error.request_id if error else None),
         model=call.model,
         status=call.status,
         stream=streamed or None,

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import math
-from typing import Any, Literal, get_args, get_origin
+from typing import Any, Literal, TypeVar, get_args, get_origin
 
 from pydantic import BaseModel, ValidationError
 
@@ -18,7 +18,9 @@ from .errors import InvalidRequest, PayloadTooLarge
 from .logs import printable
 from .settings import Settings
 
+STORAGE_OFF = "stored responses are disabled (GENAI_ALLOW_STORED_RESPONSES)"
 ALLOWED_FIELDS = tuple(field.alias or name for name, field in Request.model_fields.items())
+B = TypeVar("B", bound=BaseModel)
 _MAX_DEPTH = 32
 _TOO_DEEP = f"request body is nested deeper than {_MAX_DEPTH} levels"
 
@@ -55,10 +57,15 @@ def parse_body(body: bytes, settings: Settings) -> dict[str, Any]:
 
 def validate(value: dict[str, Any], settings: Settings) -> Request:
     """The decoded body as a `Request`, or InvalidRequest naming the first field at fault."""
+    return validate_as(Request, value, settings)
+
+
+def validate_as(model: type[B], value: dict[str, Any], settings: Settings) -> B:
+    """The decoded body as `model` (a conversation route's body, say), refused as a request would be."""
     try:
-        return Request.model_validate(value)
+        return model.model_validate(value)
     except ValidationError as exc:
-        raise _refusal(exc, settings) from None
+        raise _refusal(exc, settings, model) from None
 
 
 def with_caps(request: Request, settings: Settings) -> Request:
@@ -107,13 +114,21 @@ def _check_hosted_tools(request: Request, settings: Settings) -> None:
 
 
 def _storage(request: Request, settings: Settings) -> dict[str, Any]:
-    """Stored responses are shared by every caller (one function identity): off unless enabled."""
+    """`store` as OCI is to get it: true unless the caller or the operator turned storage off."""
     if not settings.allow_stored_responses:
-        if request.store:
-            raise InvalidRequest("store: stored responses are disabled (GENAI_ALLOW_STORED_RESPONSES)")
-        if request.previous_response_id is not None:
-            raise InvalidRequest("previous_response_id: stored responses are disabled (GENAI_ALLOW_STORED_RESPONSES)")
-    return {"store": bool(request.store)}
+        asked = {
+            "store": request.store,
+            "previous_response_id": request.previous_response_id,
+            "conversation": request.conversation,
+            "background": request.background,
+        }
+        for name, value in asked.items():
+            if value:
+                raise InvalidRequest(f"{name}: {STORAGE_OFF}")
+        return {"store": False}
+    if request.background and request.store is False:
+        raise InvalidRequest("background needs store: a background response is kept until its caller reads it")
+    return {"store": request.store is not False}
 
 
 def _limits(settings: Settings) -> dict[str, Any]:
@@ -121,20 +136,20 @@ def _limits(settings: Settings) -> dict[str, Any]:
     return {"allowed_models": ", ".join(settings.allowed_models), "max_output_tokens": settings.max_output_tokens}
 
 
-def _refusal(exc: ValidationError, settings: Settings) -> InvalidRequest:
+def _refusal(exc: ValidationError, settings: Settings, root: type[BaseModel] = Request) -> InvalidRequest:
     """The first error, as the caller reads it: positions and declared rules, never the caller's values."""
     errors = exc.errors(include_url=False, include_input=False)
     unknown = [error for error in errors if error["type"] == "extra_forbidden"]
     if unknown:
         parent = unknown[0]["loc"][:-1]
         names = [str(error["loc"][-1]) for error in unknown if error["loc"][:-1] == parent]
-        where, _, model = locate(parent)
+        where, _, model = locate(parent, root)
         message = f"unknown field(s) {_names(sorted(names))}"
         if isinstance(model, type) and issubclass(model, BaseModel):
             message += "; allowed: " + ", ".join(f.alias or n for n, f in model.model_fields.items())
         return InvalidRequest(f"{where}: {message}" if where else message)
     error = errors[0]
-    where, field, _ = locate(error["loc"])
+    where, field, _ = locate(error["loc"], root)
     if error["type"] == "contract":
         return InvalidRequest(f"{where} {error['msg']}" if where else error["msg"])
     if error["type"] == "missing":

@@ -515,9 +515,10 @@ class Settings:
     )
     allow_stored_responses: bool = setting(
         "GENAI_ALLOW_STORED_RESPONSES",
-        False,
-        "Allow `store` and `previous_response_id` (see [the threat "
-        "model](security.md#what-is-stored): every caller shares the function's identity).",
+        True,
+        "Responses kept in the project for their caller only (`store`, default true), continued, polled and deleted "
+        "by that caller; `false`: nothing stored, and `store`, `previous_response_id`, `conversation`, `background` "
+        "and the stored-object routes refused ([security.md](security.md#what-is-stored)).",
         Flag(),
     )
     api_key: str = setting("GENAI_API_KEY", "", "Only for `GENAI_AUTH=api_key`.", shown="unset", repr=False)

@@ -25,6 +25,7 @@ from typing import Any
 import httpcore2
 import httpx2
 import openai
+from openai._types import RequestOptions
 from openai.types.responses import Response, ResponseUsage
 from openai.types.responses.response import IncompleteDetails
 
@@ -32,6 +33,7 @@ from . import streaming
 from .auth import OciInstancePrincipalAuth, OciResourcePrincipalAuth, OciSessionAuth, OciUserPrincipalAuth
 from .errors import (
     HandlerError,
+    NotFound,
     RateLimited,
     UpstreamAuthError,
     UpstreamError,
@@ -62,6 +64,8 @@ _UNREACHABLE = "could not reach OCI Generative AI"
 _MODEL_LATE = "the model did not answer before the invocation deadline"
 _OCI_LATE = "OCI Generative AI did not answer before the invocation deadline"
 _UNREADABLE = "OCI Generative AI sent an answer this function cannot read"
+# Absent, expired, deleted or another caller's: one answer, so none can be told from the others.
+NO_SUCH = "no stored response, conversation or item by that id for this caller"
 _NO_ANSWER = "OCI Generative AI failed to produce an answer{code}; retry later"
 _THROTTLED = "OCI Generative AI is throttling requests; retry later"
 _FAILED = "OCI Generative AI failed ({described}); retry later"
@@ -398,6 +402,50 @@ def post_oci(client: openai.OpenAI, url: str, body: dict[str, Any], deadline_mon
             return _json(response, request_id), request_id
         except _Failure as failure:
             raise failure.error from None
+
+
+@dataclass(frozen=True)
+class StoredResult:
+    """OCI's answer on a stored-object route: its JSON as sent, and its opc-request-id."""
+
+    body: dict[str, Any]
+    request_id: str | None
+
+
+def stored_call(  # noqa: PLR0913  (one HTTP call's parts)
+    client: openai.OpenAI,
+    method: str,
+    path: str,
+    deadline_mono: float,
+    *,
+    body: dict[str, Any] | None = None,
+    query: dict[str, Any] | None = None,
+) -> StoredResult:
+    """One call to a stored response or conversation (`path` under the base URL, built from checked
+    ids) on the client's pooled connections, signer and project header. A 404 is NotFound, whatever
+    OCI's body; other errors map as for the model. One attempt: the caller may repeat a read."""
+    with _deadline(deadline_mono):
+        options: RequestOptions = {"timeout": _timeout(deadline_mono, _OCI_LATE), "params": query or {}}
+        try:
+            with _mapped(_OCI_LATE):
+                if method == "GET":
+                    response = client.get(path, cast_to=httpx2.Response, options=options)
+                elif method == "DELETE":
+                    response = client.delete(path, cast_to=httpx2.Response, options=options)
+                else:
+                    response = client.post(path, cast_to=httpx2.Response, body=body or {}, options=options)
+        except _Failure as failure:
+            if failure.status == 404:
+                raise NotFound(NO_SUCH, request_id=failure.error.request_id) from None
+            raise failure.error from None
+        request_id = response.headers.get(REQUEST_ID_HEADER)
+        try:
+            found = _json(response, request_id)
+            if not isinstance(found, dict):
+                raise _Failure(UpstreamError(_UNREADABLE, request_id=request_id))
+        except _Failure as failure:
+            raise failure.error from None
+        return StoredResult(found, request_id)
 
 
 @contextlib.contextmanager

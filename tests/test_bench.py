@@ -131,6 +131,7 @@ def test_given_openai_route_figures_when_building_rows_then_the_stream_and_tool_
 ):
     # given warm p50s of a plain call, the same call streamed, and the two turns of a tool round trip
     route = {"plain_p50_ms": 3.0, "stream_p50_ms": 3.5, "tool_call_p50_ms": 3.4, "tool_output_p50_ms": 3.2}
+    route["continued_p50_ms"] = 4.25
     plan = {"rss_mark": 200, "warm_calls": 2000, "conn_calls": 10, "pause_s": 6.0}
     results = {"plan": plan, "runners": {"this": {"route": {**route, "plain_bytes": 100, "stream_bytes": 450}}}}
     # when
@@ -140,6 +141,7 @@ def test_given_openai_route_figures_when_building_rows_then_the_stream_and_tool_
     assert rows["function tool round trip (2 calls), warm p50 sum (ms)"] == pytest.approx(6.6)
     assert rows["  its cost over two plain calls (ms)"] == pytest.approx(0.6)
     assert rows["  body bytes, stream / plain"] == pytest.approx(4.5)
+    assert rows["  the owner check's cost over a plain call (ms)"] == pytest.approx(1.25)
 
 
 def test_given_the_runners_when_listed_then_guardrails_on_is_measured_beside_off_with_the_same_code() -> None:

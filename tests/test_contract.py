@@ -106,7 +106,11 @@ def _requests() -> list[tuple[dict[str, Any], _Planted]]:
     """Requests from the declaration: one with `prompt`, strings where a union allows one; one with
     `input`, lists and the richest objects everywhere."""
     made = []
-    for plain, skip in ((True, ("input",)), (False, ("prompt",))):
+    # rules across fields: one input, one kind of history, background or stream
+    for plain, skip in (
+        (True, ("input", "conversation", "background")),
+        (False, ("prompt", "conversation", "background")),
+    ):
         planted = _Planted()
         body = _model(Request, planted, plain, skip)
         body["tool_choice"]["name"] = body["tools"][0]["name"]  # a rule across fields: one of the tools

@@ -286,7 +286,7 @@ def test_given_the_files_when_the_default_model_changes_then_every_file_naming_t
     assert flagged == {"docs/settings.md", "docs/agents.md"}
 
 
-def test_given_the_settings_page_and_terraform_when_read_then_the_page_states_the_default_and_terraform_defers() -> None:
+def test_given_the_settings_page_and_terraform_when_read_then_the_page_names_the_default_and_terraform_defers() -> None:
     # when
     table = _text(DOCS / "settings.md")
     (row,) = [line for line in table.splitlines() if line.startswith("| `GENAI_MODEL` |")]

@@ -15,6 +15,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from genai_handler.contract import MAX_METADATA
 from genai_handler.local.agent import FunctionProcess, Invocation
 from genai_handler.local.endpoint import LocalEndpoint
 from genai_handler.local.identity import LocalIdentity
@@ -151,7 +152,7 @@ _OPTIONAL_VALID = {
     "text": st.fixed_dictionaries(
         {}, optional={"format": _format, "verbosity": st.sampled_from(["low", "medium", "high"])}
     ),
-    "metadata": st.dictionaries(st.text(max_size=64), st.text(max_size=512), max_size=16),
+    "metadata": st.dictionaries(st.text(max_size=64), st.text(max_size=512), max_size=MAX_METADATA),
     "reasoning": st.fixed_dictionaries(
         {},
         optional={
@@ -231,13 +232,15 @@ _WRONG_VALUES: dict[str, st.SearchStrategy[Any]] = {
         | st.just({"summary": 1})
         | st.just({"budget": 1})
     ),
-    "store": st.just(True) | st.text(max_size=3) | st.integers(),
-    "previous_response_id": st.text(max_size=20) | _leaf.filter(lambda v: v is not None),
+    "store": st.text(max_size=3) | st.integers(),
+    # a well-formed id is valid (an unknown one is then 404, as tests/test_e2e_stored.py checks)
+    "previous_response_id": st.text(max_size=20).filter(lambda v: not re.fullmatch(r"[A-Za-z0-9_.:-]+", v))
+    | _leaf.filter(lambda v: v is not None),
     # true is valid on the OpenAI-compatible routes (docs/streaming.md) and refused on /genai/chat, as
     # tests/test_e2e_streaming.py checks: any other value is wrong on every route
     "stream": st.integers() | st.text(max_size=3) | st.just([True]) | st.just({}),
     "tools": st.just([{"type": "web_search"}]),
-    "background": st.just(True) | st.text(max_size=3),
+    "background": st.text(max_size=3) | st.integers(),
 }
 
 

@@ -296,7 +296,9 @@ _COLD_PATH = """
 import io, json, sys
 from fdk.context import InvokeContext
 from genai_handler import handler
-ctx = InvokeContext("app", "app", "fn", "fn", "cold", headers={"fn-call-id": "cold"}, fn_format="http-stream")
+ctx = InvokeContext(
+    "app", "app", "fn", "fn", "cold", headers={"fn-call-id": "cold"}, method=None, fn_format="http-stream"
+)  # a direct invoke, as the fdk builds it: no method
 reply = handler.handle(ctx, io.BytesIO(b'{"prompt": "hello"}'))
 print(json.dumps({"body": json.loads(reply.body()), "loaded": "genai_handler.guardrails" in sys.modules}))
 """

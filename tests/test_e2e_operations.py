@@ -129,10 +129,23 @@ def test_given_a_direct_invoke_with_the_header_when_answered_then_no_caller_is_l
 def test_given_a_gateway_call_without_the_header_when_answered_then_no_caller_is_logged(
     untraced: FunctionProcess, upstream: LocalEndpoint, quiet_log: Path
 ) -> None:
+    # given a gateway that sets no caller header, and a call that stores nothing
     # when
-    call_id, _, _ = _call(untraced, {"prompt": "hi"})
+    answer = untraced.invoke({"prompt": "hi", "store": False}, subject=None, call_id=(call_id := uuid.uuid4().hex))
     # then
+    assert answer.http_status == 200
     assert "caller" not in _log_line(quiet_log, call_id)
+
+
+def test_given_a_gateway_call_without_the_header_when_it_would_store_then_it_fails_closed_as_misconfigured(
+    untraced: FunctionProcess, upstream: LocalEndpoint
+) -> None:
+    # given a gateway that sets no caller header: nothing to own a stored response by
+    # when
+    answer = untraced.invoke({"prompt": "hi"}, subject=None)
+    # then it is refused rather than stored for a shared, unnamed owner, and OCI is never called
+    assert answer.http_status == 500 and answer.json()["error"]["type"] == "misconfigured"
+    assert "X-Genai-Caller" in answer.json()["error"]["message"] and upstream.requests == []
 
 
 def test_given_a_hostile_caller_value_when_logged_then_it_is_cut_escaped_and_flagged(
@@ -351,7 +364,8 @@ import io, json, sys
 from fdk.context import context_from_format
 import func
 headers = {"fn-call-id": "c", "fn-intent": "httprequest", "fn-http-method": "POST",
-           "fn-http-request-url": "/genai/chat", "x-b3-traceid": sys.argv[1], "x-b3-spanid": sys.argv[2]}
+           "fn-http-request-url": "/genai/chat", "fn-http-h-x-genai-caller": "local-user",
+           "x-b3-traceid": sys.argv[1], "x-b3-spanid": sys.argv[2]}
 ctx, data = context_from_format("http-stream", headers=headers, data=io.BytesIO(b'{"prompt": "hi"}'))
 reply = func.handler(ctx, data)
 print(json.dumps({"status": reply.context().GetResponseHeaders()["fn-http-status"],

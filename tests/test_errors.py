@@ -10,6 +10,7 @@ DOCUMENTED = {
     errors.InvalidRequest: (400, "invalid_request"),
     errors.UpstreamRejected: (400, "upstream_rejected"),
     errors.ContentBlocked: (400, "content_blocked"),
+    errors.NotFound: (404, "not_found"),
     errors.MethodNotAllowed: (405, "method_not_allowed"),
     errors.PayloadTooLarge: (413, "payload_too_large"),
     errors.RateLimited: (429, "rate_limited"),

@@ -40,7 +40,8 @@ def test_given_a_gateway_call_when_invoked_then_it_answers_with_the_documented_f
     assert body["request_id"] == upstream.requests[-1].request_id == answer.http_headers["opc-request-id"]
     sent = upstream.requests[-1]
     assert sent.headers["openai-project"] == PROJECT_OCID
-    assert json.loads(sent.body)["store"] is False
+    assert json.loads(sent.body)["store"] is True  # kept for this caller: the owner is in its metadata
+    assert set(json.loads(sent.body)["metadata"]) == {"genai_owner"}
 
 
 def test_given_a_direct_invoke_when_invoked_then_it_answers_the_same_json(
@@ -110,9 +111,7 @@ BAD_BODIES = [
     ({"prompt": "a", "top_p": "high"}, "top_p"),
     ({"prompt": "a", "stream": True}, "stream"),
     ({"prompt": "a", "tools": [{"type": "web_search"}]}, "tools"),
-    ({"prompt": "a", "background": True}, "background"),
-    ({"prompt": "a", "store": True}, "store"),
-    ({"prompt": "a", "previous_response_id": "resp_1"}, "previous_response_id"),
+    ({"prompt": "a", "background": True, "store": False}, "background needs store"),
     ({"prompt": "a", "text": {"format": {"type": "xml"}}}, "text.format.type"),
     ({"prompt": "a", "metadata": {"k": 1}}, "metadata"),
     ({"prompt": "a", "reasoning": {"effort": "extreme"}}, "reasoning.effort"),

@@ -30,6 +30,7 @@ def _ctx(deadline: str | None = None, method: str | None = "POST", url: str = "/
     headers = {"fn-call-id": "call-1"}
     if method is not None:
         headers.update({"fn-intent": "httprequest", "fn-http-method": method, "fn-http-request-url": url})
+        headers["fn-http-h-x-genai-caller"] = "alice"  # as API Gateway writes it on every route
     return InvokeContext(
         "app",
         "app",

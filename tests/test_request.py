@@ -36,7 +36,7 @@ def test_given_a_prompt_when_parsed_then_it_becomes_input_with_the_default_model
         "model": DEFAULT_MODEL,
         "input": "hi",
         "max_output_tokens": 2048,
-        "store": False,
+        "store": True,  # kept for its caller by default (stored.py adds the owner)
     }
 
 
@@ -63,18 +63,30 @@ def test_given_responses_style_fields_when_parsed_then_they_pass_through_validat
     assert arguments["input"][1] == body["input"][1]  # as sent
     for name in ("instructions", "temperature", "top_p", "text", "metadata", "reasoning"):
         assert arguments[name] == body[name]
-    assert arguments["store"] is False
+    assert arguments["store"] is True
 
 
-def test_given_stored_responses_when_parsed_then_they_are_allowed_only_if_the_operator_enables_them() -> None:
-    # given
-    enabled = Settings(project_ocid=SETTINGS.project_ocid, region="us-chicago-1", allow_stored_responses=True)
+@pytest.mark.parametrize(
+    "asked", [{"store": True}, {"previous_response_id": "resp_1"}, {"conversation": "conv_1"}, {"background": True}]
+)
+def test_given_stored_responses_when_parsed_then_they_are_allowed_unless_the_operator_turns_them_off(
+    asked: dict[str, object],
+) -> None:
+    # given the default, and the operator's switch off
+    off = Settings(project_ocid=SETTINGS.project_ocid, region="us-chicago-1", allow_stored_responses=False)
     # when
-    arguments = _args({"prompt": "go on", "store": True, "previous_response_id": "resp_1"}, enabled)
+    arguments = _args({"prompt": "go on", **asked})
     # then
-    assert arguments["store"] is True and arguments["previous_response_id"] == "resp_1"
+    assert arguments["store"] is True and all(arguments[name] == value for name, value in asked.items())
     with pytest.raises(InvalidRequest, match="GENAI_ALLOW_STORED_RESPONSES"):
-        _args({"prompt": "go on", "previous_response_id": "resp_1"})
+        _args({"prompt": "go on", **asked}, off)
+    assert _args({"prompt": "go on"}, off)["store"] is False
+
+
+def test_given_background_with_store_false_when_parsed_then_it_is_refused_saying_why() -> None:
+    # when / then
+    with pytest.raises(InvalidRequest, match="background needs store"):
+        _args({"prompt": "long", "background": True, "store": False})
 
 
 def test_given_unknown_fields_when_parsed_then_they_are_listed_with_the_allowed_ones() -> None:
@@ -274,7 +286,7 @@ def test_given_null_for_an_optional_field_or_an_off_value_when_parsed_then_it_is
         }
     )
     # then
-    assert arguments == {"model": DEFAULT_MODEL, "input": "hi", "max_output_tokens": 2048, "store": False}
+    assert arguments == {"model": DEFAULT_MODEL, "input": "hi", "max_output_tokens": 2048, "store": True}
 
 
 # What the OpenAI SDKs and agent libraries send on every call (../shared/FIELD-NOTES.md, "What real
@@ -300,7 +312,7 @@ def test_given_the_fields_real_clients_send_routinely_when_parsed_then_they_are_
     # when
     arguments = _args(body)
     # then the call is made as if they were absent: nothing OCI does not document reaches it
-    assert arguments == {"model": DEFAULT_MODEL, "input": "hi", "max_output_tokens": 2048, "store": False}
+    assert arguments == {"model": DEFAULT_MODEL, "input": "hi", "max_output_tokens": 2048, "store": True}
 
 
 @pytest.mark.parametrize("include", [["reasoning.encrypted_content"], ["message.output_text.logprobs"]])

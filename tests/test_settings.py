@@ -35,7 +35,7 @@ def test_given_oci_functions_environment_when_read_then_the_defaults_apply() -> 
     assert settings.allowed_models == (DEFAULT_MODEL,)
     assert settings.auth == "resource_principal"
     assert (settings.max_body_bytes, settings.max_input_chars, settings.max_output_tokens) == (1048576, 32000, 2048)
-    assert settings.log_prompts is False and settings.allow_stored_responses is False
+    assert settings.log_prompts is False and settings.allow_stored_responses is True
 
 
 def test_given_an_argument_and_an_environment_value_when_read_then_the_argument_wins() -> None:

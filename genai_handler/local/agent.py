@@ -31,19 +31,27 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import IO, Any, NoReturn
 
+from ..logs import CALLER_HEADER
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 PATH_PREFIX = "/genai"  # the deployment's --path-prefix (docs/deploy.md)
 DEPLOYMENT_SPEC = REPO_ROOT / "policies" / "apigateway-deployment.json"
 _PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 _BACKSTOP_S = 5.0  # a socket timeout past Fn-Deadline, in case the cut-off timer never runs
+DEFAULT_SUBJECT = "local-user"  # the caller the local gateway names unless told another (X-Genai-Caller)
 _GATEWAY_HEADER = "Fn-Http-H-"  # the prefix of each caller's header on an API Gateway call
 HTTP_STATUS_HEADER = "fn-http-status"  # the caller's status on an API Gateway call (headers read lower-case)
 
 
-def routes(spec_path: Path = DEPLOYMENT_SPEC, prefix: str = PATH_PREFIX) -> tuple[str, ...]:
-    """The routed paths, read from the deployment specification so local and cloud never drift."""
+def routes(spec_path: Path = DEPLOYMENT_SPEC, prefix: str = PATH_PREFIX) -> dict[str, tuple[str, ...]]:
+    """Each routed path template ({id} a path parameter) and the methods it takes, read from the deployment
+    specification so local and cloud never drift; a path in two routes takes the methods of both."""
     spec = json.loads(spec_path.read_text(encoding="utf-8"))
-    return tuple(prefix + route["path"] for route in spec["routes"])
+    found: dict[str, tuple[str, ...]] = {}
+    for route in spec["routes"]:
+        path = prefix + route["path"]
+        found[path] = tuple(dict.fromkeys([*found.get(path, ()), *route["methods"]]))
+    return found
 
 
 @functools.cache
@@ -247,10 +255,13 @@ class FunctionProcess:
         platform_headers: Mapping[str, str | bytes] | None = None,
         deadline_s: float = 60.0,
         call_id: str | None = None,
+        subject: str | None = DEFAULT_SUBJECT,
     ) -> Invocation:
         """One invocation; through API Gateway by default (to the chat route), else as a direct
         `fn invoke`. `headers` are the caller's (sent as Fn-Http-H-* on a gateway call);
-        `platform_headers` go at the top level, as the platform sends x-b3-* trace ids.
+        `platform_headers` go at the top level, as the platform sends x-b3-* trace ids. `subject` is
+        the X-Genai-Caller the deployed gateway writes (unless `headers` name one; None: a gateway
+        that sets none).
         At Fn-Deadline the call is cut and the container replaced, as the Fn agent does
         (fnproject/fn api/agent/agent.go, hotSlot.dispatch): that raises TimeoutError."""
         if isinstance(body, Mapping):
@@ -268,7 +279,9 @@ class FunctionProcess:
         if gateway:
             url = path if path is not None else chat_route()
             sent.update({"Fn-Intent": "httprequest", "Fn-Http-Method": method, "Fn-Http-Request-Url": url})
-            sent.update({f"{_GATEWAY_HEADER}{name}": value for name, value in caller.items()})
+            named = {name.lower() for name in caller}
+            written = {} if subject is None or CALLER_HEADER.lower() in named else {CALLER_HEADER: subject}
+            sent.update({f"{_GATEWAY_HEADER}{name}": value for name, value in {**caller, **written}.items()})
         for attempt in (1, 2):
             reused = self._connection is not None
             connection = self._connection or _UnixConnection(str(self.socket_path), timeout=deadline_s + _BACKSTOP_S)

@@ -93,6 +93,15 @@ resource "oci_generative_ai_project" "this" {
   compartment_id = local.genai_compartment_ocid
   display_name   = var.genai_project_name
   description    = "Project of the genai function's OpenAI-compatible calls"
+
+  # How long callers' stored responses and conversations are kept (docs/security.md, "What is stored").
+  dynamic "conversation_config" {
+    for_each = var.genai_responses_retention_hours == null && var.genai_conversations_retention_hours == null ? [] : [1]
+    content {
+      responses_retention_in_hours     = var.genai_responses_retention_hours
+      conversations_retention_in_hours = var.genai_conversations_retention_hours
+    }
+  }
 }
 
 resource "oci_artifacts_container_repository" "this" {

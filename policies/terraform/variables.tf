@@ -105,6 +105,18 @@ variable "genai_project_name" {
   default     = "genai"
 }
 
+variable "genai_responses_retention_hours" {
+  description = "Created project only: how long OCI keeps a stored response, in hours from its creation. Null: OCI's default."
+  type        = number
+  default     = null
+}
+
+variable "genai_conversations_retention_hours" {
+  description = "Created project only: how long OCI keeps a conversation, in hours from its last update. Null: OCI's default."
+  type        = number
+  default     = null
+}
+
 variable "genai_project_ocid" {
   description = "Reused project only: GENAI_PROJECT_OCID, the existing Generative AI project (ocid1.generativeaiproject...)."
   type        = string
@@ -158,7 +170,7 @@ variable "deployment_name" {
 }
 
 variable "path_prefix" {
-  description = "Deployment path prefix; the routes are <prefix>/chat and <prefix>/v1/responses."
+  description = "Deployment path prefix; the routes (apigateway-deployment.json) are <prefix>/chat and, for OpenAI SDKs with base URL <endpoint>/v1, <prefix>/v1/responses and <prefix>/v1/conversations with their stored objects."
   type        = string
   default     = "/genai"
 }
@@ -455,7 +467,7 @@ variable "create_error_metric" {
 variable "error_metric_types" {
   description = "Comma-separated error types to count, one connector each (every type in docs/contracts.md by default)."
   type        = string
-  default     = "content_blocked,internal_error,invalid_request,method_not_allowed,misconfigured,payload_too_large,rate_limited,timeout,upstream_auth,upstream_error,upstream_rejected"
+  default     = "content_blocked,internal_error,invalid_request,method_not_allowed,misconfigured,not_found,payload_too_large,rate_limited,timeout,upstream_auth,upstream_error,upstream_rejected"
 
   validation {
     condition     = alltrue([for type in split(",", var.error_metric_types) : can(regex("^[a-z_]+$", trimspace(type)))])

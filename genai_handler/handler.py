@@ -144,15 +144,9 @@ def _answer(call: _Call, method: str | None, body: bytes) -> dict[str, Any] | by
             request = screen(client_for(settings), settings, request, call.deadline_mono, call.screened)
         call.sent = request
         record = call.attempts.append if call.trace is not None else None
-        arguments = request.arguments()
-        if (
-            arguments.get("store")
-            or arguments.get("background")
-            or request.previous_response_id
-            or request.conversation
-        ):
-            owner = stored.owner_of(call.caller, via_gateway=method is not None)
-            arguments = stored.create_arguments(client_for(settings), request, owner, call.deadline_mono)
+        arguments = stored.create_arguments(
+            client_for(settings), request, call.caller, method is not None, call.deadline_mono
+        )
         if request.stream:
             stream = call.result = stream_response(
                 client_for(settings), arguments, call.deadline_mono, settings.max_retries, record

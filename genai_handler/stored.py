@@ -80,16 +80,23 @@ def owner_of(caller: str | None, via_gateway: bool) -> str:
     return "sub-" + hashlib.sha256(b"genai-owner\0" + caller.encode("utf-8", "surrogatepass")).hexdigest()[:40]
 
 
-def create_arguments(client: openai.OpenAI, request: Request, owner: str, deadline_mono: float) -> dict[str, Any]:
-    """`responses.create`'s arguments: the caller's own history only, and what is kept marked as theirs."""
+def create_arguments(
+    client: openai.OpenAI, request: Request, caller: str | None, via_gateway: bool, deadline_mono: float
+) -> dict[str, Any]:
+    """`responses.create`'s arguments: the caller's own history only, and what is kept marked as theirs.
+    A call that keeps nothing and continues nothing needs no owner."""
+    arguments = request.arguments()
+    kept = bool(arguments.get("store") or arguments.get("background"))
+    if not (kept or request.previous_response_id is not None or request.conversation is not None):
+        return arguments
+    owner = owner_of(caller, via_gateway)
     if request.previous_response_id is not None:
         _owned(client, _path("responses", request.previous_response_id), owner, deadline_mono)
     if request.conversation is not None:
         conversation = request.conversation
         conversation_id = conversation.id if isinstance(conversation, ConversationRef) else conversation
         _owned(client, _path("conversations", conversation_id), owner, deadline_mono)
-    arguments = request.arguments()
-    if arguments.get("store") or arguments.get("background"):
+    if kept:
         arguments["metadata"] = {**arguments.get("metadata", {}), OWNER_KEY: owner}
     return arguments
 

@@ -20,6 +20,21 @@ from genai_handler.local.identity import LocalIdentity
 PROJECT_OCID = "ocid1.generativeaiproject.oc1.us-chicago-1.aaaalocalproject"
 
 
+# Where API Gateway sends callers (policies/apigateway-deployment.json, under /genai): plain prompts, the
+# OpenAI-compatible Responses API, and the stored responses and conversations an OpenAI SDK asks for.
+DEPLOYED_ROUTES = {
+    "/chat": ["POST"],
+    "/v1/responses": ["POST"],
+    "/v1/responses/{id}": ["GET", "DELETE"],
+    "/v1/responses/{id}/input_items": ["GET"],
+    "/v1/responses/{id}/cancel": ["POST"],
+    "/v1/conversations": ["POST"],
+    "/v1/conversations/{id}": ["GET", "POST", "DELETE"],
+    "/v1/conversations/{id}/items": ["GET", "POST"],
+    "/v1/conversations/{id}/items/{item_id}": ["GET", "DELETE"],
+}
+
+
 @pytest.fixture(scope="module")
 def identity(tmp_path_factory: pytest.TempPathFactory) -> LocalIdentity:
     return LocalIdentity(tmp_path_factory.mktemp("identity"))

@@ -21,6 +21,8 @@ from oci_lexer_parser import parse_dynamic_group_matching_rules, parse_policy_st
 
 from genai_handler import policies
 
+from .conftest import DEPLOYED_ROUTES as ROUTES
+
 ROOT = Path(__file__).resolve().parent.parent
 FN_COMPARTMENT = "ocid1.compartment.oc1..aaaaaaaafunctioncompartment"
 GATEWAY_COMPARTMENT = "ocid1.compartment.oc1..aaaaaaaagatewaycompartment"
@@ -547,19 +549,6 @@ def test_given_the_renderer_when_asked_for_the_spec_then_every_route_overwrites_
 
 # --- the routes ------------------------------------------------------------------------------------
 
-# Where callers reach the function: plain prompts, the OpenAI-compatible Responses API, and the stored
-# responses and conversations an OpenAI SDK pointed at https://<gateway>/genai/v1 asks for.
-ROUTES = {
-    "/chat": ["POST"],
-    "/v1/responses": ["POST"],
-    "/v1/responses/{id}": ["GET", "DELETE"],
-    "/v1/responses/{id}/input_items": ["GET"],
-    "/v1/responses/{id}/cancel": ["POST"],
-    "/v1/conversations": ["POST"],
-    "/v1/conversations/{id}": ["GET", "POST", "DELETE"],
-    "/v1/conversations/{id}/items": ["GET", "POST"],
-    "/v1/conversations/{id}/items/{item_id}": ["GET", "DELETE"],
-}
 # OCI API Gateway's route path syntax ("Adding Path Parameters and Wildcards to Route Paths",
 # docs.oracle.com/en-us/iaas/Content/APIGateway/Tasks/apigatewayaddingparamswildcards.htm): a path
 # parameter is a name in curly brackets that stands for exactly one whole segment; the name may hold

@@ -8,6 +8,15 @@ import pytest
 from genai_handler import stored
 from genai_handler.errors import InvalidRequest, MisconfiguredError, NotFound
 
+from .conftest import DEPLOYED_ROUTES
+
+
+def test_given_the_deployed_routes_when_compared_then_the_function_serves_each_stored_route_with_its_methods() -> None:
+    # given the routes besides the model's two, as API Gateway sends them
+    deployed = {path: methods for path, methods in DEPLOYED_ROUTES.items() if path not in ("/chat", "/v1/responses")}
+    # when / then the function's own table is the same, so no routed call falls through to the model
+    assert {f"/v1/{template}": list(methods) for template, methods in stored.ROUTES.items()} == deployed
+
 
 @pytest.mark.parametrize(
     ("url", "template", "ids"),

@@ -759,6 +759,11 @@ def _invalid(message: str, param: str | None, code: str | None) -> _Refused:
     return _Refused(400, _json({"error": error}))
 
 
+def _wrong_type(param: str, expected: str, got: str) -> _Refused:
+    """OpenAI's answer for a value of the wrong JSON type, e.g. expected "an array", got "a string"."""
+    return _invalid(f"Invalid type for '{param}': expected {expected}, but got {got} instead.", param, "invalid_type")
+
+
 @dataclass(frozen=True)
 class _Call:
     """One request to a route on stored objects: the route's name, the ids in its path, its query, its body
@@ -1072,11 +1077,7 @@ def _checked_items(items: Any) -> list[dict[str, Any]]:
     """Items to add to a conversation, refused as OpenAI refuses more than 20 and as this endpoint
     refuses a request's input it does not take (the function's contract walk, _texts)."""
     if not isinstance(items, list):
-        raise _invalid(
-            f"Invalid type for 'items': expected an array, but got {_json_type(items)} instead.",
-            "items",
-            "invalid_type",
-        )
+        raise _wrong_type("items", "an array", _json_type(items))
     if len(items) > _MAX_ADDED_ITEMS:
         raise _invalid(
             f"Invalid 'items': array too long. Expected an array with maximum length {_MAX_ADDED_ITEMS}, but got an"
@@ -1096,11 +1097,7 @@ def _check_metadata(metadata: Any) -> None:
     if metadata is None:
         return
     if not isinstance(metadata, dict):
-        raise _invalid(
-            f"Invalid type for 'metadata': expected an object, but got {_json_type(metadata)} instead.",
-            "metadata",
-            "invalid_type",
-        )
+        raise _wrong_type("metadata", "an object", _json_type(metadata))
     if len(metadata) > _METADATA_PAIRS:
         raise _invalid(
             f"Invalid 'metadata': too many properties. Expected an object with at most {_METADATA_PAIRS} properties,"
@@ -1117,11 +1114,7 @@ def _check_metadata(metadata: Any) -> None:
                 "string_above_max_length",
             )
         if not isinstance(value, str):
-            raise _invalid(
-                f"Invalid type for 'metadata.{key}': expected a string, but got {_json_type(value)} instead.",
-                f"metadata.{key}",
-                "invalid_type",
-            )
+            raise _wrong_type(f"metadata.{key}", "a string", _json_type(value))
         if len(value) > _METADATA_VALUE_CHARS:
             raise _invalid(
                 f"Invalid 'metadata.{key}': string too long. Expected a string with maximum length"
@@ -1148,19 +1141,13 @@ def _flag(request: dict[str, Any], name: str, default: bool) -> bool:
     if value is None:
         return default
     if not isinstance(value, bool):
-        raise _invalid(
-            f"Invalid type for '{name}': expected a boolean, but got {_json_type(value)} instead.", name, "invalid_type"
-        )
+        raise _wrong_type(name, "a boolean", _json_type(value))
     return value
 
 
 def _id_text(value: Any, param: str) -> str:
     if not isinstance(value, str):
-        raise _invalid(
-            f"Invalid type for '{param}': expected a string, but got {_json_type(value)} instead.",
-            param,
-            "invalid_type",
-        )
+        raise _wrong_type(param, "a string", _json_type(value))
     return value
 
 
@@ -1192,9 +1179,7 @@ def _page(items: list[dict[str, Any]], query: dict[str, list[str]]) -> dict[str,
     limit = _LIST_LIMIT_DEFAULT
     if (text := _one(query, "limit")) is not None:
         if not re.fullmatch(r"-?\d+", text):
-            raise _invalid(
-                "Invalid type for 'limit': expected an integer, but got a string instead.", "limit", "invalid_type"
-            )
+            raise _wrong_type("limit", "an integer", "a string")
         limit = int(text)
         if limit < _LIST_LIMIT_MIN:
             raise _invalid(

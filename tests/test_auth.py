@@ -17,6 +17,7 @@ import oci
 import openai
 import pytest
 import requests
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 import genai_handler.auth
@@ -358,13 +359,13 @@ def test_given_a_token_that_never_matches_its_key_when_read_then_it_is_a_configu
 
 @pytest.fixture
 def key_parses(monkeypatch: pytest.MonkeyPatch) -> list[None]:
-    """One entry per private-key parse (the ~40 ms step the rotation path must not repeat)."""
+    """One entry per private-key parse (the step the rotation path must not repeat)."""
     parses: list[None] = []
     parse = genai_handler.auth._private_key
 
-    def counting(*args: object) -> object:
+    def counting(*args: object, **kwargs: object) -> object:
         parses.append(None)
-        return parse(*args)  # type: ignore[arg-type]
+        return parse(*args, **kwargs)  # type: ignore[arg-type]
 
     monkeypatch.setattr(genai_handler.auth, "_private_key", counting)
     return parses
@@ -656,3 +657,33 @@ def test_given_an_async_generator_body_when_posted_then_it_has_one_framing_heade
     # when / then
     assert asyncio.run(post()) == 200
     _assert_framed_by_length(rp_endpoint.requests[0], body)
+
+
+def _inconsistent_pem(key: rsa.RSAPrivateKey) -> str:
+    """The key with a wrong CRT coefficient: same modulus, but OpenSSL's key check refuses it."""
+    numbers = key.private_numbers()
+    broken = rsa.RSAPrivateNumbers(
+        numbers.p, numbers.q, numbers.d, numbers.dmp1, numbers.dmq1, numbers.iqmp + 1, numbers.public_numbers
+    ).private_key(unsafe_skip_rsa_key_validation=True)
+    pem = broken.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    return pem.decode()
+
+
+def test_given_the_platforms_key_when_read_then_it_is_not_validated_again(rp_identity: LocalIdentity) -> None:
+    # given a key OpenSSL's check would refuse, from the platform (trusted: its token binds the modulus)
+    rp_identity.key_path.write_text(_inconsistent_pem(rp_identity.private_key))
+    # when
+    credentials = OciResourcePrincipalAuth().credentials()
+    # then it loads without the check (about 36 ms of the first call)
+    assert credentials.private_key.public_key().public_numbers() == rp_identity.private_key.public_key().public_numbers()
+
+
+def test_given_a_users_own_key_file_when_read_then_it_is_validated(tmp_path: Path) -> None:
+    # given the same kind of broken key in a user's key file
+    config, profile, private_key, _ = make_api_key_profile(tmp_path)
+    (tmp_path / "oci_api_key.pem").write_text(_inconsistent_pem(private_key))
+    # when / then
+    with pytest.raises(MisconfiguredError, match="not an RSA PEM private key"):
+        OciUserPrincipalAuth(str(config), profile).credentials()

@@ -14,7 +14,14 @@ _EXPORTS = {
     "handle": "handler",
     "Settings": "settings",
     **dict.fromkeys(
-        ("OciInstancePrincipalAuth", "OciResourcePrincipalAuth", "OciSessionAuth", "OciUserPrincipalAuth"), "auth"
+        (
+            "OciInstancePrincipalAuth",
+            "OciOkeWorkloadIdentityAuth",
+            "OciResourcePrincipalAuth",
+            "OciSessionAuth",
+            "OciUserPrincipalAuth",
+        ),
+        "auth",
     ),
     **dict.fromkeys(
         (
@@ -44,6 +51,7 @@ __all__ = [
     "MisconfiguredError",
     "NotFound",
     "OciInstancePrincipalAuth",
+    "OciOkeWorkloadIdentityAuth",
     "OciResourcePrincipalAuth",
     "OciSessionAuth",
     "OciUserPrincipalAuth",
@@ -58,7 +66,13 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
-    from .auth import OciInstancePrincipalAuth, OciResourcePrincipalAuth, OciSessionAuth, OciUserPrincipalAuth
+    from .auth import (
+        OciInstancePrincipalAuth,
+        OciOkeWorkloadIdentityAuth,
+        OciResourcePrincipalAuth,
+        OciSessionAuth,
+        OciUserPrincipalAuth,
+    )
     from .errors import (
         ContentBlocked,
         HandlerError,

@@ -39,6 +39,12 @@ _FIX_IAM = (
     "`Allow dynamic-group <dg> to use generative-ai-family in compartment <c>` (a user needs a group policy), "
     "and that GENAI_PROJECT_OCID belongs to GENAI_REGION; new policies can take a few minutes to apply"
 )
+_FIX_IAM_OKE = (
+    "a pod's workload identity needs a policy `Allow any-user to use generative-ai-family in compartment <c> where "
+    "all {request.principal.type = 'workload', request.principal.namespace = '<ns>', "
+    "request.principal.service_account = '<sa>', request.principal.cluster_id = '<cluster ocid>'}` (docs/oke.md), "
+    "and GENAI_PROJECT_OCID must belong to GENAI_REGION; new policies can take a few minutes to apply"
+)
 _FIX_RETRY = "retry later; if it persists, open a service request quoting the opc-request-id"
 _FIX_NETWORK = (
     "a function's subnet needs a service gateway or NAT gateway (and a route and security-list egress rule) "
@@ -88,6 +94,7 @@ def _principal(settings: Settings) -> str:
         "instance_principal": "instance principal (this compute instance)",
         "user_principal": f"user principal (API key, {profile})",
         "session": f"session token ({profile})",
+        "oke_workload_identity": "OKE workload identity (this pod's service account)",
         "api_key": "OCI Generative AI API key (GENAI_API_KEY)",
     }[settings.auth]
 
@@ -102,6 +109,8 @@ def _credentials_fix(settings: Settings) -> str:
         f"encrypted) in profile [{profile}] of {config}; `oci setup config` writes them",
         "session": f"run `oci session authenticate --profile-name {profile}`; it writes the token and key "
         f"into {config}",
+        "oke_workload_identity": "run in a pod of an enhanced OKE cluster whose spec has "
+        "`automountServiceAccountToken: true` (docs/oke.md); elsewhere set GENAI_AUTH=session",
         "api_key": "set GENAI_API_KEY",
     }[settings.auth]
 
@@ -229,7 +238,8 @@ def _check_call(settings: Settings, check: Any) -> bool:
             )
         return check(name, False, detail, _auth_fix(settings))
     if status in (403, 404):
-        return check(name, False, f"IAM refused this principal, or the project or region is wrong ({seen})", _FIX_IAM)
+        fix = _FIX_IAM_OKE if settings.auth == "oke_workload_identity" else _FIX_IAM
+        return check(name, False, f"IAM refused this principal, or the project or region is wrong ({seen})", fix)
     if status == 429:
         return check(
             name, False, f"throttled ({seen})", "retry in a minute; ask for a higher service limit if it persists"

@@ -155,7 +155,14 @@ _REALM_DOMAINS = {
     "oraclegovcloud.uk": ("uk-gov-cardiff-1", "uk-gov-london-1"),
 }
 _DOMAIN_OF = {region: domain for domain, regions in _REALM_DOMAINS.items() for region in regions}
-AUTH_MODES = ("resource_principal", "instance_principal", "user_principal", "session", "api_key")
+AUTH_MODES = (
+    "resource_principal",
+    "instance_principal",
+    "user_principal",
+    "session",
+    "oke_workload_identity",
+    "api_key",
+)
 _TRUE, _FALSE = ("true", "1", "yes", "on"), ("false", "0", "no", "off", "")
 _LOOPBACK = ("127.0.0.1", "localhost", "::1")
 _URL_CHARS = re.compile(r"[!-~]+")
@@ -456,7 +463,8 @@ class Settings:
         "GENAI_AUTH",
         "resource_principal",
         "`resource_principal`, `instance_principal`, `user_principal`, "
-        "`session` (laptop, after `oci session authenticate`), or `api_key` (an OCI Generative AI API key in "
+        "`session` (laptop, after `oci session authenticate`), `oke_workload_identity` (a pod of an enhanced OKE "
+        "cluster: docs/oke.md), or `api_key` (an OCI Generative AI API key in "
         "`GENAI_API_KEY`, sent as a Bearer token; early development only). `instance_principal`, `user_principal` "
         "and `session` need the oci SDK: `.venv/bin/pip install -r requirements-oci.txt` (`make test` installs it "
         "too); it is not in the function image.",

@@ -168,6 +168,10 @@ def make_auth(settings: Settings) -> httpx2.Auth | None:
         return OciUserPrincipalAuth(settings.oci_config_file, settings.oci_profile)
     if settings.auth == "session":
         return OciSessionAuth(settings.oci_config_file, settings.oci_profile)
+    if settings.auth == "oke_workload_identity":
+        from .auth import OciOkeWorkloadIdentityAuth  # noqa: PLC0415  (the import block above is being edited)
+
+        return OciOkeWorkloadIdentityAuth()
     return None
 
 

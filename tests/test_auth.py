@@ -677,7 +677,8 @@ def test_given_the_platforms_key_when_read_then_it_is_not_validated_again(rp_ide
     # when
     credentials = OciResourcePrincipalAuth().credentials()
     # then it loads without the check (about 36 ms of the first call)
-    assert credentials.private_key.public_key().public_numbers() == rp_identity.private_key.public_key().public_numbers()
+    loaded = credentials.private_key.public_key().public_numbers()
+    assert loaded == rp_identity.private_key.public_key().public_numbers()
 
 
 def test_given_a_users_own_key_file_when_read_then_it_is_validated(tmp_path: Path) -> None:
@@ -687,3 +688,201 @@ def test_given_a_users_own_key_file_when_read_then_it_is_validated(tmp_path: Pat
     # when / then
     with pytest.raises(MisconfiguredError, match="not an RSA PEM private key"):
         OciUserPrincipalAuth(str(config), profile).credentials()
+
+
+# Drop-in constructors (issue 22): every class takes what its oci-genai-auth 1.1.1 counterpart takes,
+# with the same meaning, so code written for Oracle's library runs with an import line changed.
+
+# The source page's two examples (shared/seed-oci-genai-iam-auth.txt, OCI's "Generative AI IAM-Based
+# Authentication" page), as published but for the import line.
+PAGE_EXAMPLE_SESSION = """
+from openai import OpenAI
+from genai_handler import OciSessionAuth
+import httpx
+client = OpenAI(
+base_url="https://inference.generativeai.us-chicago-1.oci.oraclecloud.com/openai/v1", # update region if needed
+api_key="not-used",
+project="ocid1.generativeaiproject.oc1.us-chicago-1.xxxxxxxx", # project OCID created earlier
+http_client=httpx.Client(auth=OciSessionAuth(profile_name="DEFAULT")) # update profile if needed
+)
+response = client.responses.create(
+model="xai.grok-4-1-fast-reasoning",
+input="Write a one-sentence explanation of what a database is."
+)
+print(response.output_text)
+"""
+PAGE_EXAMPLE_RESOURCE_PRINCIPAL = """
+from openai import OpenAI
+from genai_handler import OciResourcePrincipalAuth
+import httpx
+client = OpenAI(
+base_url="https://inference.generativeai.us-chicago-1.oci.oraclecloud.com/openai/v1", # update region if needed
+api_key="not-used",
+project="ocid1.generativeaiproject.oc1.us-chicago-1.xxxxxxxx", # project OCID created earlier
+http_client=httpx.Client(auth=OciResourcePrincipalAuth()),
+)
+"""
+
+
+@pytest.fixture
+def oci_region_on_loopback(monkeypatch: pytest.MonkeyPatch) -> Callable[[LocalEndpoint], None]:
+    """Legacy httpx connections to the page's real OCI URL go to `endpoint` instead; the request,
+    its Host header and its signature stay as the example made them."""
+
+    def route(endpoint: LocalEndpoint) -> None:
+        local = httpx.URL(endpoint.base_url)
+        send = httpx.HTTPTransport.handle_request
+
+        def handle(self: httpx.HTTPTransport, request: httpx.Request) -> httpx.Response:
+            request.url = request.url.copy_with(scheme=local.scheme, host=local.host, port=local.port)
+            return send(self, request)
+
+        monkeypatch.setattr(httpx.HTTPTransport, "handle_request", handle)
+
+    return route
+
+
+def test_given_the_pages_session_example_when_run_unchanged_then_it_prints_the_answer(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    oci_region_on_loopback: Callable[[LocalEndpoint], None],
+) -> None:
+    # given a laptop after `oci session authenticate` (~/.oci/config, profile DEFAULT)
+    identity = LocalIdentity(tmp_path / "session")
+    (tmp_path / ".oci").mkdir()
+    (tmp_path / ".oci" / "config").write_text(
+        f"[DEFAULT]\nsecurity_token_file={identity.token_path}\nkey_file={identity.key_path}\n"
+        "tenancy=ocid1.tenancy.oc1..aaaalocal\nregion=us-chicago-1\nfingerprint=00:00\n"
+    )
+    monkeypatch.setenv("HOME", str(tmp_path))
+    with LocalEndpoint(trusted_issuer=identity.issuer_public_key) as server:
+        oci_region_on_loopback(server)
+        # when
+        exec(PAGE_EXAMPLE_SESSION, {})  # noqa: S102  (the published example, verbatim)
+        # then
+        assert [r.status for r in server.requests] == [200]
+        assert server.requests[-1].key_id == f"ST${identity.token}"
+        assert server.requests[-1].headers["host"] == "inference.generativeai.us-chicago-1.oci.oraclecloud.com"
+    assert capsys.readouterr().out == "Local answer to: Write a one-sentence explanation of what a database is.\n"
+
+
+def test_given_the_pages_resource_principal_example_when_run_unchanged_then_its_client_is_accepted(
+    rp_identity: LocalIdentity, oci_region_on_loopback: Callable[[LocalEndpoint], None]
+) -> None:
+    # given the function's environment
+    namespace: dict[str, object] = {}
+    with LocalEndpoint(trusted_issuer=rp_identity.issuer_public_key) as server:
+        oci_region_on_loopback(server)
+        # when the example builds its client, and it calls
+        exec(PAGE_EXAMPLE_RESOURCE_PRINCIPAL, namespace)  # noqa: S102  (the published example, verbatim)
+        client = namespace["client"]
+        assert isinstance(client, openai.OpenAI)
+        answer = client.responses.create(model=DEFAULT_MODEL, input="hi")
+        # then
+        assert answer.status == "completed"
+        assert server.requests[-1].key_id == f"ST${rp_identity.token}"
+
+
+def test_given_oracles_keyword_arguments_when_each_class_is_made_then_none_raises(
+    rp_identity: LocalIdentity, tmp_path: Path, vector_profile: Path
+) -> None:
+    # given the session profile and the function's identity
+    config = tmp_path / "session-config"
+    config.write_text(
+        f"[dev]\nsecurity_token_file={rp_identity.token_path}\nkey_file={rp_identity.key_path}\n"
+        "tenancy=ocid1.tenancy.oc1..aaaalocal\nregion=us-chicago-1\nfingerprint=00:00\n"
+    )
+    # when / then: oci-genai-auth 1.1.1's signatures, by keyword and by position
+    made = [
+        OciSessionAuth(config_file=str(config), profile_name="dev", refresh_interval=600, generic_headers=None),
+        OciSessionAuth(str(config), "dev", 600),
+        OciUserPrincipalAuth(config_file=str(vector_profile), profile_name="DEFAULT", refresh_interval=600),
+        OciUserPrincipalAuth(str(vector_profile), "DEFAULT", 600),
+        OciResourcePrincipalAuth(refresh_interval=600, resource_principal_token_path_provider=None),
+        OciResourcePrincipalAuth(600),
+    ]
+    assert [auth.refresh_interval for auth in made] == [600] * 6
+    assert all(auth.credentials().key_id for auth in made)
+
+
+def test_given_kwargs_when_sdk_principals_are_made_then_they_reach_the_sdks_signer_factory(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # given the SDK's factories, recording what they get
+    seen: list[tuple[str, dict[str, object]]] = []
+
+    def factory(name: str) -> Callable[..., object]:
+        def make(**kwargs: object) -> object:
+            seen.append((name, kwargs))
+            return object()
+
+        return make
+
+    monkeypatch.setattr(oci.auth.signers, "InstancePrincipalsSecurityTokenSigner", factory("instance"))
+    monkeypatch.setattr(oci.auth.signers, "get_resource_principals_signer", factory("resource"))
+    monkeypatch.setenv("OCI_RESOURCE_PRINCIPAL_VERSION", "2.1")
+    # when
+    genai_handler.auth.OciInstancePrincipalAuth(refresh_interval=60, federation_endpoint="https://auth.example")
+    OciResourcePrincipalAuth(60, resource_principal_token_path_provider="provider")
+    # then
+    assert seen == [
+        ("instance", {"federation_endpoint": "https://auth.example"}),
+        ("resource", {"resource_principal_token_path_provider": "provider"}),
+    ]
+
+
+def test_given_a_refresh_interval_when_it_passes_then_the_credentials_are_renewed(
+    rp_identity: LocalIdentity, key_parses: list[None]
+) -> None:
+    # given
+    auth = OciResourcePrincipalAuth(refresh_interval=0.2)
+    first = auth.credentials()
+    assert auth.credentials() is first and len(key_parses) == 1
+    # when the interval passes, then the files are read again (at least that often)
+    time.sleep(0.25)
+    renewed = auth.credentials()
+    assert renewed is not first and renewed.key_id == first.key_id and len(key_parses) == 2
+    assert auth.credentials() is renewed
+
+
+def test_given_an_sdk_principal_when_its_refresh_interval_passes_then_the_sdk_refreshes_its_token(
+    rp_identity: LocalIdentity, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # given the SDK path (a resource principal other than v2.2), counting the SDK's refreshes
+    signer = oci.auth.signers.get_resource_principals_signer()
+    refreshes: list[None] = []
+    monkeypatch.setattr(signer, "refresh_security_token", lambda: refreshes.append(None))
+    monkeypatch.setattr(oci.auth.signers, "get_resource_principals_signer", lambda: signer)
+    monkeypatch.setenv("OCI_RESOURCE_PRINCIPAL_VERSION", "2.1")
+    auth = OciResourcePrincipalAuth(refresh_interval=0.2)
+    auth.credentials()
+    # when / then
+    assert refreshes == []
+    time.sleep(0.25)
+    auth.credentials()
+    assert refreshes == [None]
+
+
+def test_given_oracles_header_options_when_a_session_signs_then_it_equals_the_sdks_signer(tmp_path: Path) -> None:
+    # given custom signed headers, passed as oci-genai-auth passes them to the SDK's SecurityTokenSigner
+    identity = LocalIdentity(tmp_path / "session")
+    config = tmp_path / "config"
+    config.write_text(
+        f"[DEFAULT]\nsecurity_token_file={identity.token_path}\nkey_file={identity.key_path}\n"
+        "tenancy=ocid1.tenancy.oc1..aaaalocal\nregion=us-chicago-1\nfingerprint=00:00\n"
+    )
+    generic, body = ["date", "(request-target)", "host"], ["content-length", "x-content-sha256"]
+    url = "https://inference.generativeai.us-chicago-1.oci.oraclecloud.com/openai/v1/responses"
+    headers = {"date": DATE, "content-type": "application/json"}
+    reference = requests.Request("POST", url, data=b'{"a": 1}', headers=headers).prepare()
+    oci.auth.signers.SecurityTokenSigner(
+        identity.token, identity.private_key, generic_headers=generic, body_headers=body
+    )(reference)
+    # when
+    auth = OciSessionAuth(str(config), generic_headers=generic, body_headers=body)
+    ours = _signed(auth, httpx2.Request("POST", url, content=b'{"a": 1}', headers=headers))
+    # then
+    authorization = reference.headers["authorization"]
+    assert isinstance(authorization, str)
+    assert _params(ours.headers["authorization"]) == _params(authorization)

@@ -195,15 +195,15 @@ def load_settings() -> Settings:
 
 
 def shape(result: UpstreamResult) -> dict[str, Any]:
-    """The caller's answer; `output_text` is an SDK property, so it is added by hand."""
+    """The caller's answer on the plain route."""
     response = result.response
     return {
         "id": response.id,
         "model": response.model,
         "status": response.status,
         "output_text": response.output_text,
-        "usage": response.usage.model_dump() if response.usage else None,
-        "incomplete_details": response.incomplete_details.model_dump() if response.incomplete_details else None,
+        "usage": response.usage,
+        "incomplete_details": response.incomplete_details,
         "request_id": result.request_id,
     }
 

@@ -26,10 +26,9 @@ import httpcore2
 import httpx2
 import openai
 from openai._types import RequestOptions
-from openai.types.responses import Response, ResponseUsage
-from openai.types.responses.response import IncompleteDetails
 
-from . import streaming
+from . import answer, streaming
+from .answer import Answer
 from .auth import OciInstancePrincipalAuth, OciResourcePrincipalAuth, OciSessionAuth, OciUserPrincipalAuth
 from .errors import (
     HandlerError,
@@ -90,7 +89,7 @@ _clients: dict[Settings, openai.OpenAI] = {}
 class UpstreamResult:
     """`body` is the response's JSON as OCI sent it: the OpenAI-compatible route returns it as is."""
 
-    response: Response
+    response: Answer
     body: dict[str, Any]
     request_id: str | None
     attempts: int
@@ -104,7 +103,7 @@ class StreamResult:
     stream did not end well: the relay's own closing event ends `body`, or OCI's failed response did."""
 
     body: bytes
-    response: Response | None
+    response: Answer | None
     request_id: str | None
     attempts: int
     latency_ms: float
@@ -143,7 +142,7 @@ class _Outcome:
 
     status: int | None
     request_id: str | None
-    response: Response | None = None
+    response: Answer | None = None
     body: dict[str, Any] = field(default_factory=dict)
     failure: _Failure | None = None
 
@@ -280,19 +279,15 @@ def _read_on(events: Iterator[streaming.Event], request_id: str | None) -> Itera
         raise UpstreamError(_UNREADABLE, request_id=request_id) from None
 
 
-def _final_response(final: dict[str, Any] | None) -> Response | None:
-    """The final event's response, as the SDK reads one, if its fields read later have their shapes."""
+def _final_response(final: dict[str, Any] | None) -> Answer | None:
+    """The final event's response, if its fields read later have their shapes."""
     body = final.get("response") if final else None
     if not isinstance(body, dict) or not isinstance(body.get("output"), list):
         return None
     try:
-        response = Response.construct(**body)
-        if not isinstance(response.usage, (ResponseUsage, type(None))):
-            return None
-        _ = response.output_text
-    except Exception:
+        return answer.read(body)
+    except answer.Unreadable:
         return None
-    return response
 
 
 def _final_failure(final: dict[str, Any] | None, request_id: str | None) -> HandlerError | None:
@@ -314,7 +309,7 @@ def _record(  # noqa: PLR0913, PLR0917  (one attempt's facts, as Attempt has the
     start_mono: float,
     status: int | None,
     request_id: str | None,
-    response: Response | None,
+    response: Answer | None,
     error_type: str | None = None,
 ) -> None:
     if record is not None:
@@ -383,10 +378,9 @@ def _pause_s(failure: _Failure, number: int, max_retries: int, deadline_mono: fl
     return wait_s
 
 
-def usage_counts(response: Response | None) -> dict[str, int] | None:
+def usage_counts(response: Answer | None) -> dict[str, Any] | None:
     """The token counts the log line and the trace report; None without usage."""
-    usage = response.usage if response else None
-    return usage.model_dump(include={"input_tokens", "output_tokens", "total_tokens"}) if usage else None
+    return response.counts if response else None
 
 
 def post_oci(client: openai.OpenAI, url: str, body: dict[str, Any], deadline_mono: float) -> tuple[Any, str | None]:
@@ -505,28 +499,21 @@ def _json(response: httpx2.Response, request_id: str | None) -> Any:
         raise _Failure(UpstreamError(_UNREADABLE, request_id=request_id)) from None
 
 
-def _parse(raw: Any, request_id: str | None) -> tuple[Response, dict[str, Any]]:
-    """The SDK builds its models without validating them, so the fields read later are checked here."""
+def _parse(raw: Any, request_id: str | None) -> tuple[Answer, dict[str, Any]]:
+    """OCI's JSON and what the function reads of it (answer.py: no SDK model is built); a wrong-shaped
+    field fails here, not while shaping the reply."""
     try:
         body = json.loads(raw.http_response.content)
-        response = raw.parse()
-        if not isinstance(body, dict) or not isinstance(response, Response):
-            raise TypeError
-        if not isinstance(response.usage, (ResponseUsage, type(None))):
-            raise TypeError
-        if not isinstance(response.incomplete_details, (IncompleteDetails, type(None))):
-            raise TypeError
-        _ = response.output_text  # a wrong-shaped output fails here, not while shaping the reply
-        return response, body
-    except Exception:
+        return answer.read(body), body
+    except (ValueError, RecursionError):  # not JSON or too deep, or answer.Unreadable
         raise _Failure(UpstreamError(_UNREADABLE, request_id=request_id)) from None
 
 
-def _reported_failure(response: Response, request_id: str | None) -> _Failure | None:
+def _reported_failure(response: Answer, request_id: str | None) -> _Failure | None:
     """A 200 whose response says it failed (`status: failed` or an `error`) is a retryable upstream failure."""
-    if response.status != "failed" and response.error is None:
+    if not response.failed:
         return None
-    code = getattr(response.error, "code", None)
+    code = response.error_code
     described = f" ({code})" if isinstance(code, str) and _IDENTIFIER.fullmatch(code) else ""
     return _Failure(UpstreamError(_NO_ANSWER.format(code=described), request_id=request_id), retry=True)
 

@@ -33,6 +33,7 @@ from .upstream import (
     stream_response,
     usage_counts,
 )
+from .upstream import prepare as prepare_client  # handler.prepare is the entrypoint's
 
 _DEADLINE_MARGIN_S = 1.0  # answer this long before the platform would kill the call
 _DEFAULT_BUDGET_S = 30.0
@@ -178,6 +179,15 @@ def _kept(call: _Call, settings: Settings, method: str, body: bytes) -> dict[str
 
     call.kept = stored.serve(client, settings, call.route, method, body, owner, call.deadline_mono, screened)
     return call.kept.body
+
+
+def prepare() -> None:
+    """What the first call would build, built now (warm.py, before the fdk listens); the optional
+    modules the settings turn on are imported too. Raises what the first call would report."""
+    settings = load_settings()
+    prepare_client(settings)
+    if settings.guardrails_on:
+        from . import guardrails  # noqa: F401, PLC0415  (on: imported now rather than on the first call)
 
 
 def load_settings() -> Settings:

@@ -29,7 +29,13 @@ from openai._types import RequestOptions
 
 from . import answer, streaming
 from .answer import Answer
-from .auth import OciInstancePrincipalAuth, OciResourcePrincipalAuth, OciSessionAuth, OciUserPrincipalAuth
+from .auth import (
+    OciInstancePrincipalAuth,
+    OciOkeWorkloadIdentityAuth,
+    OciResourcePrincipalAuth,
+    OciSessionAuth,
+    OciUserPrincipalAuth,
+)
 from .errors import (
     HandlerError,
     NotFound,
@@ -157,6 +163,17 @@ def client_for(settings: Settings) -> openai.OpenAI:
     return client
 
 
+def prepare(settings: Settings) -> None:
+    """Build what the first call would: the client (signer, pool, SSL context), the signer's
+    credentials, the SDK's lazily imported responses resource and its platform headers (read once,
+    one of them from a `uname -p` subprocess). Raises what the call would."""
+    client = client_for(settings)
+    _ = client.responses.with_raw_response, client.responses.with_streaming_response, client.default_headers
+    credentials = getattr(client._client.auth, "credentials", None)  # noqa: SLF001  (the signer we gave it)
+    if credentials is not None:
+        credentials()
+
+
 def make_auth(settings: Settings) -> httpx2.Auth | None:
     """The request signer for GENAI_AUTH; None for api_key, which the SDK sends as a Bearer token."""
     if settings.auth == "resource_principal":
@@ -168,8 +185,6 @@ def make_auth(settings: Settings) -> httpx2.Auth | None:
     if settings.auth == "session":
         return OciSessionAuth(settings.oci_config_file, settings.oci_profile)
     if settings.auth == "oke_workload_identity":
-        from .auth import OciOkeWorkloadIdentityAuth  # noqa: PLC0415  (the import block above is being edited)
-
         return OciOkeWorkloadIdentityAuth()
     return None
 

@@ -92,8 +92,8 @@ def function_log(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def function(identity: LocalIdentity, endpoint: LocalEndpoint, function_log: Path) -> Iterator[FunctionProcess]:
     """func.py under the real fdk, shared by a test module: a warm container, as one answered call
-    leaves it. The first call also loads the client (the resource principal token), which on a busy
-    machine takes seconds of the first test's deadline and leaves time for fewer retries than it counts."""
+    leaves it (the entrypoint builds the client before the fdk listens; the call opens the connection),
+    so no test's deadline pays for what the first call would."""
     process = start_function(function_env(identity, endpoint), function_log)
     warm = process.invoke({"prompt": "warm?"})
     assert warm.http_status == 200, warm.body

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import fnmatch
 import json
 import os
 import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -213,3 +215,81 @@ def test_given_the_local_tools_requirements_when_compared_with_the_image_then_th
     assert "dotenv" not in (ROOT / "requirements.txt").read_text().lower()
     # and the image's build context leaves the file out (fn build installs requirements.txt alone)
     assert "requirements-local.txt" in (ROOT / ".dockerignore").read_text().split()
+
+
+_COMPILED_AT_START = r"""
+import importlib.machinery, json, pkgutil, sys
+compiled = []
+source_to_code = importlib.machinery.SourceFileLoader.source_to_code
+
+def recording(self, data, path, *args, **kwargs):
+    compiled.append(path)
+    return source_to_code(self, data, path, *args, **kwargs)
+
+importlib.machinery.SourceFileLoader.source_to_code = recording
+from fdk import customer_code
+customer_code.Function(sys.argv[1] + "/func.py", entrypoint="handler").handler()  # as the fdk imports it
+import genai_handler
+for module in pkgutil.walk_packages(genai_handler.__path__, "genai_handler."):
+    __import__(module.name)
+print(json.dumps([path for path in compiled if path.startswith(sys.argv[1])]))
+"""
+
+
+def _ignored(relative: str, patterns: list[str]) -> bool:
+    """.dockerignore's matching for the patterns this repository uses: a pattern names a path or
+    any directory above it, `*` stays within one segment, a leading `**/` matches any depth."""
+    parts = relative.split("/")
+    for pattern in patterns:
+        if pattern.startswith("**/"):
+            if any(fnmatch.fnmatchcase(part, pattern[3:]) for part in parts):
+                return True
+            continue
+        segments = pattern.split("/")
+        if len(parts) >= len(segments) and all(map(fnmatch.fnmatchcase, parts, segments)):
+            return True
+    return False
+
+
+def _image_function_dir(destination: Path, *, compiled: bool) -> Path:
+    """/function as the Dockerfile builds it: the build context (.dockerignore applied), then its
+    compileall line run as written, with this interpreter for python3 and `destination` for /function."""
+    patterns = [line for line in (ROOT / ".dockerignore").read_text().split() if not line.startswith("#")]
+    for source in ROOT.rglob("*"):
+        relative = source.relative_to(ROOT).as_posix()
+        if source.is_file() and not _ignored(relative, patterns):
+            (destination / relative).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, destination / relative)
+    if compiled:
+        [line] = [line for line in (ROOT / "Dockerfile").read_text().splitlines() if "compileall" in line]
+        command = shlex.split(line.removeprefix("RUN "))
+        assert command[0] == "python3" and command[-1] == "/function", line
+        subprocess.run([sys.executable, *command[1:-1], str(destination)], check=True, timeout=120)
+    return destination
+
+
+@pytest.mark.parametrize("compiled", [True, False], ids=["as the Dockerfile builds it", "without its compile step"])
+def test_given_the_images_function_dir_when_imported_without_writing_bytecode_then_only_a_compiled_one_skips_compiling(
+    compiled: bool, image_packages: Path, tmp_path: Path
+) -> None:
+    # given /function built from the build context, with or without the Dockerfile's compile step
+    function_dir = _image_function_dir(tmp_path / "function", compiled=compiled)
+    env = {"PYTHONPATH": f"{function_dir}:{image_packages}", "PYTHONDONTWRITEBYTECODE": "1", "PATH": "/usr/bin:/bin"}
+    # when func.py and every module of the package are imported as a container would (read-only /function)
+    probe = subprocess.run(
+        [sys.executable, "-S", "-c", _COMPILED_AT_START, str(function_dir)],
+        cwd=function_dir,  # WORKDIR /function: python -c puts the working directory first on sys.path
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert probe.returncode == 0, probe.stderr[-2000:]
+    compiled_at_start = {Path(path).relative_to(function_dir).as_posix() for path in json.loads(probe.stdout)}
+    # then the built image compiles nothing of its own at start; without the step, every module every time
+    if compiled:
+        assert compiled_at_start == set()
+    else:
+        assert {"func.py", "genai_handler/handler.py", "genai_handler/warm.py"} <= compiled_at_start
+    assert not any(path.startswith(("genai_handler/local/", "tests/")) for path in compiled_at_start)

@@ -1,6 +1,6 @@
 """A stand-in for the Fn agent: run func.py under the real fdk and invoke it over its unix socket.
 
-It starts the function as OCI Functions does (`fdk func.py handler`, FN_FORMAT=http-stream,
+It starts the function as OCI Functions does (the image's ENTRYPOINT, FN_FORMAT=http-stream,
 FN_LISTENER=unix:...) and speaks the same HTTP: `POST /call` with Fn-Call-Id and Fn-Deadline, plus
 Fn-Intent and Fn-Http-* for API Gateway calls. Like the Fn agent it cuts a call at Fn-Deadline and
 replaces the container that ran past it.
@@ -40,6 +40,9 @@ _PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 _BACKSTOP_S = 5.0  # a socket timeout past Fn-Deadline, in case the cut-off timer never runs
 DEFAULT_SUBJECT = "local-user"  # the caller the local gateway names unless told another (X-Genai-Caller)
 _GATEWAY_HEADER = "Fn-Http-H-"  # the prefix of each caller's header on an API Gateway call
+_IMAGE_DIR = "/function/"  # where the image keeps func.py and the package
+_FDK_SCRIPT = "/python/bin/fdk"  # the fdk's console script in the image
+_RUN_FDK = "from fdk.scripts.fdk import main; main()"  # what that script runs
 HTTP_STATUS_HEADER = "fn-http-status"  # the caller's status on an API Gateway call (headers read lower-case)
 
 
@@ -172,6 +175,15 @@ class _CutOff:
         self._timer.cancel()
 
 
+def image_entrypoint(function_dir: Path) -> list[str]:
+    """The ENTRYPOINT of the Dockerfile in `function_dir` (exec form), else the one the fn CLI writes
+    for `runtime: python` (fnproject/cli langs/python.go): what OCI Functions starts in the container."""
+    dockerfile = function_dir / "Dockerfile"
+    lines = dockerfile.read_text(encoding="utf-8").splitlines() if dockerfile.exists() else []
+    found = [line.removeprefix("ENTRYPOINT").strip() for line in lines if line.startswith("ENTRYPOINT ")]
+    return list(json.loads(found[-1])) if found else [_FDK_SCRIPT, f"{_IMAGE_DIR}func.py", "handler"]
+
+
 class FunctionProcess:
     """func.py running under the fdk in a child process, with the environment OCI Functions gives."""
 
@@ -196,13 +208,26 @@ class FunctionProcess:
         self.process: subprocess.Popen[bytes] | None = None
         self._connection: _UnixConnection | None = None
 
-    def start(self, timeout_s: float = 30.0) -> FunctionProcess:
+    def _command(self) -> list[str]:
+        """The image's ENTRYPOINT, with this machine's interpreter, fdk and function directory."""
+        interpreter = [self._python, "-S"] if self._packages is not None else [self._python]  # -S: only /python
         fdk_script = Path(self._python).parent / "fdk"
-        run_fdk = "from fdk.scripts.fdk import main; main()"
-        if self._packages is not None:
-            command = [self._python, "-S", "-c", run_fdk]  # like /python/bin/fdk in the image
-        else:
-            command = [str(fdk_script)] if fdk_script.exists() else [self._python, "-c", run_fdk]
+        fdk = [str(fdk_script)] if self._packages is None and fdk_script.exists() else [*interpreter, "-c", _RUN_FDK]
+        command: list[str] = []
+        for number, arg in enumerate(image_entrypoint(self._function_dir)):
+            if arg == _FDK_SCRIPT:
+                command += fdk
+            elif number == 0 and arg == "python3":
+                command += interpreter
+            else:
+                command.append(
+                    str(self._function_dir / arg.removeprefix(_IMAGE_DIR)) if arg.startswith(_IMAGE_DIR) else arg
+                )
+        return command
+
+    def start(self, timeout_s: float = 30.0) -> FunctionProcess:
+        """Start the container; returns once the fdk listens, as the Fn agent sends no call before
+        (a pre-started container: what the entrypoint builds before listening is built by then)."""
         path = [str(self._function_dir)] + ([str(self._packages)] if self._packages else [])
         self._socket_dir = Path(tempfile.mkdtemp(prefix="fn-iofs-"))
         self.socket_path = self._socket_dir / "lsnr.sock"
@@ -221,7 +246,7 @@ class FunctionProcess:
             **self._env,
         }
         self.process = _spawner.popen(
-            args=[*command, str(self._function_dir / "func.py"), "handler"],
+            args=self._command(),
             env=env,
             cwd=self._function_dir,
             stdout=self._log,

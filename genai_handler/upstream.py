@@ -35,6 +35,7 @@ from .auth import (
     OciResourcePrincipalAuth,
     OciSessionAuth,
     OciUserPrincipalAuth,
+    _OciAuth,
 )
 from .errors import (
     HandlerError,
@@ -165,13 +166,14 @@ def client_for(settings: Settings) -> openai.OpenAI:
 
 def prepare(settings: Settings) -> None:
     """Build what the first call would: the client (signer, pool, SSL context), the signer's
-    credentials, the SDK's lazily imported responses resource and its platform headers (read once,
-    one of them from a `uname -p` subprocess). Raises what the call would."""
+    credentials and first signature, the SDK's lazily imported responses resource and its platform
+    headers (read once, one of them from a `uname -p` subprocess). Raises what the call would."""
     client = client_for(settings)
     _ = client.responses.with_raw_response, client.responses.with_streaming_response, client.default_headers
-    credentials = getattr(client._client.auth, "credentials", None)  # noqa: SLF001  (the signer we gave it)
-    if credentials is not None:
-        credentials()
+    auth = client._client.auth  # noqa: SLF001  (the signer we gave it)
+    if isinstance(auth, _OciAuth):
+        auth.warm()
+    client.base_url.host.encode("idna")  # as the socket encodes the host: imports the codec on first use
 
 
 def make_auth(settings: Settings) -> httpx2.Auth | None:

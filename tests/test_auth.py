@@ -886,3 +886,15 @@ def test_given_oracles_header_options_when_a_session_signs_then_it_equals_the_sd
     authorization = reference.headers["authorization"]
     assert isinstance(authorization, str)
     assert _params(ours.headers["authorization"]) == _params(authorization)
+
+
+def test_given_a_new_auth_when_warmed_then_its_credentials_are_loaded_before_any_request(
+    rp_identity: LocalIdentity,
+) -> None:
+    # given
+    auth = OciResourcePrincipalAuth()
+    assert auth._credentials is None
+    # when the container's entrypoint warms it (genai_handler/warm.py)
+    auth.warm()
+    # then the first request signs with what was loaded, without reading the files again
+    assert auth._credentials is not None and auth.credentials() is auth._credentials

@@ -15,7 +15,9 @@ RUN pip3 install --target /python/ --no-cache --no-cache-dir -r requirements.txt
 ADD . /function/
 RUN rm -fr /function/.pip_cache /function/Dockerfile* /function/func.yaml /function/requirements.txt
 # checked-hash: a .pyc is used while its source's hash matches, whatever the files' times after COPY.
-RUN python3 -m compileall -q --invalidation-mode checked-hash /function
+# python3.12, not python3: the image's Python is python3.12 (as the fn CLI's own debug entrypoint runs it,
+# fnproject/cli langs/python.go DebugEntrypoint); python3 may be the base OS's, whose bytecode would not serve.
+RUN python3.12 -m compileall -q --invalidation-mode checked-hash /function
 
 FROM fnproject/python:3.12
 WORKDIR /function
@@ -23,4 +25,4 @@ COPY --from=build-stage /python /python
 COPY --from=build-stage /function /function
 RUN chmod -R o+r /function
 ENV PYTHONPATH=/function:/python
-ENTRYPOINT ["python3", "-m", "genai_handler.warm", "/function/func.py", "handler"]
+ENTRYPOINT ["python3.12", "-m", "genai_handler.warm", "/function/func.py", "handler"]

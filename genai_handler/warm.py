@@ -2,7 +2,7 @@
 
 The fdk imports func.py only when the first call arrives, so a container the platform starts ahead of
 traffic would still spend that call importing the SDK and building the client. Run instead of the fdk's
-own script (`python3 -m genai_handler.warm /function/func.py handler`, the Dockerfile's ENTRYPOINT), it
+own script (`python3.12 -m genai_handler.warm /function/func.py handler`, the Dockerfile's ENTRYPOINT), it
 imports func.py as the fdk would and builds the client, then hands over to the fdk. A failure here is
 one log line and never stops the container: the first call reports it in the documented JSON contract.
 """

@@ -22,7 +22,7 @@ from genai_handler.local.identity import LocalIdentity
 from .conftest import PROJECT_OCID
 
 ROOT = Path(__file__).parents[1]
-IMAGE_PYTHON = "3.12"  # run_image: fnproject/python:3.12 in func.yaml
+IMAGE_PYTHON = "3.12"  # FROM fnproject/python:3.12 in the Dockerfile (checked below)
 _PROBE = r"""
 import io, json, sys
 from importlib.metadata import packages_distributions
@@ -263,7 +263,7 @@ def _image_function_dir(destination: Path, *, compiled: bool) -> Path:
     if compiled:
         [line] = [line for line in (ROOT / "Dockerfile").read_text().splitlines() if "compileall" in line]
         command = shlex.split(line.removeprefix("RUN "))
-        assert command[0] == "python3" and command[-1] == "/function", line
+        assert command[0] == f"python{IMAGE_PYTHON}" and command[-1] == "/function", line
         subprocess.run([sys.executable, *command[1:-1], str(destination)], check=True, timeout=120)
     return destination
 
@@ -293,3 +293,17 @@ def test_given_the_images_function_dir_when_imported_without_writing_bytecode_th
     else:
         assert {"func.py", "genai_handler/handler.py", "genai_handler/warm.py"} <= compiled_at_start
     assert not any(path.startswith(("genai_handler/local/", "tests/")) for path in compiled_at_start)
+
+
+@pytest.mark.parametrize("dockerfile", ["Dockerfile", "Dockerfile.slim"])
+def test_given_a_dockerfile_when_read_then_it_builds_and_runs_on_the_images_own_python(dockerfile: str) -> None:
+    # given
+    lines = (ROOT / dockerfile).read_text().splitlines()
+    # when
+    images = [line.split()[1] for line in lines if line.startswith("FROM ")]
+    python_lines = [line for line in lines if "compileall" in line or line.startswith("ENTRYPOINT")]
+    # then both stages are the image's Python, and the bytecode and the entrypoint use that interpreter by
+    # name: in fnproject/python images `python3` can be the base system's (the fn CLI runs python3.12 too)
+    assert images == [f"fnproject/python:{IMAGE_PYTHON}-dev", f"fnproject/python:{IMAGE_PYTHON}"]
+    assert len(python_lines) == 2
+    assert all(f"python{IMAGE_PYTHON} -m" in line or f'"python{IMAGE_PYTHON}", "-m"' in line for line in python_lines)

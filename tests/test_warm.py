@@ -43,7 +43,7 @@ def test_given_the_images_entrypoint_when_read_then_it_is_the_warm_module_before
     # when
     entrypoint = image_entrypoint(REPO_ROOT)
     # then the Dockerfile starts the warm module, which hands over to the fdk with the fdk's own arguments
-    assert entrypoint == ["python3", "-m", "genai_handler.warm", "/function/func.py", "handler"]
+    assert entrypoint == ["python3.12", "-m", "genai_handler.warm", "/function/func.py", "handler"]
 
 
 def test_given_a_directory_without_a_dockerfile_when_read_then_it_is_the_fn_clis_default(tmp_path: Path) -> None:

@@ -217,7 +217,7 @@ class FunctionProcess:
         for number, arg in enumerate(image_entrypoint(self._function_dir)):
             if arg == _FDK_SCRIPT:
                 command += fdk
-            elif number == 0 and arg == "python3":
+            elif number == 0 and arg.startswith("python"):  # the image's python3.12
                 command += interpreter
             else:
                 command.append(

@@ -167,7 +167,11 @@ def test_given_the_handler_after_prepare_when_called_then_the_answer_is_unchange
     for name, value in function_env(identity, endpoint).items():
         monkeypatch.setenv(name, value)
     monkeypatch.setattr(handler, "_settings", None)
+    endpoint.reset()
+    opened = endpoint.connections_opened
     handler.prepare()
+    # (the warm-up rehearses a request in process: nothing reaches OCI, no connection is opened)
+    assert endpoint.requests == [] and endpoint.connections_opened == opened
     headers = {"fn-intent": "httprequest", "fn-http-method": "POST", "fn-http-h-x-genai-caller": "alice"}
     ctx = InvokeContext(
         "app",

@@ -255,11 +255,14 @@ def _image_function_dir(destination: Path, *, compiled: bool) -> Path:
     """/function as the Dockerfile builds it: the build context (.dockerignore applied), then its
     compileall line run as written, with this interpreter for python3 and `destination` for /function."""
     patterns = [line for line in (ROOT / ".dockerignore").read_text().split() if not line.startswith("#")]
-    for source in ROOT.rglob("*"):
-        relative = source.relative_to(ROOT).as_posix()
-        if source.is_file() and not _ignored(relative, patterns):
-            (destination / relative).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(source, destination / relative)
+    for folder, subfolders, files in os.walk(ROOT):
+        base = Path(folder).relative_to(ROOT)
+        subfolders[:] = [name for name in subfolders if not _ignored((base / name).as_posix(), patterns)]
+        for name in files:
+            relative = (base / name).as_posix()
+            if not _ignored(relative, patterns):
+                (destination / relative).parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(ROOT / relative, destination / relative)
     if compiled:
         [line] = [line for line in (ROOT / "Dockerfile").read_text().splitlines() if "compileall" in line]
         command = shlex.split(line.removeprefix("RUN "))

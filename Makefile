@@ -41,6 +41,9 @@ run: export MAKE_RUN_PROMPT := $(value PROMPT)
 run: $(RUNTIME_STAMP)  ## one prompt through the function, locally, no cloud account
 	$(BIN)/python -m genai_handler.local.run
 
+# PYTHONDONTWRITEBYTECODE emptied: the first step, collecting every module, leaves pytest's rewritten test
+# modules and genai_handler's bytecode in __pycache__ for the workers and the function processes to read.
+test: export PYTHONDONTWRITEBYTECODE :=
 test: $(DEV_STAMP)  ## unit and end-to-end tests under the real fdk: the soak alone, then the rest in parallel
 	$(BIN)/pytest -m soak && $(BIN)/pytest -n 4 --dist worksteal -m "not soak"
 

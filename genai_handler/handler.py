@@ -100,7 +100,7 @@ def handle(ctx: context.InvokeContext, data: io.BytesIO | None = None) -> fdk_re
         status=error.status,
         error_type=error.type,
         error=error.message,
-        latency_ms=_ms_since(start_mono),
+        latency_ms=logs.ms_since(start_mono),
     )
     return _reply(ctx, None, None, error, openai_route)
 
@@ -271,7 +271,7 @@ def _doctor(ctx: context.InvokeContext, start_mono: float) -> fdk_response.Respo
     report = diagnose()
     failed = next((check["name"] for check in report["checks"] if not check["ok"]), None)
     logs.invocation(
-        call_id=ctx.CallID(), doctor=True, status=200, failed_check=failed, latency_ms=_ms_since(start_mono)
+        call_id=ctx.CallID(), doctor=True, status=200, failed_check=failed, latency_ms=logs.ms_since(start_mono)
     )
     return fdk_response.Response(ctx, response_data=json.dumps(report), headers=dict(_JSON_HEADERS))
 
@@ -331,7 +331,7 @@ def _log(ctx: context.InvokeContext, call: _Call, traced: dict[str, str]) -> Non
         stream=streamed or None,
         error_type=error.type if error else None,
         error=error.message if error else None,
-        latency_ms=_ms_since(call.start_mono),
+        latency_ms=logs.ms_since(call.start_mono),
         upstream_ms=round(result.latency_ms, 1) if result else None,
         attempts=result.attempts if result else None,
         guardrails=call.screened or None,
@@ -339,7 +339,3 @@ def _log(ctx: context.InvokeContext, call: _Call, traced: dict[str, str]) -> Non
         prompt={text.at: text.text for text in texts(call.sent)} if prompts and call.sent else None,
         output_text=response.output_text if prompts and response else None,
     )
-
-
-def _ms_since(start_mono: float) -> float:
-    return round((time.monotonic() - start_mono) * 1000, 1)

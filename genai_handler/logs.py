@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
+import time
 import warnings
 from typing import Any, TextIO
 
@@ -88,6 +89,11 @@ def _printable_tree(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         return [_printable_tree(v) for v in value]
     return value
+
+
+def ms_since(start_mono: float) -> float:
+    """Milliseconds since `start_mono` (time.monotonic()), as the log lines' `*_ms` fields give them."""
+    return round((time.monotonic() - start_mono) * 1000, 1)
 
 
 def invocation(**fields: Any) -> None:

@@ -38,7 +38,7 @@ def warm(code: customer_code.Function) -> None:
     except Exception as exc:  # a bug or a broken func.py: only its kind, never its text
         failure = {"error_type": "internal_error", "error": type(exc).__name__}
     logs.configure()
-    logs.invocation(event="warm", warm_ms=_ms_since(start_mono), **failure)
+    logs.invocation(event="warm", warm_ms=logs.ms_since(start_mono), **failure)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -51,10 +51,6 @@ def main(argv: list[str] | None = None) -> None:
     code = customer_code.Function(*args)
     warm(code)
     fdk.handle(code)
-
-
-def _ms_since(start_mono: float) -> float:
-    return round((time.monotonic() - start_mono) * 1000, 1)
 
 
 if __name__ == "__main__":

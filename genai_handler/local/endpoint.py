@@ -40,6 +40,7 @@ from pydantic import ValidationError
 
 from ..contract import Request, Text, texts
 from ..settings import DEFAULT_MODEL, NOT_ON_RESPONSES_API
+from .identity import _b64url_decode
 
 _PREFIX = "/openai/v1"
 _FAULT_KINDS = (
@@ -1442,10 +1443,6 @@ def _error(code: str, message: str) -> bytes:
 
 def _json(value: Any) -> bytes:
     return json.dumps(value).encode()
-
-
-def _b64url_decode(text: str) -> bytes:
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
 
 
 def _function_call(request: dict[str, Any]) -> dict[str, Any] | None:

@@ -174,6 +174,11 @@ def _b64url(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
 
 
+def _b64url_decode(text: str) -> bytes:
+    """JWTs drop base64's padding; Python's decoder wants it back."""
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
 def _b64url_uint(value: int) -> str:
     return _b64url(value.to_bytes((value.bit_length() + 7) // 8, "big"))
 

@@ -32,7 +32,7 @@ from cryptography.hazmat.primitives.asymmetric import padding
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey, RSAPublicKey
 from cryptography.x509.oid import NameOID
 
-from .identity import LocalIdentity, _jwk_string, _new_key, _sign_jwt, _write_atomically
+from .identity import LocalIdentity, _b64url_decode, _jwk_string, _new_key, _sign_jwt, _write_atomically
 
 PATH = "/resourcePrincipalSessionTokens"  # the SDK's proxymux_endpoint path
 _SA_ISSUER = "https://kubernetes.default.svc.cluster.local"  # a cluster's default service account issuer
@@ -293,10 +293,6 @@ def _pod_key(value: Any) -> RSAPublicKey | None:
     except ValueError:
         return None
     return key if isinstance(key, RSAPublicKey) else None
-
-
-def _b64url_decode(text: str) -> bytes:
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
 
 
 def _refusal(status: int, code: str, message: str) -> tuple[int, bytes]:

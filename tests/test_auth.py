@@ -47,6 +47,14 @@ def _params(authorization: str) -> dict[str, str]:
     return dict(re.findall(r'(\w+)="([^"]*)"', authorization))
 
 
+def _write_session_profile(config: Path, identity: LocalIdentity, profile: str = "dev") -> None:
+    """An OCI CLI config after `oci session authenticate`: `profile` names the identity's token and key files."""
+    config.write_text(
+        f"[{profile}]\nsecurity_token_file={identity.token_path}\nkey_file={identity.key_path}\n"
+        "tenancy=ocid1.tenancy.oc1..aaaalocal\nregion=us-chicago-1\nfingerprint=00:00\n"
+    )
+
+
 @pytest.fixture
 def vector_profile(tmp_path: Path) -> Path:
     key_file = tmp_path / "vector.pem"
@@ -297,10 +305,7 @@ def test_given_a_session_profile_when_calling_then_it_signs_with_its_token_and_f
     # given an `oci session authenticate` profile (token file + key file)
     identity = LocalIdentity(tmp_path / "session")
     config = tmp_path / "config"
-    config.write_text(
-        f"[dev]\nsecurity_token_file={identity.token_path}\nkey_file={identity.key_path}\n"
-        "tenancy=ocid1.tenancy.oc1..aaaalocal\nregion=us-chicago-1\nfingerprint=00:00\n"
-    )
+    _write_session_profile(config, identity)
     auth = OciSessionAuth(str(config), "dev")
     with LocalEndpoint(trusted_issuer=identity.issuer_public_key) as server, httpx2.Client(auth=auth) as client:
         # when / then
@@ -594,10 +599,7 @@ def test_given_a_session_profile_with_an_empty_token_file_when_read_then_the_pro
     # given
     identity = LocalIdentity(tmp_path / "session")
     config = tmp_path / "config"
-    config.write_text(
-        f"[dev]\nsecurity_token_file={identity.token_path}\nkey_file={identity.key_path}\n"
-        "tenancy=ocid1.tenancy.oc1..aaaalocal\nregion=us-chicago-1\nfingerprint=00:00\n"
-    )
+    _write_session_profile(config, identity)
     identity.token_path.write_bytes(b"")
     # when / then
     with pytest.raises(MisconfiguredError, match="security_token_file of profile 'dev': empty file"):
@@ -751,10 +753,7 @@ def test_given_the_pages_session_example_when_run_unchanged_then_it_prints_the_a
     # given a laptop after `oci session authenticate` (~/.oci/config, profile DEFAULT)
     identity = LocalIdentity(tmp_path / "session")
     (tmp_path / ".oci").mkdir()
-    (tmp_path / ".oci" / "config").write_text(
-        f"[DEFAULT]\nsecurity_token_file={identity.token_path}\nkey_file={identity.key_path}\n"
-        "tenancy=ocid1.tenancy.oc1..aaaalocal\nregion=us-chicago-1\nfingerprint=00:00\n"
-    )
+    _write_session_profile(tmp_path / ".oci" / "config", identity, "DEFAULT")
     monkeypatch.setenv("HOME", str(tmp_path))
     with LocalEndpoint(trusted_issuer=identity.issuer_public_key) as server:
         oci_region_on_loopback(server)
@@ -789,10 +788,7 @@ def test_given_oracles_keyword_arguments_when_each_class_is_made_then_none_raise
 ) -> None:
     # given the session profile and the function's identity
     config = tmp_path / "session-config"
-    config.write_text(
-        f"[dev]\nsecurity_token_file={rp_identity.token_path}\nkey_file={rp_identity.key_path}\n"
-        "tenancy=ocid1.tenancy.oc1..aaaalocal\nregion=us-chicago-1\nfingerprint=00:00\n"
-    )
+    _write_session_profile(config, rp_identity)
     # when / then: oci-genai-auth 1.1.1's signatures, by keyword and by position
     made = [
         OciSessionAuth(config_file=str(config), profile_name="dev", refresh_interval=600, generic_headers=None),
@@ -868,10 +864,7 @@ def test_given_oracles_header_options_when_a_session_signs_then_it_equals_the_sd
     # given custom signed headers, passed as oci-genai-auth passes them to the SDK's SecurityTokenSigner
     identity = LocalIdentity(tmp_path / "session")
     config = tmp_path / "config"
-    config.write_text(
-        f"[DEFAULT]\nsecurity_token_file={identity.token_path}\nkey_file={identity.key_path}\n"
-        "tenancy=ocid1.tenancy.oc1..aaaalocal\nregion=us-chicago-1\nfingerprint=00:00\n"
-    )
+    _write_session_profile(config, identity, "DEFAULT")
     generic, body = ["date", "(request-target)", "host"], ["content-length", "x-content-sha256"]
     url = "https://inference.generativeai.us-chicago-1.oci.oraclecloud.com/openai/v1/responses"
     headers = {"date": DATE, "content-type": "application/json"}

@@ -275,10 +275,8 @@ def test_given_genai_auth_oke_workload_identity_when_the_client_is_made_then_it_
     assert auth.credentials().key_id == f"ST${proxymux.issued[-1]}"
 
 
-def test_given_an_oke_pod_when_the_doctor_runs_then_every_check_passes(
-    proxymux: LocalProxymux, upstream: LocalEndpoint, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    # given
+def _doctor_in_pod(monkeypatch: pytest.MonkeyPatch, proxymux: LocalProxymux, upstream: LocalEndpoint) -> dict[str, Any]:
+    """`make doctor`'s report in the pod: the default token path and port pointed at the stand-in."""
     monkeypatch.setattr(genai_handler.auth, "SERVICE_ACCOUNT_TOKEN_PATH", str(proxymux.token_path))
     monkeypatch.setattr(genai_handler.auth, "PROXYMUX_PORT", proxymux.port)
     environ = {
@@ -286,8 +284,14 @@ def test_given_an_oke_pod_when_the_doctor_runs_then_every_check_passes(
         "GENAI_PROJECT_OCID": PROJECT_OCID,
         "GENAI_BASE_URL": upstream.base_url,
     }
+    return diagnose(environ)
+
+
+def test_given_an_oke_pod_when_the_doctor_runs_then_every_check_passes(
+    proxymux: LocalProxymux, upstream: LocalEndpoint, monkeypatch: pytest.MonkeyPatch
+) -> None:
     # when
-    report = diagnose(environ)
+    report = _doctor_in_pod(monkeypatch, proxymux, upstream)
     # then
     assert report["ok"], report
     credentials = next(c for c in report["checks"] if c["name"] == "credentials")
@@ -299,14 +303,7 @@ def test_given_a_pod_of_a_basic_cluster_when_the_doctor_runs_then_it_names_the_e
 ) -> None:
     with LocalProxymux(tmp_path / "basic", identity=identity, enhanced=False) as proxymux:
         _pod(monkeypatch, proxymux)
-        monkeypatch.setattr(genai_handler.auth, "SERVICE_ACCOUNT_TOKEN_PATH", str(proxymux.token_path))
-        monkeypatch.setattr(genai_handler.auth, "PROXYMUX_PORT", proxymux.port)
-        environ = {
-            "GENAI_AUTH": "oke_workload_identity",
-            "GENAI_PROJECT_OCID": PROJECT_OCID,
-            "GENAI_BASE_URL": upstream.base_url,
-        }
-        report = diagnose(environ)
+        report = _doctor_in_pod(monkeypatch, proxymux, upstream)
     failed = report["checks"][-1]
     assert not report["ok"] and failed["name"] == "credentials"
     assert "not an enhanced cluster" in failed["detail"] and "enhanced" in failed["fix"]

@@ -46,6 +46,21 @@ def _in_pod(monkeypatch: pytest.MonkeyPatch, proxymux: LocalProxymux) -> None:
     )
 
 
+def _exchange(proxymux: LocalProxymux, service_account_token: str) -> httpx2.Response:
+    """One exchange as a pod posts it: a fresh key's base64 DER public key, the token as Bearer, TLS to its CA."""
+    public = (
+        _new_key()
+        .public_key()
+        .public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    )
+    return httpx2.post(
+        proxymux.url,
+        json={"podKey": base64.b64encode(public).decode()},
+        headers={"authorization": f"Bearer {service_account_token}"},
+        verify=ssl.create_default_context(cafile=proxymux.ca_path),
+    )
+
+
 def _sdk_signer(proxymux: LocalProxymux) -> Any:  # the SDK is untyped
     return oci.auth.signers.get_oke_workload_identity_resource_principal_signer(
         service_account_token_path=str(proxymux.token_path), retry_strategy=oci.retry.NoneRetryStrategy()
@@ -125,18 +140,8 @@ def test_given_the_stand_in_when_reached_without_its_ca_then_tls_fails(proxymux:
 def test_given_an_expired_service_account_token_when_posted_then_it_is_refused_401(proxymux: LocalProxymux) -> None:
     # given
     expired = proxymux.service_account_token(lifetime_s=-10)
-    key = base64.b64encode(
-        _new_key()
-        .public_key()
-        .public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
-    ).decode()
     # when
-    answer = httpx2.post(
-        proxymux.url,
-        json={"podKey": key},
-        headers={"authorization": f"Bearer {expired}"},
-        verify=ssl.create_default_context(cafile=proxymux.ca_path),
-    )
+    answer = _exchange(proxymux, expired)
     # then
     assert answer.status_code == 401
     assert proxymux.issued == []
@@ -145,19 +150,10 @@ def test_given_an_expired_service_account_token_when_posted_then_it_is_refused_4
 def test_given_a_valid_exchange_when_answered_then_the_body_is_base64_json_with_an_st_token(
     proxymux: LocalProxymux,
 ) -> None:
-    # given
-    key = base64.b64encode(
-        _new_key()
-        .public_key()
-        .public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
-    ).decode()
+    # given the pod's mounted token
+    token = proxymux.token_path.read_text()
     # when
-    answer = httpx2.post(
-        proxymux.url,
-        json={"podKey": key},
-        headers={"authorization": f"Bearer {proxymux.token_path.read_text()}"},
-        verify=ssl.create_default_context(cafile=proxymux.ca_path),
-    )
+    answer = _exchange(proxymux, token)
     # then
     assert answer.status_code == 200
     assert json.loads(base64.b64decode(answer.content)) == {"token": f"ST${proxymux.issued[-1]}"}

@@ -15,7 +15,7 @@ from fdk import customer_code
 from fdk.context import InvokeContext
 
 from genai_handler import handler, warm
-from genai_handler.local.agent import REPO_ROOT, FunctionProcess, image_entrypoint
+from genai_handler.local.agent import REPO_ROOT, FunctionProcess, Invocation, image_entrypoint
 from genai_handler.local.endpoint import LocalEndpoint
 from genai_handler.local.identity import LocalIdentity
 
@@ -37,6 +37,15 @@ def log(tmp_path: Path) -> Path:
 
 def _start(env: dict[str, str], log: Path, function_dir: Path = REPO_ROOT) -> FunctionProcess:
     return FunctionProcess(env, function_dir=function_dir, log=open(log, "ab")).start()
+
+
+def _first_answer(env: dict[str, str], log: Path) -> Invocation:
+    """A container started with `env`, its first call's answer, and the container stopped."""
+    function = _start(env, log)
+    try:
+        return function.invoke({"prompt": "hi"})
+    finally:
+        function.stop()
 
 
 def test_given_the_images_entrypoint_when_read_then_it_is_the_warm_module_before_the_fdk() -> None:
@@ -73,11 +82,7 @@ def test_given_a_misconfigured_function_when_started_then_it_listens_and_the_fir
     env = function_env(identity, endpoint)
     del env["GENAI_PROJECT_OCID"]
     # when
-    function = _start(env, log)
-    try:
-        answer = function.invoke({"prompt": "hi"})
-    finally:
-        function.stop()
+    answer = _first_answer(env, log)
     # then the container started, said why it is not ready, and the call got the JSON contract's answer
     [line] = _warm_lines(log)
     assert line["error_type"] == "misconfigured"
@@ -95,11 +100,7 @@ def test_given_broken_credentials_when_started_then_the_call_reports_them_as_bef
     broken.write_text("not a key")
     env["OCI_RESOURCE_PRINCIPAL_PRIVATE_PEM"] = str(broken)
     # when
-    function = _start(env, log)
-    try:
-        answer = function.invoke({"prompt": "hi"})
-    finally:
-        function.stop()
+    answer = _first_answer(env, log)
     # then
     [line] = _warm_lines(log)
     assert line["error_type"] == "misconfigured"

@@ -20,7 +20,7 @@ from genai_handler import OciOkeWorkloadIdentityAuth
 from genai_handler.doctor import diagnose
 from genai_handler.errors import MisconfiguredError
 from genai_handler.local.endpoint import Fault, LocalEndpoint
-from genai_handler.local.identity import LocalIdentity, _new_key
+from genai_handler.local.identity import LocalIdentity, new_key
 from genai_handler.local.proxymux import LocalProxymux
 from genai_handler.settings import DEFAULT_MODEL, Settings
 from genai_handler.upstream import make_auth
@@ -225,7 +225,7 @@ def test_given_a_cluster_that_is_not_enhanced_when_exchanging_then_it_says_so(
 def test_given_a_foreign_service_account_token_when_exchanging_then_it_says_the_token_was_refused(
     proxymux: LocalProxymux,
 ) -> None:
-    foreign = proxymux.write_service_account_token(proxymux.service_account_token(key=_new_key()))
+    foreign = proxymux.write_service_account_token(proxymux.service_account_token(key=new_key()))
     with pytest.raises(MisconfiguredError, match="did not accept the service account token") as caught:
         _auth(proxymux).credentials()
     assert foreign not in caught.value.message and "HTTP 401" in caught.value.message

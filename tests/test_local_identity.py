@@ -11,10 +11,11 @@ import jwt
 import oci
 import pytest
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import padding
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey, RSAPublicKey
 
-from genai_handler.local.identity import LocalIdentity, make_api_key_profile
+from genai_handler.local import identity as identity_module
+from genai_handler.local.identity import LocalIdentity, _pkcs8_pem, make_api_key_profile, new_key
 
 RP_VARIABLES = {
     "OCI_RESOURCE_PRINCIPAL_VERSION",
@@ -247,3 +248,27 @@ def test_given_jwk_as_string_when_read_then_the_claim_is_json_text_in_oci_shape(
     assert jwk["kid"] == ":".join(
         f"{b:02X}" for b in hashlib.sha1(_public_der(identity.private_key), usedforsecurity=False).digest()
     )
+
+
+def test_given_many_local_keys_when_made_then_each_is_a_new_valid_2048_bit_key_and_few_are_generated(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # given a count of the slow prime searches (one full key generation each)
+    generated: list[int] = []
+    generate = rsa.generate_private_key
+
+    def counting(public_exponent: int, key_size: int) -> RSAPrivateKey:
+        generated.append(key_size)
+        return generate(public_exponent=public_exponent, key_size=key_size)
+
+    monkeypatch.setattr(identity_module.rsa, "generate_private_key", counting)
+    # when a hundred keys are made, as a test run makes them
+    keys = [new_key() for _ in range(100)]
+    # then every key is new, 2048 bits, e = 65537, and passes OpenSSL's full key check when loaded
+    assert len({key.public_key().public_numbers().n for key in keys}) == 100
+    for key in keys:
+        assert key.key_size == 2048 and key.public_key().public_numbers().e == 65537
+        pem = _pkcs8_pem(key, None)
+        assert serialization.load_pem_private_key(pem, password=None).private_numbers() == key.private_numbers()
+    # and they cost about a tenth of the prime searches a key each would
+    assert len(generated) <= 10 and set(generated) <= {2048}

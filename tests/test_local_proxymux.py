@@ -22,7 +22,7 @@ import requests
 from cryptography.hazmat.primitives import serialization
 
 from genai_handler.local.endpoint import LocalEndpoint
-from genai_handler.local.identity import LocalIdentity, _new_key
+from genai_handler.local.identity import LocalIdentity, new_key
 from genai_handler.local.proxymux import PATH, LocalProxymux
 from genai_handler.settings import DEFAULT_MODEL
 
@@ -49,7 +49,7 @@ def _in_pod(monkeypatch: pytest.MonkeyPatch, proxymux: LocalProxymux) -> None:
 def _exchange(proxymux: LocalProxymux, service_account_token: str) -> httpx2.Response:
     """One exchange as a pod posts it: a fresh key's base64 DER public key, the token as Bearer, TLS to its CA."""
     public = (
-        _new_key()
+        new_key()
         .public_key()
         .public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
     )
@@ -123,7 +123,7 @@ def test_given_a_foreign_service_account_token_when_the_sdk_exchanges_then_it_is
 ) -> None:
     # given a token signed by another cluster's key
     _in_pod(monkeypatch, proxymux)
-    proxymux.write_service_account_token(proxymux.service_account_token(key=_new_key()))
+    proxymux.write_service_account_token(proxymux.service_account_token(key=new_key()))
     # when / then
     with pytest.raises(oci.exceptions.ServiceError) as caught:
         _sdk_signer(proxymux)

@@ -10,9 +10,11 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import math
 import os
 import secrets
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -56,7 +58,7 @@ class LocalIdentity:
         self.function_ocid = f"ocid1.fnfunc.oc1.{region}.aaaalocal{secrets.token_hex(12)}"
         self.lifetime_s = lifetime_s
         self.jwk_as_string = jwk_as_string
-        self._issuer_key = _new_key()
+        self._issuer_key = new_key()
         self.issuer_public_key = self._issuer_key.public_key()
         self.token_path = self.directory / "rpst"
         self.key_path = self.directory / "private.pem"
@@ -93,7 +95,7 @@ class LocalIdentity:
 
         `private_key` is the new key at once; `token` stays the old one until `replace_token`.
         """
-        private_key = _new_key()
+        private_key = new_key()
         _write_atomically(self.key_path, _pkcs8_pem(private_key, self._passphrase))
         self.private_key = private_key
 
@@ -136,7 +138,7 @@ def make_api_key_profile(
     """
     directory = Path(directory).resolve()
     directory.mkdir(parents=True, exist_ok=True)
-    private_key = _new_key()
+    private_key = new_key()
     key_path = directory / "oci_api_key.pem"
     _write_atomically(key_path, _pkcs8_pem(private_key, None))
     fingerprint = key_fingerprint(private_key.public_key())
@@ -159,8 +161,48 @@ def key_fingerprint(public_key: RSAPublicKey) -> str:
     return ":".join(digest[i : i + 2] for i in range(0, len(digest), 2))
 
 
-def _new_key() -> RSAPrivateKey:
-    return rsa.generate_private_key(public_exponent=65537, key_size=2048)
+class _KeyStock:
+    """New 2048-bit keys for the stand-ins at a fraction of a prime search each.
+
+    A key generation is almost all the search for its two 1024-bit primes (about 60 ms here, the
+    largest CPU cost of the test suite). The stock keeps the primes of every key it generated and
+    makes each new key from a pair of them not used before: n primes give n(n-1)/2 keys, so a
+    hundred keys cost eight generations. Keys share primes, so one key's factors break another:
+    fine for credentials that only this machine's stand-ins trust, never for anything else.
+    """
+
+    _E = 65537
+
+    def __init__(self) -> None:
+        self._primes: list[int] = []
+        self._pairs: list[tuple[int, int]] = []
+        self._lock = threading.Lock()
+
+    def take(self) -> RSAPrivateKey:
+        with self._lock:
+            while not self._pairs:
+                self._restock()
+            p, q = self._pairs.pop()
+        d = pow(self._E, -1, math.lcm(p - 1, q - 1))
+        public = rsa.RSAPublicNumbers(self._E, p * q)
+        numbers = rsa.RSAPrivateNumbers(
+            p, q, d, rsa.rsa_crt_dmp1(d, p), rsa.rsa_crt_dmq1(d, q), rsa.rsa_crt_iqmp(p, q), public
+        )
+        return numbers.private_key(unsafe_skip_rsa_key_validation=True)  # built from a valid key's primes
+
+    def _restock(self) -> None:
+        fresh = rsa.generate_private_key(public_exponent=self._E, key_size=2048).private_numbers()
+        crossed = [(old, new) for new in (fresh.p, fresh.q) for old in self._primes]
+        self._pairs += [pair for pair in crossed if (pair[0] * pair[1]).bit_length() == 2048] + [(fresh.p, fresh.q)]
+        self._primes += [fresh.p, fresh.q]
+
+
+_keys = _KeyStock()
+
+
+def new_key() -> RSAPrivateKey:
+    """A 2048-bit RSA key no earlier call returned (e = 65537), for the local stand-ins."""
+    return _keys.take()
 
 
 def _pkcs8_pem(private_key: RSAPrivateKey, passphrase: str | None) -> bytes:

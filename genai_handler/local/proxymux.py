@@ -32,7 +32,7 @@ from cryptography.hazmat.primitives.asymmetric import padding
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey, RSAPublicKey
 from cryptography.x509.oid import NameOID
 
-from .identity import LocalIdentity, _b64url_decode, _jwk_string, _new_key, _sign_jwt, _write_atomically
+from .identity import LocalIdentity, _b64url_decode, _jwk_string, new_key, _sign_jwt, _write_atomically
 
 PATH = "/resourcePrincipalSessionTokens"  # the SDK's proxymux_endpoint path
 _SA_ISSUER = "https://kubernetes.default.svc.cluster.local"  # a cluster's default service account issuer
@@ -83,10 +83,10 @@ class LocalProxymux:
         self._issuer_key: RSAPrivateKey = (
             identity._issuer_key  # noqa: SLF001  (one local identity service issues both kinds of token)
             if identity
-            else _new_key()
+            else new_key()
         )
         self.issuer_public_key: RSAPublicKey = self._issuer_key.public_key()
-        self._cluster_key = _new_key()  # the API server's service account signing key
+        self._cluster_key = new_key()  # the API server's service account signing key
         self.requests: list[ProxymuxRequest] = []
         self.issued: list[str] = []  # session tokens, without the "ST$" the answer puts before them
         self._lock = threading.Lock()
@@ -223,7 +223,7 @@ class LocalProxymux:
 
     def _make_tls(self) -> ssl.SSLContext:
         """A CA of its own, written to ca.crt, and a server certificate for 127.0.0.1 it signs."""
-        ca_key, server_key = _new_key(), _new_key()
+        ca_key, server_key = new_key(), new_key()
         now = datetime.datetime.now(datetime.UTC)
         ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "local proxymux CA")])
         ca_cert = (

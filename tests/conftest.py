@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import io
 import os
 import sys
@@ -9,6 +10,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 
@@ -101,6 +103,13 @@ def function(identity: LocalIdentity, endpoint: LocalEndpoint, function_log: Pat
     process.stop()
 
 
+@pytest.fixture(scope="module")
+def agents_sdk() -> ModuleType:
+    """The OpenAI Agents SDK, imported by the tests that run it: 1.5 s of every pytest process's
+    collection if a test module imported it."""
+    return importlib.import_module("agents")
+
+
 @pytest.fixture
 def misconfigured_function(
     identity: LocalIdentity, endpoint: LocalEndpoint, tmp_path: Path
@@ -115,6 +124,32 @@ def misconfigured_function(
 
 def pytest_configure(config: pytest.Config) -> None:
     os.environ.setdefault("PYTHONDONTWRITEBYTECODE", "1")
+
+
+# `make test` hands whole modules to its workers (pytest-xdist --dist loadfile, so a module's
+# function, endpoint and identity are built once), in collection order. These take longest
+# (installs, virtualenvs, waits for deadlines), so they go first and no worker is left with one at the end.
+LONGEST_FIRST = (  # seconds each took in one `make test` run, 2026-12-03
+    "test_makefile.py",  # 56
+    "test_e2e_faults.py",  # 52
+    "test_local_gateway.py",  # 37
+    "test_image.py",  # 34
+    "test_upstream.py",  # 33
+    "test_e2e_log_hygiene.py",  # 28
+    "test_auth_oke.py",  # 27
+    "test_e2e_operations.py",  # 27
+    "test_e2e_fuzz.py",  # 24
+    "test_doctor.py",  # 24
+    "test_e2e_guardrails.py",  # 22
+    "test_local_endpoint.py",  # 22
+    "test_auth.py",  # 21
+    "test_e2e_agents.py",  # 18
+)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    first = {name: rank for rank, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: first.get(item.path.name, len(first)))  # stable: the rest keep their order
 
 
 @contextmanager

@@ -10,10 +10,11 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from types import ModuleType
+from typing import TYPE_CHECKING
 
 import openai
 import pytest
-from agents import Agent, OpenAIResponsesModel, Runner, function_tool, set_tracing_disabled
 from openai.types.responses import EasyInputMessageParam, ResponseInputItemParam, ResponseReasoningItemParam
 
 from genai_handler.local.endpoint import LocalEndpoint
@@ -22,6 +23,9 @@ from genai_handler.local.identity import LocalIdentity
 from genai_handler.settings import DEFAULT_MODEL
 
 from .conftest import function_env, start_function, token_gateway
+
+if TYPE_CHECKING:
+    from agents import OpenAIResponsesModel
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -36,22 +40,22 @@ def gateway(
         yield gw
 
 
-def _model(gateway: LocalGateway) -> OpenAIResponsesModel:
+def _model(agents: ModuleType, gateway: LocalGateway) -> OpenAIResponsesModel:
     """The Agents SDK's Responses model on an AsyncOpenAI client pointed at the gateway, tracing off
     (its exporter would call api.openai.com)."""
-    set_tracing_disabled(True)
+    agents.set_tracing_disabled(True)
     client = openai.AsyncOpenAI(base_url=f"{gateway.url}/genai/v1", api_key=TOKEN, max_retries=0, timeout=30)
-    return OpenAIResponsesModel(model=DEFAULT_MODEL, openai_client=client)
+    return agents.OpenAIResponsesModel(model=DEFAULT_MODEL, openai_client=client)
 
 
 def test_given_an_agents_sdk_agent_without_tools_when_run_then_it_answers_through_the_gateway(
-    gateway: LocalGateway, upstream: LocalEndpoint
+    agents_sdk: ModuleType, gateway: LocalGateway, upstream: LocalEndpoint
 ) -> None:
     # given an Agent whose Responses model is an AsyncOpenAI client pointed at the gateway
-    model = _model(gateway)
-    agent = Agent(name="assistant", instructions="Answer in one line.", model=model)
+    model = _model(agents_sdk, gateway)
+    agent = agents_sdk.Agent(name="assistant", instructions="Answer in one line.", model=model)
     # when the runner takes one turn
-    result = Runner.run_sync(agent, "What is OCI?")
+    result = agents_sdk.Runner.run_sync(agent, "What is OCI?")
     # then the agent's final output is the model's answer, and OCI got the prompt and the instructions
     assert result.final_output == "Local answer to: What is OCI?"
     sent = json.loads(upstream.requests[-1].body)
@@ -59,15 +63,15 @@ def test_given_an_agents_sdk_agent_without_tools_when_run_then_it_answers_throug
 
 
 def test_given_an_agents_first_turn_when_its_history_is_replayed_with_a_new_question_then_it_answers(
-    gateway: LocalGateway, upstream: LocalEndpoint
+    agents_sdk: ModuleType, gateway: LocalGateway, upstream: LocalEndpoint
 ) -> None:
     # given a first turn, and the runner's own history of it (the assistant message as the SDK returns it)
-    agent = Agent(name="assistant", model=_model(gateway))
-    first = Runner.run_sync(agent, "Capital of France?")
+    agent = agents_sdk.Agent(name="assistant", model=_model(agents_sdk, gateway))
+    first = agents_sdk.Runner.run_sync(agent, "Capital of France?")
     history = first.to_input_list()
     history.append({"role": "user", "content": "And of Italy?"})
     # when the next turn replays it
-    second = Runner.run_sync(agent, history)
+    second = agents_sdk.Runner.run_sync(agent, history)
     # then it is answered, and OCI got the whole history, the earlier answer verbatim
     assert second.final_output == "Local answer to: And of Italy?"
     sent = json.loads(upstream.requests[-1].body)["input"]
@@ -75,20 +79,19 @@ def test_given_an_agents_first_turn_when_its_history_is_replayed_with_a_new_ques
     assert sent[1]["content"][0]["text"] == "Local answer to: Capital of France?"
 
 
-@function_tool
 def get_weather(city: str) -> str:
     """The weather in a city."""
     return f"sunny in {city}"
 
 
 def test_given_an_agent_with_a_function_tool_when_run_then_it_calls_the_tool_and_answers_from_its_output(
-    gateway: LocalGateway, upstream: LocalEndpoint
+    agents_sdk: ModuleType, gateway: LocalGateway, upstream: LocalEndpoint
 ) -> None:
     # given an Agent with one @function_tool, pointed at the gateway
-    model = _model(gateway)
-    agent = Agent(name="assistant", model=model, tools=[get_weather])
+    model = _model(agents_sdk, gateway)
+    agent = agents_sdk.Agent(name="assistant", model=model, tools=[agents_sdk.function_tool(get_weather)])
     # when the runner takes its turns: the model calls the tool, the runner runs it and sends its output back
-    result = Runner.run_sync(agent, "Weather in Paris?")
+    result = agents_sdk.Runner.run_sync(agent, "Weather in Paris?")
     # then the answer comes from the tool's output, and OCI got the tool, then the call and its output
     assert result.final_output == "Local answer to: sunny in local"
     first, second = (json.loads(r.body) for r in upstream.requests[-2:])

@@ -8,13 +8,13 @@ import json
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import openai
 import pydantic
 import pytest
 import requests
-from agents import Agent, OpenAIResponsesModel, Runner, set_tracing_disabled
 from openai.types.responses import ResponseErrorEvent, ResponseFailedEvent, ResponseStreamEvent
 
 from genai_handler.local.endpoint import GUARDRAILS_PATH, Fault, LocalEndpoint
@@ -247,15 +247,15 @@ def test_given_any_streamed_answer_when_read_then_it_holds_no_traceback_or_excep
 
 
 def test_given_an_agents_sdk_agent_when_run_streamed_through_the_gateway_then_it_gets_the_answer(
-    gateway: LocalGateway, upstream: LocalEndpoint
+    agents_sdk: ModuleType, gateway: LocalGateway, upstream: LocalEndpoint
 ) -> None:
     # given an Agent whose Responses model is an AsyncOpenAI client pointed at the gateway
-    set_tracing_disabled(True)
+    agents_sdk.set_tracing_disabled(True)
     client = openai.AsyncOpenAI(base_url=f"{gateway.url}/genai/v1", api_key=TOKEN, max_retries=0, timeout=30)
-    agent = Agent(name="assistant", model=OpenAIResponsesModel(model=MODEL, openai_client=client))
+    agent = agents_sdk.Agent(name="assistant", model=agents_sdk.OpenAIResponsesModel(model=MODEL, openai_client=client))
 
     async def run() -> tuple[str, list[str]]:
-        result = Runner.run_streamed(agent, "What is OCI?")
+        result = agents_sdk.Runner.run_streamed(agent, "What is OCI?")
         types = [str(e.data.type) async for e in result.stream_events() if e.type == "raw_response_event"]
         return str(result.final_output), types
 

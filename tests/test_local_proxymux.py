@@ -49,9 +49,7 @@ def _in_pod(monkeypatch: pytest.MonkeyPatch, proxymux: LocalProxymux) -> None:
 def _exchange(proxymux: LocalProxymux, service_account_token: str) -> httpx2.Response:
     """One exchange as a pod posts it: a fresh key's base64 DER public key, the token as Bearer, TLS to its CA."""
     public = (
-        new_key()
-        .public_key()
-        .public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+        new_key().public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
     )
     return httpx2.post(
         proxymux.url,

@@ -269,6 +269,7 @@ def test_given_many_local_keys_when_made_then_each_is_a_new_valid_2048_bit_key_a
     for key in keys:
         assert key.key_size == 2048 and key.public_key().public_numbers().e == 65537
         pem = _pkcs8_pem(key, None)
-        assert serialization.load_pem_private_key(pem, password=None).private_numbers() == key.private_numbers()
+        loaded = serialization.load_pem_private_key(pem, password=None)
+        assert isinstance(loaded, RSAPrivateKey) and loaded.private_numbers() == key.private_numbers()
     # and they cost about a tenth of the prime searches a key each would
     assert len(generated) <= 10 and set(generated) <= {2048}

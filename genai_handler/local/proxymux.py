@@ -32,7 +32,7 @@ from cryptography.hazmat.primitives.asymmetric import padding
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey, RSAPublicKey
 from cryptography.x509.oid import NameOID
 
-from .identity import LocalIdentity, _b64url_decode, _jwk_string, new_key, _sign_jwt, _write_atomically
+from .identity import LocalIdentity, _b64url_decode, _jwk_string, _sign_jwt, _write_atomically, new_key
 
 PATH = "/resourcePrincipalSessionTokens"  # the SDK's proxymux_endpoint path
 _SA_ISSUER = "https://kubernetes.default.svc.cluster.local"  # a cluster's default service account issuer

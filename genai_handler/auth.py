@@ -408,6 +408,23 @@ def _oci_profile(config_file: str, profile_name: str) -> dict[str, Any]:
         raise MisconfiguredError(f"cannot use OCI config profile {profile_name!r} ({type(exc).__name__})") from None
 
 
+@dataclass(frozen=True)
+class _ProfileKey:
+    """A config profile's key_file and pass_phrase, named in messages as the profile's."""
+
+    path: Path
+    label: str
+    passphrase: str | None
+
+    @classmethod
+    def of(cls, profile: dict[str, Any], profile_name: str) -> _ProfileKey:
+        label = f"key_file of profile {profile_name!r}"
+        return cls(Path(profile["key_file"]).expanduser(), label, profile.get("pass_phrase"))
+
+    def read(self) -> rsa.RSAPrivateKey:
+        return _private_key(_file_text(self.path, self.label), self.passphrase, self.label)
+
+
 def _resource_principal_v22() -> _FileSource:
     token = os.environ.get(_RPST, "")
     pem = os.environ.get(_RP_PEM, "")
@@ -462,14 +479,9 @@ class OciUserPrincipalAuth(_OciAuth):
     ) -> None:
         profile = _oci_profile(config_file, profile_name)
         key_id = f"{profile['tenancy']}/{profile['user']}/{profile['fingerprint']}"
-        key_file = Path(profile["key_file"]).expanduser()
-        key_label = f"key_file of profile {profile_name!r}"
-
-        def read() -> Credentials:
-            pem = _file_text(key_file, key_label)
-            return Credentials(key_id, _private_key(pem, profile.get("pass_phrase"), key_label))
-
-        super().__init__(_FileSource(read, (key_file,)), refresh_interval=refresh_interval)
+        key = _ProfileKey.of(profile, profile_name)
+        source = _FileSource(lambda: Credentials(key_id, key.read()), (key.path,))
+        super().__init__(source, refresh_interval=refresh_interval)
 
 
 class OciSessionAuth(_OciAuth):
@@ -491,17 +503,15 @@ class OciSessionAuth(_OciAuth):
         if "security_token_file" not in profile:
             raise MisconfiguredError(f"OCI config profile {profile_name!r} has no security_token_file")
         token_file = Path(profile["security_token_file"]).expanduser()
-        key_file = Path(profile["key_file"]).expanduser()
         token_label = f"security_token_file of profile {profile_name!r}"
-        key_label = f"key_file of profile {profile_name!r}"
+        key = _ProfileKey.of(profile, profile_name)
 
         def read() -> Credentials:
             token = _file_text(token_file, token_label)
-            key = _private_key(_file_text(key_file, key_label), profile.get("pass_phrase"), key_label)
-            return _token_credentials(token, key, token_label, key_label)
+            return _token_credentials(token, key.read(), token_label, key.label)
 
         super().__init__(
-            _FileSource(read, (token_file, key_file)),
+            _FileSource(read, (token_file, key.path)),
             refresh_interval=refresh_interval,
             generic_headers=kwargs.get("generic_headers"),
             body_headers=kwargs.get("body_headers"),
@@ -554,8 +564,7 @@ class _ProxymuxSource:
         self._background_after = 0.0
 
     def is_stale(self, credentials: Credentials) -> bool:
-        times = credentials.source_state
-        return not isinstance(times, _TokenTimes) or time.time() >= times.refresh_at or self._latest is not credentials
+        return _due(credentials) or self._latest is not credentials
 
     def load(self, previous: Credentials | None, *, after_rejection: bool, renew: bool = False) -> Credentials:
         with self._lock:
@@ -675,9 +684,10 @@ def _proxymux_token(content: bytes) -> str | None:
     except ValueError:
         return None
     token = answer.get("token") if isinstance(answer, dict) else None
-    if not isinstance(token, str) or not token.startswith(SESSION_KEY_ID) or _claims(token[3:]) is None:
+    if not isinstance(token, str) or not token.startswith(SESSION_KEY_ID):
         return None
-    return token[len(SESSION_KEY_ID) :]
+    jwt = token.removeprefix(SESSION_KEY_ID)
+    return jwt if _claims(jwt) is not None else None
 
 
 def _token_times(token: str) -> _TokenTimes:

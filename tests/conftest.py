@@ -14,7 +14,7 @@ from types import ModuleType
 
 import pytest
 
-from genai_handler.local.agent import FunctionProcess
+from genai_handler.local.agent import REPO_ROOT, FunctionProcess
 from genai_handler.local.endpoint import LocalEndpoint
 from genai_handler.local.gateway import LocalGateway
 from genai_handler.local.identity import LocalIdentity
@@ -79,9 +79,9 @@ def function_env(identity: LocalIdentity, endpoint: LocalEndpoint, **settings: s
     return {**identity.env(), "GENAI_PROJECT_OCID": PROJECT_OCID, "GENAI_BASE_URL": endpoint.base_url, **settings}
 
 
-def start_function(env: dict[str, str], log_path: Path) -> FunctionProcess:
+def start_function(env: dict[str, str], log_path: Path, function_dir: Path = REPO_ROOT) -> FunctionProcess:
     log = open(log_path, "ab")  # noqa: SIM115  (closed with the process)
-    function = FunctionProcess(env, python=sys.executable, log=log)
+    function = FunctionProcess(env, function_dir=function_dir, python=sys.executable, log=log)
     function.start()
     return function
 

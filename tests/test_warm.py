@@ -15,11 +15,11 @@ from fdk import customer_code
 from fdk.context import InvokeContext
 
 from genai_handler import handler, warm
-from genai_handler.local.agent import REPO_ROOT, FunctionProcess, Invocation, image_entrypoint
+from genai_handler.local.agent import REPO_ROOT, Invocation, image_entrypoint
 from genai_handler.local.endpoint import LocalEndpoint
 from genai_handler.local.identity import LocalIdentity
 
-from .conftest import function_env
+from .conftest import function_env, start_function
 
 
 def _lines(log: Path) -> list[dict[str, object]]:
@@ -35,13 +35,9 @@ def log(tmp_path: Path) -> Path:
     return tmp_path / "function.log"
 
 
-def _start(env: dict[str, str], log: Path, function_dir: Path = REPO_ROOT) -> FunctionProcess:
-    return FunctionProcess(env, function_dir=function_dir, log=open(log, "ab")).start()
-
-
 def _first_answer(env: dict[str, str], log: Path) -> Invocation:
     """A container started with `env`, its first call's answer, and the container stopped."""
-    function = _start(env, log)
+    function = start_function(env, log)
     try:
         return function.invoke({"prompt": "hi"})
     finally:
@@ -64,7 +60,7 @@ def test_given_a_container_when_it_listens_then_the_client_is_already_built(
     identity: LocalIdentity, endpoint: LocalEndpoint, log: Path
 ) -> None:
     # given / when the container has started (the agent returns once the fdk listens)
-    function = _start(function_env(identity, endpoint), log)
+    function = start_function(function_env(identity, endpoint), log)
     try:
         # then the warm-up ended, ready, before the socket opened: its line is already written
         [line] = _warm_lines(log)
@@ -118,7 +114,7 @@ def test_given_a_func_py_that_fails_to_import_when_started_then_the_container_st
     os.symlink(REPO_ROOT / "genai_handler", function_dir / "genai_handler")
     (function_dir / "func.py").write_text("raise RuntimeError('s3cret in a message')\n")
     # when
-    function = _start(function_env(identity, endpoint), log, function_dir)
+    function = start_function(function_env(identity, endpoint), log, function_dir)
     try:
         alive = function.alive()
     finally:

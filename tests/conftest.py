@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 import importlib
+import importlib.util
 import io
 import os
 import sys
@@ -120,6 +122,18 @@ def misconfigured_function(
     process = start_function(env, tmp_path / "log")
     yield process
     process.stop()
+
+
+@functools.cache
+def bench_module() -> ModuleType:
+    """bench/bench.py (not a package), loaded once per process: its helpers are tested, and its staging of
+    the image's /function is what the image tests build too."""
+    spec = importlib.util.spec_from_file_location("bench_under_test", REPO_ROOT / "bench" / "bench.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up while being defined
+    spec.loader.exec_module(module)
+    return module
 
 
 def pytest_configure(config: pytest.Config) -> None:

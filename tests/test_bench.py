@@ -7,24 +7,15 @@ import importlib.util
 import shutil
 import sys
 from pathlib import Path
-from types import ModuleType
 
 import pytest
 
+from .conftest import bench_module
+
 _ROOT = Path(__file__).resolve().parents[1]
-_BENCH_PATH = _ROOT / "bench" / "bench.py"
 
 
-def _load_bench() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("bench_under_test", _BENCH_PATH)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up while being defined
-    spec.loader.exec_module(module)
-    return module
-
-
-bench = _load_bench()
+bench = bench_module()
 
 
 def test_given_values_when_taking_percentiles_then_they_interpolate_between_ranks() -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import fnmatch
 import json
 import os
 import re
@@ -19,7 +18,7 @@ from genai_handler.local.agent import FunctionProcess
 from genai_handler.local.endpoint import LocalEndpoint
 from genai_handler.local.identity import LocalIdentity
 
-from .conftest import PROJECT_OCID
+from .conftest import PROJECT_OCID, bench_module
 
 ROOT = Path(__file__).parents[1]
 IMAGE_PYTHON = "3.12"  # FROM fnproject/python:3.12 in the Dockerfile (checked below)
@@ -236,47 +235,17 @@ print(json.dumps([path for path in compiled if path.startswith(sys.argv[1])]))
 """
 
 
-def _ignored(relative: str, patterns: list[str]) -> bool:
-    """.dockerignore's matching for the patterns this repository uses: a pattern names a path or
-    any directory above it, `*` stays within one segment, a leading `**/` matches any depth."""
-    parts = relative.split("/")
-    for pattern in patterns:
-        if pattern.startswith("**/"):
-            if any(fnmatch.fnmatchcase(part, pattern[3:]) for part in parts):
-                return True
-            continue
-        segments = pattern.split("/")
-        if len(parts) >= len(segments) and all(map(fnmatch.fnmatchcase, parts, segments)):
-            return True
-    return False
-
-
-def _image_function_dir(destination: Path, *, compiled: bool) -> Path:
-    """/function as the Dockerfile builds it: the build context (.dockerignore applied), then its
-    compileall line run as written, with this interpreter for python3 and `destination` for /function."""
-    patterns = [line for line in (ROOT / ".dockerignore").read_text().split() if not line.startswith("#")]
-    for folder, subfolders, files in os.walk(ROOT):
-        base = Path(folder).relative_to(ROOT)
-        subfolders[:] = [name for name in subfolders if not _ignored((base / name).as_posix(), patterns)]
-        for name in files:
-            relative = (base / name).as_posix()
-            if not _ignored(relative, patterns):
-                (destination / relative).parent.mkdir(parents=True, exist_ok=True)
-                shutil.copy2(ROOT / relative, destination / relative)
-    if compiled:
-        [line] = [line for line in (ROOT / "Dockerfile").read_text().splitlines() if "compileall" in line]
-        command = shlex.split(line.removeprefix("RUN "))
-        assert command[0] == f"python{IMAGE_PYTHON}" and command[-1] == "/function", line
-        subprocess.run([sys.executable, *command[1:-1], str(destination)], check=True, timeout=120)
-    return destination
-
-
 @pytest.mark.parametrize("compiled", [True, False], ids=["as the Dockerfile builds it", "without its compile step"])
 def test_given_the_images_function_dir_when_imported_without_writing_bytecode_then_only_a_compiled_one_skips_compiling(
     compiled: bool, image_packages: Path, tmp_path: Path
 ) -> None:
-    # given /function built from the build context, with or without the Dockerfile's compile step
-    function_dir = _image_function_dir(tmp_path / "function", compiled=compiled)
+    # given /function built from the build context, with or without the Dockerfile's compile step, which
+    # compiles /function with the image's Python
+    [line] = [line for line in (ROOT / "Dockerfile").read_text().splitlines() if "compileall" in line]
+    command = shlex.split(line.removeprefix("RUN "))
+    assert command[0] == f"python{IMAGE_PYTHON}" and command[-1] == "/function", line
+    stage = bench_module().stage_function_dir
+    function_dir = stage(ROOT, tmp_path / "function", Path(sys.executable), compiled=compiled)
     env = {"PYTHONPATH": f"{function_dir}:{image_packages}", "PYTHONDONTWRITEBYTECODE": "1", "PATH": "/usr/bin:/bin"}
     # when func.py and every module of the package are imported as a container would (read-only /function)
     probe = subprocess.run(

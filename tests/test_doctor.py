@@ -23,7 +23,7 @@ from genai_handler.local.gateway import LocalGateway
 from genai_handler.local.identity import LocalIdentity, make_api_key_profile
 from genai_handler.settings import DEFAULT_MODEL
 
-from .conftest import PROJECT_OCID, function_env
+from .conftest import PROJECT_OCID, TEMPLATE, function_env
 
 CHECKS = ["settings", "credentials", "endpoint", "call"]
 
@@ -394,7 +394,9 @@ def test_given_api_gateway_when_the_doctor_is_asked_for_then_it_is_just_an_inval
     identity: LocalIdentity, upstream: LocalEndpoint, tmp_path: Path
 ) -> None:
     # when
-    with LocalGateway(function_env(identity, upstream), console=io.StringIO(), function_log=subprocess.DEVNULL) as gw:
+    with LocalGateway(
+        function_env(identity, upstream), console=io.StringIO(), function_log=subprocess.DEVNULL, template=TEMPLATE
+    ) as gw:
         answer = httpx2.post(f"{gw.url}/genai/chat", content=b'{"doctor": true}')
     # then
     assert answer.status_code == 400 and answer.json()["error"]["type"] == "invalid_request"

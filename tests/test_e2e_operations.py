@@ -28,7 +28,7 @@ from genai_handler.logs import CALLER_HEADER
 from genai_handler.settings import DEFAULT_MODEL
 from genai_handler.tracing import REPORT_BOUND_S
 
-from .conftest import function_env, start_function
+from .conftest import TEMPLATE, function_env, start_function
 from .test_tracing import DATA_KEY, PLATFORM_SPAN, TRACE_ID, Collector, dead_url
 
 PROMPT = "CANARY-TRACE-PROMPT-w3jd"
@@ -176,6 +176,7 @@ def _serve(identity: LocalIdentity, endpoint: LocalEndpoint, log: Path, **option
         function_log=open(log, "ab"),
         console=open(os.devnull, "w"),
         **options,
+        template=TEMPLATE,
     )
 
 

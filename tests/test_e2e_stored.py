@@ -18,7 +18,7 @@ from genai_handler.local.gateway import LocalGateway
 from genai_handler.local.identity import LocalIdentity
 from genai_handler.stored import OWNER_KEY
 
-from .conftest import function_env
+from .conftest import TEMPLATE, function_env
 
 TOKENS = {"alice-token": "alice@example.com", "bob-token": "bob@example.com"}
 
@@ -31,7 +31,7 @@ def gateway(
     log_dir = tmp_path_factory.mktemp("stored")
     with (
         open(log_dir / "function.log", "ab") as log,
-        LocalGateway(env, tokens=TOKENS, function_log=log, console=io.StringIO()) as gw,
+        LocalGateway(env, tokens=TOKENS, function_log=log, console=io.StringIO(), template=TEMPLATE) as gw,
     ):
         yield gw
 
@@ -155,7 +155,7 @@ def test_given_stored_responses_turned_off_when_a_stored_route_is_called_then_it
     env = function_env(identity, upstream, GENAI_ALLOW_STORED_RESPONSES="false")
     with (
         open(tmp_path / "function.log", "ab") as log,
-        LocalGateway(env, tokens=TOKENS, function_log=log, console=io.StringIO()) as gw,
+        LocalGateway(env, tokens=TOKENS, function_log=log, console=io.StringIO(), template=TEMPLATE) as gw,
     ):
         client = _client(gw, "alice-token")
         # when

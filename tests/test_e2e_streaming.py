@@ -22,7 +22,7 @@ from genai_handler.local.gateway import LocalGateway
 from genai_handler.local.identity import LocalIdentity
 from genai_handler.settings import DEFAULT_MODEL
 
-from .conftest import function_env
+from .conftest import TEMPLATE, function_env
 
 TOKEN = "streaming-test-token"
 MODEL = DEFAULT_MODEL
@@ -41,7 +41,10 @@ def log_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def gateway(identity: LocalIdentity, endpoint: LocalEndpoint, log_path: Path) -> Iterator[LocalGateway]:
     """The gateway in front of a function that screens prompts (block) and logs them."""
     env = function_env(identity, endpoint, GENAI_GUARDRAILS="block", GENAI_LOG_PROMPTS="true")
-    with open(log_path, "ab") as log, LocalGateway(env, token=TOKEN, function_log=log, console=io.StringIO()) as gw:
+    with (
+        open(log_path, "ab") as log,
+        LocalGateway(env, token=TOKEN, function_log=log, console=io.StringIO(), template=TEMPLATE) as gw,
+    ):
         yield gw
 
 

@@ -41,7 +41,7 @@ from genai_handler.local.gateway import (
 from genai_handler.local.identity import LocalIdentity
 from genai_handler.settings import DEFAULT_MODEL, MAX_INVOKE_PAYLOAD_BYTES
 
-from .conftest import function_env, wait_until_recorded
+from .conftest import TEMPLATE, function_env, wait_until_recorded
 from .test_local_agent import SLEEPY_FUNCTION
 
 TOKEN = "local-gateway-test-token"
@@ -93,7 +93,7 @@ def gateway(
     log = open(tmp_path_factory.mktemp("gw") / "function.log", "ab")  # noqa: SIM115
     env = function_env(identity, endpoint)
     with LocalGateway(
-        env, token=TOKEN, allowed_origin=APP_ORIGIN, timeout_s=4, function_log=log, console=console
+        env, token=TOKEN, allowed_origin=APP_ORIGIN, timeout_s=4, function_log=log, console=console, template=TEMPLATE
     ) as gw:
         yield gw
     log.close()
@@ -346,6 +346,7 @@ def recorder(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[LocalGa
         allowed_origin=APP_ORIGIN,
         console=io.StringIO(),
         function_log=subprocess.DEVNULL,
+        template=TEMPLATE,
     ) as gw:
         yield gw, calls
 
@@ -528,7 +529,7 @@ def test_given_several_tokens_when_a_caller_has_none_of_them_then_401_and_no_cal
 def test_given_an_empty_token_or_subject_when_the_gateway_is_made_then_it_refuses(tokens: dict[str, str]) -> None:
     # when / then: an empty token would let anyone in, an empty subject would name no caller
     with pytest.raises(ValueError, match="tokens"):
-        LocalGateway({}, tokens=tokens)
+        LocalGateway({}, tokens=tokens, template=TEMPLATE)
 
 
 def test_given_the_allowed_origin_when_it_preflights_a_delete_then_cors_allows_it_without_a_call(
@@ -570,7 +571,12 @@ def tally(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[LocalGatew
     calls.touch()
     env = {"CALLS_FILE": str(calls)}
     with LocalGateway(
-        env, function_dir=folder, allowed_origin=APP_ORIGIN, console=io.StringIO(), function_log=subprocess.DEVNULL
+        env,
+        function_dir=folder,
+        allowed_origin=APP_ORIGIN,
+        console=io.StringIO(),
+        function_log=subprocess.DEVNULL,
+        template=TEMPLATE,
     ) as gw:
         yield gw, calls
 
@@ -906,7 +912,9 @@ def test_given_a_handler_that_raises_when_called_then_the_caller_gets_502_with_t
     # given
     (tmp_path / "func.py").write_text("def handler(ctx, data=None):\n    raise RuntimeError('internal detail')\n")
     (tmp_path / "func.yaml").write_text("name: broken\n# timeout: 1\ntimeout: 7  # seconds\nmemory: 128\n")
-    with LocalGateway({}, function_dir=tmp_path, console=io.StringIO(), function_log=subprocess.DEVNULL) as gw:
+    with LocalGateway(
+        {}, function_dir=tmp_path, console=io.StringIO(), function_log=subprocess.DEVNULL, template=TEMPLATE
+    ) as gw:
         # when
         answer = httpx2.post(f"{gw.url}/genai/chat", json={"prompt": "hi"})
         # then
@@ -1005,7 +1013,9 @@ def test_given_a_function_past_its_deadline_when_called_then_it_is_cut_with_504_
     # given a function that ignores Fn-Deadline, behind a gateway with a 2 s function timeout
     (tmp_path / "func.py").write_text(SLEEPY_FUNCTION)
     console = io.StringIO()
-    with LocalGateway({}, function_dir=tmp_path, timeout_s=2, console=console, function_log=subprocess.DEVNULL) as gw:
+    with LocalGateway(
+        {}, function_dir=tmp_path, timeout_s=2, console=console, function_log=subprocess.DEVNULL, template=TEMPLATE
+    ) as gw:
         assert gw.function is not None
         pid = gw.function.pid
         started = time.monotonic()

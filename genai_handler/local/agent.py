@@ -9,14 +9,11 @@ replaces the container that ran past it.
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import functools
 import http.client
 import json
 import os
-import queue
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -24,19 +21,18 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Callable, Mapping
-from concurrent.futures import Future
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import IO, Any, NoReturn
 
 from ..logs import CALLER_HEADER
+from .spawn import Forked, Template, parent_death_signal, popen
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 PATH_PREFIX = "/genai"  # the deployment's --path-prefix (docs/deploy.md)
 DEPLOYMENT_SPEC = REPO_ROOT / "policies" / "apigateway-deployment.json"
-_PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 _BACKSTOP_S = 5.0  # a socket timeout past Fn-Deadline, in case the cut-off timer never runs
 DEFAULT_SUBJECT = "local-user"  # the caller the local gateway names unless told another (X-Genai-Caller)
 _GATEWAY_HEADER = "Fn-Http-H-"  # the prefix of each caller's header on an API Gateway call
@@ -61,62 +57,6 @@ def routes(spec_path: Path = DEPLOYMENT_SPEC, prefix: str = PATH_PREFIX) -> dict
 def chat_route() -> str:
     """The deployment's route for plain prompts (/genai/chat), where calls go unless told otherwise."""
     return next(route for route in routes() if route.endswith("/chat"))
-
-
-def _parent_death_signal() -> Callable[[], None] | None:
-    """A preexec_fn that makes the kernel SIGKILL the child when its parent goes, however it goes
-    (SIGKILL, a closed terminal): nothing else can clean up after a parent that was killed.
-    Linux only (prctl(2) PR_SET_PDEATHSIG); None elsewhere."""
-    if not sys.platform.startswith("linux"):
-        return None
-    try:
-        prctl = ctypes.CDLL(None, use_errno=True).prctl
-    except (OSError, AttributeError):
-        return None
-    prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong]
-    prctl.restype = ctypes.c_int
-    parent = os.getpid()
-
-    def die_with_parent() -> None:
-        prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-        if os.getppid() != parent:  # the parent died before the signal was armed
-            os._exit(1)
-
-    return die_with_parent
-
-
-class _Spawner:
-    """Forks every function process from one thread that lives as long as this process.
-
-    Linux sends the parent-death signal when the *thread* that forked the child ends, not the
-    process: a function restarted from a request thread would die with that thread."""
-
-    def __init__(self) -> None:
-        self._jobs: queue.SimpleQueue[tuple[dict[str, Any], Future[subprocess.Popen[bytes]]]] = queue.SimpleQueue()
-        self._thread: threading.Thread | None = None
-        self._lock = threading.Lock()
-
-    def popen(self, **popen_args: Any) -> subprocess.Popen[bytes]:
-        with self._lock:
-            if self._thread is None or not self._thread.is_alive():
-                self._thread = threading.Thread(target=self._run, name="fn-agent-spawner", daemon=True)
-                self._thread.start()
-        if threading.current_thread() is self._thread:
-            return subprocess.Popen(**popen_args)
-        spawned: Future[subprocess.Popen[bytes]] = Future()
-        self._jobs.put((popen_args, spawned))
-        return spawned.result()
-
-    def _run(self) -> None:
-        while True:
-            popen_args, spawned = self._jobs.get()
-            try:
-                spawned.set_result(subprocess.Popen(**popen_args))
-            except BaseException as exc:  # handed to the waiting caller, raised there
-                spawned.set_exception(exc)
-
-
-_spawner = _Spawner()
 
 
 @dataclass
@@ -187,7 +127,7 @@ def image_entrypoint(function_dir: Path) -> list[str]:
 class FunctionProcess:
     """func.py running under the fdk in a child process, with the environment OCI Functions gives."""
 
-    def __init__(
+    def __init__(  # noqa: PLR0913  (keyword options, each with a default)
         self,
         env: Mapping[str, str],
         *,
@@ -195,9 +135,11 @@ class FunctionProcess:
         python: str = sys.executable,
         log: IO[bytes] | int | None = None,
         packages: str | os.PathLike[str] | None = None,
+        template: Template | None = None,
     ) -> None:
         """`packages`: a `pip install --target` folder to run from, as the image's /python, with
-        the interpreter's own site-packages switched off; else `python`'s environment."""
+        the interpreter's own site-packages switched off; else `python`'s environment. `template`:
+        fork the process from it where that is what a new interpreter would do (spawn.py)."""
         self._function_dir = Path(function_dir).resolve()
         self._python = python
         self._packages = Path(packages).resolve() if packages else None
@@ -205,7 +147,8 @@ class FunctionProcess:
         self._log = log
         self._socket_dir: Path | None = None
         self.socket_path = Path()
-        self.process: subprocess.Popen[bytes] | None = None
+        self._template = template
+        self.process: subprocess.Popen[bytes] | Forked | None = None
         self._connection: _UnixConnection | None = None
 
     def _command(self) -> list[str]:
@@ -245,14 +188,18 @@ class FunctionProcess:
             "FN_TYPE": "sync",
             **self._env,
         }
-        self.process = _spawner.popen(
-            args=self._command(),
+        command = self._command()
+        forked = self._template and self._template.spawn(
+            command, env=env, cwd=self._function_dir, stdout=self._log, new_session=True
+        )
+        self.process = forked or popen(
+            args=command,
             env=env,
             cwd=self._function_dir,
             stdout=self._log,
             stderr=subprocess.STDOUT if self._log is not None else None,
             start_new_session=True,  # Ctrl-C in a terminal is for the parent, which stops this
-            preexec_fn=_parent_death_signal(),
+            preexec_fn=parent_death_signal(),
         )
         until = time.monotonic() + timeout_s
         while not self.socket_path.exists():

@@ -37,6 +37,7 @@ from ..settings import MAX_INVOKE_PAYLOAD_BYTES
 from .agent import DEFAULT_SUBJECT, DEPLOYMENT_SPEC, HTTP_STATUS_HEADER, PATH_PREFIX, REPO_ROOT, FunctionProcess, routes
 from .endpoint import LocalEndpoint
 from .identity import LocalIdentity
+from .spawn import Template
 from .stack import StackError, read_func_yaml
 
 DEFAULT_PORT = 8080
@@ -257,7 +258,8 @@ def own_hosts(host: str, port: int) -> tuple[str, ...]:
 class LocalGateway:
     """HTTP on 127.0.0.1 in front of func.py under the fdk, restarted if it dies.
 
-    Invocations are serialised, like one warm container: the fdk serves one call at a time.
+    Invocations are serialised, like one warm container: the fdk serves one call at a time. `template`:
+    fork each function process from it (spawn.py), as the tests do; `make serve` starts a new interpreter.
     """
 
     def __init__(  # noqa: PLR0913  (keyword-only settings, each with a default)
@@ -275,6 +277,7 @@ class LocalGateway:
         python: str = sys.executable,
         function_log: IO[bytes] | int | None = None,
         console: IO[str] | None = None,
+        template: Template | None = None,
     ) -> None:
         self._function_env = dict(function_env)
         self._host = host
@@ -286,6 +289,7 @@ class LocalGateway:
         self.timeout_s = timeout_s if timeout_s is not None else function_timeout(self._function_dir / "func.yaml")
         self._python = python
         self._function_log = function_log
+        self._template = template
         self._console = console or sys.stderr
         self.routes = routes()
         self._patterns = [(route_pattern(template), template) for template in self.routes]
@@ -361,7 +365,11 @@ class LocalGateway:
 
     def _new_function(self) -> FunctionProcess:
         function = FunctionProcess(
-            self._function_env, function_dir=self._function_dir, python=self._python, log=self._function_log
+            self._function_env,
+            function_dir=self._function_dir,
+            python=self._python,
+            log=self._function_log,
+            template=self._template,
         )
         return function.start()
 

@@ -45,7 +45,7 @@ run: $(RUNTIME_STAMP)  ## one prompt through the function, locally, no cloud acc
 # modules and genai_handler's bytecode in __pycache__ for the workers and the function processes to read.
 test: export PYTHONDONTWRITEBYTECODE :=
 test: $(DEV_STAMP)  ## unit and end-to-end tests under the real fdk: the soak alone, then the rest in parallel
-	$(BIN)/pytest -m soak && $(BIN)/pytest -n 4 --dist loadfile --no-loadscope-reorder -m "not soak"
+	$(BIN)/pytest -m soak && $(BIN)/pytest -n 6 --dist loadfile --no-loadscope-reorder -m "not soak"
 
 # Runs all three checks, so one pass shows every problem, and fails if any failed.
 lint: $(DEV_STAMP)  ## ruff (lint and format) and mypy, configured in pyproject.toml, as CI runs them

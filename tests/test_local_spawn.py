@@ -202,3 +202,25 @@ def test_given_an_agent_process_with_a_template_when_it_is_killed_then_the_templ
         if parent.poll() is None:
             parent.kill()
             parent.wait()
+
+
+def test_given_a_template_that_died_when_the_next_function_starts_then_a_new_template_forks_it(
+    probe_dir: Path,
+) -> None:
+    # given a template killed under a function it forked
+    own = Template()
+    try:
+        first = FunctionProcess({}, function_dir=probe_dir, log=subprocess.DEVNULL, template=own).start()
+        dead = own.pid
+        assert dead is not None
+        os.kill(dead, signal.SIGKILL)
+        # when the agent sees the function gone and starts another
+        assert first.process is not None and first.process.wait(timeout=10) == -signal.SIGKILL
+        first.stop()
+        with FunctionProcess({}, function_dir=probe_dir, log=subprocess.DEVNULL, template=own) as second:
+            # then a new template forked it, and it answers
+            assert isinstance(second.process, Forked)
+            assert own.pid not in (None, dead) and psutil.Process(second.pid).ppid() == own.pid
+            assert second.invoke({"prompt": "again"}).http_status == 200
+    finally:
+        own.close()

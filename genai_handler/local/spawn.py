@@ -10,7 +10,7 @@ What could differ from a new interpreter is guarded, not assumed: the environmen
 libraries read while being imported are recorded, and a start whose environment differs in one of them,
 or in what the interpreter reads as it starts (HOME, LANG, LC_*, PYTHON*), is not forked (`spawn`
 returns None and the caller starts a new interpreter). The image's own start is tested without a
-template (test_warm, test_image, the bench).
+template (test_image, the bench), and `make run` and `make serve` never use one.
 
 Top-level imports are the standard library's only: the template runs this file by path, so that it
 never imports genai_handler itself.
@@ -337,7 +337,7 @@ class Template:
                 "new_session": new_session,
             }
             with _descriptor(stdout) as out:  # stdin, stdout and stderr as a new interpreter would have them
-                _send(channel, start, [0, 1, 2] if out is None else [0, out, out])
+                _send(channel, start, [0, 1, 2] if out is None else [0, out, out])  # OSError: the template died
         return spawned.result(timeout=_START_TIMEOUT_S)
 
     def _entry(self, args: Sequence[str], cwd: Path) -> dict[str, Any] | None:
@@ -407,6 +407,14 @@ class Template:
                 forked.exited(-signal.SIGKILL, wait_s=_START_TIMEOUT_S)
             self._children.clear()
             self.exits.notify_all()
+        with self._lock:  # unless closed, the next spawn starts a new template
+            for spawned, _args in self._pending.values():
+                spawned.set_exception(RuntimeError("the template interpreter exited before it forked"))
+            self._pending.clear()
+            if self._channel is channel and self._process is not None:
+                self._channel = None
+                self._process.wait()
+                channel.close()
 
     def wait_for(self, forked: Forked, timeout: float | None) -> int | None:
         with self.exits:

@@ -293,7 +293,7 @@ class Template:
         self._lock = threading.Lock()
         self._process: subprocess.Popen[bytes] | None = None
         self._channel: socket.socket | None = None
-        self._environ: dict[str, str] = {}  # the template's own, as its interpreter set it up
+        self._added: dict[str, str] = {}  # what the interpreter added to the environment it was given (LC_CTYPE)
         self._read: dict[str, str | None] = {}
         self._path: list[str] = []
         self._given: dict[str, str] = {}
@@ -332,7 +332,7 @@ class Template:
                 **entry,
                 "id": self._next_id,
                 "cwd": str(cwd),
-                "env": {**{k: v for k, v in self._environ.items() if k not in self._given}, **env},
+                "env": {**self._added, **env},
                 "path": [entry["path0"], *pythonpath, *self._path],
                 "new_session": new_session,
             }
@@ -343,10 +343,12 @@ class Template:
     def _entry(self, args: Sequence[str], cwd: Path) -> dict[str, Any] | None:
         """What the child runs, as the interpreter would: `python -m module ...` (sys.path[0] the
         directory) or a console script whose first line names this interpreter (sys.path[0] its folder)."""
+        if not args:
+            return None
         if len(args) >= 3 and args[0] == self.python and args[1] == "-m":
             return {"module": args[2], "argv": ["-m", *args[3:]], "path0": str(cwd.resolve())}
-        script = Path(args[0]) if args else Path()
-        if args and args[0] != self.python and script.is_file():
+        script = Path(args[0])
+        if args[0] != self.python and script.is_file():
             with script.open("rb") as file:
                 if file.readline().strip() == f"#!{self.python}".encode():
                     return {"module": None, "argv": list(args), "path0": str(script.resolve().parent)}
@@ -379,7 +381,8 @@ class Template:
             status = self._process.wait()
             raise RuntimeError(f"the template interpreter exited with status {status} before it was ready")
         ours.settimeout(None)
-        self._environ, self._read, self._path = ready["environ"], ready["read"], ready["path"]
+        self._added = {k: v for k, v in ready["environ"].items() if k not in self._given}
+        self._read, self._path = ready["read"], ready["path"]
         self._channel = ours
         threading.Thread(target=self._listen, args=(ours,), name="fn-template", daemon=True).start()
         return ours
